@@ -1,0 +1,195 @@
+"""The promotion gate: a candidate model ships only when it is measurably better.
+
+Why this shape: a flywheel that retrains on its own traffic can quietly trade
+one entity type for another (more ``road`` recall, ``houseno`` forgotten) while
+the overall F1 barely moves. So the gate asks two questions on the *same fixed*
+eval set: did overall F1 rise by at least ``min_delta``, and did any entity
+type with enough support fall by more than ``max_type_drop``? Types with tiny
+support are reported but not enforced, because one example flipping would
+swing their F1 by whole points.
+
+:func:`gate` is pure (metrics dicts in, :class:`GateDecision` out), so the CLI,
+the KFP component and tests all share it. The metrics dicts have the shape
+``evaluate`` writes to ``metrics.json`` (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EXIT_PROMOTE", "EXIT_REFUSE", "GateDecision", "GateError", "GatePolicy", "gate"]
+
+#: Process exit codes of ``nerwheel gate`` so scripts can branch (1 and 2 stay errors / usage errors).
+EXIT_PROMOTE = 0
+EXIT_REFUSE = 3
+
+
+class GateError(ValueError):
+    """Metrics the gate cannot read (a missing field), named by path."""
+
+
+class GatePolicy(BaseModel):
+    """When a candidate may replace production. Unknown keys are refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_delta: float = Field(default=0.005, ge=-1.0, le=1.0, description="Required rise of overall F1 (absolute).")
+    max_type_drop: float = Field(default=0.02, ge=0.0, le=1.0, description="Largest allowed fall of a type's F1.")
+    min_support: int = Field(default=20, ge=0, description="Types with fewer gold spans are reported, not enforced.")
+    metric: Literal["strict", "partial", "type"] = "strict"
+
+
+@dataclass
+class GateDecision:
+    """The decision record: verdict, reasons, deltas and both metric sets."""
+
+    verdict: Literal["promote", "refuse"]
+    reasons: list[str]
+    policy: dict[str, Any]
+    overall: dict[str, float | None]
+    per_type: dict[str, dict[str, Any]] = field(default_factory=dict)
+    candidate: Mapping[str, Any] = field(default_factory=dict)
+    production: Mapping[str, Any] | None = None
+
+    @property
+    def promote(self) -> bool:
+        return self.verdict == "promote"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PROMOTE if self.promote else EXIT_REFUSE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "policy": dict(self.policy),
+            "overall": dict(self.overall),
+            "per_type": {k: dict(v) for k, v in self.per_type.items()},
+            "candidate": dict(self.candidate),
+            "production": dict(self.production) if self.production is not None else None,
+        }
+
+
+def _get(metrics: Mapping[str, Any], path: tuple[str, ...], who: str) -> Any:
+    cur: Any = metrics
+    for i, key in enumerate(path):
+        if not isinstance(cur, Mapping) or key not in cur:
+            raise GateError(
+                f"{who} metrics: missing field {'.'.join(path[: i + 1])} (expected the metrics.json that "
+                "`nerwheel evaluate` writes)"
+            )
+        cur = cur[key]
+    return cur
+
+
+def _f1(metrics: Mapping[str, Any], path: tuple[str, ...], who: str) -> float:
+    value = _get(metrics, path, who)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise GateError(f"{who} metrics: {'.'.join(path)} must be a number, got {value!r}")
+    return float(value)
+
+
+def _types(metrics: Mapping[str, Any], metric: str, who: str) -> dict[str, tuple[float, int]]:
+    per_type = _get(metrics, ("per_type",), who)
+    out: dict[str, tuple[float, int]] = {}
+    for label in per_type:
+        f1 = _f1(metrics, ("per_type", label, metric, "f1"), who)
+        support = per_type[label].get(metric, {}).get("support", per_type[label].get("support", 0))
+        out[label] = (f1, int(support or 0))
+    return out
+
+
+def gate(
+    candidate_metrics: Mapping[str, Any],
+    production_metrics: Mapping[str, Any] | None,
+    policy: GatePolicy | None = None,
+) -> GateDecision:
+    """Decide whether ``candidate_metrics`` beats ``production_metrics`` under ``policy``.
+
+    ``production_metrics=None`` means nothing is in production yet: the
+    candidate is promoted with that reason. Metrics from different eval sets
+    (other record count or other per-type support) are refused as not
+    comparable rather than compared.
+    """
+    pol = policy or GatePolicy()
+    m = pol.metric
+    cand_f1 = _f1(candidate_metrics, ("overall", m, "f1"), "candidate")
+    cand_types = _types(candidate_metrics, m, "candidate")
+    policy_dict = pol.model_dump()
+
+    if production_metrics is None:
+        per_type = {
+            label: {"candidate": f1, "production": None, "delta": None, "support": sup, "checked": False}
+            for label, (f1, sup) in sorted(cand_types.items())
+        }
+        return GateDecision(
+            "promote",
+            [f"no production model: the first candidate is promoted ({m} F1 {cand_f1:.4f})"],
+            policy_dict,
+            {"candidate": cand_f1, "production": None, "delta": None},
+            per_type,
+            candidate_metrics,
+            None,
+        )
+
+    prod_f1 = _f1(production_metrics, ("overall", m, "f1"), "production")
+    prod_types = _types(production_metrics, m, "production")
+    delta = cand_f1 - prod_f1
+    reasons: list[str] = []
+    refuse = False
+
+    n_c, n_p = candidate_metrics.get("n_records"), production_metrics.get("n_records")
+    diff_support = sorted(
+        label for label in set(cand_types) & set(prod_types) if cand_types[label][1] != prod_types[label][1]
+    )
+    if (n_c is not None and n_p is not None and n_c != n_p) or diff_support:
+        refuse = True
+        what = f"n_records {n_c} vs {n_p}" if n_c != n_p else f"support of {', '.join(diff_support)} differs"
+        reasons.append(f"not comparable: the two metric sets come from different eval sets ({what})")
+
+    if delta >= pol.min_delta - 1e-12:
+        reasons.append(f"overall {m} F1 {prod_f1:.4f} -> {cand_f1:.4f} ({delta:+.4f}) meets min_delta {pol.min_delta}")
+    else:
+        refuse = True
+        reasons.append(
+            f"overall {m} F1 {prod_f1:.4f} -> {cand_f1:.4f} ({delta:+.4f}) is below min_delta {pol.min_delta}"
+        )
+
+    per_type: dict[str, dict[str, Any]] = {}
+    dropped: list[str] = []
+    for label in sorted(set(cand_types) | set(prod_types)):
+        c_f1, c_sup = cand_types.get(label, (0.0, 0))
+        p_f1, p_sup = prod_types.get(label, (None, 0))
+        support = max(c_sup, p_sup)
+        d = None if p_f1 is None else c_f1 - p_f1
+        checked = p_f1 is not None and support >= pol.min_support
+        per_type[label] = {"candidate": c_f1, "production": p_f1, "delta": d, "support": support, "checked": checked}
+        if checked and d is not None and -d > pol.max_type_drop + 1e-12:
+            dropped.append(label)
+            reasons.append(
+                f"type {label!r} {m} F1 fell {p_f1:.4f} -> {c_f1:.4f} ({d:+.4f}), more than max_type_drop "
+                f"{pol.max_type_drop} (support {support})"
+            )
+    if dropped:
+        refuse = True
+    else:
+        n_checked = sum(1 for v in per_type.values() if v["checked"])
+        reasons.append(
+            f"no entity type with support >= {pol.min_support} fell by more than {pol.max_type_drop} "
+            f"({n_checked} checked)"
+        )
+    return GateDecision(
+        "refuse" if refuse else "promote",
+        reasons,
+        policy_dict,
+        {"candidate": cand_f1, "production": prod_f1, "delta": delta},
+        per_type,
+        candidate_metrics,
+        production_metrics,
+    )
