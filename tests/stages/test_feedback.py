@@ -1,0 +1,138 @@
+import pydantic
+import pytest
+
+from nerwheel.records import Entity, Record
+from nerwheel.stages.feedback import FeedbackConfig, diff_entities, feedback, sample_replay
+
+TEXT = "浙江省杭州市西湖区文三路100号"  # 浙江省[0:3] 杭州市[3:6] 西湖区[6:9] 文三路[9:12] 100号[12:16]
+
+
+def e(start, end, label, source=None):
+    return Entity.at(TEXT, start, end, label, source=source)
+
+
+def kinds(diffs):
+    return [(d.kind, d.model.key if d.model else None, d.teacher.key if d.teacher else None) for d in diffs]
+
+
+DIFF_CASES = [
+    ("agree", [e(0, 3, "prov")], [e(0, 3, "prov")], []),
+    ("missing", [], [e(0, 3, "prov")], [("missing", None, (0, 3, "prov"))]),
+    ("spurious", [e(12, 16, "houseno")], [], [("spurious", (12, 16, "houseno"), None)]),
+    ("boundary", [e(9, 13, "road")], [e(9, 12, "road")], [("boundary", (9, 13, "road"), (9, 12, "road"))]),
+    ("type same span", [e(3, 6, "district")], [e(3, 6, "city")], [("type", (3, 6, "district"), (3, 6, "city"))]),
+    ("type overlapping", [e(3, 9, "district")], [e(3, 6, "city")], [("type", (3, 9, "district"), (3, 6, "city"))]),
+    (
+        "model splits one teacher span: boundary + spurious",
+        [e(0, 2, "prov"), e(2, 3, "prov")],
+        [e(0, 3, "prov")],
+        [("boundary", (0, 2, "prov"), (0, 3, "prov")), ("spurious", (2, 3, "prov"), None)],
+    ),
+    (
+        "same-span type pairing beats an overlap",
+        [e(3, 6, "district"), e(4, 9, "city")],
+        [e(3, 6, "city")],
+        [("type", (3, 6, "district"), (3, 6, "city")), ("spurious", (4, 9, "city"), None)],
+    ),
+    (
+        "all four at once",
+        [e(0, 3, "city"), e(3, 7, "city"), e(12, 16, "houseno")],
+        [e(0, 3, "prov"), e(3, 6, "city"), e(9, 12, "road")],
+        [
+            ("type", (0, 3, "city"), (0, 3, "prov")),
+            ("boundary", (3, 7, "city"), (3, 6, "city")),
+            ("missing", None, (9, 12, "road")),
+            ("spurious", (12, 16, "houseno"), None),
+        ],
+    ),
+    ("extension labels are ignored", [e(0, 2, "pos:ns")], [e(0, 3, "prov")], [("missing", None, (0, 3, "prov"))]),
+]
+
+
+@pytest.mark.parametrize("name, model, teacher, expected", DIFF_CASES, ids=[c[0] for c in DIFF_CASES])
+def test_every_disagreement_kind(name, model, teacher, expected):
+    assert kinds(diff_entities(model, teacher)) == expected
+
+
+def test_partial_teacher_scope():
+    model = [e(0, 3, "prov"), e(12, 16, "houseno"), e(9, 12, "poi")]
+    teacher = [e(0, 3, "prov"), e(9, 12, "road")]
+    # houseno is outside what the teacher can say: not spurious; poi overlaps a teacher span: a type disagreement
+    diffs = diff_entities(model, teacher, teacher_labels=["prov", "city", "road"])
+    assert kinds(diffs) == [("type", (9, 12, "poi"), (9, 12, "road"))]
+    assert kinds(diff_entities(model, teacher)) == [
+        ("type", (9, 12, "poi"), (9, 12, "road")), ("spurious", (12, 16, "houseno"), None)]
+
+
+class DictModel:
+    """A predictor over a fixed text -> entities table (the diffing, not the model, is under test)."""
+
+    def __init__(self, table):
+        self.table = table
+        self.calls = []
+
+    def predict(self, texts):
+        self.calls.append(list(texts))
+        return [list(self.table.get(t, [])) for t in texts]
+
+
+def kb_teacher(table):
+    def teach(records):
+        return [r.with_entities(Entity(*k[:2], k[2], r.text[k[0]:k[1]], source="kb") for k in table.get(r.text, []))
+                for r in records]
+    return teach
+
+
+def test_feedback_keeps_disagreements_with_teacher_labels_and_replay():
+    texts = [Record("t1", "北京市朝阳区", ()), Record("t2", "上海市", ()), Record("t3", TEXT, (e(0, 3, "prov"),))]
+    model = DictModel({
+        "北京市朝阳区": [Entity(0, 3, "city", "北京市")],
+        "上海市": [Entity(0, 3, "city", "上海市")],
+        TEXT: [e(0, 3, "prov"), e(3, 6, "district"), e(12, 16, "houseno", "model:v2")],
+    })
+    teacher = kb_teacher({
+        "北京市朝阳区": [(0, 3, "city"), (3, 6, "district")],
+        "上海市": [(0, 3, "city")],
+        TEXT: [(0, 3, "prov"), (3, 6, "city")],
+    })
+    replay = [Record(f"old{i}", f"旧地址{i}号", ()) for i in range(10)] + [Record("dup", "上海市", ())]
+    cfg = FeedbackConfig(teacher_labels=("prov", "city", "district", "road"), replay_ratio=1.5, seed=7)
+    result = feedback(model, teacher, texts, replay=replay, config=cfg)
+
+    assert model.calls == [["北京市朝阳区", "上海市", TEXT]]  # input entities are not passed on
+    rep = result.report
+    assert (rep.texts, rep.agreed, rep.disagreed, rep.replay) == (3, 1, 2, 3)
+    assert rep.to_dict()["by_kind"] == {"missing": 1, "spurious": 0, "boundary": 0, "type": 1}
+    assert rep.to_dict()["by_label"] == {
+        "city": {"missing": 0, "spurious": 0, "boundary": 0, "type": 1},
+        "district": {"missing": 1, "spurious": 0, "boundary": 0, "type": 0},
+    }
+    t1, t3 = result.records[:2]
+    assert [(x.key, x.source) for x in t1.entities] == [((0, 3, "city"), "kb"), ((3, 6, "district"), "kb")]
+    # out-of-scope model span (houseno) is kept with its source; the teacher wins in scope
+    assert [(x.key, x.source) for x in t3.entities] == [
+        ((0, 3, "prov"), "kb"), ((3, 6, "city"), "kb"), ((12, 16, "houseno"), "model:v2")]
+    assert t3.meta["feedback"]["disagreements"][0]["kind"] == "type"
+    replayed = result.records[2:]
+    assert all(r.meta["feedback"]["role"] == "replay" for r in replayed)
+    assert "dup" not in {r.id for r in replayed}  # same text as the feedback set would duplicate it
+    again = feedback(model, teacher, texts, replay=replay, config=cfg)
+    assert [r.id for r in again.records] == [r.id for r in result.records]  # seeded
+    assert [r.labels for r in result.model_records] == [["city"], ["prov", "district", "houseno"]]
+    assert result.model_records[0].entities[0].source == "model"
+
+
+def test_sample_replay_caps_at_pool_size():
+    pool = [Record(str(i), f"路{i}", ()) for i in range(3)]
+    assert len(sample_replay(pool, 10)) == 3
+    assert sample_replay(pool, 0) == []
+
+
+def test_teacher_must_return_one_record_per_text():
+    with pytest.raises(ValueError, match="one record per input text"):
+        feedback(DictModel({}), lambda records: records[:1], [Record("a", "甲", ()), Record("b", "乙", ())])
+
+
+def test_config_refuses_unknown_keys():
+    with pytest.raises(pydantic.ValidationError, match="replay_ration"):
+        FeedbackConfig(replay_ration=0.5)
