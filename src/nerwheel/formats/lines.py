@@ -1,19 +1,27 @@
 """Line reading shared by every line-based format.
 
 Decodes each line on its own so one bad byte sequence rejects one line, not the
-file. A UTF-8 BOM on the first line and CRLF endings are tolerated (stripped) and
-counted, because Windows tools produce them and rejecting them would lose data.
+file. A UTF-8 BOM at the start of the file and CRLF line endings are tolerated
+(stripped) and counted in ``notes``, because Windows tools produce them and
+rejecting them would lose data; the summary reports them so nobody is surprised.
+Only the file's first line can carry a BOM: a U+FEFF anywhere else is content.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nerwheel.formats.base import Reject
 
 BOM = b"\xef\xbb\xbf"
+
+NOTE_BOM = "UTF-8 BOM stripped"
+NOTE_CRLF = "CRLF line endings stripped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,20 +30,52 @@ class Line:
     text: str
 
 
-def iter_lines(path: Path, *, skip_blank: bool = True) -> Iterator[Line | Reject]:
+def iter_lines(path: Path, *, skip_blank: bool = True, notes: Counter[str] | None = None) -> Iterator[Line | Reject]:
     """Yield decoded lines (without line ending) or a :class:`Reject` for undecodable ones."""
     name = str(path)
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if number == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM):]
-            raw = raw.rstrip(b"\n").rstrip(b"\r")
+                if notes is not None:
+                    notes[NOTE_BOM] += 1
+            raw = raw.rstrip(b"\n")
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+                if notes is not None:
+                    notes[NOTE_CRLF] += 1
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield Reject(name, number, f"invalid UTF-8 at byte {exc.start}: {raw[exc.start:exc.start + 4]!r}",
-                             raw.decode("utf-8", errors="replace"))
+                yield Reject(
+                    name, number,
+                    f"invalid UTF-8 at byte {exc.start} of the line ({raw[exc.start:exc.start + 4]!r}); "
+                    "re-save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)",
+                    raw.decode("utf-8", errors="replace"), kind="utf8",
+                )
                 continue
             if skip_blank and not text.strip():
                 continue
             yield Line(number, text)
+
+
+def iter_json_lines(path: Path, *, notes: Counter[str] | None = None) -> Iterator[tuple[Line, Any] | Reject]:
+    """Yield ``(line, decoded JSON value)`` per non-blank line, or a :class:`Reject` naming the column."""
+    name = str(path)
+    for item in iter_lines(path, notes=notes):
+        if isinstance(item, Reject):
+            yield item
+            continue
+        try:
+            yield item, json.loads(item.text)
+        except json.JSONDecodeError as exc:
+            yield Reject(name, item.number, f"invalid JSON: {exc.msg} at column {exc.colno}", item.text, kind="json")
+
+
+def count_lines(path: Path) -> int:
+    """Number of newline-terminated lines (cheap; used as a progress-bar total)."""
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+    return n

@@ -1,84 +1,91 @@
-"""Span JSONL: ``{"id"?, "text", "entities": [{"start", "end", "label", "text"?}], "meta"?}``.
+"""Span JSONL: ``{"id"?, "text", "entities": [{"start", "end", "label", "text"?, "source"?, "score"?}], "meta"?}``.
 
 This is nerwheel's native format (it is :meth:`Record.to_dict` per line), and
-the form of ``../shared/datasets``. ``entities`` may be absent for unlabelled
-texts; an entity without ``text`` takes it from the offsets.
+the form of the corpora users usually bring. ``entities`` may be absent for
+unlabelled texts; an entity without ``text`` takes it from the offsets. Offsets
+are Python character offsets with ``end`` exclusive.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nerwheel.formats.base import Reject
-from nerwheel.formats.lines import Line, iter_lines
-from nerwheel.records import Entity, Record, RecordError
+from nerwheel.formats.base import BadRecord, Parsed, Reject, WriteResult, check_entity, write_encoded
+from nerwheel.formats.lines import iter_json_lines
+from nerwheel.records import Record
 
 NAME = "spans"
+CAN_EXPRESS = "everything: overlapping spans, sources, scores, meta"
 
 
-def parse_line(obj: Any, *, default_id: str) -> Record:
-    """Turn one decoded JSON object into a record; raises ``ValueError`` with the reason."""
+def record_id(obj: dict[str, Any], default_id: str) -> str:
+    """An input id is kept (as a string); otherwise ``<stem>:<line>``."""
+    rid = obj.get("id")
+    if rid is None or rid == "":
+        return default_id
+    if isinstance(rid, (dict, list, bool)):
+        raise BadRecord(f"field 'id' must be a string or number, got {rid!r}")
+    return str(rid)
+
+
+def require_text(obj: Any, key: str = "text") -> str:
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    text = obj.get("text")
+        raise BadRecord(f"expected a JSON object, got {type(obj).__name__}")
+    text = obj.get(key)
     if not isinstance(text, str):
-        raise ValueError("field 'text' is missing or not a string")
+        raise BadRecord(f"field {key!r} is missing or not a string" if text is None or key not in obj
+                        else f"field {key!r} must be a string, got {type(text).__name__}")
+    return text
+
+
+def parse_object(obj: Any, *, default_id: str) -> Record:
+    """Turn one decoded JSON object into a record; raises :class:`BadRecord` with the reason."""
+    text = require_text(obj)
     ents = obj.get("entities", [])
+    if ents is None:
+        ents = []
     if not isinstance(ents, list):
-        raise ValueError("field 'entities' must be a list of {start, end, label}")
+        raise BadRecord("field 'entities' must be a list of {start, end, label, text}")
     out = []
     for i, e in enumerate(ents):
         if not isinstance(e, dict):
-            raise ValueError(f"entities[{i}] is not an object")
+            raise BadRecord(f"entities[{i}] is not an object")
         missing = [k for k in ("start", "end", "label") if k not in e]
         if missing:
-            raise ValueError(f"entities[{i}] lacks field(s) {', '.join(missing)}")
-        start, end = e["start"], e["end"]
-        if not (isinstance(start, int) and isinstance(end, int)) or isinstance(start, bool) or isinstance(end, bool):
-            raise ValueError(f"entities[{i}]: start/end must be integers, got {start!r}/{end!r}")
-        if start < 0 or end > len(text) or start >= end:
-            raise ValueError(f"entities[{i}]: offsets [{start}, {end}) out of range for text of length {len(text)}")
-        span_text = e.get("text", text[start:end])
-        if span_text != text[start:end]:
-            raise ValueError(
-                f"entities[{i}]: span text {span_text!r} does not match the text at [{start}, {end}): {text[start:end]!r}"
-            )
-        out.append(Entity(start, end, str(e["label"]), span_text, source=e.get("source"), score=e.get("score")))
+            raise BadRecord(f"entities[{i}] lacks field(s) {', '.join(missing)}")
+        out.append(check_entity(text, e["start"], e["end"], e["label"], e.get("text"), where=f"entities[{i}]",
+                                source=e.get("source"), score=e.get("score")))
     meta = obj.get("meta") or {}
     if not isinstance(meta, dict):
-        raise ValueError("field 'meta' must be an object")
-    rid = obj.get("id", default_id)
-    try:
-        return Record(id=str(rid), text=text, entities=tuple(out), meta=meta)
-    except RecordError as exc:
-        raise ValueError(str(exc)) from None
+        raise BadRecord("field 'meta' must be an object")
+    return Record(id=record_id(obj, default_id), text=text, entities=tuple(out), meta=meta)
 
 
-def read(path: Path, **_: Any) -> Iterator[Record | Reject]:
-    stem = Path(path).stem
-    for item in iter_lines(path):
+# kept for callers of the skeleton's name
+def parse_line(obj: Any, *, default_id: str) -> Record:
+    return parse_object(obj, default_id=default_id)
+
+
+def read(path: Path, *, notes: Counter[str] | None = None, **_: Any) -> Iterator[Parsed | Reject]:
+    name, stem = str(path), Path(path).stem
+    for item in iter_json_lines(path, notes=notes):
         if isinstance(item, Reject):
             yield item
             continue
-        yield from _parse(item, str(path), stem)
+        line, obj = item
+        try:
+            yield Parsed(line.number, parse_object(obj, default_id=f"{stem}:{line.number}"))
+        except BadRecord as exc:
+            yield Reject(name, line.number, str(exc), line.text, kind=exc.kind)
 
 
-def _parse(line: Line, name: str, stem: str) -> Iterator[Record | Reject]:
-    try:
-        obj = json.loads(line.text)
-    except json.JSONDecodeError as exc:
-        yield Reject(name, line.number, f"invalid JSON: {exc.msg} at column {exc.colno}", line.text)
-        return
-    try:
-        yield parse_line(obj, default_id=f"{stem}:{line.number}")
-    except ValueError as exc:
-        yield Reject(name, line.number, str(exc), line.text)
+def encode(record: Record) -> str:
+    return json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
 
 
-def write(records: Iterable[Record], path: Path, **_: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+def write(records: Iterable[Record], path: Path, **options: Any) -> WriteResult:
+    return write_encoded(records, path, NAME, encode, **options)
