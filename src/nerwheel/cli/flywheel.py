@@ -1,0 +1,255 @@
+"""``nerwheel merge | feedback | pseudo-label | gate``: thin shells over the flywheel stages.
+
+Each command reads files, builds the stage's typed config from flags (or a
+``--config`` YAML/JSON file, flags winning), calls one stage function, and
+writes records plus a JSON report. Rejected input lines are written next to
+the output (``<out>.rejects.jsonl``) so that nothing read is lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import pydantic
+
+from nerwheel.records import Record
+
+__all__ = ["feedback", "gate", "merge", "pseudo_label"]
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+def _read(path: str | Path, rejects: list[Any], *, what: str = "input", fmt: str | None = None) -> list[Record]:
+    """Read records; show the counts and first rejects on stderr, and collect every reject in ``rejects``."""
+    from nerwheel.formats import FormatError, read_records
+
+    try:
+        result = read_records(path, fmt)
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
+    click.echo(result.summary(), err=True)
+    for rej in result.rejects[:3]:
+        click.echo(f"  rejected {rej}", err=True)
+    rejects.extend(result.rejects)
+    return list(result.records)
+
+
+def _write(records: list[Record], out: str | Path, rejects: list[Any], fmt: str = "spans") -> None:
+    from nerwheel.formats import write_records, write_rejects
+
+    write_records(records, out, fmt)
+    click.echo(f"wrote {len(records)} records to {out}", err=True)
+    if rejects:
+        rej_path = Path(f"{out}.rejects.jsonl")
+        n = write_rejects(rejects, rej_path)
+        click.echo(f"wrote {n} rejected input lines to {rej_path}", err=True)
+
+
+def _write_json(obj: Any, path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(p)
+
+
+def _load_config(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: a config file must hold a mapping of option -> value", param_hint="--config")
+    return data
+
+
+def _build(cls: type[pydantic.BaseModel], file_values: dict[str, Any], flags: dict[str, Any], hint: str) -> Any:
+    values = {**file_values, **{k: v for k, v in flags.items() if v is not None}}
+    try:
+        return cls(**values)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}" for e in exc.errors())
+        raise click.BadParameter(problems, param_hint=hint) from None
+
+
+def _parse_extra(value: str) -> tuple[str | None, str]:
+    """``KIND=FILE`` or ``FILE`` (kind then comes from each entity's source)."""
+    if "=" in value and not Path(value).exists():
+        kind, path = value.split("=", 1)
+        return kind.strip(), path
+    return None, value
+
+
+# -- merge ---------------------------------------------------------------------------------------
+@click.command()
+@click.option("--gold", type=click.Path(exists=True, dir_okay=False), help="Gold (human) labels; taken as complete.")
+@click.option("--extra", "extras", multiple=True, metavar="[KIND=]FILE",
+              help="Another source (repeatable). KIND names the source of entities that carry none.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Merged records (span JSONL).")
+@click.option("--precedence", help="Source kinds, most trusted first [gold,kb,llm,synthetic,model].")
+@click.option("--min-agreement", type=int, help="LLM sources that must agree for an LLM span to rank [1].")
+@click.option("--fill-gold/--no-fill-gold", default=None, help="Let other sources add spans to gold records.")
+@click.option("--keep-extension-labels/--drop-extension-labels", default=None,
+              help="Keep prefixed extension labels (pos:...) alongside targets [keep].")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON with MergeConfig fields; flags win.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the conflict report (JSON) here.")
+def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extension_labels, config_path, report):
+    """Fuse gold, LLM, knowledge-base, synthetic and model labels with provenance.
+
+    Conflicting spans are settled by --precedence; every output entity names its
+    best source, its vote share is its score, and all its supporters are in
+    meta.merge. Records found in only one input are kept (original + synthetic
+    fusion is one call).
+    """
+    from nerwheel.stages.merge import MergeConfig, MergeError, SourceInput
+    from nerwheel.stages.merge import merge as run_merge
+
+    if not gold and not extras:
+        raise click.UsageError("give --gold and/or at least one --extra")
+    cfg = _build(MergeConfig, _load_config(config_path), {
+        "precedence": precedence, "min_agreement": min_agreement, "fill_gold": fill_gold,
+        "keep_extension_labels": keep_extension_labels}, "--config/flags")
+    rejects: list[Any] = []
+    gold_records = _read(gold, rejects, what="--gold") if gold else None
+    inputs = []
+    for value in extras:
+        kind, path = _parse_extra(value)
+        if not Path(path).is_file():
+            raise click.BadParameter(f"{path}: no such file", param_hint="--extra")
+        inputs.append(SourceInput(path, _read(path, rejects, what="--extra"), kind))
+    try:
+        result = run_merge(gold_records, inputs, cfg)
+    except MergeError as exc:
+        raise click.ClickException(str(exc)) from None
+    _write(result.records, out, rejects)
+    if report:
+        _write_json({"config": cfg.model_dump(), "rejected_inputs": len(rejects), **result.report.to_dict()}, report)
+    click.echo(result.report.summary())
+
+
+# -- gate ------------------------------------------------------------------------------------------
+def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict[str, Any]:
+    """A metrics.json file as-is, or a model directory evaluated on ``data``."""
+    p = Path(path)
+    if p.is_file():
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{p}: not a metrics JSON file ({exc.msg} at line {exc.lineno})",
+                                     param_hint=f"--{role}") from None
+    if not data:
+        raise click.UsageError(f"--{role} {p} is a model directory: give --data EVAL to evaluate it on")
+    from nerwheel.stages.evaluate import evaluate
+
+    rejects: list[Any] = []
+    records = _read(data, rejects, what="--data")
+    if rejects:
+        raise click.ClickException(f"{data}: {len(rejects)} eval lines were rejected (first: {rejects[0]}); "
+                                   "the gate needs the whole fixed eval set, fix the file")
+    return evaluate(p, records, work_dir / role)
+
+
+@click.command()
+@click.option("--candidate", required=True, type=click.Path(exists=True),
+              help="Candidate model directory, or its metrics.json.")
+@click.option("--production", type=click.Path(),
+              help="Production model directory or metrics.json; omitted or missing: the candidate is the first model.")
+@click.option("--data", type=click.Path(exists=True, dir_okay=False), help="The fixed eval set both models are run on.")
+@click.option("--min-delta", type=float, help="Required rise of overall F1 [0.005].")
+@click.option("--max-type-drop", type=float, help="Largest allowed fall of one type's F1 [0.02].")
+@click.option("--min-support", type=int, help="Types with fewer gold spans are not enforced [20].")
+@click.option("--metric", type=click.Choice(["strict", "partial", "type"]), help="Which F1 decides [strict].")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON with GatePolicy fields; flags win.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Decision record (JSON) [decision.json].",
+              default="decision.json", show_default=True)
+@click.option("--work-dir", type=click.Path(file_okay=False), help="Where evaluations are written [beside --out].")
+@click.pass_context
+def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support, metric, config_path, out, work_dir):
+    """Promote CANDIDATE only if it beats PRODUCTION on the same eval set.
+
+    Exit status: 0 = promote, 3 = refused (reasons in the decision record and on
+    stdout), 1/2 = error / usage error.
+    """
+    from nerwheel.stages.gate import GateError, GatePolicy
+    from nerwheel.stages.gate import gate as run_gate
+
+    policy = _build(GatePolicy, _load_config(config_path), {
+        "min_delta": min_delta, "max_type_drop": max_type_drop, "min_support": min_support, "metric": metric},
+        "--config/flags")
+    work = Path(work_dir) if work_dir else Path(out).parent / "gate-eval"
+    cand_metrics = _metrics_for(candidate, data, work, "candidate")
+    prod_metrics = None
+    if production and Path(production).exists():
+        prod_metrics = _metrics_for(production, data, work, "production")
+    elif production:
+        click.echo(f"production {production} does not exist: treating the candidate as the first model", err=True)
+    try:
+        decision = run_gate(cand_metrics, prod_metrics, policy)
+    except GateError as exc:
+        raise click.ClickException(str(exc)) from None
+    record = {"candidate_path": str(candidate), "production_path": str(production) if production else None,
+              "data": str(data) if data else None, **decision.to_dict()}
+    _write_json(record, out)
+    click.echo(f"{decision.verdict.upper()}: " + "; ".join(decision.reasons))
+    ctx.exit(decision.exit_code)
+
+
+# -- pseudo-label ------------------------------------------------------------------------------------
+@click.command("pseudo-label")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", required=True, help="Model directory, export directory or Triton URL.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--threshold", type=float, help="Lowest entity confidence kept [0.9].")
+@click.option("--mode", type=click.Choice(["entity", "record"]), help="Keep confident entities, or whole records [entity].")
+@click.option("--keep-empty/--no-keep-empty", default=None, help="Keep texts with no predicted entity [no].")
+@click.option("--source", help="Source name for predicted spans [model:<model dir name>].")
+@click.option("--exclude", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Eval file(s): texts equal to one of theirs are not labelled (no leakage).")
+@click.option("--report", type=click.Path(dir_okay=False))
+def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, exclude, report):
+    """Label INPUT with a trained model, keeping entities above a confidence threshold."""
+    from nerwheel.stages.predict import load_predictor
+    from nerwheel.stages.pseudo_label import PseudoLabelConfig, PseudoLabelError
+    from nerwheel.stages.pseudo_label import pseudo_label as run
+
+    cfg = _build(PseudoLabelConfig, {}, {
+        "threshold": threshold, "mode": mode, "keep_empty": keep_empty,
+        "source": source or f"model:{Path(model).name}"}, "flags")
+    rejects: list[Any] = []
+    records = _read(input_path, rejects, what="INPUT")
+    records, n_excluded = _exclude(records, exclude)
+    try:
+        result = run(load_predictor(model), records, cfg)
+    except PseudoLabelError as exc:
+        raise click.ClickException(str(exc)) from None
+    _write(result.records, out, rejects)
+    if report:
+        _write_json({"config": cfg.model_dump(), "excluded_eval_texts": n_excluded, **result.report.to_dict()}, report)
+    click.echo(result.report.summary())
+
+
+def _exclude(records: list[Record], eval_paths: tuple[str, ...]) -> tuple[list[Record], int]:
+    if not eval_paths:
+        return records, 0
+    banned = {r.text for p in eval_paths for r in _read(p, [], what="--exclude")}
+    kept = [r for r in records if r.text not in banned]
+    if len(kept) != len(records):
+        click.echo(f"skipped {len(records) - len(kept)} texts that are in the eval set", err=True)
+    return kept, len(records) - len(kept)
+
+
+# -- feedback -----------------------------------------------------------------------------------------
+@click.command()
+def feedback():
+    """Diff the production model against teachers on live texts (wired once teachers and predictor land)."""
+    raise click.ClickException("feedback is not wired yet")
+

@@ -1,0 +1,87 @@
+import json
+
+from click.testing import CliRunner
+
+from nerwheel.cli import cli
+from nerwheel.stages.gate import EXIT_REFUSE
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_merge_cli_with_kinds_report_and_rejects(tmp_path):
+    gold = write_jsonl(tmp_path / "gold.jsonl", [
+        {"id": "g1", "text": "北京市朝阳区", "entities": [{"start": 0, "end": 3, "label": "city"}]},
+    ])
+    kb = write_jsonl(tmp_path / "kb.jsonl", [
+        {"id": "x", "text": "北京市朝阳区", "entities": [{"start": 0, "end": 3, "label": "prov"}]},
+        {"id": "k2", "text": "上海市", "entities": [{"start": 0, "end": 3, "label": "city"}]},
+        {"id": "bad", "text": "坏", "entities": [{"start": 0, "end": 5, "label": "city"}]},
+    ])
+    out, report = tmp_path / "merged.jsonl", tmp_path / "report.json"
+    res = run("merge", "--gold", gold, "--extra", f"kb={kb}", "--out", out, "--report", report)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], [(e["label"], e["source"]) for e in r["entities"]]) for r in rows] == [
+        ("g1", [("city", "gold")]), ("k2", [("city", "kb")])]
+    rep = json.loads(report.read_text(encoding="utf-8"))
+    assert rep["conflicts"]["type"] == 1 and rep["conflicts"]["source_only"] == 1
+    assert rep["rejected_inputs"] == 1
+    assert "out of range" in (tmp_path / "merged.jsonl.rejects.jsonl").read_text(encoding="utf-8")
+
+
+def test_merge_cli_names_bad_config_and_unranked_kind(tmp_path):
+    kb = write_jsonl(tmp_path / "kb.jsonl", [{"text": "上海市", "entities": [{"start": 0, "end": 3, "label": "city"}]}])
+    res = CliRunner().invoke(cli, ["merge", "--extra", f"rules={kb}", "--out", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 1 and "kind 'rules' is not in the precedence" in res.output
+    cfg = tmp_path / "merge.yaml"
+    cfg.write_text("min_agreemnt: 2\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["merge", "--extra", f"kb={kb}", "--out", str(tmp_path / "o.jsonl"),
+                                   "--config", str(cfg)])
+    assert res.exit_code == 2 and "min_agreemnt" in res.output
+
+
+def metrics(f1, per_type):
+    return {"overall": {"strict": {"precision": f1, "recall": f1, "f1": f1}},
+            "per_type": {k: {"strict": {"precision": v, "recall": v, "f1": v, "support": 50}} for k, v in per_type.items()},
+            "n_records": 40}
+
+
+def test_gate_cli_exit_codes_and_decision_record(tmp_path):
+    prod = tmp_path / "prod.json"
+    prod.write_text(json.dumps(metrics(0.80, {"road": 0.8, "city": 0.9})))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(metrics(0.85, {"road": 0.88, "city": 0.9})))
+    worse_city = tmp_path / "bad.json"
+    worse_city.write_text(json.dumps(metrics(0.85, {"road": 0.95, "city": 0.8})))
+
+    out = tmp_path / "decision.json"
+    res = run("gate", "--candidate", good, "--production", prod, "--out", out)
+    assert res.exit_code == 0 and res.output.startswith("PROMOTE")
+    dec = json.loads(out.read_text())
+    assert dec["verdict"] == "promote" and abs(dec["per_type"]["road"]["delta"] - 0.08) < 1e-9
+    assert dec["production"]["overall"]["strict"]["f1"] == 0.80
+
+    res = CliRunner().invoke(cli, ["gate", "--candidate", str(worse_city), "--production", str(prod), "--out", str(out)])
+    assert res.exit_code == EXIT_REFUSE == 3 and "type 'city'" in res.output
+    assert json.loads(out.read_text())["verdict"] == "refuse"
+
+    res = CliRunner().invoke(cli, ["gate", "--candidate", str(good), "--production", str(prod), "--min-delta", "0.1",
+                                   "--out", str(out)])
+    assert res.exit_code == 3 and "below min_delta 0.1" in res.output
+
+    res = run("gate", "--candidate", good, "--production", tmp_path / "nothing-here", "--out", out)
+    assert res.exit_code == 0 and "no production model" in res.output
+    assert json.loads(out.read_text())["production"] is None
+
+
+def test_gate_cli_needs_data_for_a_model_dir(tmp_path):
+    (tmp_path / "model").mkdir()
+    res = CliRunner().invoke(cli, ["gate", "--candidate", str(tmp_path / "model"), "--out", str(tmp_path / "d.json")])
+    assert res.exit_code == 2 and "give --data EVAL" in res.output
