@@ -1,3 +1,5 @@
+import json
+
 import pydantic
 import pytest
 
@@ -136,3 +138,43 @@ def test_teacher_must_return_one_record_per_text():
 def test_config_refuses_unknown_keys():
     with pytest.raises(pydantic.ValidationError, match="replay_ration"):
         FeedbackConfig(replay_ration=0.5)
+
+
+def test_label_studio_export_edit_import_round_trip(tmp_path):
+    from nerwheel.formats import read_records, write_records
+    from nerwheel.stages.feedback import REVIEW_SOURCE, review_records, reviewed_as_gold
+    from nerwheel.stages.merge import SourceInput, merge
+
+    texts = [Record("t1", "北京市朝阳区", ()), Record("t2", "上海市", ())]
+    model = DictModel({"北京市朝阳区": [Entity(0, 6, "city", "北京市朝阳区")], "上海市": [Entity(0, 3, "city", "上海市")]})
+    teacher = kb_teacher({"北京市朝阳区": [(0, 3, "city"), (3, 6, "district")], "上海市": [(0, 3, "city")]})
+    result = feedback(model, teacher, texts)
+    review = review_records(result)
+    assert [r.id for r in review] == ["t1"]
+
+    path = tmp_path / "review.json"
+    write_records(review, path, "labelstudio")
+
+    tasks = json.loads(path.read_text(encoding="utf-8"))
+    (task,) = tasks
+    assert sorted(p["model_version"] for p in task["predictions"]) == ["kb", "model"]
+    # the reviewer takes the teacher's proposal and fixes it: 朝阳 only (a human edit, not either side)
+    kb_pred = next(p for p in task["predictions"] if p["model_version"] == "kb")
+    edited = [dict(r, value=dict(r["value"])) for r in kb_pred["result"]]
+    edited[1]["value"].update(start=3, end=5, text="朝阳")
+    task["annotations"] = [{"id": 11, "completed_by": 3, "result": edited}]
+    tasks.append({"data": {"id": "t9", "text": "未审"}, "predictions": []})  # nobody reviewed this one
+    path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+
+    back = read_records(path, "labelstudio")
+    assert len(back.rejects) == 1 and "not been reviewed" in back.rejects[0].reason
+    (gold,) = reviewed_as_gold(back.records)
+    assert [(e.start, e.end, e.label, e.source) for e in gold.entities] == [
+        (0, 3, "city", REVIEW_SOURCE), (3, 5, "district", REVIEW_SOURCE)]
+    assert gold.meta["review"]["annotator"] == 3
+    # reviewed labels rank as gold in a merge
+    kb_again = SourceInput("kb", [Record("t1", "北京市朝阳区", (Entity(3, 6, "district", "朝阳区", source="kb"),))])
+    merged = merge(None, [kb_again, SourceInput("review", [gold])])
+    assert [(e.label, e.text, e.source) for e in merged.records[0].entities] == [
+        ("city", "北京市", REVIEW_SOURCE), ("district", "朝阳", REVIEW_SOURCE)]
+    assert gold.meta["feedback"]["disagreements"][0]["kind"] == "boundary"  # the record's meta travelled

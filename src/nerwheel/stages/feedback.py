@@ -45,8 +45,13 @@ __all__ = [
     "diff_entities",
     "feedback",
     "feedback_record",
+    "review_records",
+    "reviewed_as_gold",
     "sample_replay",
 ]
+
+#: Source given to labels a human confirmed or corrected in review (kind ``gold`` for :mod:`merge`).
+REVIEW_SOURCE = "gold:review"
 
 DISAGREEMENT_KINDS: tuple[str, ...] = ("missing", "spurious", "boundary", "type")
 Kind = Literal["missing", "spurious", "boundary", "type"]
@@ -281,3 +286,27 @@ def feedback(
     replayed = sample_replay(replay, n_replay, seed=cfg.seed, exclude_texts={r.text for r in out})
     report.replay = len(replayed)
     return FeedbackResult(out + replayed, report, model_side, teacher_side)
+
+
+def review_records(result: FeedbackResult) -> list[Record]:
+    """Disagreement records for human review, carrying *both* sides' spans.
+
+    Written in the ``labelstudio`` format, each source becomes its own
+    prediction, so the reviewer sees the model's and the teacher's proposals
+    side by side and keeps, fixes or deletes them.
+    """
+    metas = [r.meta for r in result.records[: len(result.model_records)]]  # disagreements come first, in order
+    return [
+        Record(m.id, m.text, m.entities + t.entities, meta)
+        for m, t, meta in zip(result.model_records, result.teacher_records, metas)
+    ]
+
+
+def reviewed_as_gold(records: Iterable[Record]) -> list[Record]:
+    """Reviewed records (as read back from Label Studio annotations) become gold: every span is
+    re-sourced :data:`REVIEW_SOURCE` so :func:`nerwheel.stages.merge.merge` ranks it as gold; the
+    review's task/annotator ids stay in ``meta["review"]``."""
+    return [
+        r.with_entities(Entity(e.start, e.end, e.label, e.text, source=REVIEW_SOURCE) for e in r.entities)
+        for r in records
+    ]
