@@ -1,0 +1,324 @@
+"""The knowledge-base teacher: labels Chinese addresses offline, and corrects LLM labels it can prove wrong.
+
+It scans an address left to right. At each position it tries, in order:
+1. the gazetteer (provinces, cities, districts, towns; communities of a town
+   already found), longest match first, keeping only places consistent with
+   the hierarchy found so far (a city must lie in the province found, a
+   district in the city); short forms (``杭州`` for ``杭州市``) only in the
+   administrative head of the address or when the hierarchy confirms them;
+2. anchored number patterns (``0000号``, ``00幢``, ``0单元``, ``00楼``, ``000室``,
+   ``0组``, ``000米``, ``A区``) and helper words (``交叉口``, ``对面``, ``附近``);
+3. suffix rules, whose name is the unlabelled gap before the suffix
+   (``文三`` + ``路``, ``九堡`` + ``镇``, ``临江`` + ``工业园``).
+Unlabelled gaps left over become ``poi`` (the first) and ``subpoi`` (later
+ones), split after a POI word (``小区``, ``大厦``, ``校区``...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
+from nerwheel.kb.gazetteer import Gazetteer, Place, load_gazetteer, short_name
+from nerwheel.kb.rules import (ASSIST_MULTI, ASSIST_SINGLE, INTERSECTION, POI_SUFFIXES, SEPARATORS, SUFFIX_RULES,
+                               anchored_match)
+from nerwheel.records import Entity, Record
+
+__all__ = ["AddressKB", "Correction"]
+
+ADMIN = ("prov", "city", "district", "town", "community")
+LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN)}
+NON_NAME = frozenset("0123456789０１２３４５６７８９")
+NAME_CONTINUATIONS = tuple(sorted({s for _, sufs, _, _ in SUFFIX_RULES if _ != "road" for s in sufs}
+                                  | {s for s in POI_SUFFIXES if len(s) > 1}, key=len, reverse=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """A label the KB changed (or flagged) on another teacher's entity, and why."""
+
+    start: int
+    end: int
+    text: str
+    old: str
+    new: str | None  # None: flagged, not changed
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text, "old": self.old, "new": self.new,
+                "reason": self.reason}
+
+
+@dataclass
+class _State:
+    text: str
+    entities: list[Entity] = field(default_factory=list)
+    places: list[Place] = field(default_factory=list)
+    gap: int = 0
+
+    @property
+    def last(self) -> str | None:
+        return self.entities[-1].label if self.entities else None
+
+    @property
+    def admin_head(self) -> bool:
+        """Still in the administrative head of the address (only admin units so far, nothing skipped)."""
+        return all(e.label in ADMIN for e in self.entities) and not self.text[self.gap_start_unlabelled():0]
+
+    def gap_start_unlabelled(self) -> int:
+        return 0
+
+
+class AddressKB:
+    """Gazetteer + rules address annotator; ``source`` names it in entity provenance."""
+
+    name = "kb"
+
+    def __init__(self, gazetteer: Gazetteer | None = None, *, source: str = "kb") -> None:
+        self.gaz = gazetteer or load_gazetteer()
+        self.source = source
+
+    # -- teacher interface -------------------------------------------------------------------
+    def annotate_text(self, text: str) -> list[Entity]:
+        st = _State(text)
+        i, n = 0, len(text)
+        while i < n:
+            hit = self._at(st, i)
+            if hit is None:
+                i += 1
+                continue
+            start, end, label, place = hit
+            self._flush(st, st.gap, start)
+            st.entities.append(Entity(start, end, label, text[start:end], source=self.source))
+            if place is not None:
+                st.places.append(place)
+            i = st.gap = end
+        self._flush(st, st.gap, n)
+        return st.entities
+
+    def annotate(self, records: Iterable[Record]) -> list[Record]:
+        return [r.with_entities(self.annotate_text(r.text)) for r in records]
+
+    # -- scanning ------------------------------------------------------------------------------
+    def _at(self, st: _State, i: int) -> tuple[int, int, str, Place | None] | None:
+        text = st.text
+        gap_empty = st.gap == i or not text[st.gap:i].strip("".join(SEPARATORS))
+        admin = self._admin_at(st, i, gap_empty)
+        if admin is not None:
+            return admin
+        anchored = anchored_match(text, i)
+        if anchored is not None and (i == st.gap or text[i - 1] not in NON_NAME):
+            label, end = anchored
+            label = self._resolve_anchored(st, label, i, end, gap_empty)
+            if label is not None:
+                return i, end, label, None
+        for words, label in ((INTERSECTION, "intersection"), (ASSIST_MULTI, "assist")):
+            for w in words:
+                if text.startswith(w, i) and (label != "intersection" or st.last in ("road", "roadno") or gap_empty
+                                              or w not in ("路口", "交口")):
+                    return i, i + len(w), label, None
+        if gap_empty and st.entities and text[i] in ASSIST_SINGLE and self._ends_here(text, i + 1):
+            return i, i + 1, "assist", None
+        if not gap_empty:
+            return self._suffix_at(st, i)
+        return None
+
+    @staticmethod
+    def _ends_here(text: str, j: int) -> bool:
+        return j >= len(text) or text[j] in SEPARATORS
+
+    def _admin_at(self, st: _State, i: int, gap_empty: bool) -> tuple[int, int, str, Place | None] | None:
+        text = st.text
+        head = gap_empty and all(e.label in ADMIN for e in st.entities)
+        for end, entries in self.gaz.matches_at(text, i):
+            best = self._choose(st, entries, head, gap_empty, text, i, end)
+            if best is not None:
+                place, label = best
+                end = self._extend_admin(text, end, place)
+                return i, end, label, place
+        town = next((p for p in reversed(st.places) if p.level == "town"), None)
+        if town is not None and gap_empty:
+            names = self.gaz.community_names(town)
+            for end in range(min(len(text), i + 6), i + 1, -1):
+                if text[i:end] in names:
+                    tail = next((s for s in ("村村", "社区", "村") if text.startswith(s, end)), "")
+                    if (tail or end - i >= 3) and not self._continues_as_name(text, end + len(tail)):
+                        return i, end + len(tail), "community", None
+        return None
+
+    @staticmethod
+    def _extend_admin(text: str, end: int, place: Place) -> int:
+        return end
+
+    def _choose(self, st: _State, entries: Sequence[tuple[Place, bool]], head: bool, gap_empty: bool,
+                text: str, i: int, end: int) -> tuple[Place, str] | None:
+        context = st.places
+        last_rank = max((LEVEL_RANK[p.level] for p in context), default=-1)
+        name = text[i:end]
+        if any(p.level == "town" and not s for p, s in entries):
+            # 九堡镇 in 杭州 is the town 九堡街道 there, not the 九堡镇 of another province
+            base = short_name(name, "town")
+            if base:
+                entries = [*entries, *((p, False) for p, _ in self.gaz.lookup(base) if p.level == "town")]
+        scored = []
+        for place, is_short in entries:
+            consistent = all(place.related(c) for c in context if c.level != place.level)
+            if place.level == "town" and (not consistent or not context) and (is_short or not gap_empty):
+                continue
+            if is_short and not (head or (consistent and context)):
+                continue
+            if is_short and self._name_goes_on(text, end):
+                continue
+            if not gap_empty and (is_short or place.level in ("prov", "city")):
+                continue
+            score = (consistent, LEVEL_RANK[place.level] > last_rank, not is_short,
+                     -abs(LEVEL_RANK[place.level] - last_rank - 1))
+            scored.append((score, place, is_short))
+        if not scored:
+            return None
+        scored.sort(key=lambda s: s[0], reverse=True)
+        _, place, is_short = scored[0]
+        label = place.level
+        if place.code and place.code[:2] in MUNICIPALITY_CODES and place.level in ("prov", "city"):
+            # MGeo labels 上海市 as city and 上海 as province; 上海市上海市 is province then city
+            has_prov = any(c.level == "prov" for c in context)
+            label = "prov" if not has_prov and (is_short or text.startswith(name, end)) else "city"
+            place = next((p for p, _ in entries if p.level == label), place)
+        return place, label
+
+    @staticmethod
+    def _name_goes_on(text: str, end: int) -> bool:
+        """A short form followed by a road or zone word is part of a longer name (余杭塘路, 临江工业园)."""
+        nxt = text[end:end + 4]
+        if not nxt:
+            return False
+        if nxt[0] in "路街道巷弄桥湾村镇乡区县市省大" or (len(nxt) > 1 and nxt[1] in "路街巷弄"):
+            return True
+        return any(nxt.startswith(w) for w in NAME_CONTINUATIONS)
+
+    def _resolve_anchored(self, st: _State, label: str, i: int, end: int, gap_empty: bool) -> str | None:
+        if label == "number":
+            return "roadno" if st.last in ("road",) and gap_empty else "houseno"
+        if label == "village_group" and st.last not in ("community", "town", "village_group"):
+            return None
+        if label == "subpoi":
+            if not gap_empty and len(st.text[st.gap:i].strip()) < 2:
+                return None
+            if not gap_empty:
+                return "subpoi"
+            return "subpoi" if any(e.label == "poi" for e in st.entities) else "poi"
+        return label
+
+    def _suffix_at(self, st: _State, i: int) -> tuple[int, int, str, Place | None] | None:
+        text = st.text
+        for label, suffixes, lo, hi in SUFFIX_RULES:
+            for suf in suffixes:
+                if not text.startswith(suf, i):
+                    continue
+                end = i + len(suf)
+                name_start = self._name_start(st, i, label)
+                name = text[name_start:i]
+                if not (lo <= len(name) <= hi) or any(c in SEPARATORS for c in name):
+                    continue
+                if label in ("town", "community") and self._continues_as_name(text, end):
+                    continue
+                if label == "community" and name.endswith("新"):
+                    continue
+                if label == "road" and text[end:end + 1] in ("道",):
+                    continue
+                return name_start, end, label, None
+        return None
+
+    def _name_start(self, st: _State, i: int, label: str) -> int:
+        """Where the name before a suffix at ``i`` starts: the gap start, or just after a POI word in it."""
+        start = st.gap
+        while start < i and st.text[start] in SEPARATORS:
+            start += 1
+        if label == "road":
+            gap = st.text[start:i]
+            cut = self._poi_cut(gap)
+            if cut is not None and len(gap) - cut >= 1:
+                return start + cut
+        return start
+
+    @staticmethod
+    def _continues_as_name(text: str, end: int) -> bool:
+        nxt = text[end:end + 3]
+        return bool(nxt) and (nxt[0] in "路街道巷弄桥口" or any(nxt.startswith(s) for s in
+                                                      ("小区", "新村", "工业", "开发", "花园", "公寓", "大厦", "委")))
+
+    @staticmethod
+    def _poi_cut(chunk: str) -> int | None:
+        """Offset just after the first POI word in ``chunk`` that leaves text after it, if any."""
+        best = None
+        for suf in POI_SUFFIXES:
+            j = chunk.find(suf)
+            while j >= 0:
+                cut = j + len(suf)
+                if 2 <= cut < len(chunk) and (best is None or cut < best):
+                    best = cut
+                j = chunk.find(suf, j + 1)
+        return best
+
+    def _flush(self, st: _State, start: int, end: int) -> None:
+        """Label an unlabelled gap as poi (first) / subpoi (later), split after a POI word."""
+        while start < end and st.text[start] in SEPARATORS:
+            start += 1
+        while end > start and st.text[end - 1] in SEPARATORS:
+            end -= 1
+        if end - start < 2:
+            return
+        chunk = st.text[start:end]
+        has_poi = any(e.label == "poi" for e in st.entities)
+        cut = self._poi_cut(chunk)
+        parts = [(start, start + cut), (start + cut, end)] if cut is not None and end - start - cut >= 2 else \
+            [(start, end)]
+        for a, b in parts:
+            label = "subpoi" if has_poi else "poi"
+            st.entities.append(Entity(a, b, label, st.text[a:b], source=self.source))
+            has_poi = True
+
+    # -- correcting another teacher --------------------------------------------------------------
+    def correct(self, record: Record) -> tuple[Record, list[Correction]]:
+        """Relabel administrative entities the gazetteer proves wrong; flag hierarchy breaks it cannot fix.
+
+        A mention is relabelled only when every gazetteer reading consistent with
+        the other administrative mentions of the record has one level (``浙江省``
+        labelled ``city`` becomes ``prov``; ``余姚市`` under ``宁波市`` labelled
+        ``city`` becomes ``district``). Unknown names are left alone: absence from
+        the gazetteer proves nothing.
+        """
+        fixes: list[Correction] = []
+        readings: dict[int, list[Place]] = {}
+        for k, e in enumerate(record.entities):
+            places = [p for p, _ in self.gaz.lookup(e.text) if p.level in ADMIN]
+            if places:
+                readings[k] = places
+        # anchors: mentions with a single reading fix the hierarchy for the rest
+        anchors = [ps[0] for ps in readings.values() if len(ps) == 1]
+        out = list(record.entities)
+        for k, places in readings.items():
+            e = record.entities[k]
+            ctx = [a for a in anchors if a not in places]
+            consistent = [p for p in places if all(p.related(a) for a in ctx if a.level != p.level)] or places
+            levels = {p.level for p in consistent}
+            if any(p.code and p.code[:2] in ("11", "12", "31", "50") for p in consistent) and levels <= {"prov", "city"}:
+                continue  # 上海市 is both; MGeo usage decides, not the gazetteer
+            if len(levels) == 1:
+                level = levels.pop()
+                if e.label != level and (e.label in ADMIN or e.label in ("poi", "devzone")):
+                    reason = f"kb: {e.text!r} is a {level} ({consistent[0].path()}), not {e.label}"
+                    fixes.append(Correction(e.start, e.end, e.text, e.label, level, reason))
+                    out[k] = Entity(e.start, e.end, level, e.text, source=e.source, score=e.score)
+            elif e.label in levels:
+                continue
+        # hierarchy: a district whose every reading lies outside the city found
+        cities = [a for a in anchors if a.level == "city"]
+        for k, e in enumerate(out):
+            if e.label == "district" and k in readings and cities:
+                if not any(p.related(c) for p in readings[k] for c in cities):
+                    fixes.append(Correction(e.start, e.end, e.text, e.label, None,
+                                            f"kb: district {e.text!r} is not under {cities[0].path()}"))
+        return record.with_entities(out), fixes
