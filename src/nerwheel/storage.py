@@ -1,0 +1,495 @@
+"""Local paths and ``s3://bucket/key`` behind one interface.
+
+Every stage, the pipeline and ``deploy`` read and write artifacts through
+:class:`Storage`, so the same code runs on a laptop (plain folders), against a
+local S3 server in tests (moto), and against AWS S3, MinIO or Ceph in a
+cluster. Two guarantees hold for both kinds of location:
+
+* **Atomic writes.** A reader never sees half a file: locally we write a
+  temporary sibling and ``os.replace`` it; on S3 a PUT is atomic per object,
+  and an object whose verification fails is deleted again.
+* **Checksums.** Every write records the SHA-256 of the bytes. On S3 it is
+  stored as object metadata (``x-amz-meta-sha256``) and sent as the S3
+  ``ChecksumSHA256`` so the server rejects corrupted uploads; after the upload
+  the object's size, metadata and server checksum are checked.
+  :meth:`Storage.verify` re-reads an object and compares it to the stored
+  checksum (what a pipeline uses to prove an artifact landed intact).
+
+Credentials never pass through nerwheel: boto3 takes them from the standard
+chain (environment, shared config, instance role, Kubernetes secret as env).
+The endpoint comes from the ``endpoint_url`` argument, else
+``NERWHEEL_S3_ENDPOINT``, else ``AWS_ENDPOINT_URL``, else AWS itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "ChecksumMismatch",
+    "ObjectInfo",
+    "Storage",
+    "StorageError",
+    "get_storage",
+    "is_s3",
+    "join",
+    "resolve_endpoint",
+    "split_s3",
+]
+
+ENDPOINT_ENV = ("NERWHEEL_S3_ENDPOINT", "AWS_ENDPOINT_URL")
+SHA256_META = "sha256"  # S3 user metadata key (sent as x-amz-meta-sha256)
+_CHUNK = 1 << 20
+
+
+class StorageError(RuntimeError):
+    """A storage operation that cannot be completed (missing object, bad URI, refused overwrite)."""
+
+
+class ChecksumMismatch(StorageError):
+    """Stored bytes differ from what was written (or from the checksum recorded with them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What was written (or found): location, size in bytes and SHA-256 hex digest."""
+
+    uri: str
+    size: int
+    sha256: str
+
+
+# -- URIs ------------------------------------------------------------------------------------------
+
+
+def is_s3(uri: str | os.PathLike[str]) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; the key may be empty (bucket root)."""
+    if not is_s3(uri):
+        raise StorageError(f"not an s3:// URI: {uri!r}")
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise StorageError(f"s3 URI {uri!r} has no bucket; expected s3://bucket/key")
+    return bucket, key
+
+
+def join(base: str | os.PathLike[str], *parts: str) -> str:
+    """Join path parts onto a local path or an s3:// URI (always ``/`` for S3)."""
+    base = str(base)
+    if is_s3(base):
+        out = base.rstrip("/")
+        for p in parts:
+            p = str(p).strip("/")
+            if p:
+                out = f"{out}/{p}"
+        return out
+    return str(Path(base, *parts))
+
+
+def resolve_endpoint(endpoint_url: str | None = None) -> str | None:
+    """The S3 endpoint to use: the argument, else ``NERWHEEL_S3_ENDPOINT``, else ``AWS_ENDPOINT_URL``."""
+    if endpoint_url:
+        return endpoint_url
+    for name in ENDPOINT_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _local(uri: str | os.PathLike[str]) -> Path:
+    s = str(uri)
+    return Path(s[len("file://") :] if s.startswith("file://") else s)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _composite_sha256_b64(path: Path, part_size: int) -> str:
+    """S3's checksum of a multipart upload: SHA-256 over the concatenated part digests."""
+    digests = []
+    with open(path, "rb") as f:
+        for part in iter(lambda: f.read(part_size), b""):
+            digests.append(hashlib.sha256(part).digest())
+    return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()
+
+
+# -- the interface -------------------------------------------------------------------------------
+
+
+class Storage:
+    """Read, write, list and copy files and folders at local paths or ``s3://`` URIs.
+
+    One instance holds one S3 client (created on first S3 use), so it is cheap
+    to pass around and safe to use from several threads for reads.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None = None,
+        *,
+        region: str | None = None,
+        client: Any = None,
+        multipart_chunksize: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.endpoint_url = resolve_endpoint(endpoint_url)
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self._client = client
+        self.multipart_chunksize = multipart_chunksize
+
+    # -- S3 plumbing ----------------------------------------------------------------------------
+    @property
+    def s3(self) -> Any:
+        if self._client is None:
+            try:
+                import boto3
+            except ImportError as e:  # pragma: no cover - depends on the install
+                raise StorageError("s3:// locations need boto3: pip install 'nerwheel[s3]'") from e
+            self._client = boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region)
+        return self._client
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_threshold=self.multipart_chunksize, multipart_chunksize=self.multipart_chunksize)
+
+    def _head(self, uri: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            return self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _check_uploaded(self, uri: str, local: Path | None, size: int, digest: str) -> ObjectInfo:
+        """After an upload: size, recorded sha256 and (when S3 returns one) the server's checksum must match."""
+        head = self._head(uri)
+        problems = []
+        if head is None:
+            problems.append("object is missing after upload")
+        else:
+            if head["ContentLength"] != size:
+                problems.append(f"size {head['ContentLength']} != {size}")
+            recorded = head.get("Metadata", {}).get(SHA256_META)
+            if recorded != digest:
+                problems.append(f"recorded sha256 {recorded} != {digest}")
+            server = head.get("ChecksumSHA256")
+            if server:
+                server = re.sub(r"-\d+$", "", server)
+                whole = base64.b64encode(bytes.fromhex(digest)).decode()
+                if server != whole and local is not None and head.get("ChecksumType") != "FULL_OBJECT":
+                    whole = _composite_sha256_b64(local, self.multipart_chunksize)
+                if server != whole:
+                    problems.append(f"server checksum {server} != {whole}")
+        if problems:
+            with contextlib.suppress(Exception):
+                bucket, key = split_s3(uri)
+                self.s3.delete_object(Bucket=bucket, Key=key)
+            raise ChecksumMismatch(f"upload to {uri} failed verification (object deleted): {'; '.join(problems)}")
+        return ObjectInfo(uri, size, digest)
+
+    def ensure_bucket(self, uri_or_bucket: str) -> None:
+        """Create the bucket of ``uri_or_bucket`` if it does not exist (local S3 servers, first runs)."""
+        from botocore.exceptions import ClientError
+
+        bucket = split_s3(uri_or_bucket)[0] if is_s3(uri_or_bucket) else uri_or_bucket
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            kw: dict[str, Any] = {}
+            if self.region != "us-east-1":
+                kw["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            self.s3.create_bucket(Bucket=bucket, **kw)
+
+    # -- bytes and text -------------------------------------------------------------------------
+    def read_bytes(self, uri: str | os.PathLike[str]) -> bytes:
+        uri = str(uri)
+        if is_s3(uri):
+            from botocore.exceptions import ClientError
+
+            bucket, key = split_s3(uri)
+            try:
+                return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except ClientError as e:
+                raise StorageError(f"cannot read {uri}: {e}") from e
+        path = _local(uri)
+        if not path.is_file():
+            raise StorageError(f"cannot read {uri}: no such file")
+        return path.read_bytes()
+
+    def read_text(self, uri: str | os.PathLike[str], encoding: str = "utf-8") -> str:
+        return self.read_bytes(uri).decode(encoding)
+
+    def write_bytes(self, uri: str | os.PathLike[str], data: bytes) -> ObjectInfo:
+        """Write ``data`` atomically and verify it; returns its size and checksum."""
+        uri = str(uri)
+        digest = hashlib.sha256(data).hexdigest()
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self.s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                Metadata={SHA256_META: digest},
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
+            )
+            return self._check_uploaded(uri, None, len(data), digest)
+        path = _local(uri)
+        with _atomic_file(path) as f:
+            f.write(data)
+        return self._check_local(path, len(data), digest)
+
+    def write_text(self, uri: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> ObjectInfo:
+        return self.write_bytes(uri, text.encode(encoding))
+
+    @staticmethod
+    def _check_local(path: Path, size: int, digest: str) -> ObjectInfo:
+        actual = _sha256_file(path)
+        if actual != digest or path.stat().st_size != size:
+            raise ChecksumMismatch(f"{path}: written file has sha256 {actual}, expected {digest}")
+        return ObjectInfo(str(path), size, digest)
+
+    # -- files ----------------------------------------------------------------------------------
+    def upload_file(self, local_path: str | os.PathLike[str], uri: str | os.PathLike[str]) -> ObjectInfo:
+        """Copy a local file to ``uri`` (local or S3) atomically, with checksum verification."""
+        src = Path(local_path)
+        uri = str(uri)
+        digest, size = _sha256_file(src), src.stat().st_size
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            self.s3.upload_file(
+                str(src),
+                bucket,
+                key,
+                ExtraArgs={"Metadata": {SHA256_META: digest}, "ChecksumAlgorithm": "SHA256"},
+                Config=self._transfer_config(),
+            )
+            return self._check_uploaded(uri, src, size, digest)
+        dst = _local(uri)
+        with _atomic_file(dst) as f, open(src, "rb") as r:
+            shutil.copyfileobj(r, f, _CHUNK)
+        return self._check_local(dst, size, digest)
+
+    def download_file(self, uri: str | os.PathLike[str], local_path: str | os.PathLike[str]) -> Path:
+        """Copy ``uri`` to a local file atomically; S3 objects are checked against their recorded sha256."""
+        uri, dst = str(uri), Path(local_path)
+        if not is_s3(uri):
+            src = _local(uri)
+            if not src.is_file():
+                raise StorageError(f"cannot read {uri}: no such file")
+            with _atomic_file(dst) as f, open(src, "rb") as r:
+                shutil.copyfileobj(r, f, _CHUNK)
+            return dst
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            self.s3.download_file(bucket, key, str(tmp), Config=self._transfer_config())
+            head = self._head(uri) or {}
+            recorded = head.get("Metadata", {}).get(SHA256_META)
+            if recorded and _sha256_file(tmp) != recorded:
+                raise ChecksumMismatch(f"{uri}: downloaded bytes do not match the recorded sha256 {recorded}")
+            os.replace(tmp, dst)
+        except ClientError as e:
+            raise StorageError(f"cannot download {uri}: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dst
+
+    def exists(self, uri: str | os.PathLike[str]) -> bool:
+        """True for an existing file/object, or a folder/prefix with anything under it."""
+        uri = str(uri)
+        if not is_s3(uri):
+            return _local(uri).exists()
+        if split_s3(uri)[1] and self._head(uri) is not None:
+            return True
+        return bool(self.list(uri, limit=1))
+
+    def sha256(self, uri: str | os.PathLike[str]) -> str:
+        """The recorded checksum of an S3 object (computed for local files)."""
+        uri = str(uri)
+        if not is_s3(uri):
+            return _sha256_file(_local(uri))
+        head = self._head(uri)
+        if head is None:
+            raise StorageError(f"{uri}: no such object")
+        recorded = head.get("Metadata", {}).get(SHA256_META)
+        if not recorded:
+            raise StorageError(f"{uri} has no recorded sha256 (not written through nerwheel.storage)")
+        return recorded
+
+    def verify(self, uri: str | os.PathLike[str]) -> ObjectInfo:
+        """Re-read ``uri`` and check its bytes against the recorded sha256; raises :class:`ChecksumMismatch`."""
+        uri = str(uri)
+        if not is_s3(uri):
+            path = _local(uri)
+            return ObjectInfo(uri, path.stat().st_size, _sha256_file(path))
+        recorded = self.sha256(uri)
+        bucket, key = split_s3(uri)
+        h, size = hashlib.sha256(), 0
+        for block in self.s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(_CHUNK):
+            h.update(block)
+            size += len(block)
+        if h.hexdigest() != recorded:
+            raise ChecksumMismatch(f"{uri}: stored bytes have sha256 {h.hexdigest()} but {recorded} was recorded")
+        return ObjectInfo(uri, size, recorded)
+
+    def delete(self, uri: str | os.PathLike[str], *, recursive: bool = False) -> None:
+        uri = str(uri)
+        if not is_s3(uri):
+            path = _local(uri)
+            if path.is_dir():
+                if not recursive:
+                    raise StorageError(f"{uri} is a folder; pass recursive=True to delete it")
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            return
+        bucket, key = split_s3(uri)
+        keys = [split_s3(u)[1] for u in self.list(uri)] if recursive else [key]
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
+
+    # -- folders --------------------------------------------------------------------------------
+    def list(self, uri: str | os.PathLike[str], *, limit: int | None = None) -> list[str]:
+        """All files under a folder/prefix (recursively), as sorted full paths/URIs."""
+        uri = str(uri)
+        if not is_s3(uri):
+            root = _local(uri)
+            if root.is_file():
+                return [str(root)]
+            if not root.is_dir():
+                return []
+            files = sorted(str(p) for p in root.rglob("*") if p.is_file())
+            return files[:limit] if limit else files
+        bucket, key = split_s3(uri)
+        prefix = f"{key.rstrip('/')}/" if key else ""
+        out: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                out.append(f"s3://{bucket}/{obj['Key']}")
+                if limit and len(out) >= limit:
+                    return out
+        return sorted(out)
+
+    def children(self, uri: str | os.PathLike[str]) -> list[str]:
+        """Names of the immediate entries (files and folders) of a folder/prefix, sorted."""
+        uri = str(uri)
+        if not is_s3(uri):
+            root = _local(uri)
+            return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        bucket, key = split_s3(uri)
+        prefix = f"{key.rstrip('/')}/" if key else ""
+        names: set[str] = set()
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        for page in pages:
+            names.update(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(o["Key"][len(prefix) :] for o in page.get("Contents", []))
+        return sorted(n for n in names if n)
+
+    def upload_dir(
+        self, local_dir: str | os.PathLike[str], uri: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> dict[str, ObjectInfo]:
+        """Copy a local folder to ``uri``; returns ``{relative path: ObjectInfo}`` for every file.
+
+        Locally the folder appears at once (copied to a temporary sibling, then
+        renamed). On S3 every object is verified; refuse to write over an
+        existing prefix unless ``overwrite``.
+        """
+        src, uri = Path(local_dir), str(uri)
+        if not src.is_dir():
+            raise StorageError(f"{src} is not a folder")
+        if not overwrite and self.exists(uri):
+            raise StorageError(f"{uri} already exists; refusing to overwrite it")
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        if not is_s3(uri):
+            dst = _local(uri)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}")
+            try:
+                shutil.copytree(src, tmp)
+                infos = {p.relative_to(src).as_posix(): self._check_local(
+                    tmp / p.relative_to(src), p.stat().st_size, _sha256_file(p)) for p in files}
+                if overwrite and dst.exists():
+                    shutil.rmtree(dst)
+                os.replace(tmp, dst)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+            return {rel: ObjectInfo(str(dst / rel), i.size, i.sha256) for rel, i in infos.items()}
+        return {p.relative_to(src).as_posix(): self.upload_file(p, join(uri, p.relative_to(src).as_posix()))
+                for p in files}
+
+    def download_dir(self, uri: str | os.PathLike[str], local_dir: str | os.PathLike[str]) -> list[Path]:
+        """Copy every file under ``uri`` into ``local_dir`` (created), keeping relative paths."""
+        uri, dst = str(uri), Path(local_dir)
+        files = self.list(uri)
+        if not files:
+            raise StorageError(f"{uri}: nothing there to download")
+        base = uri.rstrip("/") if is_s3(uri) else str(_local(uri))
+        out = []
+        for f in files:
+            rel = f[len(base) :].lstrip("/")
+            out.append(self.download_file(f, dst / rel))
+        return out
+
+    @contextlib.contextmanager
+    def local_dir(self, uri: str | os.PathLike[str]) -> Iterator[Path]:
+        """A local folder with the content of ``uri``: the folder itself, or a temporary download of it."""
+        uri = str(uri)
+        if not is_s3(uri):
+            yield _local(uri)
+            return
+        with tempfile.TemporaryDirectory(prefix="nerwheel-") as tmp:
+            self.download_dir(uri, tmp)
+            yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """Write to a temporary sibling, fsync, then rename over ``path`` (readers see old or new, never half)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_DEFAULT: dict[str | None, Storage] = {}
+
+
+def get_storage(endpoint_url: str | None = None) -> Storage:
+    """A shared :class:`Storage` per endpoint (the S3 client is reused)."""
+    key = resolve_endpoint(endpoint_url)
+    if key not in _DEFAULT:
+        _DEFAULT[key] = Storage(key)
+    return _DEFAULT[key]

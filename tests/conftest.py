@@ -1,0 +1,104 @@
+"""Shared fixtures that start real local servers (bound to 127.0.0.1, free ports, stopped at session end).
+
+- ``s3_server``: a moto S3 server (``moto_server``) speaking the real S3 HTTP
+  protocol; yields its endpoint URL and, for the session, sets fake AWS
+  credentials and ``NERWHEEL_S3_ENDPOINT`` so boto3 (and Triton) talk to it.
+- ``triton_launcher``: starts real ``tritonserver`` processes
+  (:class:`nerwheel.serving.server.TritonServer`) and stops every one it
+  started when the session ends. Start one per session and reuse it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on port {port}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout_s:.0f}s")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Endpoint URL (``http://127.0.0.1:PORT``) of a moto S3 server running for the whole session."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (test extra)")
+    exe = Path(sys.executable).with_name("moto_server")
+    cmd = [str(exe)] if exe.exists() else [shutil.which("moto_server") or "moto_server"]
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    mp = pytest.MonkeyPatch()
+    try:
+        _wait_port(port, proc, 30, "moto_server")
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        mp.setenv("AWS_REGION", "us-east-1")
+        mp.setenv("NERWHEEL_S3_ENDPOINT", endpoint)
+        yield endpoint
+    finally:
+        mp.undo()
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def triton_launcher() -> Iterator[Callable[..., Any]]:
+    """``launch(repositories, **TritonServer options) -> started TritonServer``; all are stopped at session end."""
+    server_mod = pytest.importorskip("nerwheel.serving.server")
+    try:
+        server_mod.find_triton()
+    except server_mod.TritonError as e:
+        pytest.skip(f"no tritonserver here: {e}")
+    started: list[Any] = []
+
+    def launch(repositories: list[str | os.PathLike[str]], **options: Any) -> Any:
+        start_timeout_s = options.pop("start_timeout_s", 90)
+        options.setdefault("exit_timeout_s", 5)
+        server = server_mod.TritonServer(list(repositories), **options)
+        started.append(server)
+        return server.start(timeout_s=start_timeout_s)
+
+    yield launch
+    for server in reversed(started):
+        server.stop()
