@@ -25,7 +25,7 @@ from nerwheel.labels import LabelMap
 from nerwheel.llm.parse import ItemReject, ParseResult
 from nerwheel.records import Entity
 
-__all__ = ["EntityReject", "OverlapPolicy", "Placed", "place"]
+__all__ = ["EntityReject", "OverlapPolicy", "Placed", "TeacherOutput", "place"]
 
 OverlapPolicy = Literal["longest", "first", "allow"]
 
@@ -131,3 +131,22 @@ def place(
                 f"(policy {overlap!r})", e.text, e.label, e.start, e.end, source))
     out.entities = sorted(kept)
     return out
+
+
+@dataclass(slots=True)
+class TeacherOutput:
+    """What one teacher made of one record.
+
+    ``error`` set means the record failed for this teacher (no usable answer);
+    otherwise ``entities`` were accepted and ``rejects`` hold what was returned
+    but refused, so ``returned == len(entities) + len(rejects)``.
+    """
+
+    entities: list[Entity] = field(default_factory=list)
+    rejects: list[EntityReject] = field(default_factory=list)
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def returned(self) -> int:
+        return len(self.entities) + len(self.rejects)

@@ -23,7 +23,7 @@ from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.llm.definitions import LABEL_DEFINITIONS, POS_PREFIX, POS_TAGS
 from nerwheel.records import Record
 
-__all__ = ["PROMPTS", "Prompt", "entity_schema", "get_prompt", "select_examples"]
+__all__ = ["PROMPTS", "SYNTH_SCHEMA", "Prompt", "entity_schema", "get_prompt", "select_examples", "synth_messages"]
 
 HERE = Path(__file__).parent
 
@@ -110,6 +110,14 @@ def get_prompt(name: str) -> Prompt:
     if name not in PROMPTS:
         raise ValueError(f"unknown prompt {name!r}; versions available: {', '.join(PROMPTS)}")
     return PROMPTS[name]
+
+
+def synth_messages(hints: Sequence[tuple[str, str, str]]) -> list[dict[str, str]]:
+    """Messages asking for one new address text containing ``hints`` (text, label, explanation)."""
+    return [{"role": "user", "content": _env().get_template("synth.v1.jinja").render(hints=list(hints))}]
+
+
+SYNTH_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 
 
 def _stable(r: Record) -> str:

@@ -1,0 +1,133 @@
+"""An LLM as a teacher: prompt, call (cached), parse, place, optionally let the knowledge base correct.
+
+One request per record, all records in flight at once under the client's
+semaphore and rate limit. A record whose request fails for good, or whose
+answer holds no JSON at all, comes back with ``error`` set (the stage counts it
+as failed and keeps it in the rejects file); nothing raises out of
+:meth:`LLMTeacher.label` for one bad record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import httpx
+
+from nerwheel.labels import ADDRESS_LABELS, LabelMap
+from nerwheel.llm.cache import ResponseCache
+from nerwheel.llm.client import ChatClient, LLMError, RunStats
+from nerwheel.llm.config import LLMConfig
+from nerwheel.llm.definitions import address_label_map, pos_label_map
+from nerwheel.llm.parse import get_parser
+from nerwheel.llm.extract import extract_json
+from nerwheel.llm.prompts import SYNTH_SCHEMA, get_prompt, select_examples, synth_messages
+from nerwheel.llm.validate import EntityReject, OverlapPolicy, TeacherOutput, place
+from nerwheel.records import Entity, Record
+
+__all__ = ["LLMTeacher"]
+
+
+class LLMTeacher:
+    """Labels records through an OpenAI-compatible endpoint.
+
+    ``examples`` is the seed set few-shot examples are chosen from
+    (``per_type`` per label, deterministic). ``corrector`` is anything with
+    ``correct(record) -> (record, corrections)``, normally the address KB.
+    """
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        mode: Literal["entity", "pos"] = "entity",
+        prompt: str | None = None,
+        examples: Sequence[Record] = (),
+        per_type: int = 4,
+        labels: Sequence[str] = ADDRESS_LABELS,
+        label_map: LabelMap | None = None,
+        cache: ResponseCache | None = None,
+        overlap: OverlapPolicy = "longest",
+        corrector: Any = None,
+        name: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.prompt = get_prompt(prompt or ("ner.v1" if mode == "entity" else "pos.v1"))
+        if self.prompt.mode != mode:
+            raise ValueError(f"prompt {self.prompt.name!r} is for mode {self.prompt.mode!r}, not {mode!r}")
+        self.parser = get_parser(self.prompt.parser)
+        self.labels = tuple(labels)
+        self.examples = select_examples(examples, per_type, None if mode == "pos" else self.labels)
+        self.label_map = label_map or (address_label_map() if mode == "entity" else pos_label_map())
+        self.cache = cache
+        self.overlap: OverlapPolicy = "allow" if mode == "pos" else overlap
+        self.corrector = corrector
+        self.name = name or f"llm:{config.model}"
+        self.transport = transport
+        self.stats = RunStats()
+
+    def label(self, records: Sequence[Record]) -> list[TeacherOutput]:
+        """Label ``records`` (blocking); per-run usage is left in :attr:`stats`."""
+        return asyncio.run(self.alabel(records))
+
+    async def alabel(self, records: Sequence[Record]) -> list[TeacherOutput]:
+        async with ChatClient(self.config, cache=self.cache, transport=self.transport) as client:
+            try:
+                return list(await asyncio.gather(*(self._one(client, r) for r in records)))
+            finally:
+                self.stats = client.stats
+
+    def generate(self, requests: Sequence[Sequence[tuple[str, str, str]]]) -> list[str | None]:
+        """One new address text per request of (text, label, explanation) hints; ``None`` where none came back."""
+        return asyncio.run(self._agenerate(requests))
+
+    async def _agenerate(self, requests: Sequence[Sequence[tuple[str, str, str]]]) -> list[str | None]:
+        async with ChatClient(self.config, cache=self.cache, transport=self.transport) as client:
+
+            async def one(hints: Sequence[tuple[str, str, str]]) -> str | None:
+                try:
+                    resp = await client.complete(synth_messages(hints), schema=SYNTH_SCHEMA)
+                except LLMError:
+                    return None
+                value = extract_json(resp.content).value
+                text = value.get("text") if isinstance(value, dict) else None
+                return text.strip() if isinstance(text, str) and text.strip() else None
+
+            return list(await asyncio.gather(*(one(h) for h in requests)))
+
+    async def _one(self, client: ChatClient, record: Record) -> TeacherOutput:
+        messages = self.prompt.messages(record.text, self.examples, self.labels)
+        try:
+            resp = await client.complete(messages, schema=self.prompt.schema(self.labels))
+        except LLMError as exc:
+            return TeacherOutput(error=f"request failed: {exc}")
+        parsed = self.parser(resp.content)
+        meta: dict[str, Any] = {"parse": parsed.method, "salvaged": parsed.salvaged, "cached": resp.cached,
+                                "finish_reason": resp.finish_reason}
+        if parsed.error is not None:
+            reason = f"unusable answer ({parsed.error})"
+            if resp.truncated:
+                reason += "; the answer was cut off at max_tokens"
+            return TeacherOutput(error=reason, meta=meta)
+        placed = place(record.text, parsed, self.label_map, source=self.name, mode=self.mode, overlap=self.overlap)
+        entities, rejects = placed.entities, placed.rejects
+        if self.corrector is not None and self.mode == "entity" and entities:
+            fixed, corrections = self.corrector.correct(record.with_entities(entities))
+            entities = list(fixed.entities)
+            if corrections:
+                meta["kb_corrections"] = [c.to_dict() for c in corrections]
+        return TeacherOutput(entities=[_with_source(e, self.name) for e in entities], rejects=rejects, meta=meta)
+
+
+def _with_source(e: Entity, source: str) -> Entity:
+    return e if e.source == source else Entity(e.start, e.end, e.label, e.text, source=source, score=e.score)
+
+
+def reject_codes(rejects: Sequence[EntityReject]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rejects:
+        out[r.code] = out.get(r.code, 0) + 1
+    return out

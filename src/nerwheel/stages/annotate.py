@@ -1,0 +1,195 @@
+"""The annotate stage: label records with one or several teachers, keep votes, and account for everything.
+
+Teachers are anything with a ``name`` and ``label(records) -> list[TeacherOutput]``:
+:class:`KBTeacher` (the offline address knowledge base) and
+:class:`nerwheel.llm.teacher.LLMTeacher`. With K teachers, each span
+``(start, end, label)`` collects the names of the teachers that produced it;
+spans with at least ``min_votes`` votes are kept (default: a majority of the
+teachers that answered), their ``Entity.source`` lists the voters
+(``kb+llm:qwen``) and ``Entity.score`` is the vote share. The record's
+``meta["annotate"]`` keeps every span's votes, per-teacher counts and an
+agreement score (the share of spans all answering teachers agree on).
+
+Counts reconcile by construction and are checked (:meth:`AnnotateResult.check`):
+records in = labelled + failed; per teacher, entities returned = accepted + rejected.
+In ``pos`` mode the teachers' ``pos:`` labels are added to a record's existing
+entities; in ``entity`` mode they replace them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from nerwheel.llm.validate import TeacherOutput
+from nerwheel.records import Entity, Record
+
+__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate"]
+
+
+class Teacher(Protocol):
+    name: str
+
+    def label(self, records: Sequence[Record]) -> list[TeacherOutput]: ...
+
+
+class KBTeacher:
+    """The address knowledge base as a teacher (entity mode only; it never fails a record)."""
+
+    def __init__(self, kb: Any = None, name: str = "kb") -> None:
+        if kb is None:
+            from nerwheel.kb.annotator import AddressKB
+
+            kb = AddressKB(source=name)
+        self.kb = kb
+        self.name = name
+
+    def label(self, records: Sequence[Record]) -> list[TeacherOutput]:
+        return [TeacherOutput(entities=self.kb.annotate_text(r.text)) for r in records]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecord:
+    record: Record
+    reasons: dict[str, str]  # teacher name -> why
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "record", "id": self.record.id, "text": self.record.text,
+                "reason": "; ".join(f"{k}: {v}" for k, v in self.reasons.items()), "reasons": self.reasons}
+
+
+@dataclass
+class AnnotateResult:
+    records: list[Record] = field(default_factory=list)
+    failed: list[FailedRecord] = field(default_factory=list)
+    entity_rejects: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def rejects(self) -> list[dict[str, Any]]:
+        """Failed records and refused entities, one dict each (the ``--rejects`` JSONL)."""
+        return [f.to_dict() for f in self.failed] + self.entity_rejects
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` naming the count that does not reconcile."""
+        s = self.stats
+        if s["records_in"] != s["labelled"] + s["failed"]:
+            raise AssertionError(f"records in {s['records_in']} != labelled {s['labelled']} + failed {s['failed']}")
+        for name, t in s["teachers"].items():
+            if t["returned"] != t["accepted"] + t["rejected"]:
+                raise AssertionError(f"teacher {name}: returned {t['returned']} != accepted {t['accepted']} "
+                                     f"+ rejected {t['rejected']}")
+
+    def summary(self) -> str:
+        s = self.stats
+        lines = [f"records in {s['records_in']} = labelled {s['labelled']} + failed {s['failed']}; "
+                 f"entities kept {s['entities_kept']}"]
+        for name, t in s["teachers"].items():
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(t["reject_codes"].items())) or "none"
+            lines.append(f"  {name}: returned {t['returned']} = accepted {t['accepted']} + rejected {t['rejected']} "
+                         f"({codes}); failed records {t['failed']}")
+            if "usage" in t:
+                u = t["usage"]
+                lines.append(f"    requests {u['requests']} (cache hits {u['cache_hits']}, http calls {u['http_calls']}, "
+                             f"retries {u['retries']}), tokens {u['prompt_tokens']}+{u['completion_tokens']}, "
+                             f"cost {u['cost']:.4f}")
+        return "\n".join(lines)
+
+
+def _resolve(spans: list[tuple[tuple[int, int, str], list[str]]]) -> list[tuple[tuple[int, int, str], list[str]]]:
+    """Non-overlapping spans: more votes first, then longer, then earlier."""
+    order = sorted(spans, key=lambda s: (-len(s[1]), -(s[0][1] - s[0][0]), s[0][0], s[0][2]))
+    kept: list[tuple[tuple[int, int, str], list[str]]] = []
+    for key, voters in order:
+        if all(key[1] <= k[0] or k[1] <= key[0] for k, _ in kept):
+            kept.append((key, voters))
+    return sorted(kept)
+
+
+def annotate(
+    records: Sequence[Record],
+    teachers: Sequence[Teacher],
+    *,
+    mode: Literal["entity", "pos"] = "entity",
+    min_votes: int | None = None,
+) -> AnnotateResult:
+    """Label ``records`` with every teacher and fuse the answers by vote (see the module docstring)."""
+    if not teachers:
+        raise ValueError("annotate needs at least one teacher")
+    names = [t.name for t in teachers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"teacher names must be unique, got {names}")
+    outputs = {t.name: t.label(records) for t in teachers}
+    for name, outs in outputs.items():
+        if len(outs) != len(records):
+            raise RuntimeError(f"teacher {name} returned {len(outs)} outputs for {len(records)} records")
+
+    result = AnnotateResult()
+    per_teacher = {n: {"returned": 0, "accepted": 0, "rejected": 0, "failed": 0, "reject_codes": Counter()}
+                   for n in names}
+    dropped_by_vote = 0
+    agreements: list[float] = []
+    for i, record in enumerate(records):
+        answered: dict[str, TeacherOutput] = {}
+        errors: dict[str, str] = {}
+        for name in names:
+            out = outputs[name][i]
+            t = per_teacher[name]
+            t["returned"] += out.returned
+            t["accepted"] += len(out.entities)
+            t["rejected"] += len(out.rejects)
+            t["reject_codes"].update(r.code for r in out.rejects)
+            for r in out.rejects:
+                result.entity_rejects.append({"kind": "entity", "id": record.id, "teacher": name, **r.to_dict()})
+            if out.error is not None:
+                t["failed"] += 1
+                errors[name] = out.error
+            else:
+                answered[name] = out
+        if not answered:
+            result.failed.append(FailedRecord(record, errors))
+            continue
+        votes: dict[tuple[int, int, str], list[str]] = defaultdict(list)
+        for name, out in answered.items():
+            for e in out.entities:
+                if name not in votes[e.key]:
+                    votes[e.key].append(name)
+        need = min_votes or (len(answered) // 2 + 1)
+        passing = [(k, v) for k, v in votes.items() if len(v) >= need]
+        kept = _resolve(passing)
+        dropped_by_vote += len(votes) - len(kept)
+        n = len(answered)
+        agreement = sum(1 for v in votes.values() if len(v) == n) / len(votes) if votes else 1.0
+        agreements.append(agreement)
+        entities = [Entity(a, b, lab, record.text[a:b], source="+".join(v), score=round(len(v) / n, 4))
+                    for (a, b, lab), v in kept]
+        if mode == "pos":
+            entities = [*record.entities, *entities]
+        info: dict[str, Any] = {
+            "teachers": {name: {"entities": len(o.entities), "rejected": len(o.rejects), **o.meta}
+                         for name, o in answered.items()},
+            "agreement": round(agreement, 4),
+        }
+        if errors:
+            info["errors"] = errors
+        if len(teachers) > 1:
+            info["votes"] = [{"start": a, "end": b, "label": lab, "teachers": v}
+                             for (a, b, lab), v in sorted(votes.items())]
+        result.records.append(record.with_entities(entities).with_meta(annotate=info))
+
+    result.stats = {
+        "records_in": len(records),
+        "labelled": len(result.records),
+        "failed": len(result.failed),
+        "entities_kept": sum(len(r.entities) for r in result.records),
+        "dropped_by_vote": dropped_by_vote,
+        "mean_agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
+        "teachers": {n: {**t, "reject_codes": dict(t["reject_codes"])} for n, t in per_teacher.items()},
+    }
+    for t in teachers:
+        usage = getattr(t, "stats", None)
+        if usage is not None and hasattr(usage, "to_dict"):
+            result.stats["teachers"][t.name]["usage"] = usage.to_dict()
+    result.check()
+    return result
