@@ -1,0 +1,282 @@
+"""Run the whole flywheel on this machine with Kubeflow's own local runner.
+
+``kfp.local`` with the ``SubprocessRunner(use_venv=False)`` runs each component
+as a subprocess of the current Python (the same code a cluster runs in the
+stage images), resolves the DAG and the ``dsl.If`` around export/deploy, and
+keeps every artifact under a local pipeline root. GPU requests, secrets and
+node selectors are cluster settings: the local runner ignores them.
+
+S3 (``s3_endpoint``): ``kfp.local`` only knows local pipeline roots (it makes
+the path absolute), so the S3 path is built around it the way a cluster's
+launcher would: inputs are uploaded to ``s3://<bucket>/<prefix>/data/`` and the
+tasks read them from there through :mod:`nerwheel.storage`; the Triton
+repository is written to ``s3://<bucket>/<prefix>/triton-repository``; and when
+the run ends, its whole pipeline root is mirrored to
+``s3://<bucket>/<prefix>/pipeline-root/<run>/`` with every object verified
+against its SHA-256, listed in ``artifacts.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["LocalRun", "LocalRunError", "RunSummary", "run_local"]
+
+#: Pipeline arguments of the embedded default on a laptop (the pipeline's own defaults otherwise).
+LOCAL_DEFAULTS: dict[str, Any] = {"backbone": "tiny", "teacher": "kb"}
+
+
+class LocalRunError(RuntimeError):
+    """The local pipeline run failed; the message names the task and the log file."""
+
+
+@dataclass
+class LocalRun:
+    """How to run the pipeline locally.
+
+    ``arguments`` are pipeline parameters (checked against the pipeline);
+    ``out_dir`` holds the pipeline root, the log and (without S3) the Triton repository.
+    """
+
+    out_dir: Path = Path("runs/local")
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    s3_endpoint: str | None = None
+    s3_bucket: str = "nerwheel"
+    s3_prefix: str = "local"
+    echo: TextIO | None = None  # progress lines go here (None: quiet)
+
+
+@dataclass
+class RunSummary:
+    """Where everything landed and what the run decided."""
+
+    run_name: str
+    seconds: float
+    log: str
+    run_dir: str
+    tasks: dict[str, str]  # task -> SUCCESS | SKIPPED
+    strict_f1: float
+    metrics: dict[str, Any]
+    verdict: str
+    reasons: list[str]
+    model_dir: str
+    export_dir: str | None
+    repository: str | None
+    model_name: str | None
+    version: int | None
+    deploy_status: str | None
+    s3_run_uri: str | None = None
+    s3_objects: int = 0
+    manifest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def text(self) -> str:
+        ov = self.metrics.get("overall", {})
+        lines = [
+            f"nerwheel run {self.run_name}: finished in {self.seconds:.0f} s",
+            f"  tasks:      {', '.join(f'{t} {s.lower()}' for t, s in self.tasks.items())}",
+            f"  F1 (eval):  strict {self.strict_f1:.4f}, partial {ov.get('partial', {}).get('f1', float('nan')):.4f}, "
+            f"type {ov.get('type', {}).get('f1', float('nan')):.4f} on {self.metrics.get('n_records')} records",
+            f"  gate:       {self.verdict.upper()}: {'; '.join(self.reasons)}",
+            f"  model:      {self.model_dir}",
+        ]
+        if self.export_dir:
+            lines.append(f"  ONNX:       {self.export_dir}")
+        if self.repository:
+            lines.append(f"  Triton:     {self.repository}/{self.model_name}/{self.version} ({self.deploy_status})")
+        else:
+            lines.append("  Triton:     not deployed (the gate refused the candidate)")
+        if self.s3_run_uri:
+            lines.append(f"  S3:         {self.s3_objects} artifacts verified under {self.s3_run_uri}")
+        lines += [f"  artifacts:  {self.run_dir}", f"  log:        {self.log}"]
+        if self.manifest:
+            lines.append(f"  manifest:   {self.manifest}")
+        return "\n".join(lines)
+
+
+class _Progress(io.TextIOBase):
+    """Everything to the log file; task start/finish lines (colour codes removed) to ``echo``."""
+
+    _WANTED = re.compile(r"Executing task|finished with status|Task .* failed|Pipeline .* finished")
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self, log: TextIO, echo: TextIO | None) -> None:
+        self.log, self.echo, self._buf = log, echo, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.log.write(s)
+        if self.echo is not None:
+            self._buf += s
+            *lines, self._buf = self._buf.split("\n")
+            for line in lines:
+                clean = self._ANSI.sub("", line)
+                if self._WANTED.search(clean):
+                    self.echo.write(clean.split(" - ", 2)[-1].strip() + "\n")
+                    self.echo.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def _env(updates: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the run (tasks are subprocesses and inherit them)."""
+    old = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _stage_inputs_on_s3(arguments: dict[str, Any], base: str) -> dict[str, Any]:
+    """Upload the run's input files (given or bundled) to ``base/data/`` and point the arguments at them."""
+    from nerwheel import storage
+    from nerwheel.components.data import resolve_uri
+
+    store = storage.get_storage()
+    store.ensure_bucket(base)
+    out = dict(arguments)
+    for param, sample in (("seed_uri", "seed"), ("texts_uri", "texts"), ("eval_uri", "eval")):
+        src = resolve_uri(str(arguments.get(param, "")), sample)
+        if storage.is_s3(src):
+            continue
+        dest = storage.join(base, "data", Path(src).name)
+        store.upload_file(src, dest)
+        out[param] = dest
+    return out
+
+
+def _mirror_to_s3(run_dir: Path, uri: str, out_dir: Path) -> tuple[int, Path]:
+    """Upload the run's pipeline root; every object is checked against its SHA-256. Returns (count, manifest)."""
+    from nerwheel import storage
+    from nerwheel.components.data import write_json
+
+    infos = storage.get_storage().upload_dir(run_dir, uri)
+    manifest = write_json(out_dir / "artifacts.json", {
+        "run_uri": uri,
+        "objects": {rel: {"uri": i.uri, "size": i.size, "sha256": i.sha256} for rel, i in sorted(infos.items())},
+    })
+    storage.get_storage().upload_file(manifest, storage.join(uri, "artifacts.json"))
+    return len(infos), manifest
+
+
+def _new_run_dir(root: Path, before: set[str], name: str) -> Path:
+    new = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in before and p.name.startswith(name))
+    if len(new) != 1:
+        raise LocalRunError(f"expected one new run folder under {root}, found {[p.name for p in new]}")
+    return new[0]
+
+
+def _read(path: Path) -> Any:
+    from nerwheel.components.data import read_json
+
+    return read_json(path)
+
+
+def run_local(cfg: LocalRun) -> RunSummary:
+    """Run the flywheel pipeline locally; returns the summary (raises :class:`LocalRunError` on failure)."""
+    from kfp import local
+
+    from nerwheel import storage
+    from nerwheel.pipelines.flywheel import PIPELINE_NAME, flywheel
+    from nerwheel.pipelines.params import check_arguments
+
+    out = Path(cfg.out_dir).resolve()
+    root = out / "pipeline-root"
+    root.mkdir(parents=True, exist_ok=True)
+    args: dict[str, Any] = {**LOCAL_DEFAULTS, **check_arguments(cfg.arguments, source="run arguments")}
+    env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+    s3_base = None
+    if cfg.s3_endpoint:
+        env["NERWHEEL_S3_ENDPOINT"] = cfg.s3_endpoint
+        s3_base = f"s3://{cfg.s3_bucket}/{cfg.s3_prefix.strip('/')}" if cfg.s3_prefix.strip("/") else \
+            f"s3://{cfg.s3_bucket}"
+        args.setdefault("repository_uri", storage.join(s3_base, "triton-repository"))
+    else:
+        args.setdefault("repository_uri", str(out / "triton-repository"))
+
+    log_path = out / "run.log"
+    before = {p.name for p in root.iterdir()}
+    t0 = time.monotonic()
+    with _env(env):
+        if s3_base:
+            args = _stage_inputs_on_s3(args, s3_base)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+        with open(log_path, "w", encoding="utf-8") as log, warnings.catch_warnings():
+            # The local runner warns that images, display names and platform settings are not used locally.
+            warnings.simplefilter("ignore")
+            progress = _Progress(log, cfg.echo)
+            try:
+                with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
+                    flywheel(**args)
+            except Exception as e:  # kfp.local raises RuntimeError naming the failed task
+                raise LocalRunError(f"{e}\n  full log: {log_path}\n{_tail(log_path)}") from e
+    seconds = time.monotonic() - t0
+    run_dir = _new_run_dir(root, before, PIPELINE_NAME)
+    summary = _summarise(run_dir, seconds, log_path, args)
+    if s3_base:
+        with _env(env):
+            uri = storage.join(s3_base, "pipeline-root", run_dir.name)
+            summary.s3_objects, manifest = _mirror_to_s3(run_dir, uri, out)
+            summary.s3_run_uri, summary.manifest = uri, str(manifest)
+    return summary
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join("    " + ln for ln in text[-lines:])
+
+
+def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str, Any]) -> RunSummary:
+    from nerwheel.components import STAGES
+
+    tasks = {s: ("SUCCESS" if (run_dir / s).is_dir() else "SKIPPED") for s in STAGES}
+    scores = _read(run_dir / "evaluate" / "scores")
+    decision = _read(run_dir / "gate" / "decision")
+    deployment = None
+    if tasks["deploy"] == "SUCCESS":
+        deployment = _read(run_dir / "deploy" / "deployment" / "deployment.json")
+    dep = (deployment or {}).get("deploy", {})
+    return RunSummary(
+        run_name=run_dir.name,
+        seconds=seconds,
+        log=str(log_path),
+        run_dir=str(run_dir),
+        tasks=tasks,
+        strict_f1=float(scores["overall"]["strict"]["f1"]),
+        metrics=scores,
+        verdict=decision["verdict"],
+        reasons=list(decision["reasons"]),
+        model_dir=str(run_dir / "train" / "model"),
+        export_dir=str(run_dir / "export" / "onnx") if tasks["export"] == "SUCCESS" else None,
+        repository=(deployment or {}).get("repository"),
+        model_name=dep.get("name") or (args.get("model_name") if deployment else None),
+        version=dep.get("version"),
+        deploy_status=dep.get("status"),
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience: python -m nerwheel.pipelines.local OUT
+    print(run_local(LocalRun(out_dir=Path(sys.argv[1] if len(sys.argv) > 1 else "runs/local"),
+                             echo=sys.stdout)).text())

@@ -1,0 +1,82 @@
+"""Pipeline arguments from files and overrides, checked against the pipeline's own parameter list.
+
+The parameter list is read from the compiled pipeline (names, types, defaults), so
+a parameter added to the DAG is accepted everywhere at once, and a misspelt key in a
+``--params`` file is an error that names the key and the allowed ones, not a
+silently ignored setting on a cluster run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ParamError", "Parameter", "check_arguments", "load_params_file", "parameters"]
+
+_TYPES: dict[str, type] = {"String": str, "Integer": int, "Float": float, "Boolean": bool}
+
+
+class ParamError(ValueError):
+    """A pipeline argument that the pipeline does not take, or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: type
+    default: Any
+    description: str
+
+
+def parameters(pipeline: Any = None) -> dict[str, Parameter]:
+    """The pipeline's parameters, in declaration order."""
+    if pipeline is None:
+        from nerwheel.pipelines.flywheel import flywheel as pipeline
+    out = {}
+    for name, spec in pipeline.component_spec.inputs.items():
+        if spec.type not in _TYPES:
+            raise ParamError(f"pipeline parameter {name} has unsupported type {spec.type}")
+        out[name] = Parameter(name, _TYPES[spec.type], spec.default, spec.description or "")
+    return out
+
+
+def _coerce(p: Parameter, value: Any, source: str) -> Any:
+    want = p.type
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if want is str and isinstance(value, Path):
+        return str(value)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ParamError(f"{source}: {p.name} must be {want.__name__} (default {p.default!r}), got {value!r}")
+    return value
+
+
+def check_arguments(arguments: Mapping[str, Any], pipeline: Any = None, *, source: str = "arguments") -> dict[str, Any]:
+    """Validate names and types of pipeline arguments; returns them with ints widened to floats where needed."""
+    params = parameters(pipeline)
+    unknown = sorted(set(arguments) - set(params))
+    if unknown:
+        raise ParamError(f"{source}: unknown pipeline parameter(s) {', '.join(unknown)}; "
+                         f"the pipeline takes: {', '.join(params)}")
+    return {k: _coerce(params[k], v, source) for k, v in arguments.items()}
+
+
+def load_params_file(path: str | Path, pipeline: Any = None) -> dict[str, Any]:
+    """Read pipeline arguments from a YAML or JSON mapping and validate them."""
+    p = Path(path)
+    if not p.is_file():
+        raise ParamError(f"{p}: no such parameters file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ParamError(f"{p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: {e}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ParamError(f"{p}: expected a mapping of parameter: value, got {type(data).__name__}")
+    return check_arguments(data, pipeline, source=str(p))

@@ -1,0 +1,132 @@
+"""``nerwheel run | compile | submit``: the Kubeflow pipeline, locally or on a cluster (thin over nerwheel.pipelines)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn expected failures into one clear message and exit status 1 (no traceback)."""
+    from nerwheel.pipelines.local import LocalRunError
+    from nerwheel.pipelines.params import ParamError
+    from nerwheel.pipelines.submit import SubmitError
+
+    try:
+        yield
+    except (LocalRunError, ParamError, SubmitError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--set name=value`` pairs, typed by the pipeline's parameter list."""
+    from nerwheel.pipelines.params import ParamError, parameters
+
+    params = parameters()
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in params:
+            raise ParamError(f"--set {pair!r}: expected NAME=VALUE with NAME one of: {', '.join(params)}")
+        kind = params[name].type
+        try:
+            out[name] = raw if kind is str else (raw.lower() in ("1", "true", "yes")) if kind is bool else kind(raw)
+        except ValueError:
+            raise ParamError(f"--set {pair!r}: {name} takes a {kind.__name__}") from None
+    return out
+
+
+@click.command("run")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/local"),
+              show_default=True, help="Folder for the pipeline root, the log and the Triton repository.")
+@click.option("--backbone", type=str, default="tiny", show_default=True,
+              help="Encoder: tiny (trained from scratch), e5-small (multilingual-e5-small), or a HF folder.")
+@click.option("--teacher", type=click.Choice(["kb", "llm"]), default="kb", show_default=True,
+              help="Who labels the traffic: the knowledge base (offline) or an LLM (--set llm_endpoint=...).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum training epochs.")
+@click.option("--s3-endpoint", type=str, default=None,
+              help="Use this S3 endpoint (e.g. http://127.0.0.1:9000): inputs, Triton repository and every "
+                   "artifact go to s3://BUCKET/PREFIX/ (credentials from the usual AWS_* variables).")
+@click.option("--s3-bucket", type=str, default="nerwheel", show_default=True, help="Bucket for --s3-endpoint.")
+@click.option("--s3-prefix", type=str, default="local", show_default=True, help="Key prefix for --s3-endpoint.")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="YAML/JSON file of pipeline parameters (see `nerwheel compile --list-params`).")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="One pipeline parameter. Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-task progress lines.")
+def run(out_dir: Path, backbone: str, teacher: str, epochs: int | None, s3_endpoint: str | None, s3_bucket: str,
+        s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Run the whole pipeline locally (Kubeflow's local runner) on the embedded default.
+
+    Bundled sample data, the knowledge-base teacher and the tiny backbone, ending with a Triton
+    model repository; prints F1, the gate's verdict and where the model and repository are.
+    """
+    from nerwheel.pipelines.local import LocalRun, run_local
+    from nerwheel.pipelines.params import load_params_file
+
+    with _errors():
+        args: dict[str, Any] = load_params_file(params_file) if params_file else {}
+        args.update({"backbone": backbone, "teacher": teacher})
+        if epochs is not None:
+            args["epochs"] = epochs
+        args.update(_set_values(sets))
+        summary = run_local(LocalRun(out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint, s3_bucket=s3_bucket,
+                                     s3_prefix=s3_prefix, echo=None if quiet or as_json else sys.stderr))
+    click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) if as_json else summary.text())
+
+
+@click.command("compile")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("pipeline.yaml"),
+              show_default=True, help="Where to write the IR YAML.")
+@click.option("--list-params", is_flag=True, help="List the pipeline's parameters with defaults instead.")
+def compile_(out_path: Path, list_params: bool) -> None:
+    """Compile the Kubeflow pipeline to IR YAML (upload it in the KFP UI, or use `nerwheel submit`)."""
+    from nerwheel.pipelines.compile import compile_pipeline
+    from nerwheel.pipelines.params import parameters
+
+    if list_params:
+        for p in parameters().values():
+            click.echo(f"{p.name:22} {p.type.__name__:6} {p.default!r:45} {p.description}")
+        return
+    with _errors():
+        path = compile_pipeline(out_path)
+    click.echo(f"wrote {path}")
+
+
+@click.command("submit")
+@click.option("--host", required=True, help="KFP API URL, e.g. http://localhost:8080.")
+@click.option("--experiment", default="nerwheel", show_default=True, help="Experiment to file the run under.")
+@click.option("--schedule", default=None, metavar="CRON",
+              help="Create a recurring run instead, e.g. '0 3 * * 1' (Mondays 03:00).")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="YAML/JSON file of pipeline parameters.")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="One pipeline parameter. Repeatable.")
+@click.option("--run-name", default=None, help="Name of the run (or of the recurring run).")
+@click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs).")
+@click.option("--pipeline-root", default=None, help="Override the launcher's defaultPipelineRoot (s3://...).")
+@click.option("--dry-run", is_flag=True, help="Print the client calls instead of making them.")
+def submit(host: str, experiment: str, schedule: str | None, params_file: Path | None, sets: tuple[str, ...],
+           run_name: str | None, namespace: str | None, pipeline_root: str | None, dry_run: bool) -> None:
+    """Submit the pipeline to a Kubeflow Pipelines cluster: one run, or a recurring run with --schedule."""
+    from nerwheel.pipelines.params import load_params_file
+    from nerwheel.pipelines.submit import SubmitRequest, plan, submit as do_submit
+
+    with _errors():
+        args: dict[str, Any] = load_params_file(params_file) if params_file else {}
+        args.update(_set_values(sets))
+        req = SubmitRequest(host=host, arguments=args, experiment=experiment, run_name=run_name, schedule=schedule,
+                            namespace=namespace, pipeline_root=pipeline_root)
+        if dry_run:
+            for call in plan(req):
+                click.echo(f"{call.method}({json.dumps(call.kwargs, ensure_ascii=False, sort_keys=True)})")
+            return
+        result = do_submit(req)
+    click.echo(f"submitted: {result}")
