@@ -180,12 +180,14 @@ def validate(result: ReadResult, policy: ValidationPolicy | None = None) -> Read
     """Apply ``policy`` to every accepted record; returns a new, reconciling :class:`ReadResult`."""
     policy = policy or ValidationPolicy()
     out = ReadResult(source=result.source, format=result.format, notes=Counter(result.notes))
-    if policy.strict and result.rejects:
-        raise ValidationError(f"{result.rejects[0]} (strict mode stops at the first error)")
+    # strict: the first problem in file order, whether the reader or the policy found it
+    first_reader = min(result.rejects, key=lambda r: r.line) if policy.strict and result.rejects else None
     new_rejects: list[Reject] = []
     seen_ids: set[str] = set()
     for i, record in enumerate(result.records):
         line = result.line_of(i)
+        if first_reader is not None and line > first_reader.line:
+            break
         try:
             checked = check_record(record, policy, out.notes)
         except BadRecord as exc:
@@ -198,6 +200,8 @@ def validate(result: ReadResult, policy: ValidationPolicy | None = None) -> Read
             out.notes[NOTE_DUPLICATE_IDS] += 1
         seen_ids.add(checked.id)
         out.add(checked, line)
+    if first_reader is not None:
+        raise ValidationError(f"{first_reader} (strict mode stops at the first error)")
     out.rejects = sorted([*result.rejects, *new_rejects], key=lambda r: r.line)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,8 +51,8 @@ def _input(f: Callable[..., Any]) -> Callable[..., Any]:
                           type=click.Path(exists=True, dir_okay=False, path_type=Path))(f)
 
 
-def _read(path: Path, fmt: str | None, read_options: tuple[str, ...], strict: bool = False) -> ReadResult:
-    return read_records(path, fmt, strict=strict, progress=True, **_parse_options(read_options, "--option"))
+def _read(path: Path, fmt: str | None, read_options: tuple[str, ...]) -> ReadResult:
+    return read_records(path, fmt, progress=True, **_parse_options(read_options, "--option"))
 
 
 def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -130,7 +131,7 @@ def validate(input_path: Path, fmt: str | None, read_options: tuple[str, ...], r
     """
     with _errors():
         policy = _policy(max_length, allow_empty, overlaps, allowed, label_map, unknown_labels, label_prefix, strict)
-        result = run_validation(_read(input_path, fmt, read_options, strict), policy)
+        result = run_validation(_read(input_path, fmt, read_options), policy)
         click.echo(result.summary())
         msg = _write_rejects(result.rejects, rejects_path, input_path, always=rejects_path is not None)
         if msg:
@@ -161,14 +162,20 @@ def convert(input_path: Path, fmt: str | None, read_options: tuple[str, ...], ou
     if fmt and from_fmt and fmt != from_fmt:
         raise click.BadParameter(f"--format {fmt} and --from {from_fmt} disagree", param_hint="--from")
     with _errors():
-        result = _read(input_path, from_fmt or fmt, read_options, strict)
+        result = _read(input_path, from_fmt or fmt, read_options)
         wopts = _parse_options(write_options, "--write-option")
 
         def origin(i: int, _r: Any) -> tuple[str, int]:
             return result.source, result.line_of(i)
 
-        w = write_records(result.records, output_path, to_fmt, origin=origin,
-                          on_unexpressible="raise" if strict else "reject", **wopts)
+        if strict:  # find the first problem in file order before writing anything where the user will look
+            with tempfile.TemporaryDirectory() as tmp:
+                trial = write_records(result.records, Path(tmp) / output_path.name, to_fmt, origin=origin,
+                                      on_unexpressible="reject", **wopts)
+            problems = sorted([*result.rejects, *trial.rejects], key=lambda r: r.line)
+            if problems:
+                raise FormatError(f"{problems[0]} (strict mode stops at the first error; nothing written)")
+        w = write_records(result.records, output_path, to_fmt, origin=origin, on_unexpressible="reject", **wopts)
         rejects = sorted([*result.rejects, *w.rejects], key=lambda r: r.line)
         click.echo(f"{input_path} ({result.format}) -> {output_path} ({to_fmt}): read {result.read} = "
                    f"written {w.written} + rejected {len(rejects)} "

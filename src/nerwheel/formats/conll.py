@@ -265,8 +265,15 @@ def write(
         for e in r.entities:
             if e.label not in tag_of:
                 tag_of[e.label] = e.label
-    result = write_encoded(records, path, NAME, lambda r: encode(r, chosen, tag_of, write_ids), **options)
-    merged = ConllSchema(chosen.name, {tag: lab for lab, tag in tag_of.items()})
+    used: set[str] = set(existing.labels.values()) if existing.labels else set()
+
+    def encode_and_note(r: Record) -> str:
+        line = encode(r, chosen, tag_of, write_ids)
+        used.update(r.labels)
+        return line
+
+    result = write_encoded(records, path, NAME, encode_and_note, **options)
+    merged = ConllSchema(chosen.name, {tag: lab for lab, tag in tag_of.items() if lab in used})
     schema_path.parent.mkdir(parents=True, exist_ok=True)
     schema_path.write_text(json.dumps(merged.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return result
