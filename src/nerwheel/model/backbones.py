@@ -1,0 +1,147 @@
+"""Backbones by ``model_id``: ``tiny``, ``e5-small``, a Hugging Face directory or hub id, or a nerwheel model.
+
+Whatever the source, the result is the same pair: an encoder and a fast
+tokenizer that isolates every CJK character (:func:`nerwheel.model.encoding.ensure_char_split`).
+A nerwheel model directory (it holds ``nerwheel.json``) is the "continue
+training" case: its whole classifier, head and CRF included, is the start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from nerwheel.labels import TagSet
+from nerwheel.model.card import CARD_FILE, ModelCard
+from nerwheel.model.classifier import TokenClassifier, build_encoder
+from nerwheel.model.config import ModelSettings
+from nerwheel.model.encoding import ensure_char_split
+from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
+
+__all__ = ["Backbone", "default_cache_dir", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backbone:
+    """An encoder (or a whole previous classifier) and its tokenizer, ready to be fine-tuned."""
+
+    name: str
+    tokenizer: Tokenizer
+    special_tokens: dict[str, str]
+    pad_id: int
+    encoder: object | None = None  # a transformers PreTrainedModel for fresh backbones
+    previous: TokenClassifier | None = None
+    previous_card: ModelCard | None = None
+    info: dict[str, object] = field(default_factory=dict)
+
+    def classifier(self, tagset: TagSet, settings: ModelSettings) -> TokenClassifier:
+        """The model to train: a fresh head on the encoder, or the previous model with its tags extended."""
+        if self.previous is not None:
+            card = self.previous_card
+            assert card is not None
+            if card.head != settings.head:
+                raise ValueError(
+                    f"the model being continued has a {card.head} head but the config asks for {settings.head}; "
+                    f"set model.head: {card.head}"
+                )
+            if card.scheme != tagset.scheme:
+                raise ValueError(f"the model being continued uses scheme {card.scheme}; set model.scheme: {card.scheme}")
+            self.previous.retag(tagset.tags)
+            self.previous.dropout.p = settings.dropout
+            return self.previous
+        return TokenClassifier(self.encoder, tagset.tags, head=settings.head, dropout=settings.dropout)  # type: ignore[arg-type]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("NERWHEEL_CACHE", Path.home() / ".cache" / "nerwheel"))
+
+
+def is_nerwheel_model(path: str | Path) -> bool:
+    return (Path(path) / CARD_FILE).is_file()
+
+
+def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_length: int) -> Backbone:
+    """Resolve ``settings.init_from`` or ``settings.model_id``; ``texts`` feed data-made vocabularies."""
+    source = settings.init_from or settings.model_id
+    if is_nerwheel_model(source):
+        return _from_nerwheel(Path(source))
+    if settings.init_from:
+        raise FileNotFoundError(f"model.init_from={source!r} is not a nerwheel model directory (no {CARD_FILE})")
+    if source == "tiny":
+        return _tiny(settings, texts, sequence_length)
+    if source == "e5-small":
+        from nerwheel.model import e5small
+
+        cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
+        directory = e5small.ensure_model_dir(cache, vocab=list(texts))
+        backbone = _from_hf(str(directory))
+        backbone.name = "e5-small"
+        backbone.info["converted_dir"] = str(directory)
+        return backbone
+    return _from_hf(source)
+
+
+def _tiny(settings: ModelSettings, texts: Sequence[str], sequence_length: int) -> Backbone:
+    t = settings.tiny
+    tokenizer = tiny_tokenizer(char_vocab(texts, min_count=t.min_char_count))
+    config = tiny_config(
+        tokenizer.get_vocab_size(), hidden_size=t.hidden_size, num_layers=t.num_layers, num_heads=t.num_heads,
+        intermediate_size=t.intermediate_size, max_positions=max(sequence_length, 512),
+    )
+    return Backbone(
+        name="tiny", tokenizer=tokenizer, special_tokens=dict(SPECIAL_TOKENS),
+        pad_id=tokenizer.token_to_id(SPECIAL_TOKENS["pad_token"]), encoder=build_encoder(config),
+        info={"vocab_size": tokenizer.get_vocab_size()},
+    )
+
+
+def _from_hf(model_id: str) -> Backbone:
+    from transformers import AutoModel, AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(model_id)
+    backend = getattr(hf_tok, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError(
+            f"{model_id}: its tokenizer is not a fast (Rust) tokenizer; character offsets need one "
+            "(save it with tokenizer.json)"
+        )
+    try:
+        encoder = AutoModel.from_pretrained(model_id, add_pooling_layer=False)
+    except TypeError:
+        encoder = AutoModel.from_pretrained(model_id)
+    specials = {k: str(v) for k, v in hf_tok.special_tokens_map.items() if isinstance(v, str)}
+    pad_id = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
+    return Backbone(
+        name=model_id, tokenizer=ensure_char_split(Tokenizer.from_str(backend.to_str())),
+        special_tokens=specials, pad_id=int(pad_id), encoder=encoder,
+    )
+
+
+def _from_nerwheel(directory: Path) -> Backbone:
+    card = ModelCard.read(directory)
+    model = TokenClassifier.load(directory, head=card.head)
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    from transformers import AutoTokenizer
+
+    specials = {k: str(v) for k, v in AutoTokenizer.from_pretrained(directory).special_tokens_map.items()
+                if isinstance(v, str)}
+    return Backbone(
+        name=card.backbone, tokenizer=tokenizer, special_tokens=specials, pad_id=card.pad_id,
+        previous=model, previous_card=card, info={"continued_from": str(directory)},
+    )
+
+
+def save_tokenizer(tokenizer: Tokenizer, special_tokens: dict[str, str], directory: str | Path, max_length: int) -> None:
+    """Save as a Hugging Face fast tokenizer (``tokenizer.json`` + config) that ``AutoTokenizer`` loads as is."""
+    from transformers import PreTrainedTokenizerFast
+
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=max_length, **special_tokens).save_pretrained(
+        str(directory)
+    )

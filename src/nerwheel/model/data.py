@@ -1,0 +1,104 @@
+"""Records -> training windows with aligned labels, and length-bucketed batches.
+
+Each record becomes one window (or several, for a text longer than
+``sequence_length``) with ``input_ids`` and ``labels`` aligned by
+:class:`~nerwheel.model.encoding.TextEncoder`. What alignment loses is counted,
+not hidden: overlapping gold spans (tags cannot hold both; the longer is kept)
+and spans whose boundary falls inside a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nerwheel.labels import TagSet, spans_to_tags
+from nerwheel.model.encoding import TextEncoder, misaligned
+from nerwheel.records import Entity, Record
+
+__all__ = ["Feature", "FeatureStats", "batches", "build_features", "collate", "non_overlapping"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    input_ids: np.ndarray  # int64 [n], special tokens included
+    labels: np.ndarray  # int64 [n], -100 where no label
+
+
+@dataclass
+class FeatureStats:
+    records: int = 0
+    windows: int = 0
+    entities: int = 0
+    dropped_overlapping: int = 0
+    misaligned: int = 0
+    empty_texts: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if k != "examples"} | {"misaligned_examples": self.examples[:5]}
+
+
+def non_overlapping(entities: Sequence[Entity]) -> list[Entity]:
+    """Longest spans first, then leftmost; a span overlapping one already kept is dropped."""
+    kept: list[Entity] = []
+    for e in sorted(entities, key=lambda e: (e.start - e.end, e.start)):
+        if not any(e.overlaps(k) for k in kept):
+            kept.append(e)
+    return sorted(kept)
+
+
+def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagSet) -> tuple[list[Feature], FeatureStats]:
+    label2id = tagset.label2id
+    stats = FeatureStats(records=len(records))
+    features: list[Feature] = []
+    encs = encoder.encode_batch([r.text for r in records])
+    for rec, enc in zip(records, encs, strict=True):
+        if len(enc.heads) == 0:
+            stats.empty_texts += 1
+            continue
+        ents = non_overlapping(rec.entities)
+        stats.entities += len(rec.entities)
+        stats.dropped_overlapping += len(rec.entities) - len(ents)
+        bad = misaligned(enc, [(e.start, e.end, e.label) for e in ents])
+        stats.misaligned += len(bad)
+        stats.examples.extend(f"{rec.id}: {lab} {rec.text[s:e]!r} [{s}:{e}]" for s, e, lab in bad)
+        tag_ids = [label2id[t] for t in spans_to_tags(len(rec.text), ents, tagset.scheme)]
+        for w in encoder.windows(len(enc)):
+            features.append(Feature(encoder.input_ids(enc, w), encoder.token_labels(enc, tag_ids, w)))
+    stats.windows = len(features)
+    return features, stats
+
+
+def batches(lengths: Sequence[int], batch_size: int, *, rng: np.random.Generator | None, bucketing: bool) -> list[list[int]]:
+    """Index batches. With ``rng``: shuffled; with ``bucketing``: similar lengths together.
+
+    Bucketing sorts within shuffled pools of 50 batches, then shuffles the
+    batches: little padding, yet every epoch sees a different order.
+    """
+    n = len(lengths)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    if bucketing:
+        pool = batch_size * 50
+        order = np.concatenate(
+            [sorted(order[i : i + pool], key=lambda j: lengths[j]) for i in range(0, n, pool)]
+        ).astype(np.int64) if n else order
+    out = [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
+    if rng is not None and bucketing:
+        rng.shuffle(out)
+    return out
+
+
+def collate(features: Sequence[Feature], pad_id: int) -> dict[str, np.ndarray]:
+    width = max(len(f.input_ids) for f in features)
+    ids = np.full((len(features), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(features), width), dtype=np.int64)
+    labels = np.full((len(features), width), -100, dtype=np.int64)
+    for r, f in enumerate(features):
+        n = len(f.input_ids)
+        ids[r, :n] = f.input_ids
+        mask[r, :n] = 1
+        labels[r, :n] = f.labels
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

@@ -1,0 +1,233 @@
+"""Text -> token ids, the label-bearing positions, and sliding windows (numpy + ``tokenizers`` only).
+
+Chinese NER labels characters, models see sub-tokens. The bridge is the fast
+tokenizer's offset mapping:
+
+- every token gets the character span it covers, trimmed of whitespace (a
+  SentencePiece ``▁00`` covers the space before ``00``; entities never start
+  on it);
+- the first token of each character span is a *head*: it carries the tag of
+  the span's first character; other sub-tokens of the same span (byte-fallback
+  pieces, a split wordpiece of the same character) carry no label (``-100``);
+- decoding works on heads only and rebuilds entities from the heads' character
+  spans (:func:`nerwheel.decode.tags_to_entities`).
+
+:func:`ensure_char_split` makes a tokenizer isolate every CJK character first
+(BERT tokenizers already do; SentencePiece ones merge ``杭州市`` into one
+piece), so entity boundaries between Chinese characters are always
+representable.
+
+Texts longer than ``sequence_length`` tokens are cut into overlapping windows
+(``stride`` tokens of overlap). Each token is *owned* by the window in which
+it sits furthest from an edge; :meth:`TextEncoder.stitch` keeps each window's
+emissions for its own tokens only and the decoder runs once over the whole
+text, so spans across window borders are neither lost nor duplicated.
+
+Used by training, the PyTorch and ONNX runtimes and Triton alike, so it must
+not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+__all__ = ["CJK", "Encoded", "TextEncoder", "Window", "ensure_char_split", "special_ids"]
+
+IGNORE = -100
+
+# CJK ideographs: unified (+ extension A, B-F), compatibility ideographs. Literal characters, not
+# escapes, so the Rust regex engine reads exactly this class.
+CJK = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]"
+_PROBE = "浙江省杭州市西湖区"
+
+
+def _splits_every_cjk_char(tok: Tokenizer) -> bool:
+    enc = tok.encode(_PROBE, add_special_tokens=False)
+    starts = {s for s, e in enc.offsets if e > s}
+    return starts >= set(range(len(_PROBE))) and all(e - s <= 1 for s, e in enc.offsets)
+
+
+def ensure_char_split(tok: Tokenizer) -> Tokenizer:
+    """A copy of ``tok`` that isolates every CJK character before its own pre-tokenizer runs.
+
+    Returned unchanged when the tokenizer already does so (BERT's
+    ``handle_chinese_chars``). A SentencePiece ``Metaspace`` pre-tokenizer is
+    switched to prefix ``▁`` only to the first piece, or every character
+    would cost two tokens (``▁`` + ``浙``).
+    """
+    if _splits_every_cjk_char(tok):
+        return tok
+    spec = json.loads(tok.to_str())
+    inner = spec.get("pre_tokenizer")
+    parts = inner["pretokenizers"] if inner and inner.get("type") == "Sequence" else ([inner] if inner else [])
+    for p in parts:
+        if p.get("type") == "Metaspace":
+            p["prepend_scheme"] = "first"
+    split = {"type": "Split", "pattern": {"Regex": CJK}, "behavior": "Isolated", "invert": False}
+    spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, *parts]}
+    out = Tokenizer.from_str(json.dumps(spec))
+    if not _splits_every_cjk_char(out):
+        raise ValueError("could not make the tokenizer split Chinese characters; its normalizer or model merges them")
+    return out
+
+
+def special_ids(tok: Tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer's post-processor puts before and after a single text (``[CLS]``/``[SEP]``, ``<s>``/``</s>``)."""
+    probe = "a"
+    bare = tok.encode(probe, add_special_tokens=False).ids
+    full = tok.encode(probe, add_special_tokens=True).ids
+    for i in range(len(full) - len(bare) + 1):
+        if full[i : i + len(bare)] == bare:
+            return full[:i], full[i + len(bare) :]
+    raise ValueError("the tokenizer's post-processor changes the text's own tokens; cannot find its special tokens")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text, tokenized without special tokens.
+
+    ``spans[i]`` is token i's whitespace-trimmed character span (empty for pure
+    whitespace); ``heads`` are the indices of label-bearing tokens and
+    ``head_spans`` their character spans, disjoint and in text order.
+    """
+
+    ids: np.ndarray  # int64 [n]
+    spans: np.ndarray  # int64 [n, 2]
+    heads: np.ndarray  # int64 [h]
+    head_spans: np.ndarray  # int64 [h, 2]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Tokens ``[start, end)`` of a text fed to the model at once; it owns ``[own_start, own_end)``."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _encoded(text: str, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> Encoded:
+    spans = np.array([_trim(text, s, e) for s, e in offsets], dtype=np.int64).reshape(-1, 2)
+    heads: list[int] = []
+    head_spans: list[list[int]] = []
+    covered = 0  # end of the character spans claimed so far
+    for i, (s, e) in enumerate(spans.tolist()):
+        if e <= s:
+            continue
+        if s >= covered:
+            heads.append(i)
+            head_spans.append([s, e])
+        elif head_spans:  # another piece of the same character span (byte fallback, overlap): extend it
+            head_spans[-1][1] = max(head_spans[-1][1], e)
+        covered = max(covered, e)
+    return Encoded(
+        ids=np.asarray(ids, dtype=np.int64),
+        spans=spans,
+        heads=np.asarray(heads, dtype=np.int64),
+        head_spans=np.asarray(head_spans, dtype=np.int64).reshape(-1, 2),
+    )
+
+
+class TextEncoder:
+    """Tokenizes texts, plans windows, builds model inputs and stitches window outputs back together.
+
+    ``sequence_length`` counts special tokens; ``stride`` is the overlap
+    between consecutive windows in tokens.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, sequence_length: int, stride: int, pad_id: int) -> None:
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self.tokenizer = tokenizer
+        self.prefix, self.suffix = special_ids(tokenizer)
+        self.sequence_length = sequence_length
+        self.content_length = sequence_length - len(self.prefix) - len(self.suffix)
+        if self.content_length < 2:
+            raise ValueError(f"sequence_length={sequence_length} leaves no room for text after the special tokens")
+        if not 0 <= stride < self.content_length:
+            raise ValueError(
+                f"stride={stride} must be >= 0 and smaller than sequence_length minus special tokens "
+                f"({self.content_length})"
+            )
+        self.stride = stride
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, sequence_length: int, stride: int, pad_id: int) -> TextEncoder:
+        return cls(Tokenizer.from_file(str(path)), sequence_length=sequence_length, stride=stride, pad_id=pad_id)
+
+    # -- tokenization ---------------------------------------------------------------------------
+    def encode(self, text: str) -> Encoded:
+        enc = self.tokenizer.encode(text, add_special_tokens=False)
+        return _encoded(text, enc.ids, enc.offsets)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[Encoded]:
+        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [_encoded(t, e.ids, e.offsets) for t, e in zip(texts, encs, strict=True)]
+
+    # -- windows ----------------------------------------------------------------------------------
+    def windows(self, n_tokens: int) -> list[Window]:
+        size = self.content_length
+        if n_tokens <= size:
+            return [Window(0, n_tokens, 0, n_tokens)]
+        step = size - self.stride
+        starts = list(range(0, n_tokens - size, step)) + [n_tokens - size]
+        bounds = [(s, s + size) for s in starts]
+        out = []
+        for k, (s, e) in enumerate(bounds):
+            own_s = 0 if k == 0 else (s + bounds[k - 1][1]) // 2
+            own_e = n_tokens if k == len(bounds) - 1 else (bounds[k + 1][0] + e) // 2
+            out.append(Window(s, e, own_s, own_e))
+        return out
+
+    def input_ids(self, enc: Encoded, window: Window) -> np.ndarray:
+        """Model input of one window: special tokens around the window's tokens."""
+        return np.concatenate(
+            [np.asarray(self.prefix, np.int64), enc.ids[window.start : window.end], np.asarray(self.suffix, np.int64)]
+        )
+
+    def stitch(self, enc: Encoded, windows: Sequence[Window], outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-head rows ``[h, T]`` from per-window model outputs ``[len(input_ids), T]`` (special tokens included)."""
+        if not windows:
+            return np.zeros((0, 0), dtype=np.float32)
+        width = outputs[0].shape[-1]
+        rows = np.zeros((len(enc), width), dtype=np.float32)
+        off = len(self.prefix)
+        for w, out in zip(windows, outputs, strict=True):
+            rows[w.own_start : w.own_end] = out[off + w.own_start - w.start : off + w.own_end - w.start]
+        return rows[enc.heads]
+
+    # -- labels -------------------------------------------------------------------------------------
+    def token_labels(self, enc: Encoded, char_tag_ids: Sequence[int], window: Window) -> np.ndarray:
+        """Labels aligned with :meth:`input_ids`: each head gets its first character's tag, all else ``-100``."""
+        labels = np.full(len(self.prefix) + window.end - window.start + len(self.suffix), IGNORE, dtype=np.int64)
+        tags = np.asarray(char_tag_ids, dtype=np.int64)
+        inside = (enc.heads >= window.start) & (enc.heads < window.end)
+        heads = enc.heads[inside]
+        labels[len(self.prefix) + heads - window.start] = tags[enc.head_spans[inside, 0]]
+        return labels
+
+
+def misaligned(enc: Encoded, entities: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Entities whose boundaries fall inside a token: the model cannot represent them exactly."""
+    starts = set(enc.head_spans[:, 0].tolist())
+    ends = set(enc.head_spans[:, 1].tolist())
+    return [(s, e, lab) for s, e, lab in entities if s not in starts or e not in ends]

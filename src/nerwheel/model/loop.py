@@ -1,0 +1,229 @@
+"""The optimisation loop: epochs of AdamW steps, a dev evaluation per epoch, early stopping, checkpoints.
+
+Dev evaluation goes through :class:`~nerwheel.model.runtime.TorchTagger`, the
+same windows, stitching and decoder a deployed model uses, so the F1 that picks
+the best epoch is the F1 users get. The loop knows nothing about files except
+through the ``save`` callback (a model directory writer) and the JSONL log.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nerwheel import metrics as M
+from nerwheel.model.card import ModelCard
+from nerwheel.model.classifier import TokenClassifier
+from nerwheel.model.config import TrainConfig
+from nerwheel.model.data import Feature, batches, collate
+from nerwheel.model.encoding import TextEncoder
+from nerwheel.model.optim import build_optimizer, build_scheduler
+from nerwheel.model.runtime import TorchTagger
+from nerwheel.records import Record
+
+__all__ = ["EarlyStopping", "FitResult", "fit", "resolve_device", "seed_everything"]
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"training.device={name!r} but CUDA is not available; use auto or cpu")
+    return dev
+
+
+@dataclass
+class EarlyStopping:
+    """Counts epochs without an improvement of at least ``min_delta``."""
+
+    patience: int
+    min_delta: float
+    best: float = float("-inf")
+    bad_epochs: int = 0
+
+    def update(self, score: float) -> bool:
+        """Record an epoch's score; True when it is the new best."""
+        if score > self.best + self.min_delta or self.best == float("-inf"):
+            self.best = score
+            self.bad_epochs = 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    seconds: float
+    stopped_early: bool
+    checkpoints: list[str] = field(default_factory=list)
+
+
+def _dev_summary(m: dict[str, Any]) -> dict[str, float]:
+    o = m["overall"]
+    return {
+        "strict_f1": o["strict"]["f1"], "strict_precision": o["strict"]["precision"],
+        "strict_recall": o["strict"]["recall"], "partial_f1": o["partial"]["f1"], "type_f1": o["type"]["f1"],
+        "token_accuracy": o["token_accuracy"],
+    }
+
+
+def _amp(config: TrainConfig, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
+    t = config.training
+    if device.type != "cuda":
+        if t.fp16 or t.bf16:
+            log.warning("fp16/bf16 requested but training runs on %s: using float32", device)
+        return nullcontext, None
+    if t.bf16:
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
+    if t.fp16:
+        return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
+    return nullcontext, None
+
+
+def evaluate_model(model: TokenClassifier, card: ModelCard, encoder: TextEncoder, records: Sequence[Record],
+                   batch_size: int) -> dict[str, Any]:
+    tagger = TorchTagger(model, card, encoder, batch_size=batch_size)
+    return M.evaluate(records, tagger.predict([r.text for r in records], scores=False))
+
+
+def fit(
+    model: TokenClassifier,
+    train: Sequence[Feature],
+    dev: Sequence[Record],
+    *,
+    config: TrainConfig,
+    learning_rate: float,
+    encoder: TextEncoder,
+    card: ModelCard,
+    run_dir: Path,
+    save: Callable[[Path, dict[str, Any]], None],
+) -> FitResult:
+    """Train ``model`` in place; on return it holds the best epoch's weights."""
+    t = config.training
+    seed_everything(t.seed)
+    device = resolve_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    model.to(device)
+    autocast, scaler = _amp(config, device)
+    rng = np.random.default_rng(t.seed)
+    lengths = [len(f.input_ids) for f in train]
+    n_batches_per_epoch = -(-len(train) // t.batch_size)
+    steps_per_epoch = max(1, -(-n_batches_per_epoch // t.gradient_accumulation_steps))
+    total_steps = steps_per_epoch * t.epochs
+    optimizer = build_optimizer(model, learning_rate=learning_rate, settings=config.optimizer)
+    scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_ratio=t.warmup_ratio,
+                                settings=config.scheduler)
+    stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
+    log_path = run_dir / "metrics.jsonl"
+    history: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch, best_metrics = 0, {}
+    checkpoints: list[tuple[int, Path]] = []
+    started = time.perf_counter()
+    stopped_early = False
+
+    for epoch in range(1, t.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        plan = batches(lengths, t.batch_size, rng=rng, bucketing=t.length_bucketing)
+        total_loss, n_batches = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", leave=False, disable=None)
+        for i, idx in enumerate(bar):
+            batch = {k: torch.from_numpy(v).to(device) for k, v in collate([train[j] for j in idx], encoder.pad_id).items()}
+            with autocast():
+                emissions = model(batch["input_ids"], batch["attention_mask"])
+            loss = model.loss(emissions.float(), batch["labels"]) / t.gradient_accumulation_steps
+            (scaler.scale(loss) if scaler else loss).backward()
+            total_loss += loss.detach().item() * t.gradient_accumulation_steps
+            n_batches += 1
+            if (i + 1) % t.gradient_accumulation_steps == 0 or i + 1 == len(plan):
+                if scaler:
+                    scaler.unscale_(optimizer)
+                if t.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                if scaler:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{total_loss / n_batches:.4f}")
+        bar.close()
+        train_seconds = time.perf_counter() - epoch_start
+
+        dev_metrics = evaluate_model(model, card, encoder, dev, t.eval_batch_size) if dev else {}
+        score = dev_metrics["overall"]["strict"]["f1"] if dev_metrics else float(epoch)  # no dev: latest is best
+        improved = stopper.update(score)
+        row = {
+            "epoch": epoch, "train_loss": round(total_loss / max(1, n_batches), 6),
+            "learning_rate": scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
+            "eval_seconds": round(time.perf_counter() - epoch_start - train_seconds, 2),
+            "dev": _dev_summary(dev_metrics) if dev_metrics else None, "best": improved,
+        }
+        history.append(row)
+        with log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        log.info("epoch %d: loss %.4f dev strict F1 %s%s", epoch, row["train_loss"],
+                 row["dev"]["strict_f1"] if row["dev"] else "-", " (best)" if improved else "")
+        if improved:
+            best_epoch, best_metrics = epoch, dev_metrics
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        limit = config.output.save_total_limit
+        if limit > 1 or (limit == 1 and improved):  # with room for one, only the best is worth writing
+            path = run_dir / "checkpoints" / f"epoch-{epoch}"
+            save(path, dev_metrics)
+            checkpoints.append((epoch, path))
+            _rotate(checkpoints, best_epoch, limit)
+        if config.early_stopping.enabled and dev and stopper.should_stop:
+            stopped_early = True
+            log.info("early stop after epoch %d: no strict F1 gain > %s for %d epochs", epoch,
+                     config.early_stopping.min_delta, stopper.patience)
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(history, best_epoch, copy.deepcopy(best_metrics), time.perf_counter() - started, stopped_early,
+                     [str(p) for _, p in checkpoints])
+
+
+def _rotate(checkpoints: list[tuple[int, Path]], best_epoch: int, limit: int) -> None:
+    """Delete the oldest checkpoints beyond ``limit``; the best one is never deleted."""
+    while len(checkpoints) > limit:
+        victim = next((c for c in checkpoints if c[0] != best_epoch), None)
+        if victim is None:
+            return
+        shutil.rmtree(victim[1], ignore_errors=True)
+        checkpoints.remove(victim)

@@ -1,0 +1,212 @@
+"""Run a tagger over texts: ONNX Runtime (:class:`OnnxTagger`) or PyTorch (:class:`TorchTagger`).
+
+Both share everything but the forward pass (:class:`Tagger`): tokenization and
+sliding windows (:mod:`nerwheel.model.encoding`), length-bucketed batches,
+stitching window outputs, Viterbi and span building (:mod:`nerwheel.decode`).
+So a parity check between them compares exactly one thing, the emissions.
+
+This module imports neither torch nor transformers at import time: the Triton
+python backend and the ONNX serving image import :class:`OnnxTagger` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nerwheel.decode import CrfParams, marginals, tags_to_entities, viterbi
+from nerwheel.model.card import ModelCard
+from nerwheel.model.encoding import Encoded, TextEncoder, Window
+from nerwheel.records import Entity
+
+if TYPE_CHECKING:
+    from nerwheel.model.classifier import TokenClassifier
+
+__all__ = ["ONNX_FILE", "ONNX_INT8_FILE", "OnnxTagger", "Tagger", "TorchTagger"]
+
+ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
+CRF_NPZ = "crf.npz"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class Tagger:
+    """Texts in, character-offset entities out; subclasses supply :meth:`run` (the forward pass).
+
+    ``batch_size`` bounds the windows per forward pass; windows are sorted by
+    length first so a batch pads little.
+    """
+
+    def __init__(self, card: ModelCard, encoder: TextEncoder, crf: CrfParams | None, *, batch_size: int = 32):
+        self.card = card
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
+        self.source = f"model:{card.name}" if card.name else "model"
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Emissions ``[B, S, T]`` float32 for int64 ``[B, S]`` inputs."""
+        raise NotImplementedError
+
+    # -- the shared pipeline ------------------------------------------------------------------------
+    def emissions(self, texts: Sequence[str]) -> tuple[list[Encoded], list[np.ndarray]]:
+        """Per text: its encoding and its per-head emissions ``[heads, T]`` (windows stitched)."""
+        encs = self.encoder.encode_batch(texts)
+        plans = [self.encoder.windows(len(e)) for e in encs]
+        items: list[tuple[int, int, np.ndarray]] = [
+            (ti, wi, self.encoder.input_ids(encs[ti], w)) for ti, ws in enumerate(plans) for wi, w in enumerate(ws)
+        ]
+        items.sort(key=lambda it: len(it[2]))
+        outputs: dict[tuple[int, int], np.ndarray] = {}
+        for b in range(0, len(items), self.batch_size):
+            chunk = items[b : b + self.batch_size]
+            width = max(len(ids) for _, _, ids in chunk)
+            ids = np.full((len(chunk), width), self.encoder.pad_id, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for r, (_, _, row) in enumerate(chunk):
+                ids[r, : len(row)] = row
+                mask[r, : len(row)] = 1
+            out = self.run(ids, mask)
+            for r, (ti, wi, row) in enumerate(chunk):
+                outputs[(ti, wi)] = out[r, : len(row)]
+        stitched = [
+            self.encoder.stitch(e, ws, [outputs[(ti, wi)] for wi in range(len(ws))])
+            if len(e) else np.zeros((0, len(self.card.tags)), dtype=np.float32)
+            for ti, (e, ws) in enumerate(zip(encs, plans, strict=True))
+        ]
+        return encs, stitched
+
+    def decode(
+        self, texts: Sequence[str], encs: Sequence[Encoded], emissions: Sequence[np.ndarray], *, scores: bool = True
+    ) -> list[list[Entity]]:
+        """Viterbi + spans for stitched emissions, in batches of similar length."""
+        out: list[list[Entity]] = [[] for _ in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(emissions[i]))
+        num_tags = len(self.card.tags)
+        for b in range(0, len(order), 256):
+            idx = order[b : b + 256]
+            lengths = np.array([len(emissions[i]) for i in idx])
+            batch = np.zeros((len(idx), int(lengths.max(initial=0)), num_tags), dtype=np.float32)
+            for r, i in enumerate(idx):
+                batch[r, : lengths[r]] = emissions[i]
+            paths = viterbi(batch, lengths, self.transitions)
+            post = marginals(batch, lengths, self.transitions) if scores else None
+            for r, i in enumerate(idx):
+                conf = post[r, np.arange(len(paths[r])), paths[r]] if post is not None else None
+                out[i] = tags_to_entities(
+                    texts[i], paths[r], encs[i].head_spans, self.card.tags, self.card.scheme,
+                    confidences=conf, source=self.source,
+                )
+        return out
+
+    def predict(self, texts: Sequence[str], *, scores: bool = True) -> list[list[Entity]]:
+        """Entities of each text, in input order; ``score`` is the mean posterior of the entity's tags."""
+        texts = list(texts)
+        encs, em = self.emissions(texts)
+        return self.decode(texts, encs, em, scores=scores)
+
+
+def _encoder_for(directory: Path, card: ModelCard) -> TextEncoder:
+    return TextEncoder.from_file(
+        directory / TOKENIZER_FILE, sequence_length=card.sequence_length, stride=card.stride, pad_id=card.pad_id
+    )
+
+
+class OnnxTagger(Tagger):
+    """An export directory (``model.onnx`` + ``crf.npz`` + ``tokenizer.json`` + ``nerwheel.json``) on ONNX Runtime.
+
+    ``int8=True`` runs ``model.int8.onnx``. ``threads`` sets ONNX Runtime's
+    intra-op threads (default: its own choice, all cores).
+    """
+
+    def __init__(
+        self, path: str | Path, *, int8: bool = False, batch_size: int = 32, threads: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        directory = Path(path)
+        card = ModelCard.read(directory)
+        model_file = directory / (ONNX_INT8_FILE if int8 else ONNX_FILE)
+        if not model_file.exists():
+            hint = " (export with --quantize int8)" if int8 else ""
+            raise FileNotFoundError(f"{model_file}: missing; not an export directory{hint}")
+        crf_file = directory / CRF_NPZ
+        crf = None
+        if card.head == "crf":
+            if not crf_file.exists():
+                raise FileNotFoundError(f"{crf_file}: missing; a CRF export must carry its transitions")
+            crf = CrfParams.load(str(crf_file))
+        super().__init__(card, _encoder_for(directory, card), crf, batch_size=batch_size)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(model_file), opts, providers=list(providers or ["CPUExecutionProvider"])
+        )
+        self.model_file = model_file
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["emissions"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+
+class TorchTagger(Tagger):
+    """A :class:`~nerwheel.model.classifier.TokenClassifier` in PyTorch (a model directory, or one in memory).
+
+    ``dtype="bf16"``/``"fp16"`` autocasts the forward pass (CUDA only; on CPU
+    it runs float32).
+    """
+
+    def __init__(
+        self, model: TokenClassifier, card: ModelCard, encoder: TextEncoder, *, batch_size: int = 32,
+        device: Any = None, dtype: str | None = None,
+    ) -> None:
+        import torch
+
+        crf = None
+        if model.crf is not None:
+            crf = CrfParams(
+                model.crf.transitions.detach().float().cpu().numpy(),
+                model.crf.start_transitions.detach().float().cpu().numpy(),
+                model.crf.end_transitions.detach().float().cpu().numpy(),
+            )
+        super().__init__(card, encoder, crf, batch_size=batch_size)
+        self.model = model
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype or "", None)
+        if self.device.type != "cuda":
+            self.autocast = None
+
+    @classmethod
+    def from_dir(cls, path: str | Path, *, device: Any = None, dtype: str | None = None, batch_size: int = 32) -> TorchTagger:
+        from nerwheel.model.classifier import TokenClassifier
+
+        directory = Path(path)
+        card = ModelCard.read(directory)
+        model = TokenClassifier.load(directory, head=card.head).eval()
+        if device is not None:
+            model.to(device)
+        return cls(model, card, _encoder_for(directory, card), batch_size=batch_size, device=device, dtype=dtype)
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                ids = torch.from_numpy(input_ids).to(self.device)
+                mask = torch.from_numpy(attention_mask).to(self.device)
+                if self.autocast is not None:
+                    with torch.autocast(self.device.type, dtype=self.autocast):
+                        out = self.model(ids, mask)
+                else:
+                    out = self.model(ids, mask)
+                return out.float().cpu().numpy()
+        finally:
+            self.model.train(was_training)
+
