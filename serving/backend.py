@@ -1,0 +1,223 @@
+"""What the Triton python backend runs, as plain unit-testable code.
+
+The ``model.py`` that ``deploy`` copies into each version folder is a thin
+shell (:mod:`nerwheel.serving.model_shell`): it imports this module and asks
+:func:`model_class` for its ``TritonPythonModel``. Everything it does lives
+here, in two layers:
+
+* :class:`Handler` knows nothing about Triton: it validates each request's
+  texts (:func:`decode_texts`: UTF-8, empty, too long, batch size), runs the
+  tagger once over all valid texts of a dynamic batch, and returns, per
+  request, either the output arrays or a :class:`RequestError`. One bad
+  request never fails its neighbours, and never takes the model down.
+* :func:`model_class` adapts a handler to Triton's ``initialize``/``execute``
+  protocol using the ``triton_python_backend_utils`` module it is given (it
+  only exists inside the stub process).
+
+The tagger is :class:`nerwheel.model.runtime.OnnxTagger` over the export
+artifacts bundled in the version folder, so served and offline predictions
+come from the very same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from nerwheel.records import Entity
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Handler", "Limits", "RequestError", "Tagger", "decode_texts", "entities_json", "model_class"]
+
+DEFAULT_TAGGER = "nerwheel.model.runtime:OnnxTagger"
+TAG_PAD = -1
+
+
+class RequestError(ValueError):
+    """One request is unusable; the message is what the client sees."""
+
+
+class Tagger(Protocol):
+    def predict(self, texts: Sequence[str]) -> list[list[Entity]]: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_text_length: int = 512
+    max_batch_size: int = 32
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> Limits:
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        return cls(
+            max_text_length=int(params.get("max_text_length") or cls.max_text_length),
+            max_batch_size=int(config.get("max_batch_size") or cls.max_batch_size),
+        )
+
+
+def decode_texts(raw: np.ndarray, limits: Limits) -> list[str]:
+    """A request's ``TEXT`` tensor (bytes, shape ``[n]`` or ``[n, 1]``) -> texts, or :class:`RequestError`."""
+    items = np.asarray(raw, dtype=object).reshape(-1)
+    if items.size == 0:
+        raise RequestError("TEXT is empty: send at least one text")
+    if items.size > limits.max_batch_size:
+        raise RequestError(
+            f"TEXT holds {items.size} texts; the limit is {limits.max_batch_size} per request "
+            "(max_batch_size): send smaller batches"
+        )
+    texts = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            text = item
+        else:
+            try:
+                text = bytes(item).decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RequestError(
+                    f"TEXT[{i}] is not valid UTF-8 (byte {bytes(item)[e.start:e.start + 1]!r} at offset {e.start}): "
+                    "encode texts as UTF-8"
+                ) from None
+        if not text.strip():
+            raise RequestError(f"TEXT[{i}] is empty or only whitespace: send non-empty texts")
+        if len(text) > limits.max_text_length:
+            raise RequestError(
+                f"TEXT[{i}] has {len(text)} characters; the limit is {limits.max_text_length} "
+                "(max_text_length in config.pbtxt): split longer texts"
+            )
+        texts.append(text)
+    return texts
+
+
+def entities_json(entities: Sequence[Entity]) -> bytes:
+    """The ``ENTITIES`` element for one text: a JSON list of ``{start, end, label, text[, score]}``."""
+    return json.dumps([e.to_dict() for e in entities], ensure_ascii=False).encode("utf-8")
+
+
+def pad_tag_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), TAG_PAD, dtype=np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+@dataclass(frozen=True)
+class Outputs:
+    entities: np.ndarray  # object [n, 1] of JSON bytes
+    tag_ids: np.ndarray  # int32 [n, width], padded with -1
+
+
+def load_tagger(spec: str, path: str | Path, **options: Any) -> Tagger:
+    """Instantiate ``module:attribute`` (a class or factory) on an export folder."""
+    module, _, attr = spec.partition(":")
+    factory: Callable[..., Tagger] = getattr(importlib.import_module(module), attr)
+    return factory(str(path), **options)
+
+
+class Handler:
+    """Validate, predict and encode for a list of requests (one dynamic batch)."""
+
+    def __init__(self, tagger: Tagger, limits: Limits) -> None:
+        self.tagger = tagger
+        self.limits = limits
+
+    def _predict(self, texts: list[str], want_tags: bool) -> tuple[list[list[Entity]], list[list[int]]]:
+        """Entities (exactly the offline ``predict``) and, when asked, the Viterbi tag path of each text.
+
+        Tag ids are per label-bearing position (one per character for CJK
+        text); they come from the same stitched emissions and transitions the
+        tagger decodes, so they agree with the entities.
+        """
+        t = self.tagger
+        if not want_tags or not all(hasattr(t, a) for a in ("emissions", "decode", "transitions")):
+            return t.predict(texts), [[] for _ in texts]
+        from nerwheel.decode import viterbi
+
+        encs, emissions = t.emissions(texts)  # type: ignore[attr-defined]
+        entities = t.decode(texts, encs, emissions)  # type: ignore[attr-defined]
+        lengths = [len(e) for e in emissions]
+        width = max(lengths, default=0)
+        batch = np.zeros((len(texts), width, emissions[0].shape[-1] if texts else 0), dtype=np.float32)
+        for i, e in enumerate(emissions):
+            batch[i, : len(e)] = e
+        return entities, viterbi(batch, lengths, t.transitions)  # type: ignore[attr-defined]
+
+    def run(
+        self, requests: Sequence[np.ndarray], want_tags: Sequence[bool] | None = None
+    ) -> list[Outputs | RequestError]:
+        """One result per request, in order: :class:`Outputs`, or the :class:`RequestError` to send back."""
+        want = any(want_tags) if want_tags is not None else True
+        results: list[Outputs | RequestError | None] = [None] * len(requests)
+        valid: list[tuple[int, list[str]]] = []
+        for i, raw in enumerate(requests):
+            try:
+                valid.append((i, decode_texts(raw, self.limits)))
+            except RequestError as e:
+                results[i] = e
+        if valid:
+            flat = [t for _, texts in valid for t in texts]
+            try:
+                entities, tags = self._predict(flat, want)
+            except Exception as e:  # noqa: BLE001 - a model failure answers these requests, the server stays up
+                log.exception("prediction failed")
+                err = RequestError(f"prediction failed: {type(e).__name__}: {e}")
+                for i, _ in valid:
+                    results[i] = err
+                return results  # type: ignore[return-value]
+            at = 0
+            for i, texts in valid:
+                ents, tg = entities[at : at + len(texts)], tags[at : at + len(texts)]
+                at += len(texts)
+                results[i] = Outputs(
+                    entities=np.array([[entities_json(e)] for e in ents], dtype=object),
+                    tag_ids=pad_tag_ids(tg),
+                )
+        return results  # type: ignore[return-value]
+
+
+def model_class(pb_utils: Any) -> type:
+    """A ``TritonPythonModel`` class over :class:`Handler`, bound to the stub's ``pb_utils`` module."""
+
+    class TritonPythonModel:
+        def initialize(self, args: dict[str, str]) -> None:
+            config = json.loads(args["model_config"])
+            params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+            folder = Path(args["model_repository"]) / args["model_version"]
+            # One ONNX Runtime thread per instance by default: scale with instance_group count instead,
+            # so instances do not fight over the same cores.
+            options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
+            tagger = load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options)
+            self.handler = Handler(tagger, Limits.from_model_config(config))
+            log.info("nerwheel model %s version %s ready from %s", args["model_name"], args["model_version"], folder)
+
+        def execute(self, requests: list[Any]) -> list[Any]:
+            tensors = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy() for r in requests]
+            want_tags = ["TAG_IDS" in r.requested_output_names() for r in requests]
+            responses = []
+            for result in self.handler.run(tensors, want_tags):
+                if isinstance(result, RequestError):
+                    responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(result))))
+                else:
+                    responses.append(pb_utils.InferenceResponse(output_tensors=[
+                        pb_utils.Tensor("ENTITIES", result.entities),
+                        pb_utils.Tensor("TAG_IDS", result.tag_ids),
+                    ]))
+            return responses
+
+        def finalize(self) -> None:
+            self.handler = None
+
+    return TritonPythonModel
+
+
+def _tagger_options(params: dict[str, str]) -> dict[str, Any]:
+    """Parameters named ``tagger.<option>`` are passed to the tagger (JSON values)."""
+    return {k[len("tagger."):]: json.loads(v) for k, v in params.items() if k.startswith("tagger.")}

@@ -1,0 +1,148 @@
+"""A gRPC client for a served nerwheel model: plain strings in, entities out.
+
+``Client(url).extract(texts)`` splits the texts into batches of at most
+``batch_size`` (the model's ``max_batch_size``), sends each as one ``TEXT``
+BYTES tensor, and turns the ``ENTITIES`` JSON back into
+:class:`~nerwheel.records.Entity` objects. Transient failures (``UNAVAILABLE``:
+server restarting, connection refused) are retried with exponential backoff;
+errors about the request itself (empty text, invalid UTF-8, too long) are not,
+and surface as :class:`ServingError` with the server's message.
+
+One ``Client`` holds one gRPC channel; use one per thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from nerwheel.records import Entity
+
+__all__ = ["Client", "Prediction", "ServingError"]
+
+RETRYABLE = ("StatusCode.UNAVAILABLE",)
+
+
+class ServingError(RuntimeError):
+    """The server refused or failed a request; ``status`` is the gRPC status name."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the server answered for one text."""
+
+    entities: list[Entity]
+    tag_ids: list[int]
+    model_version: str
+
+
+def _strip_scheme(url: str) -> str:
+    for prefix in ("grpc://", "http://", "triton://"):
+        if url.startswith(prefix):
+            return url[len(prefix) :]
+    return url
+
+
+class Client:
+    """Extract entities through Triton over gRPC.
+
+    Args:
+        url: ``host:port`` of Triton's gRPC endpoint (``grpc://`` prefix allowed).
+        model: the served model name (``deploy --name``).
+        timeout: seconds allowed for one request (gRPC deadline).
+        retries: extra attempts for a request that failed with ``UNAVAILABLE``.
+        batch_size: texts per request; keep it <= the model's ``max_batch_size``.
+        version: pin a model version (``""``: whatever the server serves).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str = "nerwheel",
+        timeout: float = 30.0,
+        retries: int = 3,
+        batch_size: int = 32,
+        version: str | int = "",
+        backoff_s: float = 0.2,
+    ) -> None:
+        import tritonclient.grpc as grpcclient
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.url = _strip_scheme(url)
+        self.model, self.timeout, self.retries = model, timeout, retries
+        self.batch_size, self.version, self.backoff_s = batch_size, str(version), backoff_s
+        self._grpc = grpcclient
+        self._client = grpcclient.InferenceServerClient(self.url)
+
+    # -- requests ---------------------------------------------------------------------------------
+    def _request(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
+        from tritonclient.utils import InferenceServerException
+
+        data = np.array([[t.encode("utf-8") if isinstance(t, str) else bytes(t)] for t in texts], dtype=object)
+        inp = self._grpc.InferInput("TEXT", list(data.shape), "BYTES")
+        inp.set_data_from_numpy(data)
+        outputs = [self._grpc.InferRequestedOutput("ENTITIES"), self._grpc.InferRequestedOutput("TAG_IDS")]
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                res = self._client.infer(
+                    self.model, [inp], model_version=self.version, outputs=outputs, client_timeout=self.timeout
+                )
+                version = res.get_response().model_version
+                return res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS"), version
+            except InferenceServerException as e:
+                if e.status() in RETRYABLE and attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+                    continue
+                raise ServingError(f"{self.url} model {self.model!r}: {e.message()}", e.status()) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def infer(self, texts: Sequence[str]) -> list[Prediction]:
+        """Entities, raw tag ids and the answering model version for every text, in order."""
+        out: list[Prediction] = []
+        for i in range(0, len(texts), self.batch_size):
+            chunk = texts[i : i + self.batch_size]
+            ents, tags, version = self._request(chunk)
+            for text, e, t in zip(chunk, ents.reshape(-1), tags, strict=True):
+                entities = [Entity.from_dict(d) for d in json.loads(bytes(e).decode("utf-8"))]
+                for ent in entities:  # the server computed offsets on the same string we sent
+                    if text[ent.start : ent.end] != ent.text:
+                        raise ServingError(f"server entity {ent} does not match the text {text!r}")
+                out.append(Prediction(entities, [int(x) for x in t if x >= 0], version))
+        return out
+
+    def extract(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """Entities for every text, in order (what ``nerwheel predict --url`` prints)."""
+        return [p.entities for p in self.infer(texts)]
+
+    def predict(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """Alias of :meth:`extract`, so a Client can stand wherever an offline predictor does."""
+        return self.extract(texts)
+
+    # -- server state -------------------------------------------------------------------------------
+    def ready(self) -> bool:
+        try:
+            return bool(self._client.is_model_ready(self.model, self.version))
+        except Exception:  # noqa: BLE001 - unreachable counts as not ready
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,198 @@
+"""Triton ``config.pbtxt`` files, built as ``ModelConfig`` protobuf messages.
+
+Configs are generated from Triton's own schema (``model_config_pb2``) and
+printed with ``google.protobuf.text_format``, never glued from string
+templates: a misspelt field fails here, at generation time, instead of in the
+server's log. :func:`parse_config` reads them back with the same schema.
+
+Two layouts are produced for one exported model:
+
+* **CPU** (what ``deploy`` loads here): one python-backend model that runs
+  :class:`nerwheel.model.runtime.OnnxTagger` (tokenise, ONNX Runtime,
+  Viterbi, spans) in-process. ``TEXT`` in, ``ENTITIES`` (JSON) and
+  ``TAG_IDS`` out.
+* **GPU** (production on a Triton GPU image): an ensemble of a python
+  ``tokenize`` step, an ``onnxruntime`` backend model over ``model.onnx`` on
+  ``KIND_GPU``, and a python ``decode`` step, with the same ``TEXT`` ->
+  ``ENTITIES``/``TAG_IDS`` interface, so clients do not know which one runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+__all__ = [
+    "INPUT_TEXT",
+    "OUTPUT_ENTITIES",
+    "OUTPUT_TAG_IDS",
+    "ServingOptions",
+    "cpu_model_config",
+    "gpu_model_configs",
+    "parse_config",
+    "to_pbtxt",
+    "with_versions",
+]
+
+INPUT_TEXT = "TEXT"
+OUTPUT_ENTITIES = "ENTITIES"
+OUTPUT_TAG_IDS = "TAG_IDS"
+# Tensors between the GPU ensemble's steps (names match the ONNX graph's inputs/outputs).
+INPUT_IDS, ATTENTION_MASK, EMISSIONS = "input_ids", "attention_mask", "emissions"
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Serving limits and scheduling, written into ``config.pbtxt``.
+
+    ``max_batch_size`` is enforced by Triton itself (a larger request is
+    refused); ``max_text_length`` (characters) by the model, per request.
+    """
+
+    max_batch_size: int = 32
+    max_text_length: int = 512
+    instances: int = 1
+    max_queue_delay_us: int = 2000
+    preferred_batch_sizes: tuple[int, ...] = ()
+    intra_op_threads: int = 1
+    # ``module:attribute`` building the runtime on a version folder; the default is the export contract's class.
+    tagger: str = "nerwheel.model.runtime:OnnxTagger"
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_text_length", "instances", "intra_op_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ServingOptions.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_queue_delay_us < 0:
+            raise ValueError(f"ServingOptions.max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
+        bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
+        if bad:
+            raise ValueError(f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]")
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """What the served model reads back in ``initialize`` (Triton parameters are strings)."""
+        return {
+            "max_text_length": str(self.max_text_length),
+            "intra_op_threads": str(self.intra_op_threads),
+            "tagger": self.tagger,
+        }
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    dtype: int
+    dims: Sequence[int] = field(default_factory=lambda: [-1])
+
+
+def _io(tensors: Sequence[_Tensor], cls: type) -> list:
+    return [cls(name=t.name, data_type=t.dtype, dims=list(t.dims)) for t in tensors]
+
+
+_TEXT = _Tensor(INPUT_TEXT, mc.TYPE_STRING, [1])
+_ENTITIES = _Tensor(OUTPUT_ENTITIES, mc.TYPE_STRING, [1])
+_TAG_IDS = _Tensor(OUTPUT_TAG_IDS, mc.TYPE_INT32, [-1])
+_IDS = _Tensor(INPUT_IDS, mc.TYPE_INT64, [-1])
+_MASK = _Tensor(ATTENTION_MASK, mc.TYPE_INT64, [-1])
+
+
+def _batching(opts: ServingOptions) -> mc.ModelDynamicBatching:
+    return mc.ModelDynamicBatching(
+        max_queue_delay_microseconds=opts.max_queue_delay_us, preferred_batch_size=list(opts.preferred_batch_sizes)
+    )
+
+
+def _params(values: dict[str, str]) -> dict[str, mc.ModelParameter]:
+    return {k: mc.ModelParameter(string_value=v) for k, v in values.items()}
+
+
+def _base(name: str, version: int | None, opts: ServingOptions) -> mc.ModelConfig:
+    cfg = mc.ModelConfig(name=name, max_batch_size=opts.max_batch_size)
+    if version is not None:
+        with_versions(cfg, [version])
+    return cfg
+
+
+def with_versions(cfg: mc.ModelConfig, versions: Sequence[int]) -> mc.ModelConfig:
+    """Serve exactly ``versions`` (``version_policy: specific``): how deploy switches and rolls back."""
+    cfg.version_policy.CopyFrom(mc.ModelVersionPolicy(specific=mc.ModelVersionPolicy.Specific(versions=list(versions))))
+    return cfg
+
+
+def cpu_model_config(name: str, version: int | None = None, options: ServingOptions | None = None) -> mc.ModelConfig:
+    """The python-backend model: TEXT -> ENTITIES (JSON bytes) + TAG_IDS (int32, padded with -1)."""
+    opts = options or ServingOptions()
+    cfg = _base(name, version, opts)
+    cfg.backend = "python"
+    cfg.input.extend(_io([_TEXT], mc.ModelInput))
+    cfg.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
+    cfg.dynamic_batching.CopyFrom(_batching(opts))
+    cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
+    for k, v in _params(opts.parameters).items():
+        cfg.parameters[k].CopyFrom(v)
+    return cfg
+
+
+def gpu_model_configs(
+    name: str, num_tags: int, version: int, options: ServingOptions | None = None, *, gpus: Sequence[int] = ()
+) -> dict[str, mc.ModelConfig]:
+    """The GPU layout: ``{name}_tokenize`` -> ``{name}_onnx`` (onnxruntime, KIND_GPU) -> ``{name}_decode``.
+
+    ``{name}`` is the ensemble clients call. Every step pins ``version`` so a
+    deploy switches all four together.
+    """
+    opts = options or ServingOptions()
+    tok, onnx, dec = f"{name}_tokenize", f"{name}_onnx", f"{name}_decode"
+    emissions = _Tensor(EMISSIONS, mc.TYPE_FP32, [-1, num_tags])
+
+    tokenize = _base(tok, version, opts)
+    tokenize.backend = "python"
+    tokenize.input.extend(_io([_TEXT], mc.ModelInput))
+    tokenize.output.extend(_io([_IDS, _MASK], mc.ModelOutput))
+    tokenize.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
+    for k, v in _params(opts.parameters).items():
+        tokenize.parameters[k].CopyFrom(v)
+
+    model = _base(onnx, version, opts)
+    model.backend = "onnxruntime"
+    model.default_model_filename = "model.onnx"
+    model.input.extend(_io([_IDS, _MASK], mc.ModelInput))
+    model.output.extend(_io([emissions], mc.ModelOutput))
+    model.dynamic_batching.CopyFrom(_batching(opts))
+    model.instance_group.append(
+        mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_GPU, count=opts.instances, gpus=list(gpus))
+    )
+
+    decode = _base(dec, version, opts)
+    decode.backend = "python"
+    decode.input.extend(_io([_TEXT, _MASK, emissions], mc.ModelInput))
+    decode.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
+    decode.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
+
+    ensemble = _base(name, version, opts)
+    ensemble.platform = "ensemble"
+    ensemble.input.extend(_io([_TEXT], mc.ModelInput))
+    ensemble.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
+    Step = mc.ModelEnsembling.Step
+    ensemble.ensemble_scheduling.step.extend([
+        Step(model_name=tok, model_version=version, input_map={INPUT_TEXT: INPUT_TEXT},
+             output_map={INPUT_IDS: "ids", ATTENTION_MASK: "mask"}),
+        Step(model_name=onnx, model_version=version, input_map={INPUT_IDS: "ids", ATTENTION_MASK: "mask"},
+             output_map={EMISSIONS: "emissions"}),
+        Step(model_name=dec, model_version=version,
+             input_map={INPUT_TEXT: INPUT_TEXT, ATTENTION_MASK: "mask", EMISSIONS: "emissions"},
+             output_map={OUTPUT_ENTITIES: OUTPUT_ENTITIES, OUTPUT_TAG_IDS: OUTPUT_TAG_IDS}),
+    ])
+    return {tok: tokenize, onnx: model, dec: decode, name: ensemble}
+
+
+def to_pbtxt(cfg: mc.ModelConfig) -> str:
+    return text_format.MessageToString(cfg)
+
+
+def parse_config(text: str) -> mc.ModelConfig:
+    """Parse ``config.pbtxt`` text against Triton's schema (raises ``text_format.ParseError``)."""
+    return text_format.Parse(text, mc.ModelConfig())

@@ -1,0 +1,70 @@
+"""config.pbtxt generation: built from Triton's ModelConfig schema, and it round-trips through it."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from nerwheel.serving.config import ServingOptions, cpu_model_config, gpu_model_configs, parse_config, to_pbtxt
+
+
+def test_cpu_config_roundtrips_and_says_what_deploy_needs() -> None:
+    opts = ServingOptions(max_batch_size=16, max_text_length=300, instances=2, preferred_batch_sizes=(4, 8))
+    cfg = cpu_model_config("addr", 7, opts)
+    text = to_pbtxt(cfg)
+    back = parse_config(text)
+    assert back == cfg
+    assert back.backend == "python" and back.max_batch_size == 16
+    assert list(back.version_policy.specific.versions) == [7]
+    assert [(i.name, i.data_type, list(i.dims)) for i in back.input] == [("TEXT", mc.TYPE_STRING, [1])]
+    assert [(o.name, o.data_type, list(o.dims)) for o in back.output] == [
+        ("ENTITIES", mc.TYPE_STRING, [1]), ("TAG_IDS", mc.TYPE_INT32, [-1])]
+    assert list(back.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert back.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU and back.instance_group[0].count == 2
+    assert back.parameters["max_text_length"].string_value == "300"
+    assert back.parameters["tagger"].string_value == "nerwheel.model.runtime:OnnxTagger"
+
+
+def test_gpu_configs_roundtrip_and_wire_the_ensemble() -> None:
+    cfgs = gpu_model_configs("addr", num_tags=11, version=3, gpus=[0])
+    assert list(cfgs) == ["addr_tokenize", "addr_onnx", "addr_decode", "addr"]
+    for cfg in cfgs.values():
+        assert parse_config(to_pbtxt(cfg)) == cfg
+        assert list(cfg.version_policy.specific.versions) == [3]
+    onnx = cfgs["addr_onnx"]
+    assert onnx.backend == "onnxruntime" and onnx.default_model_filename == "model.onnx"
+    assert onnx.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU and list(onnx.instance_group[0].gpus) == [0]
+    assert list(onnx.output[0].dims) == [-1, 11]
+    ens = cfgs["addr"]
+    assert ens.platform == "ensemble"
+    # Every tensor a step reads is the ensemble's input or an earlier step's output; outputs are produced.
+    available = {i.name for i in ens.input}
+    for step in ens.ensemble_scheduling.step:
+        assert step.model_version == 3
+        step_cfg = cfgs[step.model_name]
+        assert set(step.input_map) == {i.name for i in step_cfg.input}
+        assert set(step.input_map.values()) <= available
+        assert set(step.output_map) <= {o.name for o in step_cfg.output}
+        available |= set(step.output_map.values())
+    assert {o.name for o in ens.output} <= available
+    assert {o.name for o in ens.output} == {"ENTITIES", "TAG_IDS"}
+
+
+def test_parse_rejects_fields_outside_the_schema() -> None:
+    with pytest.raises(text_format.ParseError, match="max_batch_sise"):
+        parse_config('name: "x"\nmax_batch_sise: 4\n')
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_batch_size": 0}, "max_batch_size must be >= 1"),
+        ({"max_text_length": 0}, "max_text_length must be >= 1"),
+        ({"preferred_batch_sizes": (64,)}, r"preferred_batch_sizes \[64\]"),
+        ({"max_queue_delay_us": -1}, "max_queue_delay_us"),
+    ],
+)
+def test_options_fail_fast(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ServingOptions(**kwargs)

@@ -1,0 +1,68 @@
+"""Repository layout, versions and the offline (no Triton) deploy path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nerwheel.serving.config import parse_config
+from nerwheel.serving.deploy import DeployError, deploy
+from nerwheel.serving.repository import ModelRepository, RepositoryError, build_repository
+
+
+def test_build_cpu_repository_bundles_artifacts_and_the_shell(export_v1: Path, tmp_path: Path) -> None:
+    repo = build_repository(export_v1, tmp_path / "repo", name="addr", version=4)
+    files = sorted(p.name for p in (repo / "addr" / "4").iterdir())
+    assert files == ["crf.npz", "model.onnx", "model.py", "nerwheel.json", "tokenizer.json"]
+    shell = (repo / "addr" / "4" / "model.py").read_text()
+    assert "from nerwheel.serving.backend import model_class" in shell and "def execute" not in shell
+    cfg = parse_config((repo / "addr" / "config.pbtxt").read_text())
+    assert cfg.name == "addr" and list(cfg.version_policy.specific.versions) == [4]
+
+
+def test_build_gpu_repository(export_v1: Path, tmp_path: Path) -> None:
+    repo = build_repository(export_v1, tmp_path / "repo", name="addr", version=1, variant="gpu")
+    assert sorted(p.name for p in repo.iterdir()) == ["addr", "addr_decode", "addr_onnx", "addr_tokenize"]
+    assert sorted(p.name for p in (repo / "addr_onnx" / "1").iterdir()) == ["model.onnx"]
+    assert (repo / "addr_tokenize" / "1" / "tokenizer.json").is_file()
+    assert (repo / "addr_decode" / "1" / "crf.npz").is_file()
+    tags = json.loads((export_v1 / "nerwheel.json").read_text())["tags"]
+    onnx = parse_config((repo / "addr_onnx" / "config.pbtxt").read_text())
+    assert list(onnx.output[0].dims) == [-1, len(tags)]
+    assert parse_config((repo / "addr" / "config.pbtxt").read_text()).platform == "ensemble"
+
+
+def test_versions_live_and_never_overwritten(export_v1: Path, tmp_path: Path) -> None:
+    root = build_repository(export_v1, tmp_path / "repo", name="addr", version=2)
+    repo = ModelRepository(str(root))
+    assert repo.models() == ["addr"]
+    assert repo.versions("addr") == [2] and repo.next_version("addr") == 3 and repo.live_versions("addr") == [2]
+    with pytest.raises(RepositoryError, match="never overwritten"):
+        repo.write_version("addr", 2, export_v1)
+    assert repo.next_version("other") == 1 and repo.live_versions("other") == []
+
+
+def test_offline_deploy_writes_next_version_and_points_config_at_it(export_v1: Path, export_v2: Path,
+                                                                     tmp_path: Path) -> None:
+    root = str(tmp_path / "repo")
+    first = deploy(export_v1, root, name="addr")
+    second = deploy(export_v2, root, name="addr")
+    assert (first.status, first.version, second.status, second.version) == ("written", 1, "written", 2)
+    assert second.previous_versions == [1] and second.live_versions == [2]
+    repo = ModelRepository(root)
+    assert repo.versions("addr") == [1, 2] and repo.live_versions("addr") == [2]
+    assert (Path(root) / "addr" / "1" / "model.onnx").read_bytes() == (export_v1 / "model.onnx").read_bytes()
+    assert set(second.files) == {f"addr/2/{f}" for f in
+                                 ("crf.npz", "model.onnx", "model.py", "nerwheel.json", "tokenizer.json")}
+
+
+def test_deploy_refuses_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(DeployError, match="neither an export folder"):
+        deploy(tmp_path / "junk", str(tmp_path / "repo"))
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "model.onnx").write_bytes(b"x")
+    with pytest.raises(RepositoryError, match="missing tokenizer.json, nerwheel.json"):
+        deploy(tmp_path / "half", str(tmp_path / "repo"))

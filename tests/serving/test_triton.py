@@ -1,0 +1,203 @@
+"""Deploy into a real tritonserver (local folder and S3 repositories), hot swap, rollback, bad input.
+
+One server runs for the session (see conftest.py); each test deploys its own model name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nerwheel.serving.client import Client, ServingError
+from nerwheel.serving.config import ServingOptions
+import nerwheel.serving.deploy as deploy_module
+from nerwheel.serving.backend import load_tagger
+from nerwheel.serving.deploy import DeployError, deploy
+from nerwheel.serving.repository import ModelRepository, stage_cpu_version
+from nerwheel.storage import Storage
+from serving_exports import TEXTS
+
+pytestmark = pytest.mark.server
+
+SAMPLE = [*TEXTS, "杭州市", "浙江省杭州市西湖区 文三路 90号（东部软件园）", "北京市朝阳区建国路88号SOHO现代城A座2301"]
+
+
+def offline(export: Path, texts: list[str]) -> list:
+    return load_tagger("nerwheel.model.runtime:OnnxTagger", export).predict(texts)
+
+
+def test_local_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_name: str) -> None:
+    report = deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert report.status == "live" and report.verified and report.version == 1, report.error
+    with Client(triton.url, model=model_name, batch_size=4) as client:
+        served = client.infer(SAMPLE)
+    assert [p.entities for p in served] == offline(export_v1, SAMPLE)
+    assert {p.model_version for p in served} == {"1"}
+    assert sum(len(p.entities) for p in served) > 0
+
+
+def test_s3_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_name: str) -> None:
+    report = deploy(export_v1, triton.s3_repo, name=model_name, triton_url=triton.url,
+                    endpoint_url=triton.s3_endpoint)
+    assert report.status == "live", report.error
+    storage = Storage(triton.s3_endpoint)
+    for rel, digest in report.files.items():  # every artifact landed intact, with its recorded checksum
+        assert storage.verify(f"{triton.s3_repo}/{rel}").sha256 == digest
+    assert ModelRepository(triton.s3_repo, storage).live_versions(model_name) == [1]
+    with Client(triton.url, model=model_name) as client:
+        assert client.extract(SAMPLE) == offline(export_v1, SAMPLE)
+
+
+def test_hot_swap_drops_no_request_and_a_broken_version_rolls_back(
+    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
+    stop = threading.Event()
+    counts = {"ok": 0}
+    failures: list[str] = []
+    versions: set[str] = set()
+
+    def traffic() -> None:
+        with Client(triton.url, model=model_name, retries=0, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    preds = client.infer(SAMPLE[:3])
+                    counts["ok"] += 1
+                    versions.update(p.model_version for p in preds)
+                except ServingError as e:  # pragma: no cover - this is the failure we test against
+                    failures.append(str(e))
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        v2 = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert v2.status == "live" and v2.version == 2, v2.error
+    assert failures == [] and counts["ok"] > 10
+    assert versions == {"1", "2"}
+    with Client(triton.url, model=model_name) as client:
+        after = client.infer(SAMPLE)
+    assert {p.model_version for p in after} == {"2"}
+    assert [p.entities for p in after] == offline(export_v2, SAMPLE) != offline(export_v1, SAMPLE)
+
+    # v3 passes the offline check but the copy Triton reads is corrupt (fault injected after staging).
+    def corrupt_after_staging(export_dir, into):
+        folder = stage_cpu_version(export_dir, into)
+        (folder / "model.onnx").write_bytes(b"not an onnx graph")
+        return folder
+
+    monkeypatch.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
+    v3 = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert (v3.status, v3.version, v3.live_versions) == ("rolled_back", 3, [2]), v3.error
+    assert "load failed" in v3.error
+    repo = ModelRepository(str(triton.local_repo))
+    assert repo.versions(model_name) == [1, 2, 3] and repo.live_versions(model_name) == [2]
+    with Client(triton.url, model=model_name) as client:
+        again = client.infer(SAMPLE)
+    assert {p.model_version for p in again} == {"2"} and [p.entities for p in again] == [p.entities for p in after]
+
+
+def test_version_answering_differently_is_rolled_back(
+    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
+
+    def swap_weights(export_dir, into):  # loads fine, but is not the model that was verified offline
+        folder = stage_cpu_version(export_dir, into)
+        shutil.copy2(export_v1 / "model.onnx", folder / "model.onnx")
+        return folder
+
+    monkeypatch.setattr(deploy_module, "stage_cpu_version", swap_weights)
+    v2 = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert (v2.status, v2.live_versions) == ("rolled_back", [1])
+    assert v2.mismatches and "answered differently" in v2.error
+    with Client(triton.url, model=model_name) as client:
+        assert {p.model_version for p in client.infer(SAMPLE[:2])} == {"1"}
+
+
+def test_broken_model_is_refused_before_touching_the_repository(
+    triton, export_v1: Path, model_name: str, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(export_v1, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    with pytest.raises(DeployError, match="does not load or run offline"):
+        deploy(broken, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert ModelRepository(str(triton.local_repo)).versions(model_name) == []
+
+
+def test_failed_first_version_is_unloaded(
+    triton, export_v1: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def corrupt_after_staging(export_dir, into):
+        folder = stage_cpu_version(export_dir, into)
+        (folder / "crf.npz").write_bytes(b"garbage")
+        return folder
+
+    monkeypatch.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
+    report = deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert (report.status, report.live_versions) == ("failed", [])
+    assert ModelRepository(str(triton.local_repo)).read_config(model_name) is None
+    with Client(triton.url, model=model_name) as client:
+        assert not client.ready()
+
+
+def test_bad_requests_get_errors_and_the_server_keeps_serving(triton, export_v1: Path, model_name: str) -> None:
+    opts = ServingOptions(max_batch_size=4, max_text_length=40)
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url,
+                  options=opts).status == "live"
+    with Client(triton.url, model=model_name, retries=0) as client:
+        cases = {
+            "empty": ([""], "TEXT[0] is empty"),
+            "utf8": (["ok", b"\xc3\x28"], "TEXT[1] is not valid UTF-8"),
+            "long": (["路" * 41], "TEXT[0] has 41 characters; the limit is 40"),
+        }
+        for name, (texts, message) in cases.items():
+            with pytest.raises(ServingError, match=message.replace("[", r"\[").replace("]", r"\]")):
+                client.extract(texts)
+        big = Client(triton.url, model=model_name, retries=0, batch_size=5)
+        with pytest.raises(ServingError, match="batch"):
+            big.extract(["杭州市"] * 5)
+        big.close()
+        assert triton.server.returncode is None
+        assert client.extract(SAMPLE[:4]) == offline(export_v1, SAMPLE[:4])
+
+
+def test_client_retries_unavailable_then_gives_up(export_v1: Path) -> None:
+    from nerwheel.serving.server import free_port
+
+    t0 = time.monotonic()
+    with Client(f"127.0.0.1:{free_port()}", retries=2, backoff_s=0.05, timeout=2) as client:
+        with pytest.raises(ServingError) as err:
+            client.extract(["杭州市"])
+    assert err.value.status == "StatusCode.UNAVAILABLE"
+    assert time.monotonic() - t0 >= 0.05 + 0.1  # two backoffs happened
+
+
+def test_client_retry_recovers_from_transient_unavailable(triton, export_v1: Path, model_name: str) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
+    with Client(triton.url, model=model_name, retries=3, backoff_s=0.01) as client:
+        real = client._client.infer
+        calls = {"n": 0}
+
+        def flaky(*a, **k):  # fault injection: the first two attempts hit a restarting server
+            calls["n"] += 1
+            if calls["n"] <= 2:
+                raise InferenceServerException("connection refused", status="StatusCode.UNAVAILABLE")
+            return real(*a, **k)
+
+        client._client.infer = flaky
+        assert client.extract(SAMPLE[:2]) == offline(export_v1, SAMPLE[:2])
+        assert calls["n"] == 3
