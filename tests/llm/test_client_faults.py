@@ -1,0 +1,134 @@
+"""The chat client against a scripted server: retries, Retry-After, timeouts, fallbacks, limits, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nerwheel.llm.cache import ResponseCache
+from nerwheel.llm.client import ChatClient, LLMError
+from nerwheel.llm.config import LLMConfig
+
+from llm_helpers import Reply, ScriptedServer, chat
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def _cfg(url: str, **kw: Any) -> LLMConfig:
+    base: dict[str, Any] = {"base_url": url, "model": "m", "backoff_base": 0.01, "backoff_max": 0.05,
+                            "max_retries": 3, "read_timeout": 5.0}
+    return LLMConfig(**{**base, **kw})
+
+
+def _complete(cfg: LLMConfig, messages: list[dict[str, str]] = MSG, **kw: Any) -> tuple[Any, ChatClient]:
+    schema = kw.pop("schema", None)
+
+    async def go() -> tuple[Any, ChatClient]:
+        async with ChatClient(cfg, rng=random.Random(0), **kw) as c:
+            return await c.complete(messages, schema=schema), c
+
+    return asyncio.run(go())
+
+
+def test_429_then_success_honours_retry_after(scripted: ScriptedServer) -> None:
+    scripted.reset(lambda n, b: Reply(429, {"error": "slow down"}, {"Retry-After": "0.4"}) if n == 1 else chat("ok"))
+    t0 = time.monotonic()
+    resp, client = _complete(_cfg(scripted.url))
+    assert resp.content == "ok" and scripted.calls == 2
+    assert scripted.started[1] - scripted.started[0] >= 0.35  # waited as told, not the 0.05 s backoff cap
+    assert client.stats.retries == 1 and client.stats.http_calls == 2
+    assert time.monotonic() - t0 < 4
+
+
+def test_500_is_retried_then_gives_up_with_a_clear_error(scripted: ScriptedServer) -> None:
+    scripted.reset(lambda n, b: Reply(500, {"error": "boom"}))
+    with pytest.raises(LLMError, match=r"giving up after 4 tries .*HTTP 500"):
+        _complete(_cfg(scripted.url))
+    assert scripted.calls == 4  # 1 try + max_retries 3
+
+
+def test_400_is_not_retried(scripted: ScriptedServer) -> None:
+    scripted.reset(lambda n, b: Reply(401, {"error": "bad key"}))
+    with pytest.raises(LLMError, match="HTTP 401"):
+        _complete(_cfg(scripted.url))
+    assert scripted.calls == 1
+
+
+def test_read_timeout_is_retried(scripted: ScriptedServer) -> None:
+    scripted.reset(lambda n, b: Reply(body=chat("late").body, delay=1.0) if n == 1 else chat("on time"))
+    resp, client = _complete(_cfg(scripted.url, read_timeout=0.3))
+    assert resp.content == "on time" and scripted.calls == 2 and client.stats.retries == 1
+
+
+def test_schema_refused_falls_back_to_prompt_only(scripted: ScriptedServer) -> None:
+    def script(n: int, body: dict[str, Any]) -> Reply:
+        if "response_format" in body:
+            return Reply(400, {"error": {"message": "response_format json_schema is not supported"}})
+        return chat('{"entities": []}')
+
+    scripted.reset(script)
+    resp, client = _complete(_cfg(scripted.url), schema={"type": "object"})
+    assert resp.content == '{"entities": []}'
+    assert ["response_format" in b for b in scripted.bodies] == [True, False]
+    assert client.stats.structured_fallbacks == 1
+
+
+def test_schema_sent_when_structured(scripted: ScriptedServer) -> None:
+    _complete(_cfg(scripted.url), schema={"type": "object"})
+    assert scripted.bodies[0]["response_format"]["type"] == "json_schema"
+    _complete(_cfg(scripted.url, structured="off"), schema={"type": "object"})
+    assert "response_format" not in scripted.bodies[1]
+
+
+def test_api_key_comes_from_the_environment(scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    monkeypatch.setenv("NERWHEEL_LLM_API_KEY", "sk-test")
+    cfg = _cfg(scripted.url)
+    assert "sk-test" not in cfg.model_dump_json()
+
+    async def go() -> None:
+        async with ChatClient(cfg) as c:
+            seen.append(c._http.headers["authorization"])
+
+    asyncio.run(go())
+    assert seen == ["Bearer sk-test"]
+
+
+def test_in_flight_bound_usage_cost_and_cache(scripted: ScriptedServer, tmp_path: Path) -> None:
+    scripted.reset(lambda n, b: Reply(body=chat("x", prompt_tokens=100, completion_tokens=50).body, delay=0.1))
+    cfg = _cfg(scripted.url, max_in_flight=2, price_prompt_per_1k=1.0, price_completion_per_1k=2.0)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+
+    async def go() -> ChatClient:
+        async with ChatClient(cfg, cache=cache) as c:
+            await asyncio.gather(*(c.complete([{"role": "user", "content": str(i)}]) for i in range(6)))
+            await c.complete([{"role": "user", "content": "0"}])  # answered before: from the cache
+            return c
+
+    client = asyncio.run(go())
+    assert scripted.calls == 6 and scripted.max_in_flight <= 2
+    s = client.stats
+    assert (s.requests, s.cache_hits, s.prompt_tokens, s.completion_tokens) == (7, 1, 600, 300)
+    assert s.cost == pytest.approx(0.6 + 0.6)
+
+
+def test_rate_limit_spaces_requests(scripted: ScriptedServer) -> None:
+    cfg = _cfg(scripted.url, requests_per_second=10, max_in_flight=8)
+
+    async def go() -> None:
+        async with ChatClient(cfg) as c:
+            await asyncio.gather(*(c.complete([{"role": "user", "content": str(i)}]) for i in range(4)))
+
+    asyncio.run(go())
+    starts = sorted(scripted.started)
+    assert starts[-1] - starts[0] >= 0.25  # 4 starts at >= 0.1 s spacing
+
+
+def test_config_rejects_unknown_keys_by_name() -> None:
+    with pytest.raises(ValueError, match="api_key"):
+        LLMConfig(base_url="http://127.0.0.1:1", model="m", api_key="sk-no")  # type: ignore[call-arg]
