@@ -23,7 +23,6 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +40,12 @@ SAMPLE_FILES = {"seed": "seed.jsonl", "eval": "eval.jsonl", "texts": "traffic.tx
 
 
 def sample_path(name: str) -> Path:
-    """Path of a file of the bundled sample data set (``seed``, ``eval`` or ``texts``)."""
+    """Path of a file of the bundled sample data set by role (``seed``, ``eval`` or ``texts``)."""
+    from nerwheel.data.sample import sample_path as bundled
+
     if name not in SAMPLE_FILES:
         raise ValueError(f"unknown sample file {name!r}; the sample data set has: {', '.join(SAMPLE_FILES)}")
-    path = Path(str(resources.files("nerwheel") / "data" / "sample" / SAMPLE_FILES[name]))
-    if not path.is_file():
-        raise FileNotFoundError(f"the bundled sample file {path} is missing; reinstall nerwheel")
-    return path
+    return bundled(SAMPLE_FILES[name])
 
 
 def resolve_uri(uri: str, sample: str) -> str:

@@ -1,49 +1,69 @@
-"""KFP component: synthesise labelled texts from the knowledge base (:func:`nerwheel.stages.synthesize.synthesize`)."""
+"""KFP component: synthesise labelled texts (:func:`nerwheel.stages.synthesize.synthesize`).
+
+Entity strings come from the knowledge base plus the examples this task is given:
+the gold seed set and the teacher-labelled traffic (the edge annotate -> synthesize),
+so synthetic texts reuse the roads and buildings real traffic mentions. No
+synthetic text may equal an eval text.
+"""
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
 from nerwheel.components.images import image
 
 __all__ = ["run", "synthesize"]
 
 
-def run(*, count: int, seed: int, out_path: str, report_path: str) -> dict[str, float]:
-    """Synthesise ``count`` records with ``seed``; returns the scalars the component logs."""
-    from nerwheel.components.data import write_dataset
+def run(*, annotated_path: str, seed_uri: str, eval_uri: str, n_short: int, n_long: int, seed: int, out_path: str,
+        report_path: str) -> dict[str, float]:
+    """Synthesise ``n_short`` + ``n_long`` records with ``seed``; returns the scalars the component logs."""
+    from nerwheel.components.data import read_artifact, read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
-    from nerwheel.stages.synthesize import SynthesisConfig, synthesize
+    from nerwheel.stages.synthesize import SynthesisConfig, coverage_table, synthesize
 
-    result = synthesize(SynthesisConfig(count=count, seed=seed))
+    examples = [*read_dataset(resolve_uri(seed_uri, "seed")).records, *read_artifact(annotated_path)]
+    eval_texts = {r.text for r in read_dataset(resolve_uri(eval_uri, "eval")).records}
+    result = synthesize(SynthesisConfig(n_short=n_short, n_long=n_long, seed=seed), examples=examples,
+                        eval_texts=eval_texts)
     write_dataset(out_path, result.records)
-    labels: dict[str, int] = {}
-    for rec in result.records:
-        for ent in rec.entities:
-            labels[ent.label] = labels.get(ent.label, 0) + 1
-    Report("synthesize: knowledge-base texts").heading("Entities per label").raw(
-        bar_chart(dict(sorted(labels.items())))).write(report_path)
-    return {"records": float(len(result.records)), "entities": float(sum(labels.values()))}
+    cov = result.coverage
+    totals = {lab: sum(cov[k].get(lab, 0) for k in ("short", "long", "llm")) for lab in cov["labels"]}
+    Report("synthesize: labelled texts").paragraph(f"{len(result.records)} records from {len(examples)} examples "
+                                                   f"and the knowledge base, seed {seed}").heading(
+        "Entities per type").raw(bar_chart(totals)).pre(coverage_table(cov)).write(report_path)
+    return {"records": float(len(result.records)), "short": float(cov["texts"]["short"]),
+            "long": float(cov["texts"]["long"]), "skipped_duplicate": float(cov["skipped"]["duplicate"]),
+            "skipped_eval": float(cov["skipped"]["eval"])}
 
 
 @dsl.component(base_image=image("synthesize"), install_kfp_package=False)
 def synthesize(
-    count: int,
+    annotated: Input[Dataset],
+    seed_uri: str,
+    eval_uri: str,
+    n_short: int,
+    n_long: int,
     seed: int,
     synthetic: Output[Dataset],
     metrics: Output[Metrics],
     report: Output[HTML],
 ) -> None:
-    """Synthesise short and long labelled address texts from the knowledge base.
+    """Synthesise short (one entity type each) and long (composite) labelled address texts.
 
     Args:
-        count: how many records to synthesise.
-        seed: random seed (same seed, same records).
+        annotated: teacher-labelled traffic; its entities join the synthesiser's pools.
+        seed_uri: gold records whose entities join the pools too; empty = bundled sample.
+        eval_uri: the eval set; no synthetic text may equal one of its texts. Empty = bundled sample.
+        n_short: short texts in total, spread over the entity types.
+        n_long: long composite texts.
+        seed: random seed (same inputs and seed, same records).
 
     Returns:
-        synthetic: the records (Dataset folder with records.jsonl); metrics: counts; report: HTML with label coverage.
+        synthetic: the records (Dataset folder); metrics: counts; report: HTML with type coverage.
     """
     from nerwheel.components.synthesize import run
 
-    scalars = run(count=count, seed=seed, out_path=synthetic.path, report_path=report.path)
+    scalars = run(annotated_path=annotated.path, seed_uri=seed_uri, eval_uri=eval_uri, n_short=n_short,
+                  n_long=n_long, seed=seed, out_path=synthetic.path, report_path=report.path)
     for name, value in scalars.items():
         metrics.log_metric(name, value)

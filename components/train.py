@@ -93,12 +93,16 @@ def _report(card: dict, model_dir, report_path: str) -> None:
         "backbone": card.get("backbone"), "head": card.get("head"), "scheme": card.get("scheme"),
         "labels": ", ".join(card.get("labels") or []), "sequence_length": card.get("sequence_length"),
     })
-    history = (card.get("metrics") or {}).get("history") or []
     curves: dict[str, list[float]] = {}
-    for row in history if isinstance(history, list) else []:
-        for key, value in row.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
-                curves.setdefault(key, []).append(float(value))
+    history = model_dir / "metrics.jsonl"  # one line per epoch, written by the train stage
+    if history.is_file():
+        import json
+
+        for line in history.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else {}
+            for key, value in _scalars(row).items():
+                if key != "epoch" and ("loss" in key or key.endswith("strict_f1")):
+                    curves.setdefault(key, []).append(value)
     if curves:
         rep.heading("Training curves").raw(line_chart(curves, title="per epoch", x_label="epoch"))
     for png in sorted(model_dir.glob("*.png")):

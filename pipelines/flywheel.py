@@ -9,9 +9,8 @@ placement, secret and ConfigMap names) is a :class:`Platform` fixed at compile
 time and attached with kfp-kubernetes: credentials reach tasks as Kubernetes
 secrets in env, never as parameters.
 
-``synthesize`` does not read the teacher's output; it runs after ``annotate``
-so the two teacher stages never compete for the same small machine (and the DAG
-reads in the order the flywheel turns).
+``synthesize`` takes the teacher-labelled traffic as examples (its entity
+strings join the synthesiser's pools), hence the edge annotate -> synthesize.
 """
 
 from dataclasses import dataclass, field
@@ -114,7 +113,8 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         teacher: str = "kb",
         llm_endpoint: str = "",
         llm_model: str = "",
-        synth_count: int = 200,
+        synth_short: int = 200,
+        synth_long: int = 200,
         synth_seed: int = 13,
         precedence: str = "gold,kb,llm,synthetic",
         backbone: str = "tiny",
@@ -141,7 +141,8 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             teacher: Who labels the traffic: kb (knowledge base, offline) or llm (OpenAI-compatible server).
             llm_endpoint: Base URL of the OpenAI-compatible server (teacher=llm).
             llm_model: Model name on that server (teacher=llm).
-            synth_count: How many synthetic records to make.
+            synth_short: Synthetic short texts (one entity type each), spread over the types.
+            synth_long: Synthetic long composite texts.
             synth_seed: Seed of the synthesiser.
             precedence: Merge precedence of label sources, best first.
             backbone: Encoder: tiny, e5-small, or a Hugging Face model folder.
@@ -159,12 +160,14 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             gitops_repo_url: Git repository with the kustomize overlays; empty = no GitOps commit.
             gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits.
         """
-        t_annotate = annotate(texts_uri=texts_uri, teacher=teacher, llm_endpoint=llm_endpoint, llm_model=llm_model)
+        t_annotate = annotate(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher, llm_endpoint=llm_endpoint,
+                              llm_model=llm_model)
         t_annotate.set_display_name(DISPLAY_NAMES["annotate"])
         kubernetes.use_secret_as_env(t_annotate, secret_name=p.llm_secret,
                                      secret_key_to_env={p.llm_secret_key: p.llm_env}, optional=True)
 
-        t_synth = synthesize(count=synth_count, seed=synth_seed).after(t_annotate)
+        t_synth = synthesize(annotated=t_annotate.outputs["annotated"], seed_uri=seed_uri, eval_uri=eval_uri,
+                             n_short=synth_short, n_long=synth_long, seed=synth_seed)
         t_synth.set_display_name(DISPLAY_NAMES["synthesize"])
 
         t_merge = merge(seed_uri=seed_uri, annotated=t_annotate.outputs["annotated"],

@@ -1,0 +1,178 @@
+"""The compiled pipeline: DAG edges, the gate condition, GPU and secrets on tasks, reproducible IR, golden file.
+
+Regenerate the golden file after an intended change with
+``NERWHEEL_UPDATE_GOLDEN=1 .venv/bin/pytest tests/pipelines/test_compile.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytest.importorskip("kfp")
+
+from nerwheel.components import STAGES  # noqa: E402
+from nerwheel.components.images import image  # noqa: E402
+from nerwheel.pipelines.compile import compile_pipeline, normalise  # noqa: E402
+from nerwheel.pipelines.flywheel import DISPLAY_NAMES, Platform, Toleration, build_pipeline  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).with_name("golden") / "flywheel.yaml"
+
+
+@pytest.fixture(scope="module")
+def ir_text(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return compile_pipeline(tmp_path_factory.mktemp("ir") / "pipeline.yaml").read_text()
+
+
+@pytest.fixture(scope="module")
+def docs(ir_text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    pipeline_spec, platform_spec = yaml.safe_load_all(ir_text)
+    return pipeline_spec, platform_spec
+
+
+def dag_tasks(spec: dict[str, Any], component: str | None = None) -> dict[str, Any]:
+    dag = spec["root"]["dag"] if component is None else spec["components"][component]["dag"]
+    return dag["tasks"]
+
+
+def edges(tasks: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(dep, name) for name, t in tasks.items() for dep in t.get("dependentTasks", [])}
+
+
+def test_dag_edges_follow_the_flywheel(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    root = dag_tasks(spec)
+    assert set(root) == {"annotate", "synthesize", "merge", "train", "evaluate", "gate", "condition-1"}
+    assert edges(root) == {
+        ("annotate", "synthesize"), ("annotate", "merge"), ("synthesize", "merge"), ("merge", "train"),
+        ("train", "evaluate"), ("evaluate", "gate"),
+        # the conditional branch consumes the trained model and the scores, and waits for the gate
+        ("train", "condition-1"), ("evaluate", "condition-1"), ("gate", "condition-1"),
+    }
+    # artifacts flow along the edges (not just ordering)
+    assert root["merge"]["inputs"]["artifacts"]["annotated"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "annotated", "producerTask": "annotate"}
+    assert root["train"]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"]["producerTask"] == "merge"
+    assert root["gate"]["inputs"]["artifacts"]["candidate"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "scores", "producerTask": "evaluate"}
+
+
+def test_export_and_deploy_run_only_when_the_gate_promotes(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    cond = dag_tasks(spec)["condition-1"]
+    assert cond["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+    assert cond["inputs"]["parameters"]["pipelinechannel--gate-Output"]["taskOutputParameter"] == {
+        "outputParameterKey": "Output", "producerTask": "gate"}
+    inner = dag_tasks(spec, "comp-condition-1")
+    assert set(inner) == {"export", "deploy"}
+    assert edges(inner) == {("export", "deploy")}
+    assert inner["deploy"]["cachingOptions"] == {}  # caching off: a deploy always happens when asked
+    assert spec["components"]["comp-gate"]["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+
+
+def test_train_task_asks_for_a_gpu_node(docs: tuple[dict, dict]) -> None:
+    spec, platform = docs
+    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert resources["accelerator"] == {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
+                                        "type": "nvidia.com/gpu"}
+    assert resources["cpuRequest"] == 4.0 and resources["memoryRequest"] == 16.0
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert k8s["nodeSelector"] == {"labels": {"nvidia.com/gpu.present": "true"}}
+    assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+    for other in ("exec-annotate", "exec-merge", "exec-evaluate", "exec-deploy"):
+        assert "accelerator" not in spec["deploymentSpec"]["executors"][other]["container"].get("resources", {})
+        assert "nodeSelector" not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][other]
+
+
+def _secret_env(platform: dict, executor: str) -> dict[str, tuple[str, str, bool]]:
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
+    return {e["envVar"]: (s["secretName"], e["secretKey"], s["optional"])
+            for s in k8s.get("secretAsEnv", []) for e in s["keyToEnv"]}
+
+
+def test_credentials_reach_tasks_as_secrets_in_env_never_as_parameters(docs: tuple[dict, dict]) -> None:
+    spec, platform = docs
+    s3 = {"AWS_ACCESS_KEY_ID": ("nerwheel-s3", "AWS_ACCESS_KEY_ID", False),
+          "AWS_SECRET_ACCESS_KEY": ("nerwheel-s3", "AWS_SECRET_ACCESS_KEY", False)}
+    for stage in STAGES:
+        env = _secret_env(platform, f"exec-{stage}")
+        assert {k: env[k] for k in s3} == s3, stage
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{stage}"]
+        assert k8s["configMapAsEnv"][0]["configMapName"] == "nerwheel-storage"
+    assert _secret_env(platform, "exec-train") == s3
+    assert _secret_env(platform, "exec-annotate")["NERWHEEL_LLM_API_KEY"] == ("nerwheel-llm", "api-key", True)
+    assert _secret_env(platform, "exec-deploy")["NERWHEEL_GIT_TOKEN"] == ("nerwheel-git", "token", True)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert not [p for p in params if any(w in p.lower() for w in ("key", "secret", "token", "password"))]
+
+
+def test_secret_and_config_names_match_the_manifests() -> None:
+    p = Platform()
+    s3_template = yaml.safe_load((REPO / "manifests/secrets/s3-credentials.template.yaml").read_text())
+    llm_template = yaml.safe_load((REPO / "manifests/secrets/llm-credentials.template.yaml").read_text())
+    storage = yaml.safe_load((REPO / "manifests/base/storage-config.yaml").read_text())
+    assert s3_template["metadata"]["name"] == p.s3_secret and set(p.s3_secret_keys) == set(s3_template["stringData"])
+    assert llm_template["metadata"]["name"] == p.llm_secret and p.llm_secret_key in llm_template["stringData"]
+    assert storage["metadata"]["name"] == p.storage_config_map and set(p.storage_config_keys) == set(storage["data"])
+
+
+def test_every_task_has_its_display_name_and_stage_image(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    tasks = {**dag_tasks(spec), **dag_tasks(spec, "comp-condition-1")}
+    for stage in STAGES:
+        assert tasks[stage]["taskInfo"]["name"] == DISPLAY_NAMES[stage]
+        container = spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
+        assert container["image"] == image(stage)
+        assert "pip install" not in " ".join(container["command"])  # the image has kfp and nerwheel already
+
+
+def test_parameters_are_typed_with_the_embedded_default(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["teacher"]["defaultValue"] == "kb" and params["backbone"]["defaultValue"] == "tiny"
+    assert params["seed_uri"]["defaultValue"] == "" and params["eval_uri"]["defaultValue"] == ""
+    assert params["min_delta"]["parameterType"] == "NUMBER_DOUBLE"
+    assert params["epochs"]["parameterType"] == "NUMBER_INTEGER"
+    wanted = {"seed_uri", "texts_uri", "eval_uri", "teacher", "llm_endpoint", "llm_model", "backbone", "epochs",
+              "min_delta", "tolerance", "production_model_uri", "triton_url", "repository_uri"}
+    assert wanted <= set(params)
+    assert all(p.get("description") for p in params.values()), "every parameter is described for the UI"
+
+
+def test_platform_settings_are_configurable_at_compile_time(tmp_path: Path) -> None:
+    custom = build_pipeline(Platform(gpu_type="nvidia.com/mig-1g.10gb", gpu_count=2,
+                                     gpu_node_selector=("cloud.google.com/gke-accelerator", "nvidia-h100-80gb"),
+                                     gpu_tolerations=(Toleration("dedicated", "Equal", "NoSchedule", "gpu"),)))
+    spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml", custom).read_text())
+    acc = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]["accelerator"]
+    assert (acc["type"], acc["count"]) == ("nvidia.com/mig-1g.10gb", "2")
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert k8s["nodeSelector"] == {"labels": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}}
+    assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "gpu"}]
+
+
+def test_compiling_twice_gives_the_same_bytes_in_separate_processes(tmp_path: Path, ir_text: str) -> None:
+    # A fresh interpreter, so nothing cached in this process can make the two outputs agree by accident.
+    out = tmp_path / "again.yaml"
+    subprocess.run([sys.executable, "-c", "from nerwheel.cli import main; main()", "compile", "--out", str(out)],
+                   check=True,
+                   capture_output=True, env={k: v for k, v in os.environ.items() if not k.startswith("NERWHEEL_IMAGE")})
+    assert out.read_bytes() == ir_text.encode()
+
+
+def test_matches_the_golden_file_with_the_sdk_version_stripped(ir_text: str) -> None:
+    current = normalise(ir_text)
+    assert "sdkVersion" not in current and ir_text.count("sdkVersion: kfp-") == 1
+    if os.environ.get("NERWHEEL_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(current)
+    assert GOLDEN.exists(), f"no golden file; create it with NERWHEEL_UPDATE_GOLDEN=1 pytest {__file__}"
+    assert current == GOLDEN.read_text(), (
+        "the compiled pipeline changed; if intended, regenerate the golden file with NERWHEEL_UPDATE_GOLDEN=1")
