@@ -128,11 +128,31 @@ def fit(
     save: Callable[[Path, dict[str, Any]], None],
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best epoch's weights."""
+    threads = torch.get_num_threads()
+    if config.training.threads:
+        torch.set_num_threads(config.training.threads)
+    try:
+        return _fit(model, train, dev, config=config, learning_rate=learning_rate, encoder=encoder, card=card,
+                    run_dir=run_dir, save=save)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    model: TokenClassifier,
+    train: Sequence[Feature],
+    dev: Sequence[Record],
+    *,
+    config: TrainConfig,
+    learning_rate: float,
+    encoder: TextEncoder,
+    card: ModelCard,
+    run_dir: Path,
+    save: Callable[[Path, dict[str, Any]], None],
+) -> FitResult:
     t = config.training
     seed_everything(t.seed)
     device = resolve_device(t.device)
-    if t.threads:
-        torch.set_num_threads(t.threads)
     model.to(device)
     autocast, scaler = _amp(config, device)
     rng = np.random.default_rng(t.seed)

@@ -1,0 +1,177 @@
+"""``nerwheel train | evaluate | export | predict``: a thin shell over the model stages.
+
+Heavy imports (torch, transformers, onnxruntime) happen inside the commands,
+so ``nerwheel --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nerwheel.records import Record
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Config, data and model errors become one clear line and exit status 1 (no traceback)."""
+    from nerwheel.formats import FormatError
+
+    try:
+        yield
+    except (FormatError, ValueError, FileNotFoundError, FileExistsError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _read(path: str | Path, fmt: str | None = None, *, what: str) -> tuple[list[Record], list[Any]]:
+    from nerwheel.formats import read_records
+
+    result = read_records(path, fmt) if fmt else read_records(path)
+    click.echo(f"{what}: {result.summary()}", err=True)
+    for rej in result.rejects[:3]:
+        click.echo(f"  rejected {rej}", err=True)
+    return list(result.records), list(result.rejects)
+
+
+# -- train --------------------------------------------------------------------------------------------
+@click.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML (.yaml/.yml) or INI (.ini/.cfg) config; see --create-config.")
+@click.option("--create-config", type=click.Path(dir_okay=False), help="Write a commented default YAML config and exit.")
+@click.option("--model-id", help="Backbone: tiny, e5-small, a Hugging Face dir or hub id, or a nerwheel model dir.")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False), help="Continue training this nerwheel model.")
+@click.option("--head", type=click.Choice(["crf", "softmax"]), help="Output head.")
+@click.option("--train", "train_file", type=click.Path(exists=True, dir_okay=False), help="Training records.")
+@click.option("--dev", "dev_file", type=click.Path(exists=True, dir_okay=False),
+              help="Validation records (default: a seeded share of --train, data.dev_ratio).")
+@click.option("--test", "test_file", type=click.Path(exists=True, dir_okay=False), help="Held-out records scored once.")
+@click.option("--output-dir", help="Parent folder of the trained model.")
+@click.option("--model-name", help="Model folder name (a timestamp is appended).")
+@click.option("--epochs", type=int, help="Maximum epochs.")
+@click.option("--batch-size", type=int)
+@click.option("--learning-rate", type=float)
+@click.option("--sequence-length", type=int, help="Tokens per window, special tokens included.")
+@click.option("--seed", type=int)
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Any config key, e.g. --set early_stopping.patience=5 (repeatable).")
+def train(config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file, output_dir,
+          model_name, epochs, batch_size, learning_rate, sequence_length, seed, sets):
+    """Train a BERT(+CRF) token classifier; prints the model directory."""
+    from nerwheel.model.config import default_yaml, load_config, parse_overrides
+
+    if create_config:
+        Path(create_config).parent.mkdir(parents=True, exist_ok=True)
+        Path(create_config).write_text(default_yaml(), encoding="utf-8")
+        click.echo(f"wrote {create_config}", err=True)
+        return
+    flags = {
+        "model": {"model_id": model_id, "init_from": init_from, "head": head},
+        "data": {"train_file": train_file, "dev_file": dev_file, "test_file": test_file},
+        "output": {"output_dir": output_dir, "model_name": model_name},
+        "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                     "sequence_length": sequence_length, "seed": seed},
+    }
+    overrides = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()}
+    with _errors():
+        extra = parse_overrides(sets)
+        for section, values in extra.items():
+            if isinstance(values, dict):
+                overrides.setdefault(section, {}).update(values)
+            else:
+                overrides[section] = values
+        config = load_config(config_path, overrides={k: v for k, v in overrides.items() if v != {}})
+        from nerwheel.stages.train import train as run
+
+        model_dir = run(config)
+    click.echo(str(model_dir))
+
+
+# -- evaluate -----------------------------------------------------------------------------------------
+@click.command()
+@click.option("--model", required=True, help="Trained model dir, export dir, or Triton host:port.")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Gold records (any format `nerwheel data` reads).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and friends.")
+@click.option("--format", "fmt", help="Input format (default: detected).")
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+def evaluate(model, data_path, out, fmt, runtime):
+    """Score a model on gold records: seqeval strict, exact, partial, type; errors and charts."""
+    from nerwheel.stages.evaluate import evaluate as run
+    from nerwheel.stages.predict import load_predictor
+
+    with _errors():
+        records, _ = _read(data_path, fmt, what="data")
+        metrics = run(model, records, out, predictor=load_predictor(model, runtime=runtime))
+    o = metrics["overall"]
+    click.echo(
+        f"strict F1 {o['strict']['f1']:.4f} (P {o['strict']['precision']:.4f} R {o['strict']['recall']:.4f}); "
+        f"partial F1 {o['partial']['f1']:.4f}; type F1 {o['type']['f1']:.4f}; token accuracy {o['token_accuracy']:.4f}"
+    )
+    click.echo(f"wrote {out}/metrics.json, report.txt, errors.jsonl, predictions.jsonl, plots", err=True)
+
+
+# -- export -------------------------------------------------------------------------------------------
+@click.command()
+@click.option("--model", required=True, type=click.Path(exists=True, file_okay=False), help="Trained model dir.")
+@click.option("--out", type=click.Path(file_okay=False), help="Export folder [MODEL/onnx].")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Also write model.int8.onnx (dynamic int8).")
+@click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False),
+              help="Gold records: parity sample, and the int8 F1 change.")
+@click.option("--atol", type=float, default=1e-3, show_default=True, help="Largest allowed |emission diff|.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
+def export(model, out, quantize, eval_path, atol, overwrite):
+    """Export a trained model to ONNX; refused unless ONNX Runtime reproduces PyTorch."""
+    from nerwheel.stages.export import ExportCheckError
+    from nerwheel.stages.export import export as run
+    from nerwheel.stages.predict import EXPORT_SUBDIR
+
+    out = out or str(Path(model) / EXPORT_SUBDIR)
+    with _errors():
+        records = _read(eval_path, what="eval")[0] if eval_path else None
+        try:
+            report = run(model, out, quantize, eval_records=records, atol=atol, overwrite=overwrite)
+        except ExportCheckError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+
+
+# -- predict ------------------------------------------------------------------------------------------
+@click.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", help="Trained model dir or export dir (ONNX Runtime preferred where an export exists).")
+@click.option("--url", help="Triton gRPC endpoint (host:port) instead of a local model.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Span JSONL output, in input order.")
+@click.option("--format", "fmt", help="Input format (default: detected; plain text lines work).")
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+@click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+def predict(input_path, model, url, out, fmt, runtime, int8, batch_size):
+    """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL."""
+    from nerwheel.formats import write_records, write_rejects
+    from nerwheel.stages.predict import load_predictor, predict_records
+
+    if bool(model) == bool(url):
+        raise click.UsageError("give exactly one of --model DIR or --url HOST:PORT")
+    with _errors():
+        records, rejects = _read(input_path, fmt, what="input")
+        if url:
+            from nerwheel.stages.predict import RemotePredictor
+
+            predictor: Any = RemotePredictor(url, batch_size=batch_size)
+        else:
+            predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size)
+        predicted = predict_records(predictor, records)
+        write_records(predicted, out, format="spans")
+    click.echo(f"wrote {len(predicted)} records to {out} ({type(predictor).__name__})", err=True)
+    if rejects:
+        rej_path = Path(f"{out}.rejects.jsonl")
+        write_rejects(rejects, rej_path)
+        click.echo(f"wrote {len(rejects)} rejected input lines to {rej_path}", err=True)

@@ -1,0 +1,68 @@
+"""The evaluate stage: a model (any :func:`~nerwheel.stages.predict.load_predictor` target) on gold records.
+
+Writes into ``out_dir``:
+
+- ``metrics.json``: strict / exact / partial / type P/R/F1 overall and per type,
+  token accuracy, the seqeval report (shape in docs/architecture.md; the modes
+  are defined in :mod:`nerwheel.metrics`);
+- ``report.txt``: the seqeval ``classification_report`` (IOB2, strict) and a
+  table of the four modes;
+- ``errors.jsonl``: every false negative and false positive with its context;
+- ``predictions.jsonl``: the predicted records (span JSONL);
+- ``f1_by_type.png`` and ``confusion.png`` (character-level, by type).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nerwheel import metrics as M
+from nerwheel.records import Record
+
+__all__ = ["evaluate", "render_report"]
+
+
+def render_report(metrics: dict[str, Any]) -> str:
+    o = metrics["overall"]
+    lines = [f"records: {metrics['n_records']}  gold spans: {o['support']}  predicted spans: {o['predicted']}  "
+             f"token accuracy: {o['token_accuracy']:.4f}", "",
+             f"{'mode':<10}{'precision':>10}{'recall':>10}{'f1':>10}"]
+    for mode in M.MODES:
+        s = o[mode]
+        lines.append(f"{mode:<10}{s['precision']:>10.4f}{s['recall']:>10.4f}{s['f1']:>10.4f}")
+    lines += ["", "seqeval classification_report (IOB2, mode=strict, character tags):", metrics["seqeval_report"]]
+    return "\n".join(lines)
+
+
+def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Path, *, predictor: Any = None,
+             plots: bool = True) -> dict[str, Any]:
+    """Predict ``records`` with the model, score against their gold entities, write the files above."""
+    from nerwheel.formats import write_records
+    from nerwheel.stages.predict import load_predictor, predict_records
+
+    records = list(records)
+    if not records:
+        raise ValueError("no records to evaluate: the gold data is empty (or every line was rejected)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = predictor or load_predictor(model_dir)
+    predicted = predict_records(predictor, records)
+    pred = [r.entities for r in predicted]
+    metrics = M.evaluate(records, pred)
+    metrics["model"] = str(model_dir)
+    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "report.txt").write_text(render_report(metrics), encoding="utf-8")
+    with (out / "errors.jsonl").open("w", encoding="utf-8") as f:
+        for row in M.error_rows(records, pred):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_records(predicted, out / "predictions.jsonl", format="spans")
+    if plots and metrics["per_type"]:
+        from nerwheel.model.plots import confusion_matrix_png, f1_bars_png
+
+        f1_bars_png(metrics, out / "f1_by_type.png")
+        labels, matrix = M.confusion([r.text for r in records], [r.entities for r in records], pred)
+        confusion_matrix_png(labels, matrix, out / "confusion.png")
+    return metrics

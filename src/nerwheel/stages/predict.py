@@ -1,0 +1,81 @@
+"""The predict stage: one loader for every kind of model, and records in -> records with predicted entities out.
+
+:func:`load_predictor` takes
+
+- an export directory (``model.onnx``): ONNX Runtime (:class:`~nerwheel.model.runtime.OnnxTagger`);
+- a trained model directory: ONNX Runtime when an export sits in its ``onnx/``
+  folder (``nerwheel export`` puts it there by default), else PyTorch
+  (:class:`~nerwheel.model.runtime.TorchTagger`);
+- a Triton URL (``grpc://host:port`` or ``host:port``): the serving client.
+
+Each returns an object with ``predict(texts) -> list[list[Entity]]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from nerwheel.records import Entity, Record
+
+__all__ = ["EXPORT_SUBDIR", "Predictor", "RemotePredictor", "load_predictor", "predict_records"]
+
+EXPORT_SUBDIR = "onnx"
+_URL = re.compile(r"^(grpc://)?[\w.\-]+:\d+$")
+
+
+class Predictor(Protocol):
+    def predict(self, texts: Sequence[str]) -> list[list[Entity]]: ...
+
+
+class RemotePredictor:
+    """A Triton endpoint behind the predictor interface."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        from nerwheel.serving.client import Client
+
+        self.client = Client(url, **options)
+
+    def predict(self, texts: Sequence[str]) -> list[list[Entity]]:
+        return self.client.extract(list(texts))
+
+
+def is_url(target: str) -> bool:
+    return bool(_URL.match(target)) and not Path(target).exists()
+
+
+def load_predictor(
+    path_or_url: str | Path,
+    *,
+    runtime: Literal["auto", "onnx", "torch"] = "auto",
+    int8: bool = False,
+    batch_size: int = 32,
+    **remote_options: Any,
+) -> Predictor:
+    """The fastest local runtime for ``path_or_url`` (``runtime`` forces one), or a Triton client for a URL."""
+    from nerwheel.model.runtime import ONNX_FILE, OnnxTagger, TorchTagger
+
+    target = str(path_or_url)
+    if is_url(target):
+        return RemotePredictor(target, **remote_options)
+    path = Path(target)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model directory (and not a host:port URL)")
+    exports = [d for d in (path, path / EXPORT_SUBDIR) if (d / ONNX_FILE).is_file()]
+    if runtime in ("auto", "onnx") and exports:
+        return OnnxTagger(exports[0], int8=int8, batch_size=batch_size)
+    if runtime == "onnx":
+        raise FileNotFoundError(f"{path}: no {ONNX_FILE} here or in {EXPORT_SUBDIR}/; run `nerwheel export` first")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: neither an export (model.onnx) nor a trained model directory (config.json)")
+    return TorchTagger.from_dir(path, batch_size=batch_size)
+
+
+def predict_records(predictor: Predictor, records: Sequence[Record]) -> list[Record]:
+    """``records`` in the same order, their entities replaced by the predictor's."""
+    predicted = predictor.predict([r.text for r in records])
+    if len(predicted) != len(records):
+        raise RuntimeError(f"the predictor returned {len(predicted)} results for {len(records)} texts")
+    return [r.with_entities(ents) for r, ents in zip(records, predicted, strict=True)]

@@ -1,0 +1,59 @@
+"""A small synthetic address set: provinces, cities, districts, roads, numbers and places in random combinations.
+
+Made by the tests themselves (no ../shared data). Every entity's offsets come
+from how the text is assembled, so the gold labels are exact.
+"""
+
+from __future__ import annotations
+
+import random
+
+from nerwheel.records import Entity, Record
+
+PROVS = ["浙江省", "江苏省", "广东省", "四川省", "湖北省", "山东省"]
+CITIES = ["杭州市", "南京市", "广州市", "成都市", "武汉市", "青岛市", "宁波市", "苏州市"]
+DISTRICTS = ["西湖区", "鼓楼区", "天河区", "武侯区", "江汉区", "市南区", "鄞州区", "姑苏区", "余杭区"]
+ROADS = ["文三路", "中山路", "人民路", "解放大道", "建设路", "学院路", "滨江大道", "长江路"]
+POIS = ["阳光小区", "国贸大厦", "东方花园", "科技园", "万达广场", "第一中学"]
+
+
+def _number(rng: random.Random) -> str:
+    return f"{rng.randint(1, 999)}号"
+
+
+def make_record(rng: random.Random, i: int) -> Record:
+    parts: list[tuple[str, str | None]] = []
+    if rng.random() < 0.7:
+        parts.append((rng.choice(PROVS), "prov"))
+    parts.append((rng.choice(CITIES), "city"))
+    if rng.random() < 0.8:
+        parts.append((rng.choice(DISTRICTS), "district"))
+    parts.append((rng.choice(ROADS), "road"))
+    if rng.random() < 0.8:
+        parts.append((_number(rng), "roadno"))
+    if rng.random() < 0.6:
+        if rng.random() < 0.3:
+            parts.append(("附近的", None))
+        parts.append((rng.choice(POIS), "poi"))
+    text, ents = "", []
+    for piece, label in parts:
+        if label:
+            ents.append(Entity(len(text), len(text) + len(piece), label, piece))
+        text += piece
+    return Record(id=f"syn-{i}", text=text, entities=tuple(ents))
+
+
+def make_records(n: int, seed: int = 0) -> list[Record]:
+    rng = random.Random(seed)
+    return [make_record(rng, i) for i in range(n)]
+
+
+def long_record(n_parts: int, seed: int = 1) -> Record:
+    """One long text: many addresses joined by '；', for sliding-window tests."""
+    rng = random.Random(seed)
+    text, ents = "", []
+    for i in range(n_parts):
+        r = make_record(rng, i)
+        ents.extend(Entity(e.start + len(text), e.end + len(text), e.label, e.text) for e in r.entities)
+        text += r.text + "；"
+    return Record(id="long", text=text, entities=tuple(ents))
