@@ -54,6 +54,7 @@ class ScriptedServer:
         self.max_in_flight = 0
         self.started: list[float] = []
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -64,9 +65,11 @@ class ScriptedServer:
 
     def reset(self, script: Callable[[int, dict[str, Any]], Reply]) -> None:
         """New script and counters, once requests left over from an earlier test have finished."""
+        self._wake.set()  # cut short any reply still sleeping out its delay
         deadline = time.monotonic() + 10
         while self.in_flight and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
+        self._wake.clear()
         with self._lock:
             self.script = script
             self.calls = 0
@@ -96,7 +99,7 @@ class ScriptedServer:
                 try:
                     reply = script(n, body)
                     if reply.delay:
-                        time.sleep(reply.delay)
+                        server._wake.wait(reply.delay)
                     with server._lock:
                         server.in_flight -= 1
                     data = reply.body if isinstance(reply.body, str) else json.dumps(reply.body or {})
