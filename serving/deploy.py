@@ -98,8 +98,9 @@ def resolve_export(model: str | Path, workdir: Path, storage: Storage) -> Path:
         storage.download_dir(model, local)
         model = str(local)
     path = Path(model)
-    if (path / "model.onnx").is_file():
-        return check_export_dir(path)
+    for candidate in (path, path / "onnx"):  # `nerwheel export MODEL` writes into MODEL/onnx by default
+        if (candidate / "model.onnx").is_file():
+            return check_export_dir(candidate)
     if (path / "nerwheel.json").is_file() and (path / "config.json").is_file():
         from nerwheel.stages.export import export  # heavy (torch): only when a model folder must be exported
 

@@ -15,17 +15,25 @@ from typing import Any
 
 import pytest
 
-from serving_exports import fabricate_export
+from serving_exports import export_model, train_tiny
 
 
 @pytest.fixture(scope="session")
-def export_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fabricate_export(tmp_path_factory.mktemp("export") / "v1", seed=1)
+def model_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained ``tiny`` model folder (``nerwheel train`` output)."""
+    return train_tiny(tmp_path_factory.mktemp("models"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def export_v1(model_v1: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_model(model_v1, tmp_path_factory.mktemp("export") / "v1")
 
 
 @pytest.fixture(scope="session")
 def export_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fabricate_export(tmp_path_factory.mktemp("export") / "v2", seed=2)
+    """A second model that answers differently: trained without ``roadno`` labels."""
+    model = train_tiny(tmp_path_factory.mktemp("models"), seed=2, drop=["roadno"])
+    return export_model(model, tmp_path_factory.mktemp("export") / "v2")
 
 
 @dataclass

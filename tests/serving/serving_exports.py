@@ -1,69 +1,72 @@
-"""Small export folders for serving tests, built here (no training, no ../shared).
+"""Tiny trained models for serving tests, made here in seconds (no ../shared data, no downloads).
 
-:func:`fabricate_export` writes exactly the export contract
-(docs/architecture.md): ``model.onnx`` (``input_ids``/``attention_mask`` ->
-``emissions``), ``crf.npz``, ``tokenizer.json``, ``nerwheel.json``, from an
-embedding + linear layer with seeded random weights. Different seeds give
-models that answer differently, which is what version tests need.
+:func:`train_tiny` trains the ``tiny`` backbone (one small layer) on generated
+addresses and :func:`export_model` runs the real export stage, so the served
+artifacts are exactly what ``nerwheel train`` + ``nerwheel export`` produce.
+Version tests need two models that answer differently: the second one is
+trained without ``roadno`` labels, so it never predicts them.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
+from nerwheel.records import Entity, Record
 
-LABELS = ("city", "district", "prov", "road", "roadno")
+PROVS = ["浙江省", "江苏省", "广东省", "四川省", "湖北省"]
+CITIES = ["杭州市", "南京市", "广州市", "成都市", "武汉市", "宁波市"]
+DISTRICTS = ["西湖区", "鼓楼区", "天河区", "武侯区", "洪山区", "余杭区"]
+ROADS = ["文三路", "中山路", "人民路", "建设路", "珞喻路", "学院路"]
+
+# Probe/sample texts: in and out of the training distribution (spaces, Latin, brackets, unseen characters).
 TEXTS = (
-    "浙江省杭州市余杭区文一西路969号",
-    "北京市海淀区中关村大街27号中关村大厦15层1501室",
-    "广东省深圳市南山区科技园南区深南大道10000号",
-    "上海市浦东新区张江镇碧波路690号3号楼",
-    "四川省成都市武侯区人民南路四段1号",
-    "江苏省南京市鼓楼区中山北路30号",
+    "浙江省杭州市西湖区文三路90号",
+    "江苏省南京市鼓楼区中山路30号",
     "湖北省武汉市洪山区珞喻路1037号",
+    "广州市天河区建设路",
+    "四川省成都市武侯区人民路四段1号",
+    "杭州市",
+    "浙江省杭州市余杭区 文一西路 969号（阿里巴巴西溪园区）",
+    "北京市朝阳区建国路88号SOHO现代城A座2301",
 )
 
 
-def fabricate_export(out: Path, *, seed: int = 0, sequence_length: int = 32, stride: int = 8) -> Path:
-    import torch
-    from torch import nn
-
-    from nerwheel.decode import CrfParams
-    from nerwheel.labels import TagSet
-    from nerwheel.model.card import ModelCard
-    from nerwheel.model.tiny import char_vocab, tiny_tokenizer
-
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = tiny_tokenizer(char_vocab(TEXTS))
-    tokenizer.save(str(out / "tokenizer.json"))
-    tagset = TagSet(LABELS, "BIO")
-    num_tags = len(tagset.tags)
-
-    class Toy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.emb = nn.Embedding(tokenizer.get_vocab_size(), 16)
-            self.out = nn.Linear(16, num_tags)
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            return self.out(self.emb(input_ids) * attention_mask.unsqueeze(-1).float())
-
-    torch.manual_seed(seed)
-    model = Toy().eval()
-    ids = torch.ones(2, 8, dtype=torch.long)
-    torch.onnx.export(
-        model, (ids, torch.ones_like(ids)), str(out / "model.onnx"),
-        input_names=["input_ids", "attention_mask"], output_names=["emissions"],
-        dynamic_axes={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "emissions")},
-        opset_version=17, dynamo=False,
-    )
-    rng = np.random.default_rng(seed)
-    CrfParams(
-        rng.normal(size=(num_tags, num_tags)).astype(np.float32),
-        rng.normal(size=num_tags).astype(np.float32),
-        rng.normal(size=num_tags).astype(np.float32),
-    ).save(str(out / "crf.npz"))
-    ModelCard.new(tagset, backbone="fixture", sequence_length=sequence_length, stride=stride,
-                  name=f"fixture-{seed}").write(out)
+def make_records(n: int, seed: int = 0, drop: Iterable[str] = ()) -> list[Record]:
+    rng, dropped = random.Random(seed), set(drop)
+    out = []
+    for i in range(n):
+        parts = [(rng.choice(PROVS), "prov")] if rng.random() < 0.7 else []
+        parts += [(rng.choice(CITIES), "city"), (rng.choice(DISTRICTS), "district"), (rng.choice(ROADS), "road")]
+        if rng.random() < 0.8:
+            parts.append((f"{rng.randint(1, 999)}号", "roadno"))
+        text, ents = "", []
+        for piece, label in parts:
+            if label not in dropped:
+                ents.append(Entity(len(text), len(text) + len(piece), label, piece))
+            text += piece
+        out.append(Record(id=f"syn-{seed}-{i}", text=text, entities=tuple(ents)))
     return out
+
+
+def train_tiny(out_dir: Path, *, seed: int = 0, drop: Iterable[str] = (), epochs: int = 3) -> Path:
+    """A trained model folder (``nerwheel train`` output) of a one-layer ``tiny`` model; a few seconds on CPU."""
+    from nerwheel.model.config import TrainConfig
+    from nerwheel.stages.train import train
+
+    records = make_records(240, seed=seed, drop=drop)
+    config = TrainConfig.model_validate({
+        "model": {"model_id": "tiny",
+                  "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+        "training": {"epochs": epochs, "batch_size": 16, "sequence_length": 32, "stride": 8, "threads": 1,
+                     "learning_rate": 0.005, "seed": seed},
+        "output": {"output_dir": str(out_dir), "model_name": f"tiny-{seed}", "timestamp": False, "plots": False},
+    })
+    return train(config, train_records=records[:200], dev_records=records[200:])
+
+
+def export_model(model_dir: Path, out_dir: Path) -> Path:
+    from nerwheel.stages.export import export
+
+    return export(model_dir, out_dir, texts=list(TEXTS)).out_dir

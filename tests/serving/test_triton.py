@@ -10,32 +10,36 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nerwheel.serving.client import Client, ServingError
 from nerwheel.serving.config import ServingOptions
 import nerwheel.serving.deploy as deploy_module
-from nerwheel.serving.backend import load_tagger
+from nerwheel.decode import CrfParams
 from nerwheel.serving.deploy import DeployError, deploy
 from nerwheel.serving.repository import ModelRepository, stage_cpu_version
+from nerwheel.stages.predict import load_predictor
 from nerwheel.storage import Storage
 from serving_exports import TEXTS
 
 pytestmark = pytest.mark.server
 
-SAMPLE = [*TEXTS, "杭州市", "浙江省杭州市西湖区 文三路 90号（东部软件园）", "北京市朝阳区建国路88号SOHO现代城A座2301"]
+SAMPLE = list(TEXTS)
 
 
-def offline(export: Path, texts: list[str]) -> list:
-    return load_tagger("nerwheel.model.runtime:OnnxTagger", export).predict(texts)
+def offline(model: Path, texts: list[str]) -> list:
+    """What `nerwheel predict MODEL` answers offline."""
+    return load_predictor(model).predict(texts)
 
 
-def test_local_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_name: str) -> None:
-    report = deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
+def test_local_deploy_of_a_trained_model_serves_what_offline_predicts(triton, model_v1: Path, model_name: str) -> None:
+    # A trained model folder: deploy exports it first; offline here is PyTorch on the same folder.
+    report = deploy(model_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
     assert report.status == "live" and report.verified and report.version == 1, report.error
-    with Client(triton.url, model=model_name, batch_size=4) as client:
+    with Client(triton.url, model=model_name, batch_size=3) as client:
         served = client.infer(SAMPLE)
-    assert [p.entities for p in served] == offline(export_v1, SAMPLE)
+    assert [p.entities for p in served] == offline(model_v1, SAMPLE)
     assert {p.model_version for p in served} == {"1"}
     assert sum(len(p.entities) for p in served) > 0
 
@@ -112,12 +116,15 @@ def test_version_answering_differently_is_rolled_back(
 ) -> None:
     assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
 
-    def swap_weights(export_dir, into):  # loads fine, but is not the model that was verified offline
+    def scramble_crf(export_dir, into):  # loads fine, but is not the model that was verified offline
         folder = stage_cpu_version(export_dir, into)
-        shutil.copy2(export_v1 / "model.onnx", folder / "model.onnx")
+        crf = CrfParams.load(str(folder / "crf.npz"))
+        rng = np.random.default_rng(0)
+        CrfParams(*(rng.normal(scale=20, size=a.shape).astype(np.float32)
+                    for a in (crf.transitions, crf.start, crf.end))).save(str(folder / "crf.npz"))
         return folder
 
-    monkeypatch.setattr(deploy_module, "stage_cpu_version", swap_weights)
+    monkeypatch.setattr(deploy_module, "stage_cpu_version", scramble_crf)
     v2 = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
     assert (v2.status, v2.live_versions) == ("rolled_back", [1])
     assert v2.mismatches and "answered differently" in v2.error
