@@ -3,6 +3,7 @@ import json
 import pydantic
 import pytest
 
+from nerwheel.llm.validate import TeacherOutput
 from nerwheel.records import Entity, Record
 from nerwheel.stages.feedback import FeedbackConfig, diff_entities, feedback, sample_replay
 
@@ -78,11 +79,23 @@ class DictModel:
         return [list(self.table.get(t, [])) for t in texts]
 
 
+class TableTeacher:
+    """A teacher (annotate's protocol) over a fixed text -> spans table; texts not in it fail."""
+
+    def __init__(self, table, name="kb"):
+        self.table = table
+        self.name = name
+
+    def label(self, records):
+        return [
+            TeacherOutput(entities=[Entity(a, b, lab, r.text[a:b], source=self.name) for a, b, lab in self.table[r.text]])
+            if r.text in self.table else TeacherOutput(error="no answer")
+            for r in records
+        ]
+
+
 def kb_teacher(table):
-    def teach(records):
-        return [r.with_entities(Entity(*k[:2], k[2], r.text[k[0]:k[1]], source="kb") for k in table.get(r.text, []))
-                for r in records]
-    return teach
+    return TableTeacher(table)
 
 
 def test_feedback_keeps_disagreements_with_teacher_labels_and_replay():
@@ -98,12 +111,17 @@ def test_feedback_keeps_disagreements_with_teacher_labels_and_replay():
         TEXT: [(0, 3, "prov"), (3, 6, "city")],
     })
     replay = [Record(f"old{i}", f"旧地址{i}号", ()) for i in range(10)] + [Record("dup", "上海市", ())]
+    holdout = [Record("e1", "广州市天河区", ())]
+    texts += [Record("t4", "广州市天河区", ()), Record("t5", "无人知道", ())]
     cfg = FeedbackConfig(teacher_labels=("prov", "city", "district", "road"), replay_ratio=1.5, seed=7)
-    result = feedback(model, teacher, texts, replay=replay, config=cfg)
+    result = feedback(model, teacher, texts, replay=replay, holdout=holdout, config=cfg)
 
-    assert model.calls == [["北京市朝阳区", "上海市", TEXT]]  # input entities are not passed on
+    # input entities are not passed on; the eval text never reaches model or teacher
+    assert model.calls == [["北京市朝阳区", "上海市", TEXT, "无人知道"]]
     rep = result.report
-    assert (rep.texts, rep.agreed, rep.disagreed, rep.replay) == (3, 1, 2, 3)
+    assert (rep.texts, rep.holdout_dropped, rep.teacher_failed, rep.agreed, rep.disagreed, rep.replay) == (
+        4, 1, 1, 1, 2, 3)
+    assert rep.teachers["failed"] == 1
     assert rep.to_dict()["by_kind"] == {"missing": 1, "spurious": 0, "boundary": 0, "type": 1}
     assert rep.to_dict()["by_label"] == {
         "city": {"missing": 0, "spurious": 0, "boundary": 0, "type": 1},
@@ -130,9 +148,16 @@ def test_sample_replay_caps_at_pool_size():
     assert sample_replay(pool, 0) == []
 
 
-def test_teacher_must_return_one_record_per_text():
-    with pytest.raises(ValueError, match="one record per input text"):
-        feedback(DictModel({}), lambda records: records[:1], [Record("a", "甲", ()), Record("b", "乙", ())])
+def test_leakage_check_catches_an_exact_duplicate():
+    from nerwheel.stages.split import find_leaks
+
+    evaluation = [Record("e1", "北京市朝阳区", ())]
+    traffic = [Record("t1", "北京市朝阳区", ()), Record("t2", "北京市朝阳区 ", ()), Record("t3", "上海市", ())]
+    assert [r.id for r in find_leaks(traffic, evaluation)] == ["t1", "t2"]  # exact and whitespace-only variants
+    result = feedback(DictModel({}), kb_teacher({"上海市": [(0, 3, "city")]}), traffic, holdout=evaluation)
+    assert result.report.holdout_dropped == 2
+    assert [r.id for r in result.records] == ["t3"]
+    assert not find_leaks(result.records, evaluation)
 
 
 def test_config_refuses_unknown_keys():

@@ -165,3 +165,15 @@ def test_config_refuses_unknown_keys_and_bad_precedence():
     with pytest.raises(pydantic.ValidationError, match="more than once"):
         MergeConfig(precedence="gold,kb,gold")
     assert MergeConfig(precedence="Gold, KB").precedence == ("gold", "kb")
+
+
+def test_joint_teacher_source_counts_as_votes_from_each():
+    extras = [
+        SourceInput("ann", [rec(ent(3, 6, "city", "kb+llm:a", 1.0))]),
+        SourceInput("m", [rec(ent(3, 6, "district", "model:v1"))]),
+    ]
+    result = merge(None, extras, MergeConfig(precedence="llm,model,kb", min_agreement=1))
+    (e,) = result.records[0].entities
+    assert (e.label, e.source) == ("city", "llm:a")
+    assert result.records[0].meta["merge"]["entities"][0]["sources"] == ["kb", "llm:a"]
+    assert e.score == round(2 / 3, 4)

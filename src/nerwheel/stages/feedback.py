@@ -28,12 +28,15 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nerwheel.records import Entity, Record
 from nerwheel.stages.merge import is_extension_label
+
+if TYPE_CHECKING:
+    from nerwheel.stages.annotate import Teacher
 
 __all__ = [
     "DISAGREEMENT_KINDS",
@@ -63,8 +66,6 @@ class Predictor(Protocol):
     def predict(self, texts: list[str]) -> list[list[Entity]]: ...
 
 
-#: A teacher labels records and returns them (same order, same ids) with its entities.
-Teacher = Callable[[Sequence[Record]], Sequence[Record]]
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,10 @@ def sample_replay(
     replay: Sequence[Record], n: int, *, seed: int = 0, exclude_texts: Iterable[str] = ()
 ) -> list[Record]:
     """A seeded sample of ``n`` earlier training records, skipping texts already in the feedback set."""
-    excluded = set(exclude_texts)
-    pool = [r for r in replay if r.text not in excluded]
+    from nerwheel.stages.split import normalize_text
+
+    excluded = {normalize_text(t) for t in exclude_texts}
+    pool = [r for r in replay if normalize_text(r.text) not in excluded]
     picked = random.Random(seed).sample(pool, min(max(n, 0), len(pool)))
     return [r.with_meta(feedback={"role": "replay"}) for r in picked]
 
@@ -181,6 +184,7 @@ class FeedbackConfig(BaseModel):
     replay_ratio: float = Field(default=0.0, ge=0.0, description="Replay records per feedback record.")
     seed: int = 0
     model_source: str = Field(default="model", description="Source name for model spans that carry none.")
+    min_votes: int | None = Field(default=None, ge=1, description="Teacher votes a span needs (default: a majority).")
     max_examples: int = Field(default=5, ge=0)
 
 
@@ -189,6 +193,8 @@ class FeedbackReport:
     """Counts per disagreement kind and per label; ``to_dict`` is what ``--report`` writes."""
 
     texts: int = 0
+    holdout_dropped: int = 0
+    teacher_failed: int = 0
     agreed: int = 0
     disagreed: int = 0
     replay: int = 0
@@ -197,10 +203,13 @@ class FeedbackReport:
     model_entities: int = 0
     teacher_entities: int = 0
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    teachers: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "texts": self.texts,
+            "holdout_dropped": self.holdout_dropped,
+            "teacher_failed": self.teacher_failed,
             "agreed": self.agreed,
             "disagreed": self.disagreed,
             "replay": self.replay,
@@ -211,12 +220,14 @@ class FeedbackReport:
                 label: {k: c.get(k, 0) for k in DISAGREEMENT_KINDS} for label, c in sorted(self.by_label.items())
             },
             "examples": {k: v for k, v in self.examples.items() if v},
+            "teachers": self.teachers,
         }
 
     def summary(self) -> str:
         kinds = ", ".join(f"{k} {self.by_kind.get(k, 0)}" for k in DISAGREEMENT_KINDS)
         return (
-            f"{self.texts} texts: {self.agreed} agreed, {self.disagreed} disagreed ({kinds}); "
+            f"{self.texts} texts (+{self.holdout_dropped} eval texts dropped): {self.agreed} agreed, "
+            f"{self.disagreed} disagreed ({kinds}), {self.teacher_failed} unlabelled by the teachers; "
             f"{self.replay} replay records"
         )
 
@@ -236,34 +247,63 @@ def _with_source(ents: Iterable[Entity], source: str) -> list[Entity]:
     return [e if e.source else Entity(e.start, e.end, e.label, e.text, source=source, score=e.score) for e in ents]
 
 
+def _align(bare: Sequence[Record], labelled: Sequence[Record]) -> list[Record | None]:
+    """``labelled`` (annotate's output: input order, failed records left out) aligned to ``bare``."""
+    out: list[Record | None] = []
+    j = 0
+    for rec in bare:
+        if j < len(labelled) and labelled[j].id == rec.id and labelled[j].text == rec.text:
+            out.append(labelled[j])
+            j += 1
+        else:
+            out.append(None)
+    if j != len(labelled):
+        raise ValueError("the teachers returned records that are not the input texts in input order")
+    return out
+
+
 def feedback(
     model: Predictor,
-    teacher: Teacher,
+    teachers: Teacher | Sequence[Teacher],
     texts: Sequence[Record],
     *,
     replay: Sequence[Record] = (),
+    holdout: Sequence[Record] = (),
     config: FeedbackConfig | None = None,
 ) -> FeedbackResult:
-    """Run ``model`` and ``teacher`` over ``texts`` (their own entities are ignored) and keep the disagreements.
+    """Run ``model`` and the ``teachers`` over ``texts`` (their own entities are ignored); keep the disagreements.
 
-    Returns the feedback training set (teacher labels on disagreement records,
-    then ``round(replay_ratio * n)`` seeded replay records), the report, and
-    both sides' labels for the disagreement records.
+    Texts equal to a ``holdout`` (eval) text are dropped first (the leakage
+    check of :mod:`nerwheel.stages.split`), so the eval set never leaks into
+    training through traffic. Several teachers vote as in
+    :func:`nerwheel.stages.annotate.annotate`; texts no teacher could label are
+    counted, not diffed. Returns the feedback training set (teacher labels on
+    disagreement records, then ``round(replay_ratio * n)`` seeded replay
+    records), the report, and both sides' labels for the disagreement records.
     """
+    from nerwheel.stages.annotate import annotate
+    from nerwheel.stages.split import drop_leaks
+
     cfg = config or FeedbackConfig()
-    bare = [r.with_entities(()) for r in texts]
+    report = FeedbackReport()
+    kept, leaked = drop_leaks(texts, holdout)
+    report.holdout_dropped = len(leaked)
+    bare = [r.with_entities(()) for r in kept]
+    report.texts = len(bare)
     predicted = model.predict([r.text for r in bare])
     if len(predicted) != len(bare):
         raise ValueError(f"the model returned {len(predicted)} predictions for {len(bare)} texts")
-    taught = list(teacher(bare))
-    if len(taught) != len(bare) or any(a.text != b.text for a, b in zip(taught, bare)):
-        raise ValueError("the teacher must return one record per input text, in order")
+    team = list(teachers) if isinstance(teachers, Sequence) else [teachers]
+    annotated = annotate(bare, team, min_votes=cfg.min_votes)
+    report.teachers = annotated.stats
 
-    report = FeedbackReport(texts=len(bare))
     out: list[Record] = []
     model_side: list[Record] = []
     teacher_side: list[Record] = []
-    for rec, m_ents, t_rec in zip(bare, predicted, taught):
+    for rec, m_ents, t_rec in zip(bare, predicted, _align(bare, annotated.records)):
+        if t_rec is None:
+            report.teacher_failed += 1
+            continue
         m = _with_source(m_ents, cfg.model_source)
         t = list(t_rec.entities)
         report.model_entities += len(m)

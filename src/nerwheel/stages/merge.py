@@ -9,7 +9,8 @@ the next turn of the flywheel) can then weigh or audit a label by its origin.
 Rules, in the order they apply (all configurable in :class:`MergeConfig`):
 
 * **Source kind.** An entity's kind is the prefix of ``Entity.source`` before
-  ``:`` (``llm:qwen`` -> ``llm``); an entity without a source takes the kind of
+  ``:`` (``llm:qwen`` -> ``llm``); a joint source from the annotate stage
+  (``kb+llm:qwen``) counts as a vote from each; an entity without a source takes the kind of
   the input it came from (``gold`` for the gold input, ``KIND`` for
   ``--extra KIND=FILE``). A kind missing from ``precedence`` is an error, not a
   silent last place.
@@ -214,11 +215,12 @@ class _Group:
         return any(src.name == name for src, _ in self.members)
 
 
-def _entity_source(e: Entity, src: SourceInput, rec: Record) -> str:
+def _entity_sources(e: Entity, src: SourceInput, rec: Record) -> list[str]:
+    """Who produced ``e``: ``kb+llm:qwen`` (annotate's joint vote) is two sources, ``kb`` and ``llm:qwen``."""
     if e.source:
-        return e.source
+        return [s.strip() for s in e.source.split("+") if s.strip()]
     if src.kind:
-        return src.kind
+        return [src.kind]
     raise MergeError(
         f"{src.name}: record {rec.id!r} entity {e.label}[{e.start}:{e.end}] has no source; "
         f"name the input's kind with --extra KIND={src.name} (e.g. kb=..., llm=..., model=...)"
@@ -303,14 +305,14 @@ class _Merger:
             if src.kind:
                 voters.add(src.kind)
             for e in rec.entities:
-                s = _entity_source(e, src, rec)
-                self.kind_of(s, f"{src.name}: record {rec.id!r}")
-                voters.add(s)
                 pool = extensions if is_extension_label(e.label) else targets
                 cand = pool.setdefault(e.key, _Candidate(Entity(e.start, e.end, e.label, e.text)))
-                prev = cand.sources.get(s)
-                cand.sources[s] = e.score if prev is None else max(prev, e.score or prev)
                 cand.inputs.add(src.name)
+                for s in _entity_sources(e, src, rec):
+                    self.kind_of(s, f"{src.name}: record {rec.id!r}")
+                    voters.add(s)
+                    prev = cand.sources.get(s)
+                    cand.sources[s] = e.score if prev is None else max(prev, e.score or prev)
 
         gold_inputs = {src.name for src, _ in g.members if src.kind == GOLD}
         if len(g.members) == 1:
