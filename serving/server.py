@@ -28,15 +28,24 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TritonError", "TritonInstall", "TritonServer", "find_triton", "free_port", "triton_repository_url"]
+__all__ = [
+    "TritonError",
+    "TritonInstall",
+    "TritonServer",
+    "find_triton",
+    "free_port",
+    "serve_forever",
+    "triton_repository_url",
+]
 
 SITE_PACKAGES_ENV = "NERWHEEL_SITE_PACKAGES"
 LOCALHOST = "127.0.0.1"
@@ -272,3 +281,34 @@ class TritonServer:
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def serve_forever(server: TritonServer, *, on_ready: Callable[[TritonServer], None] | None = None,
+                  start_timeout_s: float = 120.0) -> int:
+    """Start ``server`` and block until SIGTERM/SIGINT (then stop it cleanly) or until Triton exits.
+
+    Returns 0 after a requested stop, else Triton's own exit code.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping tritonserver", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start(timeout_s=start_timeout_s)
+        if on_ready is not None:
+            on_ready(server)
+        while not stop.is_set():
+            if server.returncode is not None:
+                log.error("tritonserver exited on its own with code %s:\n%s", server.returncode, server.log_tail())
+                return int(server.returncode) or 1
+            stop.wait(0.5)
+        code = server.stop()
+        log.info("tritonserver stopped (exit code %s)", code)
+        return 0
+    finally:
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,106 @@
+"""``nerwheel serve`` and ``nerwheel deploy``: thin shells over :mod:`nerwheel.serving`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option("--repository", "-r", "repositories", multiple=True, required=True,
+              help="Model repository: a folder or s3://bucket/prefix (repeatable).")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=8001, show_default=True,
+              help="gRPC port on 127.0.0.1 (0: a free one).")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="HTTP port on 127.0.0.1 (0: a free one).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=8002, show_default=True,
+              help="Prometheus metrics port on 127.0.0.1 (0: a free one).")
+@click.option("--model", "models", multiple=True,
+              help="Load only these models (repeatable; default: every model with a config.pbtxt).")
+@click.option("--s3-endpoint", default=None, help="S3 endpoint for s3:// repositories (default: "
+              "NERWHEEL_S3_ENDPOINT or AWS_ENDPOINT_URL; credentials from the usual AWS_* variables).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Triton's log (default: a temporary file, printed on failure).")
+def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics_port: int, models: tuple[str, ...],
+          s3_endpoint: str | None, log_file: Path | None) -> None:
+    """Start Triton on 127.0.0.1 with explicit model control; runs until SIGTERM or Ctrl-C.
+
+    Prints one JSON line with the endpoints and the models once the server is up.
+    """
+    from nerwheel.serving.repository import ModelRepository
+    from nerwheel.serving.server import TritonError, TritonServer, serve_forever
+    from nerwheel.storage import Storage
+
+    storage = Storage(s3_endpoint)
+    names = list(models) or sorted({m for r in repositories for m in ModelRepository(r, storage).models()})
+    server = TritonServer(
+        list(repositories), grpc_port=grpc_port or None, http_port=http_port or None,
+        metrics_port=metrics_port or None, load_models=names, s3_endpoint=storage.endpoint_url, log_file=log_file,
+        # One model that fails to load must not take the others down; it is reported below.
+        extra_args=["--exit-on-error=false"],
+    )
+
+    def ready(srv: TritonServer) -> None:
+        import tritonclient.grpc as grpcclient
+
+        with grpcclient.InferenceServerClient(srv.grpc_url) as client:
+            index = client.get_model_repository_index(as_json=True).get("models", [])
+        status = {f"{m['name']}:{m.get('version', '')}": m.get("state", "") for m in index}
+        click.echo(json.dumps({"grpc": srv.grpc_url, "http": srv.http_url, "metrics": f"127.0.0.1:{srv.metrics_port}",
+                               "models": status, "log": str(srv.log_file)}, ensure_ascii=False), nl=True)
+        sys.stdout.flush()
+
+    try:
+        code = serve_forever(server, on_ready=ready)
+    except TritonError as e:
+        raise click.ClickException(str(e)) from None
+    sys.exit(code)
+
+
+@click.command("deploy")
+@click.option("--model", "-m", "model", required=True,
+              help="A trained model folder (exported first) or an export folder; local or s3://.")
+@click.option("--repository", "-r", required=True, help="Model repository: a folder or s3://bucket/prefix.")
+@click.option("--triton-url", default=None,
+              help="Triton gRPC host:port to load and verify the new version in (without: write only).")
+@click.option("--name", "-n", default="nerwheel", show_default=True, help="Model name in the repository.")
+@click.option("--variant", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="cpu: one python-backend model; gpu: onnxruntime model + pre/post-processing ensemble.")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Largest request Triton accepts (texts).")
+@click.option("--max-text-length", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Longest text accepted, in characters.")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Model instances (each one ONNX Runtime thread on CPU).")
+@click.option("--probe", "probe_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Probe texts, one per line (default: a few built-in addresses).")
+@click.option("--s3-endpoint", default=None, help="S3 endpoint (default: NERWHEEL_S3_ENDPOINT or AWS_ENDPOINT_URL).")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for the new version to load.")
+def deploy(model: str, repository: str, triton_url: str | None, name: str, variant: str, max_batch_size: int,
+           max_text_length: int, instances: int, probe_file: Path | None, s3_endpoint: str | None,
+           timeout_s: float) -> None:
+    """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
+
+    Prints the report as JSON. Exit status: 0 live (or written without --triton-url),
+    1 rolled back or failed.
+    """
+    from nerwheel.serving.config import ServingOptions
+    from nerwheel.serving.deploy import DEFAULT_PROBE_TEXTS, DeployError, deploy as run_deploy, report_json
+    from nerwheel.serving.repository import RepositoryError
+    from nerwheel.storage import StorageError
+
+    try:
+        options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length, instances=instances)
+        probes = DEFAULT_PROBE_TEXTS
+        if probe_file is not None:
+            probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
+        report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options, variant=variant,
+                            probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s)
+    except (DeployError, RepositoryError, StorageError, ValueError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(report_json(report))
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,79 @@
+"""`nerwheel deploy` and `nerwheel serve` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nerwheel.cli import cli
+from nerwheel.serving.client import Client
+from nerwheel.serving.repository import ModelRepository, build_repository
+from nerwheel.serving.server import free_port, port_open
+from nerwheel.stages.predict import load_predictor
+from serving_exports import TEXTS
+
+
+@pytest.mark.server
+def test_deploy_command_loads_verifies_and_reports_json(triton, export_v1: Path, model_name: str,
+                                                        tmp_path: Path) -> None:
+    probe = tmp_path / "probe.txt"
+    probe.write_text("\n".join(TEXTS[:3]) + "\n\n", encoding="utf-8")
+    args = ["deploy", "--model", str(export_v1), "--repository", str(triton.local_repo), "--name", model_name,
+            "--triton-url", triton.url, "--max-batch-size", "8", "--probe", str(probe)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["status"], report["version"], report["probe_texts"]) == ("live", 1, 3)
+    with Client(triton.url, model=model_name, batch_size=8) as client:
+        assert client.extract(list(TEXTS)) == load_predictor(export_v1).predict(list(TEXTS))
+
+
+def test_deploy_command_gpu_variant_writes_four_versioned_models(export_v1: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "gpu-repo"
+    for expected_version in (1, 2):
+        result = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(repo), "-n", "addr",
+                                          "--variant", "gpu"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["version"] == expected_version
+    repo_ = ModelRepository(str(repo))
+    assert sorted(repo_.models()) == ["addr", "addr_decode", "addr_onnx", "addr_tokenize"]
+    assert all(repo_.live_versions(m) == [2] for m in repo_.models())
+
+
+def test_deploy_command_explains_a_bad_model_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["deploy", "-m", str(tmp_path), "-r", str(tmp_path / "repo")])
+    assert result.exit_code == 1 and "neither an export folder" in result.output
+
+
+@pytest.mark.server
+def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Path) -> None:
+    repo = build_repository(export_v1, tmp_path / "repo", name="addr")
+    grpc_port = free_port()
+    exe = Path(sys.executable).with_name("nerwheel")
+    cmd = [str(exe), "serve", "-r", str(repo), "--grpc-port", str(grpc_port), "--http-port", "0",
+           "--metrics-port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once Triton is up and the models are loaded
+        assert line, proc.stderr.read()
+        info = json.loads(line)
+        assert info["grpc"] == f"127.0.0.1:{grpc_port}" and info["models"] == {"addr:1": "READY"}
+        with Client(info["grpc"], model="addr") as client:
+            assert client.extract(list(TEXTS[:2])) == load_predictor(export_v1).predict(list(TEXTS[:2]))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 5
+    while port_open(grpc_port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not port_open(grpc_port), "tritonserver is still listening after nerwheel serve exited"
