@@ -35,7 +35,16 @@ from nerwheel.records import Entity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Handler", "Limits", "RequestError", "Tagger", "decode_texts", "entities_json", "model_class"]
+__all__ = [
+    "Handler",
+    "Limits",
+    "RequestError",
+    "Tagger",
+    "build_handler",
+    "decode_texts",
+    "entities_json",
+    "model_class",
+]
 
 DEFAULT_TAGGER = "nerwheel.model.runtime:OnnxTagger"
 TAG_PAD = -1
@@ -122,6 +131,26 @@ def load_tagger(spec: str, path: str | Path, **options: Any) -> Tagger:
     return factory(str(path), **options)
 
 
+def decode_with_tags(
+    tagger: Any, texts: Sequence[str], encs: Sequence[Any], emissions: Sequence[np.ndarray]
+) -> tuple[list[list[Entity]], list[list[int]]]:
+    """Entities (exactly the tagger's ``decode``) and the Viterbi tag path of each text.
+
+    Tag ids are per label-bearing position (one per character for CJK text);
+    they come from the same stitched emissions and transitions the tagger
+    decodes, so they agree with the entities.
+    """
+    from nerwheel.decode import viterbi
+
+    entities = tagger.decode(texts, encs, emissions)
+    lengths = [len(e) for e in emissions]
+    num_tags = len(tagger.card.tags)
+    batch = np.zeros((len(texts), max(lengths, default=0), num_tags), dtype=np.float32)
+    for i, e in enumerate(emissions):
+        batch[i, : len(e)] = e
+    return entities, viterbi(batch, lengths, tagger.transitions)
+
+
 class Handler:
     """Validate, predict and encode for a list of requests (one dynamic batch)."""
 
@@ -130,25 +159,11 @@ class Handler:
         self.limits = limits
 
     def _predict(self, texts: list[str], want_tags: bool) -> tuple[list[list[Entity]], list[list[int]]]:
-        """Entities (exactly the offline ``predict``) and, when asked, the Viterbi tag path of each text.
-
-        Tag ids are per label-bearing position (one per character for CJK
-        text); they come from the same stitched emissions and transitions the
-        tagger decodes, so they agree with the entities.
-        """
         t = self.tagger
         if not want_tags or not all(hasattr(t, a) for a in ("emissions", "decode", "transitions")):
             return t.predict(texts), [[] for _ in texts]
-        from nerwheel.decode import viterbi
-
         encs, emissions = t.emissions(texts)  # type: ignore[attr-defined]
-        entities = t.decode(texts, encs, emissions)  # type: ignore[attr-defined]
-        lengths = [len(e) for e in emissions]
-        width = max(lengths, default=0)
-        batch = np.zeros((len(texts), width, emissions[0].shape[-1] if texts else 0), dtype=np.float32)
-        for i, e in enumerate(emissions):
-            batch[i, : len(e)] = e
-        return entities, viterbi(batch, lengths, t.transitions)  # type: ignore[attr-defined]
+        return decode_with_tags(t, texts, encs, emissions)
 
     def run(
         self, requests: Sequence[np.ndarray], want_tags: Sequence[bool] | None = None
@@ -182,34 +197,58 @@ class Handler:
                 )
         return results  # type: ignore[return-value]
 
+    def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
+        """The Triton adapter's view: ``{"TEXT": ...}`` in, ``{"ENTITIES", "TAG_IDS"}`` or an error out."""
+        results = self.run([r["TEXT"] for r in requests], ["TAG_IDS" in w for w in wanted])
+        return [r if isinstance(r, RequestError) else {"ENTITIES": r.entities, "TAG_IDS": r.tag_ids} for r in results]
+
+
+class ServedHandler(Protocol):
+    """What the Triton adapter drives: named input arrays per request -> named outputs or an error."""
+
+    def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]: ...
+
+
+def build_handler(role: str, folder: Path, config: dict[str, Any]) -> ServedHandler:
+    """The handler for a served model's ``nerwheel_role`` parameter: ``tagger`` (CPU), ``tokenize``/``decode`` (GPU)."""
+    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    limits = Limits.from_model_config(config)
+    if role == "tagger":
+        # One ONNX Runtime thread per instance by default: scale with instance_group count instead,
+        # so instances do not fight over the same cores.
+        options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
+        return Handler(load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options), limits)  # type: ignore[return-value]
+    if role in ("tokenize", "decode"):
+        from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
+
+        return TokenizeHandler.from_folder(folder, limits) if role == "tokenize" else DecodeHandler.from_folder(folder)
+    raise ValueError(f"unknown nerwheel_role {role!r}; expected tagger, tokenize or decode")
+
 
 def model_class(pb_utils: Any) -> type:
-    """A ``TritonPythonModel`` class over :class:`Handler`, bound to the stub's ``pb_utils`` module."""
+    """A ``TritonPythonModel`` class over the role's handler, bound to the stub's ``pb_utils`` module."""
 
     class TritonPythonModel:
         def initialize(self, args: dict[str, str]) -> None:
             config = json.loads(args["model_config"])
             params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
             folder = Path(args["model_repository"]) / args["model_version"]
-            # One ONNX Runtime thread per instance by default: scale with instance_group count instead,
-            # so instances do not fight over the same cores.
-            options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
-            tagger = load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options)
-            self.handler = Handler(tagger, Limits.from_model_config(config))
+            self.inputs = [i["name"] for i in config["input"]]
+            self.outputs = [o["name"] for o in config["output"]]
+            self.handler = build_handler(params.get("nerwheel_role") or "tagger", folder, config)
             log.info("nerwheel model %s version %s ready from %s", args["model_name"], args["model_version"], folder)
 
         def execute(self, requests: list[Any]) -> list[Any]:
-            tensors = [pb_utils.get_input_tensor_by_name(r, "TEXT").as_numpy() for r in requests]
-            want_tags = ["TAG_IDS" in r.requested_output_names() for r in requests]
+            arrays = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.inputs} for r in requests]
+            wanted = [set(r.requested_output_names()) or set(self.outputs) for r in requests]
             responses = []
-            for result in self.handler.run(tensors, want_tags):
+            for result in self.handler.serve(arrays, wanted):
                 if isinstance(result, RequestError):
-                    responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(result))))
+                    error = pb_utils.TritonError(str(result))
+                    responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 else:
-                    responses.append(pb_utils.InferenceResponse(output_tensors=[
-                        pb_utils.Tensor("ENTITIES", result.entities),
-                        pb_utils.Tensor("TAG_IDS", result.tag_ids),
-                    ]))
+                    tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs]
+                    responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             return responses
 
         def finalize(self) -> None:

@@ -40,6 +40,8 @@ __all__ = [
 INPUT_TEXT = "TEXT"
 OUTPUT_ENTITIES = "ENTITIES"
 OUTPUT_TAG_IDS = "TAG_IDS"
+# Which handler a python-backend model runs (nerwheel.serving.backend.build_handler).
+ROLE = "nerwheel_role"
 # Tensors between the GPU ensemble's steps (names match the ONNX graph's inputs/outputs).
 INPUT_IDS, ATTENTION_MASK, EMISSIONS = "input_ids", "attention_mask", "emissions"
 
@@ -131,7 +133,7 @@ def cpu_model_config(name: str, version: int | None = None, options: ServingOpti
     cfg.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
     cfg.dynamic_batching.CopyFrom(_batching(opts))
     cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
-    for k, v in _params(opts.parameters).items():
+    for k, v in _params({**opts.parameters, ROLE: "tagger"}).items():
         cfg.parameters[k].CopyFrom(v)
     return cfg
 
@@ -153,7 +155,7 @@ def gpu_model_configs(
     tokenize.input.extend(_io([_TEXT], mc.ModelInput))
     tokenize.output.extend(_io([_IDS, _MASK], mc.ModelOutput))
     tokenize.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
-    for k, v in _params(opts.parameters).items():
+    for k, v in _params({**opts.parameters, ROLE: "tokenize"}).items():
         tokenize.parameters[k].CopyFrom(v)
 
     model = _base(onnx, version, opts)
@@ -171,6 +173,7 @@ def gpu_model_configs(
     decode.input.extend(_io([_TEXT, _MASK, emissions], mc.ModelInput))
     decode.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
     decode.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
+    decode.parameters[ROLE].CopyFrom(mc.ModelParameter(string_value="decode"))
 
     ensemble = _base(name, version, opts)
     ensemble.platform = "ensemble"

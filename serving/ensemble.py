@@ -1,0 +1,119 @@
+"""The python steps of the GPU layout: ``tokenize`` before and ``decode`` after the onnxruntime model.
+
+On a GPU Triton image the ONNX graph runs in Triton's ``onnxruntime`` backend
+(TensorRT/CUDA providers, dynamic batching), and only the cheap CPU work
+stays in Python. Both steps reuse the export's own pieces
+(:class:`~nerwheel.model.encoding.TextEncoder`, the runtime's ``decode``), so
+tokenisation, stitching and Viterbi are the same code as offline.
+
+One limit of the layout: a text must fit into one model window (the ensemble
+maps one text to one row), so longer texts are refused with a message that
+names the limit; the CPU layout slides windows over texts of any length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nerwheel.serving.backend import Limits, RequestError, decode_texts, decode_with_tags, entities_json, pad_tag_ids
+
+__all__ = ["DecodeHandler", "TokenizeHandler", "load_decoder"]
+
+
+def load_decoder(folder: str | Path) -> Any:
+    """A runtime ``Tagger`` without a forward pass: card, encoder and CRF of an export (no model.onnx needed)."""
+    from nerwheel.decode import CrfParams
+    from nerwheel.model.card import ModelCard
+    from nerwheel.model.encoding import TextEncoder
+    from nerwheel.model.runtime import CRF_NPZ, TOKENIZER_FILE, Tagger
+
+    folder = Path(folder)
+    card = ModelCard.read(folder)
+    encoder = TextEncoder.from_file(folder / TOKENIZER_FILE, sequence_length=card.sequence_length,
+                                    stride=card.stride, pad_id=card.pad_id)
+    crf = CrfParams.load(str(folder / CRF_NPZ)) if card.head == "crf" else None
+    return Tagger(card, encoder, crf)
+
+
+class TokenizeHandler:
+    """``TEXT`` -> ``input_ids``, ``attention_mask`` (int64, one window per text, padded per request)."""
+
+    def __init__(self, encoder: Any, limits: Limits) -> None:
+        self.encoder = encoder
+        self.limits = limits
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, limits: Limits) -> TokenizeHandler:
+        return cls(load_decoder(folder).encoder, limits)
+
+    def encode(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        texts = decode_texts(raw, self.limits)
+        rows = []
+        for i, enc in enumerate(self.encoder.encode_batch(texts)):
+            windows = self.encoder.windows(len(enc))
+            if len(windows) > 1:
+                raise RequestError(
+                    f"TEXT[{i}] is {len(enc)} tokens; the GPU layout takes at most {self.encoder.content_length} "
+                    "tokens per text: split it, or deploy the cpu variant (which slides windows)"
+                )
+            rows.append(self.encoder.input_ids(enc, windows[0]))
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.encoder.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
+        out: list[Any] = []
+        for r in requests:
+            try:
+                out.append(self.encode(r["TEXT"]))
+            except RequestError as e:
+                out.append(e)
+        return out
+
+
+class DecodeHandler:
+    """``TEXT`` + ``attention_mask`` + ``emissions`` -> ``ENTITIES`` (JSON) and ``TAG_IDS``."""
+
+    def __init__(self, tagger: Any) -> None:
+        self.tagger = tagger
+        # Texts were validated by the tokenize step; here only their decoding matters.
+        self.limits = Limits(max_text_length=1 << 30, max_batch_size=1 << 30)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> DecodeHandler:
+        return cls(load_decoder(folder))
+
+    def decode(self, raw: np.ndarray, mask: np.ndarray, emissions: np.ndarray) -> dict[str, np.ndarray]:
+        texts = decode_texts(raw, self.limits)
+        encoder = self.tagger.encoder
+        encs = encoder.encode_batch(texts)
+        num_tags = emissions.shape[-1]
+        stitched = []
+        for i, enc in enumerate(encs):
+            valid = int(mask[i].sum())
+            if len(enc) == 0:
+                stitched.append(np.zeros((0, num_tags), dtype=np.float32))
+                continue
+            stitched.append(encoder.stitch(enc, encoder.windows(len(enc)), [emissions[i, :valid]]))
+        entities, tags = decode_with_tags(self.tagger, texts, encs, stitched)
+        return {
+            "ENTITIES": np.array([[entities_json(e)] for e in entities], dtype=object),
+            "TAG_IDS": pad_tag_ids(tags),
+        }
+
+    def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
+        out: list[Any] = []
+        for r in requests:
+            try:
+                out.append(self.decode(r["TEXT"], r["attention_mask"], r["emissions"]))
+            except (RequestError, ValueError, IndexError) as e:
+                out.append(e if isinstance(e, RequestError) else RequestError(f"decode failed: {e}"))
+        return out

@@ -1,0 +1,80 @@
+"""The GPU layout's python steps: tokenize -> (ONNX) -> decode equals the offline tagger.
+
+Triton here has no onnxruntime backend, so the middle step runs in ONNX
+Runtime in the test process; the tokenize and decode models run in the real
+Triton python backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nerwheel.model.runtime import OnnxTagger
+from nerwheel.serving.backend import Limits, RequestError
+from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
+from nerwheel.serving.repository import build_repository
+from serving_exports import TEXTS
+
+
+def fits_one_window(tagger: OnnxTagger, texts) -> list[str]:
+    return [t for t in texts if len(tagger.encoder.windows(len(tagger.encoder.encode(t)))) == 1]
+
+
+def req(texts) -> np.ndarray:
+    return np.array([[t.encode() if isinstance(t, str) else t] for t in texts], dtype=object)
+
+
+def test_tokenize_onnx_decode_equals_offline(export_v1: Path) -> None:
+    tagger = OnnxTagger(export_v1)
+    texts = fits_one_window(tagger, TEXTS)
+    assert len(texts) >= 5
+    tok = TokenizeHandler.from_folder(export_v1, Limits(max_text_length=64, max_batch_size=16))
+    dec = DecodeHandler.from_folder(export_v1)
+    (encoded,) = tok.serve([{"TEXT": req(texts)}], [set()])
+    emissions = tagger.run(encoded["input_ids"], encoded["attention_mask"])  # the onnxruntime backend's job
+    (decoded,) = dec.serve([{"TEXT": req(texts), **encoded, "emissions": emissions}], [set()])
+    import json
+
+    from nerwheel.records import Entity
+
+    served = [[Entity.from_dict(d) for d in json.loads(e[0])] for e in decoded["ENTITIES"]]
+    assert served == tagger.predict(texts)
+    assert decoded["TAG_IDS"].shape[0] == len(texts)
+
+
+def test_tokenize_refuses_texts_longer_than_one_window(export_v1: Path) -> None:
+    tok = TokenizeHandler.from_folder(export_v1, Limits(max_text_length=1000, max_batch_size=4))
+    (result,) = tok.serve([{"TEXT": req(["杭州市西湖区文三路" * 10])}], [set()])
+    assert isinstance(result, RequestError) and "the GPU layout takes at most" in str(result)
+
+
+@pytest.mark.server
+def test_gpu_python_steps_run_in_triton(triton, export_v1: Path, model_name: str) -> None:
+    import tritonclient.grpc as grpcclient
+
+    from nerwheel.serving.backend import entities_json
+
+    build_repository(export_v1, triton.local_repo, name=model_name, variant="gpu")
+    tagger = OnnxTagger(export_v1)
+    texts = fits_one_window(tagger, TEXTS)
+    with grpcclient.InferenceServerClient(triton.url) as admin:
+        for step in ("tokenize", "decode"):
+            admin.load_model(f"{model_name}_{step}")
+        text_in = grpcclient.InferInput("TEXT", [len(texts), 1], "BYTES")
+        text_in.set_data_from_numpy(req(texts))
+        encoded = admin.infer(f"{model_name}_tokenize", [text_in])
+        ids, mask = encoded.as_numpy("input_ids"), encoded.as_numpy("attention_mask")
+        emissions = tagger.run(ids, mask)
+        inputs = [text_in]
+        for name, array, dtype in (("attention_mask", mask, "INT64"), ("emissions", emissions, "FP32")):
+            inp = grpcclient.InferInput(name, list(array.shape), dtype)
+            inp.set_data_from_numpy(array)
+            inputs.append(inp)
+        decoded = admin.infer(f"{model_name}_decode", inputs)
+        for step in ("tokenize", "decode"):
+            admin.unload_model(f"{model_name}_{step}")
+    expected = [entities_json(e) for e in tagger.predict(texts)]
+    assert [bytes(x) for x in decoded.as_numpy("ENTITIES").reshape(-1)] == expected
