@@ -39,6 +39,7 @@ def _read(path: str | Path, rejects: list[Any], *, what: str = "input", fmt: str
 def _write(records: list[Record], out: str | Path, rejects: list[Any], fmt: str = "spans") -> None:
     from nerwheel.formats import write_records, write_rejects
 
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_records(records, out, fmt)
     click.echo(f"wrote {len(records)} records to {out}", err=True)
     if rejects:
@@ -248,8 +249,112 @@ def _exclude(records: list[Record], eval_paths: tuple[str, ...]) -> tuple[list[R
 
 
 # -- feedback -----------------------------------------------------------------------------------------
-@click.command()
-def feedback():
-    """Diff the production model against teachers on live texts (wired once teachers and predictor land)."""
-    raise click.ClickException("feedback is not wired yet")
+def _teachers(chosen: tuple[str, ...], llm_kw: dict[str, Any], out: Path, examples: str | None) -> tuple[list[Any], Any]:
+    """Build the teachers as ``nerwheel annotate`` does (the KB also corrects LLM labels); returns (teachers, cache)."""
+    from nerwheel.cli.teach import _llm_configs
+    from nerwheel.stages.annotate import KBTeacher
 
+    configs = _llm_configs(llm_kw)
+    chosen = tuple(dict.fromkeys(chosen or ("kb",)))
+    if "llm" in chosen and not configs:
+        raise click.UsageError("--teacher llm needs --llm-url and --llm-model")
+    kb = KBTeacher()
+    built: list[Any] = [kb] if "kb" in chosen else []
+    cache = None
+    if "llm" in chosen:
+        from nerwheel.llm.cache import ResponseCache
+        from nerwheel.llm.teacher import LLMTeacher
+
+        seed = _read(examples, [], what="--examples") if examples else []
+        cache = ResponseCache(llm_kw["cache_path"] or out.parent / "llm-cache.sqlite")
+        built += [LLMTeacher(cfg, examples=seed, cache=cache, corrector=kb.kb) for cfg in configs]
+    return built, cache
+
+
+def _llm_options(f: Any) -> Any:
+    from nerwheel.cli.teach import _llm_options as options
+
+    return options(f)
+
+
+@click.group(invoke_without_command=True, subcommand_metavar="[import REVIEWED --out FILE]")
+@click.option("--model", help="Production model: model directory, export directory or Triton host:port.")
+@click.option("--teacher", "teachers", multiple=True, type=click.Choice(["kb", "llm"]),
+              help="Teacher(s); repeat for several, they vote [kb].")
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False),
+              help="Live texts (any format; their labels, if any, are ignored).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Feedback training set (span JSONL).")
+@click.option("--replay", type=click.Path(exists=True, dir_okay=False), help="Earlier training data to replay.")
+@click.option("--replay-ratio", type=float, help="Replay records per feedback record [0].")
+@click.option("--seed", type=int, help="Seed of the replay sample [0].")
+@click.option("--holdout", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Eval file(s): live texts equal to one of theirs are dropped (leakage check).")
+@click.option("--teacher-labels", help="Comma-separated labels the teacher can produce (default: all).")
+@click.option("--min-votes", type=int, help="Teacher votes a span needs (default: a majority).")
+@click.option("--examples", type=click.Path(exists=True, dir_okay=False), help="Few-shot seed set for the LLM.")
+@click.option("--labelstudio", type=click.Path(dir_okay=False),
+              help="Also write the disagreements as Label Studio tasks (both sides as predictions).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML/JSON with FeedbackConfig fields; flags win.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Disagreement report JSON [OUT.report.json].")
+@_llm_options
+@click.pass_context
+def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, holdout, teacher_labels, min_votes,
+             examples, labelstudio, config_path, report, **llm_kw):
+    """Diff the production model against teachers on live texts; the disagreements become training data.
+
+    Each disagreement is missing (teacher has, model lacks), spurious (model has,
+    teacher lacks), boundary (same type, other offsets) or type (other type).
+    Review them in Label Studio (--labelstudio), then bring the reviewed tasks
+    back as gold with `nerwheel feedback import REVIEWED --out FILE`.
+    """
+    if ctx.invoked_subcommand:
+        return
+    missing = [f"--{n}" for n, v in (("model", model), ("input", input_path), ("out", out)) if not v]
+    if missing:
+        raise click.UsageError(f"feedback needs {', '.join(missing)} (or the `import` subcommand)")
+    from nerwheel.formats import write_records
+    from nerwheel.stages.feedback import FeedbackConfig, review_records
+    from nerwheel.stages.feedback import feedback as run
+    from nerwheel.stages.predict import load_predictor
+
+    labels = tuple(x.strip() for x in teacher_labels.split(",") if x.strip()) if teacher_labels else None
+    cfg = _build(FeedbackConfig, _load_config(config_path), {
+        "replay_ratio": replay_ratio, "seed": seed, "teacher_labels": labels, "min_votes": min_votes,
+        "model_source": f"model:{Path(model).name}"}, "--config/flags")
+    rejects: list[Any] = []
+    texts = _read(input_path, rejects, what="--input")
+    replay_records = _read(replay, [], what="--replay") if replay else []
+    holdout_records = [r for p in holdout for r in _read(p, [], what="--holdout")]
+    built, cache = _teachers(teachers, llm_kw, Path(out), examples)
+    try:
+        result = run(load_predictor(model), built, texts, replay=replay_records, holdout=holdout_records, config=cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if cache is not None:
+            cache.close()
+    _write(result.records, out, rejects)
+    if labelstudio:
+        review = review_records(result)
+        Path(labelstudio).parent.mkdir(parents=True, exist_ok=True)
+        write_records(review, labelstudio, "labelstudio")
+        click.echo(f"wrote {len(review)} review tasks to {labelstudio}", err=True)
+    _write_json({"config": cfg.model_dump(), **result.report.to_dict()}, report or f"{out}.report.json")
+    click.echo(result.report.summary())
+
+
+@feedback.command("import")
+@click.argument("reviewed", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Reviewed records as gold (span JSONL).")
+def import_reviewed(reviewed, out):
+    """Read reviewed Label Studio tasks back as gold; unreviewed tasks are set aside in OUT.rejects.jsonl."""
+    from nerwheel.formats import FormatError, read_records
+    from nerwheel.stages.feedback import reviewed_as_gold
+
+    try:
+        result = read_records(reviewed, "labelstudio", source="annotations")
+    except FormatError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(result.summary(), err=True)
+    _write(reviewed_as_gold(result.records), out, list(result.rejects))
