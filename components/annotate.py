@@ -5,65 +5,7 @@ from kfp.dsl import HTML, Dataset, Metrics, Output
 
 from nerwheel.components.images import image
 
-__all__ = ["annotate", "run"]
-
-
-def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_model: str, out_path: str,
-        report_path: str) -> dict[str, float]:
-    """Label the texts at ``texts_uri`` (empty = bundled sample traffic) with the ``kb`` or ``llm`` teacher.
-
-    The LLM teacher takes its few-shot examples from the gold seed set (``seed_uri``) and has its
-    answers checked by the knowledge base. Failed records and refused entities are kept in the
-    artifact's ``rejects.jsonl``. Returns the scalars the component logs.
-    """
-    import json
-
-    from nerwheel.components.data import read_dataset, resolve_uri, write_dataset
-    from nerwheel.components.report import Report, bar_chart
-    from nerwheel.stages.annotate import KBTeacher, annotate
-
-    texts = read_dataset(resolve_uri(texts_uri, "texts"), format="text")
-    kb = KBTeacher()
-    if teacher == "kb":
-        teachers = [kb]
-    elif teacher == "llm":
-        if not (llm_endpoint.strip() and llm_model.strip()):
-            raise ValueError("teacher 'llm' needs llm_endpoint and llm_model (the OpenAI-compatible server and "
-                             "the model name it serves)")
-        from nerwheel.llm.config import LLMConfig
-        from nerwheel.llm.teacher import LLMTeacher
-
-        seed = read_dataset(resolve_uri(seed_uri, "seed")).records
-        teachers = [LLMTeacher(LLMConfig(base_url=llm_endpoint.strip(), model=llm_model.strip()), examples=seed,
-                               corrector=kb.kb)]
-    else:
-        raise ValueError(f"unknown teacher {teacher!r}; choose kb or llm")
-    result = annotate(texts.records, teachers)
-    rejects = [_as_reject(r) for r in result.rejects()] + list(texts.rejects)
-    write_dataset(out_path, result.records, rejects=rejects)
-
-    labels: dict[str, int] = {}
-    for rec in result.records:
-        for ent in rec.entities:
-            labels[ent.label] = labels.get(ent.label, 0) + 1
-    Report(f"annotate: {teacher} teacher").paragraph(texts.summary()).pre(result.summary()).heading(
-        "Entities per label").raw(bar_chart(dict(sorted(labels.items())))).heading("Counts").pre(
-        json.dumps(result.stats, ensure_ascii=False, indent=2)).write(report_path)
-    s = result.stats
-    return {"texts": float(len(texts.records)), "texts_rejected": float(len(texts.rejects)),
-            "labelled": float(s["labelled"]), "failed": float(s["failed"]), "entities": float(s["entities_kept"]),
-            "entities_rejected": float(len(result.entity_rejects))}
-
-
-def _as_reject(item: dict):  # noqa: ANN202 - a nerwheel.formats Reject
-    """An annotate reject (failed record or refused entity) in the one rejects format."""
-    import json
-
-    from nerwheel.formats import Reject
-
-    where = f"{item.get('kind')} {item.get('id')}" + (f" ({item['teacher']})" if item.get("teacher") else "")
-    return Reject(file="annotate", line=0, reason=f"{where}: {item.get('reason', '')}",
-                  raw=json.dumps(item, ensure_ascii=False), kind=f"annotate-{item.get('kind', 'record')}")
+__all__ = ["annotate"]
 
 
 @dsl.component(base_image=image("annotate"), install_kfp_package=False)
@@ -91,7 +33,7 @@ def annotate(
         annotated: the labelled records (Dataset folder: records.jsonl, rejects.jsonl);
         metrics: counts; report: HTML with label counts and teacher statistics.
     """
-    from nerwheel.components.annotate import run
+    from nerwheel.components.steps.annotate import run
 
     scalars = run(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher, llm_endpoint=llm_endpoint,
                   llm_model=llm_model, out_path=annotated.path, report_path=report.path)

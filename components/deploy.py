@@ -10,66 +10,7 @@ from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 from nerwheel.components.images import image
 
-__all__ = ["deploy", "run"]
-
-
-def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: str, triton_url: str,
-        gitops_repo_url: str, gitops_path: str, deployment_path: str, report_path: str) -> dict:
-    """Deploy ``export_dir`` as the next version of ``model_name`` in ``repository_uri``.
-
-    An empty ``repository_uri`` writes the repository into the deployment artifact itself (on a
-    cluster that is under the s3:// pipeline root, where Triton can read it). An empty
-    ``triton_url`` writes and checks the version without loading it; an empty
-    ``gitops_repo_url`` skips the GitOps commit. Returns the deployment record (also written to
-    ``deployment_path`` as JSON). Raises when the new version could not be verified.
-    """
-    from pathlib import Path
-
-    from nerwheel.components.data import read_json
-    from nerwheel.serving.deploy import deploy
-
-    repository = repository_uri.strip() or str(Path(deployment_path) / "repository")
-    report = deploy(export_dir, repository, name=model_name, triton_url=triton_url.strip() or None)
-    record = {"deploy": report.to_dict(), "repository": repository, "gitops": None,
-              "metrics": read_json(scores_path).get("overall")}
-    if not report.ok:
-        _write(record, deployment_path, report_path)
-        raise RuntimeError(f"deploy of {model_name} version {report.version} to {repository} ended "
-                           f"'{report.status}': {report.error or report.mismatches}")
-    if gitops_repo_url.strip():
-        from nerwheel.gitops import update_model_version
-
-        change = update_model_version(gitops_repo_url.strip(), report.version, path=gitops_path)
-        record["gitops"] = {"repo_url": change.repo_url, "path": change.path, "old": change.old_value,
-                            "new": change.new_value, "commit": change.commit, "branch": change.branch}
-    _write(record, deployment_path, report_path)
-    return record
-
-
-def _write(record: dict, deployment_path: str, report_path: str) -> None:
-    from pathlib import Path
-
-    from nerwheel.components.data import write_json
-
-    Path(deployment_path).mkdir(parents=True, exist_ok=True)
-    write_json(Path(deployment_path) / "deployment.json", record)
-    d = record["deploy"]
-    lines = [
-        f"# Deploy: {d['name']} version {d['version']} is **{d['status']}**",
-        "",
-        f"- repository: `{record['repository']}`",
-        f"- previous versions: {d['previous_versions'] or 'none'}; live now: {d['live_versions']}",
-        f"- verified against the export on {d['probe_texts']} probe texts: {'yes' if d['verified'] else 'no'}"
-        f" ({len(d['mismatches'])} mismatches)",
-        f"- files written: {len(d['files'])}",
-    ]
-    if d.get("error"):
-        lines.append(f"- error: {d['error']}")
-    g = record.get("gitops")
-    if g:
-        lines.append(f"- GitOps: `{g['path']}` MODEL_VERSION {g['old']} -> {g['new']}, commit "
-                     f"`{(g['commit'] or 'none (already set)')[:12]}` on {g['branch']} of {g['repo_url']}")
-    Path(report_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+__all__ = ["deploy"]
 
 
 @dsl.component(base_image=image("deploy"), install_kfp_package=False)
@@ -99,7 +40,7 @@ def deploy(
         The deployed version number; deployment: folder with deployment.json (and the repository
         when repository_uri is empty); report: Markdown summary.
     """
-    from nerwheel.components.deploy import run
+    from nerwheel.components.steps.deploy import run
 
     record = run(export_dir=onnx.path, scores_path=scores.path, model_name=model_name,
                  repository_uri=repository_uri, triton_url=triton_url, gitops_repo_url=gitops_repo_url,

@@ -10,49 +10,7 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
 from nerwheel.components.images import image
 
-__all__ = ["merge", "run"]
-
-
-def run(*, seed_uri: str, annotated_path: str, synthetic_path: str, teacher: str, precedence: str, eval_uri: str,
-        out_path: str, report_path: str) -> dict[str, float]:
-    """Merge the gold seed (URI; empty = bundled sample) with the two upstream Dataset folders.
-
-    ``teacher`` is the source kind of annotated entities that carry no ``source`` of their own.
-    Returns the scalars the component logs (counts of records, entities, conflicts and leaks).
-    """
-    import json
-
-    from nerwheel.components.data import read_artifact, read_dataset, resolve_uri, write_dataset
-    from nerwheel.components.report import Report, bar_chart
-    from nerwheel.stages.merge import MergeConfig, SourceInput, merge
-    from nerwheel.stages.split import drop_leaks
-
-    gold = read_dataset(resolve_uri(seed_uri, "seed"))
-    evaluation = read_dataset(resolve_uri(eval_uri, "eval"))
-    extras = [SourceInput("annotated", read_artifact(annotated_path), teacher),
-              SourceInput("synthetic", read_artifact(synthetic_path), "synthetic")]
-    cfg = MergeConfig(precedence=precedence)
-    result = merge(gold.records, extras, cfg)
-    kept, leaked = drop_leaks(result.records, evaluation.records)
-    write_dataset(out_path, kept, rejects=gold.rejects, leaked=leaked)
-
-    rep = result.report.to_dict()
-    Report("merge: training set").paragraph(result.report.summary()).key_values({
-        "gold": gold.summary(),
-        "precedence": ",".join(cfg.precedence),
-        "dropped because the text is in the eval set": len(leaked),
-        "training records": len(kept),
-    }).heading("Records per input").raw(bar_chart(rep["inputs"])).heading("Entities by source").raw(
-        bar_chart(rep["entities_by_source"])).heading("Conflicts").raw(bar_chart(rep["conflicts"])).heading(
-        "Examples").pre(json.dumps(rep["examples"], ensure_ascii=False, indent=2)).write(report_path)
-    out = {
-        "records": float(len(kept)),
-        "entities": float(sum(len(r.entities) for r in kept)),
-        "gold_rejected": float(len(gold.rejects)),
-        "leaked_dropped": float(len(leaked)),
-    }
-    out.update({f"conflicts_{k}": float(v) for k, v in rep["conflicts"].items()})
-    return out
+__all__ = ["merge"]
 
 
 @dsl.component(base_image=image("merge"), install_kfp_package=False)
@@ -82,7 +40,7 @@ def merge(
         merged: the training set (Dataset folder: records.jsonl, rejects.jsonl for bad gold lines,
         leaked.jsonl for records dropped as eval texts); metrics: counts; report: HTML conflict breakdown.
     """
-    from nerwheel.components.merge import run
+    from nerwheel.components.steps.merge import run
 
     scalars = run(seed_uri=seed_uri, annotated_path=annotated.path, synthetic_path=synthetic.path,
                   teacher=teacher, precedence=precedence, eval_uri=eval_uri, out_path=merged.path,

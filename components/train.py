@@ -10,112 +10,7 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from nerwheel.components.images import image
 
-__all__ = ["OWN_PARAMETERS", "parse_override_list", "run", "train"]
-
-#: Config keys that have their own pipeline parameter; ``overrides`` may not set them too.
-OWN_PARAMETERS = ("model.model_id", "training.epochs", "training.seed", "data.train_file", "data.format",
-                  "output.output_dir", "output.model_name", "output.timestamp")
-
-
-def parse_override_list(overrides: str) -> list[str]:
-    """``"training.batch_size=16; model.tiny.hidden_size=64"`` -> ``["training.batch_size=16", ...]``.
-
-    Items are separated by ``;`` or newlines (values may hold commas). A key that has its own
-    pipeline parameter is refused, so one setting never has two sources.
-    """
-    items = [p.strip() for chunk in overrides.splitlines() for p in chunk.split(";") if p.strip()]
-    for item in items:
-        key = item.partition("=")[0].strip()
-        if key in OWN_PARAMETERS or key == "training.max_epochs":
-            raise ValueError(f"train override {item!r} sets {key}, which has its own pipeline parameter; "
-                             "set that parameter instead")
-    return items
-
-
-def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: str, model_path: str,
-        report_path: str) -> dict[str, float]:
-    """Train on the Dataset folder at ``train_path`` into the folder ``model_path``.
-
-    Returns the scalars the component logs (dev scores and training facts from nerwheel.json).
-    """
-    from pathlib import Path
-
-    from nerwheel.components.data import RECORDS_FILE, read_json
-    from nerwheel.model.config import load_config, parse_overrides
-    from nerwheel.stages.train import train
-
-    out = Path(model_path)
-    data = parse_overrides(parse_override_list(overrides))
-    fixed = {
-        "model": {"model_id": backbone},
-        "training": {"epochs": epochs, "seed": seed},
-        "data": {"train_file": str(Path(train_path) / RECORDS_FILE), "format": "spans"},
-        "output": {"output_dir": str(out.parent), "model_name": out.name, "timestamp": False},
-    }
-    config = load_config(None, overrides=_deep_merge(data, fixed))
-    model_dir = Path(train(config))
-    if model_dir.resolve() != out.resolve():
-        raise RuntimeError(f"train wrote {model_dir}, expected the artifact folder {out}")
-
-    card = read_json(model_dir / "nerwheel.json")
-    scalars = _scalars(card.get("metrics") or {})
-    _report(card, model_dir, report_path)
-    return scalars
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _scalars(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """Flatten the numeric leaves of nerwheel.json's metrics (``dev.strict.f1`` -> ``dev_strict_f1``)."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out[name] = float(v)
-        elif isinstance(v, dict):
-            out.update(_scalars(v, f"{name}_"))
-    return out
-
-
-def _report(card: dict, model_dir, report_path: str) -> None:
-    import base64
-
-    from nerwheel.components.report import Report, line_chart
-
-    rep = Report("train: model").key_values({
-        "backbone": card.get("backbone"), "head": card.get("head"), "scheme": card.get("scheme"),
-        "labels": ", ".join(card.get("labels") or []), "sequence_length": card.get("sequence_length"),
-    })
-    curves: dict[str, list[float]] = {}
-    history = model_dir / "metrics.jsonl"  # one line per epoch, written by the train stage
-    if history.is_file():
-        import json
-
-        for line in history.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line) if line.strip() else {}
-            for key, value in _scalars(row).items():
-                if key != "epoch" and ("loss" in key or key.endswith("strict_f1")):
-                    curves.setdefault(key, []).append(value)
-    if curves:
-        rep.heading("Training curves").raw(line_chart(curves, title="per epoch", x_label="epoch"))
-    for png in sorted(model_dir.glob("*.png")):
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        rep.heading(png.stem).raw(f'<img alt="{png.stem}" src="data:image/png;base64,{data}"/>')
-    rep.heading("nerwheel.json metrics").pre(_dump(card.get("metrics")))
-    rep.write(report_path)
-
-
-def _dump(obj: object) -> str:
-    import json
-
-    return json.dumps(obj, ensure_ascii=False, indent=2)
+__all__ = ["train"]
 
 
 @dsl.component(base_image=image("train"), install_kfp_package=False)
@@ -143,7 +38,7 @@ def train(
         model: a Hugging Face model folder plus nerwheel.json (and crf.safetensors);
         metrics: dev scores; report: HTML with the training curves.
     """
-    from nerwheel.components.train import run
+    from nerwheel.components.steps.train import run
 
     scalars = run(train_path=train_data.path, backbone=backbone, epochs=epochs, seed=seed, overrides=overrides,
                   model_path=model.path, report_path=report.path)

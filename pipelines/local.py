@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -227,11 +228,16 @@ def run_local(cfg: LocalRun) -> RunSummary:
             # The local runner warns that images, display names and platform settings are not used locally.
             warnings.simplefilter("ignore")
             progress = _Progress(log, cfg.echo)
+            root_logger = logging.getLogger()
+            level = root_logger.level
+            root_logger.setLevel(logging.WARNING)  # kfp.local logs its workspace clean-up at INFO on the root logger
             try:
                 with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
                     flywheel(**args)
             except Exception as e:  # kfp.local raises RuntimeError naming the failed task
                 raise LocalRunError(f"{e}\n  full log: {log_path}\n{_tail(log_path)}") from e
+            finally:
+                root_logger.setLevel(level)
     seconds = time.monotonic() - t0
     run_dir = _new_run_dir(root, before, PIPELINE_NAME)
     summary = _summarise(run_dir, seconds, log_path, args)

@@ -1,0 +1,79 @@
+"""Evaluate step: score the candidate (and production) on the fixed eval set (:mod:`nerwheel.stages.evaluate`).
+
+Both models are scored here, on the same records in the same task, so the gate
+always compares like with like.
+"""
+
+__all__ = ["run", "scalars"]
+
+
+def scalars(metrics: dict) -> dict[str, float]:
+    """The numbers the KFP UI shows: overall strict/partial/type P/R/F1, token accuracy, per-type strict F1."""
+    overall = metrics["overall"]
+    out: dict[str, float] = {}
+    for kind in ("strict", "exact", "partial", "type"):
+        for name in ("precision", "recall", "f1"):
+            if kind in overall and name in overall[kind]:
+                out[f"{kind}_{name}"] = float(overall[kind][name])
+    if "token_accuracy" in overall:
+        out["token_accuracy"] = float(overall["token_accuracy"])
+    for label, per in sorted(metrics.get("per_type", {}).items()):
+        if "strict" in per:
+            out[f"f1_{label}"] = float(per["strict"]["f1"])
+    out["n_records"] = float(metrics.get("n_records", 0))
+    return out
+
+
+def run(*, model_path: str, eval_uri: str, production_model_uri: str, scores_path: str,
+        production_scores_path: str, report_path: str) -> dict[str, float]:
+    """Evaluate ``model_path`` (and the production model, when given) on the eval set.
+
+    Writes the candidate's metrics.json to ``scores_path`` and production's (or ``null``) to
+    ``production_scores_path``. Returns the candidate's scalars.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from nerwheel import storage
+    from nerwheel.components.data import read_dataset, resolve_uri, write_json
+    from nerwheel.stages.evaluate import evaluate
+
+    data = read_dataset(resolve_uri(eval_uri, "eval"))
+    if not data.records:
+        raise ValueError(f"{data.source}: no usable eval records ({len(data.rejects)} rejected)")
+    with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp:
+        candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate")
+        production = None
+        if production_model_uri.strip():
+            with storage.get_storage().local_dir(production_model_uri.strip()) as prod_dir:
+                production = evaluate(prod_dir, data.records, Path(tmp) / "production", plots=False)
+        _report(candidate, production, data.summary(), Path(tmp) / "candidate", report_path)
+    write_json(scores_path, candidate)
+    write_json(production_scores_path, production)
+    return scalars(candidate)
+
+
+def _report(candidate: dict, production: dict | None, data_summary: str, files, report_path: str) -> None:
+    import base64
+
+    from nerwheel.components.report import Report, bar_chart
+
+    rep = Report("evaluate: candidate on the eval set").paragraph(data_summary)
+    rows = []
+    for kind in ("strict", "exact", "partial", "type"):
+        c = candidate["overall"].get(kind, {})
+        p = (production or {}).get("overall", {}).get(kind, {})
+        rows.append((kind, c.get("precision"), c.get("recall"), c.get("f1"), p.get("f1", "n/a")))
+    rep.table(rows, ("match", "precision", "recall", "F1", "production F1"))
+    per_type = candidate.get("per_type", {})
+    rep.heading("Strict F1 per entity type").raw(bar_chart(
+        {label: v["strict"]["f1"] for label, v in sorted(per_type.items()) if "strict" in v}, max_value=1.0))
+    rep.table(((label, v["strict"].get("support"), v["strict"]["f1"]) for label, v in sorted(per_type.items())
+               if "strict" in v), ("type", "support", "strict F1"))
+    for png in ("f1_by_type.png", "confusion.png"):
+        if (files / png).is_file():
+            data = base64.b64encode((files / png).read_bytes()).decode("ascii")
+            rep.heading(png[:-4].replace("_", " ")).raw(f'<img alt="{png}" src="data:image/png;base64,{data}"/>')
+    if candidate.get("seqeval_report"):
+        rep.heading("seqeval report").pre(candidate["seqeval_report"])
+    rep.write(report_path)
