@@ -9,7 +9,6 @@ training" case: its whole classifier, head and CRF included, is the start.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from nerwheel.model.config import ModelSettings
 from nerwheel.model.encoding import ensure_char_split
 from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
 
-__all__ = ["Backbone", "default_cache_dir", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
+__all__ = ["Backbone", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +58,6 @@ class Backbone:
         return TokenClassifier(self.encoder, tagset.tags, head=settings.head, dropout=settings.dropout)  # type: ignore[arg-type]
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("NERWHEEL_CACHE", Path.home() / ".cache" / "nerwheel"))
-
-
 def is_nerwheel_model(path: str | Path) -> bool:
     return (Path(path) / CARD_FILE).is_file()
 
@@ -79,8 +74,11 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
     if source == "e5-small":
         from nerwheel.model import e5small
 
-        cache = Path(settings.cache_dir) if settings.cache_dir else default_cache_dir()
-        directory = e5small.ensure_model_dir(cache, vocab=list(texts))
+        # Pruned to the pieces the training texts need, plus every single-character piece: this model
+        # reads Chinese one character at a time, and unseen test characters should not all become <unk>.
+        directory = e5small.ensure_model_dir(
+            Path(settings.cache_dir) if settings.cache_dir else None, corpus=list(texts), all_single_chars=True
+        )
         backbone = _from_hf(str(directory))
         backbone.name = "e5-small"
         backbone.info["converted_dir"] = str(directory)

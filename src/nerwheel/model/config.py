@@ -76,7 +76,7 @@ class ModelSettings(Section):
     scheme: Literal["BIO", "BIOES", "BMES"] = Field("BIO", description="tagging scheme")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the linear head")
     init_from: str | None = Field(None, description="nerwheel model directory to continue training from")
-    cache_dir: str | None = Field(None, description="where converted backbones are kept (default ~/.cache/nerwheel)")
+    cache_dir: str | None = Field(None, description="where converted backbones (e5-small) are kept (default: nerwheel.model.e5small.cache_root)")
     tiny: TinySettings = Field(default_factory=TinySettings, description="size of the `tiny` backbone")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="optional LoRA adapters")
 

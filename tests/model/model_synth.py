@@ -57,3 +57,20 @@ def long_record(n_parts: int, seed: int = 1) -> Record:
         ents.extend(Entity(e.start + len(text), e.end + len(text), e.label, e.text) for e in r.entities)
         text += r.text + "；"
     return Record(id="long", text=text, entities=tuple(ents))
+
+
+def make_mixed(n: int, seed: int = 0, joined_share: float = 0.25) -> list[Record]:
+    """Mostly single addresses, some two or three joined by '；' (so a model learns several per text)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        parts = [make_record(rng, i)] if rng.random() >= joined_share else [
+            make_record(rng, i) for _ in range(rng.randint(2, 3))]
+        text, ents = "", []
+        for k, r in enumerate(parts):
+            if k:
+                text += "；"
+            ents.extend(Entity(e.start + len(text), e.end + len(text), e.label, e.text) for e in r.entities)
+            text += r.text
+        out.append(Record(id=f"mix-{i}", text=text, entities=tuple(ents)))
+    return out

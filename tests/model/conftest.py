@@ -1,0 +1,64 @@
+"""Shared fixtures for the model tests: one synthetic address set, one trained tiny CRF model, one export.
+
+Training happens once per session (about 10 s on one core); every test that
+needs a trained model reads the same directory and must not modify it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model_synth import make_mixed
+from nerwheel.model.config import TrainConfig, validate
+
+TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}
+
+
+def tiny_config(out: Path, name: str, **sections: dict) -> TrainConfig:
+    """A small, fast config (one thread: small ops are much faster than with two busy cores)."""
+    base = {
+        "model": {"tiny": TINY},
+        "training": {"epochs": 8, "batch_size": 16, "sequence_length": 64, "stride": 16, "threads": 1},
+        "output": {"output_dir": str(out), "model_name": name, "timestamp": False, "save_total_limit": 0,
+                   "plots": False},
+    }
+    for section, values in sections.items():
+        base[section] = {**base.get(section, {}), **values}
+    return validate(base)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def address_data():
+    recs = make_mixed(560, seed=3)
+    return {"train": recs[:400], "dev": recs[400:480], "test": recs[480:]}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, address_data) -> Path:
+    from nerwheel.stages.train import train
+
+    out = tmp_path_factory.mktemp("models")
+    cfg = tiny_config(out, "tiny-crf", output={"plots": True, "save_total_limit": 1})
+    return train(cfg, train_records=address_data["train"], dev_records=address_data["dev"],
+                 test_records=address_data["test"])
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_model, address_data):
+    from nerwheel.stages.export import export
+
+    out = tmp_path_factory.mktemp("exports") / "tiny-crf"
+    report = export(tiny_model, out, quantize="int8", eval_records=address_data["test"])
+    return out, report
