@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,6 +38,8 @@ import numpy as np
 from nerwheel.model.e5small_file import E5File, read_e5_file, wheel_weights_path
 from nerwheel.model.e5small_vocab import PrunedVocabulary, build_tokenizer, compile_charsmap, prune_vocabulary, \
     wrap_tokenizer
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CONVERTER_VERSION",
@@ -154,22 +157,22 @@ def convert(weights: str | Path | None = None, *, corpus: Iterable[str] | None =
     250k-piece vocabulary is kept.
     """
     t0 = time.perf_counter()
-    src = read_e5_file(weights)
-    v = src.vocab
-    charsmap = compile_charsmap(v.norm_map)
-    full_tok = build_tokenizer(v.pieces, v.scores, v.norm_map, unk_id=v.unk_id, charsmap=charsmap)
     texts = _corpus_list(corpus)
-    pruned: PrunedVocabulary | None = None
-    if texts is not None or chars is not None:
-        pruned = prune_vocabulary(full_tok, v.pieces, v.scores, corpus=texts, chars=chars,
-                                  max_piece_chars=max_piece_chars, all_single_chars=all_single_chars)
-        tok = build_tokenizer(pruned.pieces, pruned.scores, v.norm_map, unk_id=v.unk_id, charsmap=charsmap)
-        tensors = _state_dict(src, pruned.keep)
-        config = build_config(src, vocab_size=len(pruned))
-    else:
-        tok = full_tok
-        tensors = _state_dict(src, None)
-        config = build_config(src)
+    with read_e5_file(weights) as src:
+        v = src.vocab
+        charsmap = compile_charsmap(v.norm_map)
+        full_tok = build_tokenizer(v.pieces, v.scores, v.norm_map, unk_id=v.unk_id, charsmap=charsmap)
+        pruned: PrunedVocabulary | None = None
+        if texts is not None or chars is not None:
+            pruned = prune_vocabulary(full_tok, v.pieces, v.scores, corpus=texts, chars=chars,
+                                      max_piece_chars=max_piece_chars, all_single_chars=all_single_chars)
+            tok = build_tokenizer(pruned.pieces, pruned.scores, v.norm_map, unk_id=v.unk_id, charsmap=charsmap)
+            tensors = _state_dict(src, pruned.keep)
+            config = build_config(src, vocab_size=len(pruned))
+        else:
+            tok = full_tok
+            tensors = _state_dict(src, None)
+            config = build_config(src)
     info = {
         "converter_version": CONVERTER_VERSION,
         "source": str(src.path),
@@ -335,6 +338,7 @@ def ensure_model_dir(cache_dir: Path | None = None, *, corpus: Iterable[str] | N
     if (target / INFO_FILE).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
+    log.info("converting e5-small from %s into %s (once; later calls reuse it)", src, target)
     if target.exists():  # an incomplete directory (no provenance file): convert again
         shutil.rmtree(target)
     conv = convert(src, corpus=texts, chars=char_list, max_piece_chars=max_piece_chars,

