@@ -142,9 +142,12 @@ def test_feedback_keeps_disagreements_with_teacher_labels_and_replay():
     assert result.model_records[0].entities[0].source == "model"
 
 
-def test_sample_replay_caps_at_pool_size():
-    pool = [Record(str(i), f"路{i}", ()) for i in range(3)]
-    assert len(sample_replay(pool, 10)) == 3
+def test_sample_replay_caps_at_pool_size_and_names_sources():
+    pool = [Record(str(i), f"路{i}", (Entity(0, 1, "road", "路"),)) for i in range(3)]
+    pool.append(Record("k", "上海市", (Entity(0, 3, "city", "上海市", source="kb"),)))
+    picked = sample_replay(pool, 10, exclude_texts=["路0 "])  # excluded after normalisation
+    assert sorted(r.id for r in picked) == ["1", "2", "k"]
+    assert {r.id: r.entities[0].source for r in picked} == {"1": "gold", "2": "gold", "k": "kb"}
     assert sample_replay(pool, 0) == []
 
 

@@ -162,15 +162,23 @@ def feedback_record(
 
 
 def sample_replay(
-    replay: Sequence[Record], n: int, *, seed: int = 0, exclude_texts: Iterable[str] = ()
+    replay: Sequence[Record], n: int, *, seed: int = 0, exclude_texts: Iterable[str] = (), source: str = "gold"
 ) -> list[Record]:
-    """A seeded sample of ``n`` earlier training records, skipping texts already in the feedback set."""
+    """A seeded sample of ``n`` earlier training records, skipping texts already in the feedback set.
+
+    Replayed entities without a source get ``source`` (earlier training data is
+    gold unless it says otherwise), so the feedback set merges without a kind.
+    """
     from nerwheel.stages.split import normalize_text
 
     excluded = {normalize_text(t) for t in exclude_texts}
     pool = [r for r in replay if normalize_text(r.text) not in excluded]
     picked = random.Random(seed).sample(pool, min(max(n, 0), len(pool)))
-    return [r.with_meta(feedback={"role": "replay"}) for r in picked]
+    return [
+        r.with_entities(e if e.source else Entity(e.start, e.end, e.label, e.text, source, e.score) for e in r.entities)
+        .with_meta(feedback={"role": "replay"})
+        for r in picked
+    ]
 
 
 class FeedbackConfig(BaseModel):
@@ -184,6 +192,7 @@ class FeedbackConfig(BaseModel):
     replay_ratio: float = Field(default=0.0, ge=0.0, description="Replay records per feedback record.")
     seed: int = 0
     model_source: str = Field(default="model", description="Source name for model spans that carry none.")
+    replay_source: str = Field(default="gold", description="Source name for replayed spans that carry none.")
     min_votes: int | None = Field(default=None, ge=1, description="Teacher votes a span needs (default: a majority).")
     max_examples: int = Field(default=5, ge=0)
 
@@ -323,7 +332,8 @@ def feedback(
         teacher_side.append(rec.with_entities(t))
 
     n_replay = round(cfg.replay_ratio * len(out))
-    replayed = sample_replay(replay, n_replay, seed=cfg.seed, exclude_texts={r.text for r in out})
+    replayed = sample_replay(replay, n_replay, seed=cfg.seed, exclude_texts={r.text for r in out},
+                             source=cfg.replay_source)
     report.replay = len(replayed)
     return FeedbackResult(out + replayed, report, model_side, teacher_side)
 
