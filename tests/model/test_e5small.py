@@ -387,6 +387,8 @@ def test_pruning_options_grow_the_vocabulary_monotonically(full_conversion, whee
     assert float(base.scores.min()) == float(v.scores.min())
     with pytest.raises(ValueError, match="corpus"):
         prune_vocabulary(full_conversion.tokenizer, v.pieces, v.scores)
+    with pytest.raises(ValueError, match="corpus is empty"):
+        prune_vocabulary(full_conversion.tokenizer, v.pieces, v.scores, corpus=[])
 
 
 @needs_wheel

@@ -22,9 +22,10 @@ compatibility characters map one-to-one back to the input, a space becomes a
 SentencePiece puts in front of every text covers no character (offsets
 ``(0, 0)``, like a special token) instead of overlapping the first one.
 Differences from the engine: runs of unknown characters become one ``<unk>``
-(the engine emits one per character), and a character whose grapheme cluster
-starts with a mapped character (``\r\n``, half-width kana + sound mark) is
-normalised as a whole by its first character.
+(the engine emits one per character), and a grapheme cluster shorter than 6
+UTF-8 bytes that starts with a mapped character is replaced as a whole by that
+character's mapping (``Ａ`` + combining accent gives ``A``; ``\r\n`` gives one
+space, which the engine reaches by collapsing two). Chinese text is not affected.
 
 The directory is saved with ``tokenizer_class = "TokenizersBackend"`` so
 ``AutoTokenizer`` loads ``tokenizer.json`` as written; ``XLMRobertaTokenizer``
@@ -265,6 +266,8 @@ def prune_vocabulary(tok: Tokenizer, pieces: Sequence[str], scores: np.ndarray, 
     if corpus is None and chars is None:
         raise ValueError("prune_vocabulary needs a corpus (list of texts) or a character set")
     texts = list(corpus) if corpus is not None else []
+    if corpus is not None and not texts and chars is None:
+        raise ValueError("the pruning corpus is empty: pass the texts the model will see (or chars=...)")
     index = {p: i for i, p in enumerate(pieces)}
     keep: set[int] = {i for i, p in enumerate(pieces) if p in SPECIAL_TOKENS.values()}
     for start in range(0, len(texts), batch_size):
