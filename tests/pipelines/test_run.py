@@ -1,0 +1,143 @@
+"""`nerwheel run` end to end with Kubeflow's local runner: the S3 path against a real moto server, and the
+local path with a refusing gate (export and deploy skipped).
+
+Each run is the real command in a fresh interpreter on a tiny data set, with tiny training settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("kfp")
+pytest.importorskip("torch")
+
+from pipeline_data import TINY_TRAIN, write_tiny_dataset  # noqa: E402
+
+pytestmark = [pytest.mark.slow]
+
+BUCKET, PREFIX = "nerwheel-e2e", "turn-1"
+
+
+def nerwheel(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", "from nerwheel.cli import main; main()", *args, "--json"],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
+    assert proc.returncode == 0, f"nerwheel {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)
+
+
+def data_args(paths: dict[str, Path]) -> list[str]:
+    return ["--set", f"seed_uri={paths['seed']}", "--set", f"texts_uri={paths['texts']}",
+            "--set", f"eval_uri={paths['eval']}", "--set", "synth_short=20", "--set", "synth_long=20",
+            "--set", f"train_overrides={TINY_TRAIN}", "--epochs", "2"]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def s3_run(s3_server: str, data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("s3-run")
+    return nerwheel("run", "--out", str(out), "--s3-endpoint", s3_server, "--s3-bucket", BUCKET,
+                    "--s3-prefix", PREFIX, *data_args(data))
+
+
+@pytest.fixture(scope="module")
+def store(s3_server: str) -> Any:
+    from nerwheel.storage import Storage
+
+    return Storage(s3_server)
+
+
+@pytest.mark.server
+def test_s3_run_completes_and_promotes_the_first_model(s3_run: dict[str, Any]) -> None:
+    assert s3_run["tasks"] == {s: "SUCCESS" for s in
+                               ("annotate", "synthesize", "merge", "train", "evaluate", "gate", "export", "deploy")}
+    assert s3_run["verdict"] == "promote" and "no production model" in s3_run["reasons"][0]
+    assert 0.0 <= s3_run["strict_f1"] <= 1.0 and s3_run["metrics"]["n_records"] == 12
+    assert s3_run["repository"] == f"s3://{BUCKET}/{PREFIX}/triton-repository"
+    assert (s3_run["model_name"], s3_run["version"], s3_run["deploy_status"]) == ("nerwheel", 1, "written")
+
+
+@pytest.mark.server
+def test_artifacts_are_where_the_summary_says(s3_run: dict[str, Any]) -> None:
+    model, onnx, run_dir = Path(s3_run["model_dir"]), Path(s3_run["export_dir"]), Path(s3_run["run_dir"])
+    assert model.parent.parent == run_dir and onnx.parent.parent == run_dir
+    assert {"config.json", "model.safetensors", "nerwheel.json", "tokenizer.json"} <= {p.name for p in model.iterdir()}
+    assert {"model.onnx", "nerwheel.json", "tokenizer.json"} <= {p.name for p in onnx.iterdir()}
+    assert Path(s3_run["log"]).is_file() and "finished with status" in Path(s3_run["log"]).read_text()
+    scores = json.loads((run_dir / "evaluate" / "scores").read_text())
+    assert scores["overall"]["strict"]["f1"] == s3_run["strict_f1"]
+    assert json.loads((run_dir / "gate" / "decision").read_text())["verdict"] == "promote"
+    for stage in ("annotate", "synthesize", "merge", "train", "evaluate", "export"):
+        report = (run_dir / stage / "report").read_text()
+        assert report.startswith("<!DOCTYPE html>") and ("<svg" in report or "<table>" in report), stage
+    assert "**promote**" in (run_dir / "gate" / "report").read_text()
+
+
+@pytest.mark.server
+def test_every_artifact_landed_in_s3_with_its_checksum(s3_run: dict[str, Any], store: Any) -> None:
+    run_dir, uri = Path(s3_run["run_dir"]), s3_run["s3_run_uri"]
+    assert uri == f"s3://{BUCKET}/{PREFIX}/pipeline-root/{run_dir.name}"
+    local = {p.relative_to(run_dir).as_posix(): p for p in run_dir.rglob("*") if p.is_file()}
+    remote = {u[len(uri) + 1:] for u in store.list(uri)}
+    assert remote == set(local) | {"artifacts.json"}
+    assert s3_run["s3_objects"] == len(local)
+    manifest = json.loads(Path(s3_run["manifest"]).read_text())
+    assert set(manifest["objects"]) == set(local)
+    for rel, path in local.items():
+        digest = sha256(path)
+        assert manifest["objects"][rel]["sha256"] == digest, rel
+        info = store.verify(f"{uri}/{rel}")  # re-reads the object and checks it against its recorded sha256
+        assert (info.sha256, info.size) == (digest, path.stat().st_size), rel
+
+
+@pytest.mark.server
+def test_inputs_were_read_from_s3_and_the_triton_repository_is_there(s3_run: dict[str, Any], store: Any,
+                                                                      data: dict[str, Path]) -> None:
+    base = f"s3://{BUCKET}/{PREFIX}"
+    for path in data.values():
+        assert store.verify(f"{base}/data/{path.name}").sha256 == sha256(path)
+    merge_report = (Path(s3_run["run_dir"]) / "merge" / "report").read_text()
+    assert f"{base}/data/seed.jsonl" in merge_report  # the merge task read the gold set from S3
+    deployment = json.loads((Path(s3_run["run_dir"]) / "deploy" / "deployment" / "deployment.json").read_text())
+    files = deployment["deploy"]["files"]
+    assert "nerwheel/1/model.onnx" in files
+    for rel, digest in files.items():
+        assert store.verify(f"{base}/triton-repository/{rel}").sha256 == digest
+    assert store.exists(f"{base}/triton-repository/nerwheel/config.pbtxt")
+    exported = Path(s3_run["export_dir"]) / "model.onnx"
+    assert files["nerwheel/1/model.onnx"] == sha256(exported)  # the served bytes are the exported bytes
+
+
+@pytest.mark.server
+def test_local_run_with_a_better_production_model_is_refused_and_not_deployed(
+        s3_run: dict[str, Any], data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Production = the model the S3 run just trained; a gate asking for +1.0 F1 cannot be met.
+    out = tmp_path_factory.mktemp("local-run")
+    summary = nerwheel("run", "--out", str(out), *data_args(data), "--set", "min_delta=1.0",
+                       "--set", f"production_model_uri={s3_run['model_dir']}")
+    assert summary["verdict"] == "refuse"
+    assert any("below min_delta 1.0" in r for r in summary["reasons"])
+    assert summary["tasks"]["export"] == summary["tasks"]["deploy"] == "SKIPPED"
+    assert summary["repository"] is None and summary["export_dir"] is None and summary["s3_run_uri"] is None
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent == out / "pipeline-root" and not (run_dir / "export").exists()
+    assert not (out / "triton-repository").exists()
+    production = json.loads((run_dir / "evaluate" / "production_scores").read_text())
+    assert production["n_records"] == summary["metrics"]["n_records"]  # both scored on the same eval records
+    decision = json.loads((run_dir / "gate" / "decision").read_text())
+    assert decision["verdict"] == "refuse" and decision["overall"]["production"] == production["overall"]["strict"]["f1"]
