@@ -131,8 +131,12 @@ def triton_repository_url(repository: str | os.PathLike[str], endpoint_url: str 
 
     endpoint = resolve_endpoint(endpoint_url)
     if not endpoint:
-        return repository
-    return f"s3://{endpoint.rstrip('/')}/{repository[len('s3://'):]}"
+        return repository  # AWS itself: Triton resolves the bucket's region
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)  # Triton's S3 path needs an explicit port
+    return f"s3://{parts.scheme}://{parts.hostname}:{port}/{repository[len('s3://'):]}"
 
 
 @dataclass
