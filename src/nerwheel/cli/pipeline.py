@@ -40,7 +40,8 @@ def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
         try:
             out[name] = raw if kind is str else (raw.lower() in ("1", "true", "yes")) if kind is bool else kind(raw)
         except ValueError:
-            raise ParamError(f"--set {pair!r}: {name} takes a {kind.__name__}") from None
+            what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
+            raise ParamError(f"--set {pair!r}: {name} takes {what}") from None
     return out
 
 
