@@ -77,3 +77,27 @@ def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Pa
     while port_open(grpc_port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not port_open(grpc_port), "tritonserver is still listening after nerwheel serve exited"
+
+
+@pytest.mark.server
+def test_predict_url_equals_predict_model(triton, model_v1: Path, tmp_path: Path) -> None:
+    """`nerwheel predict --url` (served) writes the same entities as `nerwheel predict --model` (offline)."""
+    # "nerwheel" is the default model name of both deploy and the client; only this test uses it.
+    report = CliRunner().invoke(cli, ["deploy", "-m", str(model_v1), "-r", str(triton.local_repo),
+                                      "--triton-url", triton.url])
+    assert report.exit_code == 0, report.output
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    runner = CliRunner()
+    served = runner.invoke(cli, ["predict", str(texts), "--url", triton.url, "--out", str(tmp_path / "served.jsonl")])
+    assert served.exit_code == 0, served.output
+    local = runner.invoke(cli, ["predict", str(texts), "--model", str(model_v1), "--runtime", "torch",
+                                "--out", str(tmp_path / "offline.jsonl")])
+    assert local.exit_code == 0, local.output
+
+    def spans(path: Path) -> list:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return [(r["text"], [(e["start"], e["end"], e["label"]) for e in r["entities"]]) for r in rows]
+
+    assert spans(tmp_path / "served.jsonl") == spans(tmp_path / "offline.jsonl")
+    assert sum(len(e) for _, e in spans(tmp_path / "served.jsonl")) > 0
