@@ -288,3 +288,24 @@ def test_registry_and_tag_come_from_one_place(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, **env}).stdout.strip()
     assert out == "registry.example.com/ml/nerwheel-train:2026.1"
+
+
+def test_serving_image_runs_the_manifests_tritonserver() -> None:
+    """images/triton: pinned Triton base (it provides `tritonserver`), nerwheel installed, non-root, no secrets;
+    and it is the image the Deployment runs with the command the manifests give."""
+    import yaml
+
+    ins = instructions(IMAGES / "triton" / "Dockerfile")
+    (base,) = [args for word, args in ins if word == "FROM"]
+    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d{2}\.\d{2}-py3", base), base
+    runs = " ".join(args for word, args in ins if word == "RUN")
+    assert re.search(r'pip install "\.\[serve\]"', runs)
+    users = [args for word, args in ins if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert not [args for word, args in ins if word in ("ENV", "ARG") and SECRETISH.search(args)]
+    deployment = yaml.safe_load((REPO / "manifests" / "base" / "triton-deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"].rsplit(":", 1)[0].endswith("/nerwheel-triton")
+    assert container["command"] == ["tritonserver"]
+    uid = int(users[-1].split(":")[0])
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == uid
