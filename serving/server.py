@@ -208,6 +208,9 @@ class TritonServer:
         if self.process is not None:
             raise TritonError("this TritonServer is already started")
         inst = self.install = self.install or find_triton()
+        for repo in self.repositories:
+            if not str(repo).startswith("s3://") and not Path(repo).is_dir():
+                raise TritonError(f"model repository {repo} is not a folder (create it, or deploy a model into it)")
         self.grpc_port = self.grpc_port or free_port()
         self.http_port = self.http_port or free_port()
         self.metrics_port = self.metrics_port or free_port()

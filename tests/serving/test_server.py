@@ -62,3 +62,10 @@ def test_model_shell_finds_nerwheel_through_site_packages_env(tmp_path: Path) ->
     bad = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); {probe}"],
                          env=env, capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "cannot import nerwheel" in bad.stderr
+
+
+def test_missing_local_repository_is_named(tmp_path: Path) -> None:
+    from nerwheel.serving.server import TritonError
+
+    with pytest.raises(TritonError, match="nowhere is not a folder"):
+        TritonServer([tmp_path / "nowhere"]).start()
