@@ -114,3 +114,4 @@ def test_cli_compile_writes_the_ir_and_lists_parameters(tmp_path: Path) -> None:
     assert result.exit_code == 0 and (tmp_path / "p.yaml").read_text().startswith("# PIPELINE DEFINITION")
     listed = CliRunner().invoke(cli, ["compile", "--list-params"]).output.splitlines()
     assert [ln.split()[0] for ln in listed] == list(parameters())
+

@@ -61,14 +61,19 @@ def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="YAML/JSON file of pipeline parameters (see `nerwheel compile --list-params`).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="One pipeline parameter. Repeatable.")
+@click.option("--ignore-live", is_flag=True,
+              help="Do not gate against the model already live in the repository (from an earlier run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-task progress lines.")
 def run(out_dir: Path, backbone: str, teacher: str, epochs: int | None, s3_endpoint: str | None, s3_bucket: str,
-        s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+        s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], ignore_live: bool, as_json: bool,
+        quiet: bool) -> None:
     """Run the whole pipeline locally (Kubeflow's local runner) on the embedded default.
 
     Bundled sample data, the knowledge-base teacher and the tiny backbone, ending with a Triton
     model repository; prints F1, the gate's verdict and where the model and repository are.
+    Run it again with the same --out and the new candidate is gated against the model the
+    previous run deployed: one more turn of the flywheel.
     """
     from nerwheel.pipelines.local import LocalRun, run_local
     from nerwheel.pipelines.params import load_params_file
@@ -80,7 +85,8 @@ def run(out_dir: Path, backbone: str, teacher: str, epochs: int | None, s3_endpo
             args["epochs"] = epochs
         args.update(_set_values(sets))
         summary = run_local(LocalRun(out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint, s3_bucket=s3_bucket,
-                                     s3_prefix=s3_prefix, echo=None if quiet or as_json else sys.stderr))
+                                     s3_prefix=s3_prefix, production_from_repository=not ignore_live,
+                                     echo=None if quiet or as_json else sys.stderr))
     click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) if as_json else summary.text())
 
 
