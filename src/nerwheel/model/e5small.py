@@ -36,8 +36,13 @@ from typing import Any
 import numpy as np
 
 from nerwheel.model.e5small_file import E5File, read_e5_file, wheel_weights_path
-from nerwheel.model.e5small_vocab import PrunedVocabulary, build_tokenizer, compile_charsmap, prune_vocabulary, \
-    wrap_tokenizer
+from nerwheel.model.e5small_vocab import (
+    PrunedVocabulary,
+    build_tokenizer,
+    compile_charsmap,
+    prune_vocabulary,
+    wrap_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +256,8 @@ def save_half_copy(model_dir: str | Path, out_dir: str | Path, dtype: str = "flo
         if item.is_file() and item.name != "model.safetensors":
             shutil.copy2(item, out / item.name)
     torch_dtype = getattr(torch, dtype)
-    tensors = {k: (v.to(torch_dtype) if v.is_floating_point() else v).contiguous() for k, v in load_file(weights).items()}
+    tensors = {k: (v.to(torch_dtype) if v.is_floating_point() else v).contiguous()
+               for k, v in load_file(weights).items()}
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     config_path = out / "config.json"
     if config_path.is_file():
@@ -291,7 +297,10 @@ def _texts_sha256(texts: Iterable[str]) -> str:
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where converted directories live: ``cache_dir``, else ``$NERWHEEL_CACHE/e5-small``, else ``~/.cache/nerwheel/e5-small``."""
+    """Where converted directories live.
+
+    ``cache_dir`` when given, else ``$NERWHEEL_CACHE/e5-small``, else ``~/.cache/nerwheel/e5-small``.
+    """
     if cache_dir is not None:
         return Path(cache_dir)
     base = os.environ.get("NERWHEEL_CACHE")
