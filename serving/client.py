@@ -111,6 +111,14 @@ class Client:
 
     def infer(self, texts: Sequence[str]) -> list[Prediction]:
         """Entities, raw tag ids and the answering model version for every text, in order."""
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("texts must be a list of strings, not one string")
+        for i, t in enumerate(texts):
+            if isinstance(t, str):
+                try:
+                    t.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ServingError(f"texts[{i}] cannot be encoded as UTF-8 ({e.reason} at {e.start})") from None
         out: list[Prediction] = []
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]

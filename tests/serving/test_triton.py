@@ -208,3 +208,14 @@ def test_client_retry_recovers_from_transient_unavailable(triton, export_v1: Pat
         client._client.infer = flaky
         assert client.extract(SAMPLE[:2]) == offline(export_v1, SAMPLE[:2])
         assert calls["n"] == 3
+
+
+def test_client_refuses_unencodable_text_and_bare_strings() -> None:
+    from nerwheel.serving.server import free_port
+
+    with Client(f"127.0.0.1:{free_port()}", retries=0) as client:  # fails before any network call
+        with pytest.raises(ServingError, match=r"texts\[1\] cannot be encoded as UTF-8"):
+            client.extract(["杭州市", "bad \ud800 surrogate"])
+        with pytest.raises(TypeError, match="list of strings"):
+            client.extract("杭州市")
+        assert client.extract([]) == []
