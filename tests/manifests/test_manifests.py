@@ -101,7 +101,9 @@ def test_triton_serves_the_s3_repository_with_probes(overlay: str) -> None:
     # The model ConfigMap the container reads is the generated one, and its repository is on S3.
     model_cm = by_kind(docs, "ConfigMap", "nerwheel-model-")
     assert c["envFrom"] == [{"configMapRef": {"name": model_cm["metadata"]["name"]}}]
-    assert model_cm["data"]["MODEL_REPOSITORY"].startswith("s3://")
+    repo = model_cm["data"]["MODEL_REPOSITORY"]
+    # Triton's S3 forms: s3://bucket/prefix (AWS) or s3://http(s)://host:port/bucket/prefix (MinIO, Ceph)
+    assert re.fullmatch(r"s3://(https?://[\w.\-]+:\d+/)?[a-z0-9.\-]+/[\w./\-]+", repo), repo
     version_file = MANIFESTS / "overlays" / overlay / "model-version.env"
     assert f"MODEL_VERSION={model_cm['data']['MODEL_VERSION']}" in version_file.read_text().splitlines()
     secret_refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})}

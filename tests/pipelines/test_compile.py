@@ -123,6 +123,14 @@ def test_secret_and_config_names_match_the_manifests() -> None:
     assert storage["metadata"]["name"] == p.storage_config_map and set(p.storage_config_keys) == set(storage["data"])
 
 
+def test_pipeline_defaults_point_at_the_manifests(docs: tuple[dict, dict]) -> None:
+    params = docs[0]["root"]["inputDefinitions"]["parameters"]
+    gitops_file = REPO / params["gitops_path"]["defaultValue"]
+    assert gitops_file.is_file() and "MODEL_VERSION=" in gitops_file.read_text()
+    model_env = dict(line.split("=", 1) for line in (REPO / "manifests/base/model.env").read_text().splitlines())
+    assert model_env["MODEL_NAME"] == params["model_name"]["defaultValue"]  # Triton loads what deploy writes
+
+
 def test_every_task_has_its_display_name_and_stage_image(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     tasks = {**dag_tasks(spec), **dag_tasks(spec, "comp-condition-1")}
