@@ -22,8 +22,8 @@ from typing import Any
 
 from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
 from nerwheel.kb.gazetteer import Gazetteer, Place, load_gazetteer, short_name
-from nerwheel.kb.rules import (ASSIST_MULTI, ASSIST_SINGLE, INTERSECTION, POI_SUFFIXES, SEPARATORS, SUFFIX_RULES,
-                               anchored_match)
+from nerwheel.kb.rules import (ASSIST_MULTI, ASSIST_SINGLE, DIRECTION_BEFORE_DISTANCE, INTERSECTION, POI_SUFFIXES,
+                               SEPARATORS, SUFFIX_RULES, anchored_match)
 from nerwheel.records import Entity, Record
 
 __all__ = ["AddressKB", "Correction"]
@@ -108,6 +108,9 @@ class AddressKB:
         admin = self._admin_at(st, i, gap_empty)
         if admin is not None:
             return admin
+        direction = DIRECTION_BEFORE_DISTANCE.match(text, i)
+        if direction is not None:
+            return i, direction.end(), "assist", None
         anchored = anchored_match(text, i)
         if anchored is not None and (i == st.gap or text[i - 1] not in NON_NAME):
             label, end = anchored
@@ -165,8 +168,13 @@ class AddressKB:
         scored = []
         for place, is_short in entries:
             consistent = all(place.related(c) for c in context if c.level != place.level)
-            if place.level == "town" and (not consistent or not context) and (is_short or not gap_empty):
-                continue
+            if place.level == "town":
+                if name[-1] in "路街巷道" and not name.endswith("街道"):
+                    continue  # 南京西路(街道), 解放路: written like this it is the road
+                if not consistent and any(c.level in ("city", "district") for c in context):
+                    continue
+                if not context and (is_short or not gap_empty or not name.endswith(("镇", "乡", "街道"))):
+                    continue
             if is_short and not (head or (consistent and context)):
                 continue
             if is_short and self._name_goes_on(text, end):

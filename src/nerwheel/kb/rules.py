@@ -14,6 +14,7 @@ __all__ = [
     "ANCHORED",
     "ASSIST_MULTI",
     "ASSIST_SINGLE",
+    "DIRECTION_BEFORE_DISTANCE",
     "INTERSECTION",
     "POI_SUFFIXES",
     "SEPARATORS",
@@ -36,6 +37,10 @@ ANCHORED: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("village_group", re.compile(rf"{CNUM}+(?:组|队|社)(?![区会])")),
     ("subpoi", re.compile(r"(?:[A-Za-z0-9一二三四五六七八九十东南西北]{1,3})(?:区|期|门)(?![a-zA-Z\u4e00-\u9fff]*?[路街镇乡村市县])")),
 )
+
+# a direction right before a distance is a helper word: 往东000米, 北00米, 西北侧000米
+DIRECTION_BEFORE_DISTANCE = re.compile(
+    rf"(?:往|向|以|朝)?(?:东北|东南|西北|西南|东|南|西|北)(?:侧|面|边|方向)?(?={CNUM}+(?:\.{CNUM}+)?(?:米|公里|千米))")
 
 INTERSECTION = ("十字路口", "交叉路口", "交叉口", "交汇处", "交界处", "交岔口", "岔路口", "路口", "交口")
 ASSIST_MULTI = ("斜对面", "对面", "旁边", "附近", "隔壁", "后面", "楼下", "对过", "西侧", "东侧", "南侧", "北侧",

@@ -6,6 +6,8 @@ describe the same labels in the same words.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nerwheel.labels import ADDRESS_LABELS, LabelMap
 
 __all__ = ["LABEL_DEFINITIONS", "LABEL_SYNONYMS", "POS_PREFIX", "POS_TAGS", "address_label_map", "pos_label_map"]
@@ -70,9 +72,10 @@ POS_TAGS: dict[str, tuple[str, str]] = {
 }
 
 
-def address_label_map() -> LabelMap:
-    """Synonyms -> MGeo labels; anything else is unknown."""
-    return LabelMap(mapping=LABEL_SYNONYMS, allowed=frozenset(ADDRESS_LABELS))
+def address_label_map(labels: Iterable[str] = ADDRESS_LABELS) -> LabelMap:
+    """Synonyms -> MGeo labels (only ``labels`` allowed); anything else is unknown."""
+    allowed = frozenset(labels)
+    return LabelMap(mapping={k: v for k, v in LABEL_SYNONYMS.items() if v in allowed}, allowed=allowed)
 
 
 def pos_label_map(prefix: str = POS_PREFIX) -> LabelMap:

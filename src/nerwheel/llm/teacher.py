@@ -61,7 +61,7 @@ class LLMTeacher:
         self.parser = get_parser(self.prompt.parser)
         self.labels = tuple(labels)
         self.examples = select_examples(examples, per_type, None if mode == "pos" else self.labels)
-        self.label_map = label_map or (address_label_map() if mode == "entity" else pos_label_map())
+        self.label_map = label_map or (address_label_map(self.labels) if mode == "entity" else pos_label_map())
         self.cache = cache
         self.overlap: OverlapPolicy = "allow" if mode == "pos" else overlap
         self.corrector = corrector

@@ -1,0 +1,108 @@
+"""The knowledge-base teacher on hand-written addresses: a table of address -> expected spans."""
+
+from __future__ import annotations
+
+import pytest
+
+from nerwheel.kb.annotator import AddressKB
+from nerwheel.kb.gazetteer import load_gazetteer, short_name
+from nerwheel.records import Entity, Record
+
+
+@pytest.fixture(scope="module")
+def kb() -> AddressKB:
+    return AddressKB()
+
+
+CASES = [
+    ("浙江省杭州市西湖区文三路478号华星大厦A座12楼",
+     "浙江省/prov 杭州市/city 西湖区/district 文三路/road 478号/roadno 华星大厦/poi A座/houseno 12楼/floorno"),
+    ("浙江杭州余杭区五常街道文一西路0000号",
+     "浙江/prov 杭州/city 余杭区/district 五常街道/town 文一西路/road 0000号/roadno"),
+    ("江干区九堡镇三村村一区", "江干区/district 九堡镇/town 三村村/community 一区/poi"),
+    ("余杭区良渚镇杜甫村00组", "余杭区/district 良渚镇/town 杜甫村/community 00组/village_group"),
+    ("路桥区新桥镇韩家村工业区", "路桥区/district 新桥镇/town 韩家村工业区/devzone"),
+    ("荷花小区0幢0单元000室", "荷花小区/poi 0幢/houseno 0单元/cellno 000室/roomno"),
+    ("紫金花园二期00号楼八楼", "紫金花园/poi 二期/subpoi 00号楼/houseno 八楼/floorno"),
+    ("文二路与学院路交叉口附近", "文二路/road 学院路/road 交叉口/intersection 附近/assist"),
+    ("古墩路000号城西银泰旁边", "古墩路/road 000号/roadno 城西银泰/poi 旁边/assist"),
+    ("人民医院北000米", "人民医院/poi 北/assist 000米/distance"),
+    ("田园路往东000米港隆大厦", "田园路/road 往东/assist 000米/distance 港隆大厦/poi"),
+    ("临江工业园区纬七路0000号", "临江工业园区/devzone 纬七路/road 0000号/roadno"),
+    ("余杭塘路0000号浙大紫金港校区农生环",
+     "余杭塘路/road 0000号/roadno 浙大紫金港校区/poi 农生环/subpoi"),
+    ("宁波市余姚市阳明街道舜水南路00号", "宁波市/city 余姚市/district 阳明街道/town 舜水南路/road 00号/roadno"),
+    ("上海市浦东新区张江路00弄0号000室", "上海市/city 浦东新区/district 张江路/road 00弄/roadno 0号/houseno 000室/roomno"),
+    ("上海上海市静安区南京西路0000号", "上海/prov 上海市/city 静安区/district 南京西路/road 0000号/roadno"),
+    ("新疆阿克苏地区阿克苏市解放路", "新疆/prov 阿克苏地区/city 阿克苏市/district 解放路/road"),
+]
+
+
+def _spans(entities: list[Entity]) -> str:
+    return " ".join(f"{e.text}/{e.label}" for e in entities)
+
+
+@pytest.mark.parametrize(("text", "expected"), CASES)
+def test_annotates_hand_written_addresses(kb: AddressKB, text: str, expected: str) -> None:
+    got = kb.annotate_text(text)
+    assert _spans(got) == expected
+    assert all(text[e.start:e.end] == e.text and e.source == "kb" for e in got)
+
+
+def test_hierarchy_picks_the_town_of_the_district_found(kb: AddressKB) -> None:
+    # 九堡 is a town in Hangzhou (九堡街道) and in Jiangxi (九堡镇): the district decides
+    kb.annotate_text("杭州市江干区九堡镇")
+    assert kb.annotate_text("瑞金市九堡镇坝溪村")[-1].label == "community"
+    towns = [p for p, _ in load_gazetteer().lookup("九堡") if p.level == "town"]
+    assert {p.parent.name for p in towns if p.parent} >= {"江干区", "瑞金市"}
+
+
+def test_short_forms_only_where_they_cannot_be_part_of_a_name(kb: AddressKB) -> None:
+    assert [e.label for e in kb.annotate_text("杭州银泰")] == ["city", "poi"]  # head of an address: a city
+    assert "city" not in [e.label for e in kb.annotate_text("文三路000号杭州银泰")]
+
+
+@pytest.mark.parametrize(
+    ("name", "level", "short"),
+    [("浙江省", "prov", "浙江"), ("新疆维吾尔自治区", "prov", "新疆"), ("杭州市", "city", "杭州"),
+     ("湘西土家族苗族自治州", "city", "湘西"), ("余杭区", "district", "余杭"), ("长阳土家族自治县", "district", "长阳"),
+     ("城区", "district", None), ("九堡街道", "town", "九堡")],
+)
+def test_short_names(name: str, level: str, short: str | None) -> None:
+    assert short_name(name, level) == short
+
+
+def _rec(text: str, spans: str) -> Record:
+    ents, pos = [], 0
+    for token in spans.split():
+        piece, label = token.split("/")
+        i = text.index(piece, pos)
+        ents.append(Entity(i, i + len(piece), label, piece, source="llm:x"))
+        pos = i + len(piece)
+    return Record("r", text, tuple(ents))
+
+
+@pytest.mark.parametrize(
+    ("text", "llm", "fixed", "n_changed"),
+    [
+        ("浙江省杭州市", "浙江省/city 杭州市/city", "浙江省/prov 杭州市/city", 1),
+        ("宁波市余姚市", "宁波市/city 余姚市/city", "宁波市/city 余姚市/district", 1),
+        ("杭州市西湖区文三路", "杭州市/city 西湖区/district 文三路/road", "杭州市/city 西湖区/district 文三路/road", 0),
+        ("上海市静安区", "上海市/prov 静安区/district", "上海市/prov 静安区/district", 0),  # both readings are fine
+    ],
+)
+def test_correct_relabels_what_the_gazetteer_proves(kb: AddressKB, text: str, llm: str, fixed: str,
+                                                    n_changed: int) -> None:
+    out, fixes = kb.correct(_rec(text, llm))
+    assert _spans(list(out.entities)) == fixed
+    changed = [f for f in fixes if f.new is not None]
+    assert len(changed) == n_changed
+    for f in changed:
+        assert f.reason.startswith("kb: ") and f.old != f.new
+    assert all(e.source == "llm:x" for e in out.entities)
+
+
+def test_correct_flags_a_district_outside_the_city(kb: AddressKB) -> None:
+    _, fixes = kb.correct(_rec("杭州市鄞州区", "杭州市/city 鄞州区/district"))
+    assert [(f.text, f.new) for f in fixes] == [("鄞州区", None)]
+    assert "not under" in fixes[0].reason
