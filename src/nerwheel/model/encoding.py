@@ -67,7 +67,7 @@ def ensure_char_split(tok: Tokenizer) -> Tokenizer:
     inner = spec.get("pre_tokenizer")
     parts = inner["pretokenizers"] if inner and inner.get("type") == "Sequence" else ([inner] if inner else [])
     for p in parts:
-        if p.get("type") == "Metaspace":
+        if p.get("type") == "Metaspace" and p.get("prepend_scheme") == "always":
             p["prepend_scheme"] = "first"
     split = {"type": "Split", "pattern": {"Regex": CJK}, "behavior": "Isolated", "invert": False}
     spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, *parts]}

@@ -13,6 +13,7 @@ expressed in ONNX.
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from collections.abc import Sequence
@@ -141,5 +142,12 @@ def quantize_int8(source: str | Path, target: str | Path) -> Path:
     """Dynamic int8 quantisation of the weights (activations stay float), ONNX Runtime's own tool."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # The quantizer logs one line per tensor (and generic advice) on the *root* logger; keep the CLI readable.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return Path(target)
