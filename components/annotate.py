@@ -33,8 +33,10 @@ def annotate(
         annotated: the labelled records (Dataset folder: records.jsonl, rejects.jsonl);
         metrics: counts; report: HTML with label counts and teacher statistics.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.annotate import run
 
+    task_logging()
     scalars = run(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher, llm_endpoint=llm_endpoint,
                   llm_model=llm_model, out_path=annotated.path, report_path=report.path)
     for name, value in scalars.items():

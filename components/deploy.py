@@ -40,8 +40,10 @@ def deploy(
         The deployed version number; deployment: folder with deployment.json (and the repository
         when repository_uri is empty); report: Markdown summary.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.deploy import run
 
+    task_logging()
     record = run(export_dir=onnx.path, scores_path=scores.path, model_name=model_name,
                  repository_uri=repository_uri, triton_url=triton_url, gitops_repo_url=gitops_repo_url,
                  gitops_path=gitops_path, deployment_path=deployment.path, report_path=report.path)

@@ -34,8 +34,10 @@ def evaluate(
         metrics.json on the same records (``null`` when there is none); metrics: the UI scalars;
         report: HTML with per-type F1 and the seqeval report.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.evaluate import run
 
+    task_logging()
     values = run(model_path=model.path, eval_uri=eval_uri, production_model_uri=production_model_uri,
                  scores_path=scores.path, production_scores_path=production_scores.path, report_path=report.path)
     for name, value in values.items():

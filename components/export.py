@@ -26,8 +26,10 @@ def export(
         onnx: the export folder (model.onnx, tokenizer.json, nerwheel.json, crf.npz);
         metrics: parity and size figures; report: HTML summary.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.export import run
 
+    task_logging()
     values = run(model_path=model.path, quantize=quantize, onnx_path=onnx.path, report_path=report.path)
     for name, value in values.items():
         metrics.log_metric(name, value)

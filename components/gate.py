@@ -32,8 +32,10 @@ def gate(
         True when the candidate is promoted (the pipeline exports and deploys only then);
         decision: the full decision record (JSON); report: the reasons as Markdown.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.gate import run
 
+    task_logging()
     promoted, scalars = run(candidate_path=candidate.path, production_path=production.path, min_delta=min_delta,
                             tolerance=tolerance, min_support=min_support, decision_path=decision.path,
                             report_path=report.path)

@@ -40,8 +40,10 @@ def merge(
         merged: the training set (Dataset folder: records.jsonl, rejects.jsonl for bad gold lines,
         leaked.jsonl for records dropped as eval texts); metrics: counts; report: HTML conflict breakdown.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.merge import run
 
+    task_logging()
     scalars = run(seed_uri=seed_uri, annotated_path=annotated.path, synthetic_path=synthetic.path,
                   teacher=teacher, precedence=precedence, eval_uri=eval_uri, out_path=merged.path,
                   report_path=report.path)

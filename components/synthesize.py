@@ -39,8 +39,10 @@ def synthesize(
     Returns:
         synthetic: the records (Dataset folder); metrics: counts; report: HTML with type coverage.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.synthesize import run
 
+    task_logging()
     scalars = run(annotated_path=annotated.path, seed_uri=seed_uri, eval_uri=eval_uri, n_short=n_short,
                   n_long=n_long, seed=seed, out_path=synthetic.path, report_path=report.path)
     for name, value in scalars.items():

@@ -38,8 +38,10 @@ def train(
         model: a Hugging Face model folder plus nerwheel.json (and crf.safetensors);
         metrics: dev scores; report: HTML with the training curves.
     """
+    from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.train import run
 
+    task_logging()
     scalars = run(train_path=train_data.path, backbone=backbone, epochs=epochs, seed=seed, overrides=overrides,
                   model_path=model.path, report_path=report.path)
     for name, value in scalars.items():
