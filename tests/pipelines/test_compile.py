@@ -117,7 +117,9 @@ def test_secret_and_config_names_match_the_manifests() -> None:
     p = Platform()
     s3_template = yaml.safe_load((REPO / "manifests/secrets/s3-credentials.template.yaml").read_text())
     llm_template = yaml.safe_load((REPO / "manifests/secrets/llm-credentials.template.yaml").read_text())
+    git_template = yaml.safe_load((REPO / "manifests/secrets/git-credentials.template.yaml").read_text())
     storage = yaml.safe_load((REPO / "manifests/base/storage-config.yaml").read_text())
+    assert git_template["metadata"]["name"] == p.git_secret and p.git_secret_key in git_template["stringData"]
     assert s3_template["metadata"]["name"] == p.s3_secret and set(p.s3_secret_keys) == set(s3_template["stringData"])
     assert llm_template["metadata"]["name"] == p.llm_secret and p.llm_secret_key in llm_template["stringData"]
     assert storage["metadata"]["name"] == p.storage_config_map and set(p.storage_config_keys) == set(storage["data"])
