@@ -1,0 +1,94 @@
+"""The annotate stage with the offline KB teacher, plus the CLI: counts reconcile, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nerwheel.cli import cli
+from nerwheel.formats import read_records
+from nerwheel.llm.validate import EntityReject, TeacherOutput
+from nerwheel.records import Entity, Record
+from nerwheel.stages.annotate import KBTeacher, annotate
+
+
+class ListTeacher:
+    """A teacher that answers from a fixed table (for vote arithmetic)."""
+
+    def __init__(self, name: str, spans: dict[str, list[tuple[int, int, str]]], fail: Sequence[str] = ()) -> None:
+        self.name, self.spans, self.fail = name, spans, set(fail)
+
+    def label(self, records: Sequence[Record]) -> list[TeacherOutput]:
+        out = []
+        for r in records:
+            if r.id in self.fail:
+                out.append(TeacherOutput(error="no answer", rejects=[EntityReject("malformed", "junk")]))
+            else:
+                out.append(TeacherOutput(entities=[Entity.at(r.text, a, b, lab, source=self.name)
+                                                   for a, b, lab in self.spans.get(r.id, [])]))
+        return out
+
+
+def test_votes_sources_scores_and_agreement() -> None:
+    rec = Record("r", "杭州市西湖区文三路")
+    a = ListTeacher("a", {"r": [(0, 3, "city"), (3, 6, "district"), (6, 9, "road")]})
+    b = ListTeacher("b", {"r": [(0, 3, "city"), (3, 6, "town")]})
+    c = ListTeacher("c", {"r": [(0, 3, "city"), (3, 6, "district")]})
+    res = annotate([rec], [a, b, c])
+    got = [(e.text, e.label, e.source, e.score) for e in res.records[0].entities]
+    assert got == [("杭州市", "city", "a+b+c", 1.0), ("西湖区", "district", "a+c", 0.6667)]
+    meta = res.records[0].meta["annotate"]
+    assert meta["agreement"] == 0.25  # 1 of 4 distinct spans has all three votes
+    assert res.stats["dropped_by_vote"] == 2
+
+
+def test_a_teacher_failing_a_record_leaves_the_others_and_all_failing_fails_it() -> None:
+    recs = [Record("1", "杭州市"), Record("2", "宁波市")]
+    a = ListTeacher("a", {"1": [(0, 3, "city")], "2": [(0, 3, "city")]}, fail=["2"])
+    b = ListTeacher("b", {"1": [(0, 3, "city")]}, fail=["1", "2"])
+    res = annotate(recs, [a, b])
+    assert [r.id for r in res.records] == ["1"] and [f.record.id for f in res.failed] == ["2"]
+    assert res.records[0].meta["annotate"]["errors"] == {"b": "no answer"}
+    assert res.failed[0].reasons == {"a": "no answer", "b": "no answer"}
+    t = res.stats["teachers"]
+    assert t["a"] == {"returned": 2, "accepted": 1, "rejected": 1, "failed": 1, "reject_codes": {"malformed": 1}}
+    assert (res.stats["records_in"], res.stats["labelled"], res.stats["failed"]) == (2, 1, 1)
+
+
+def test_teacher_names_must_be_unique() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        annotate([], [KBTeacher(), KBTeacher()])
+
+
+def test_cli_annotate_with_the_kb(tmp_path: Path) -> None:
+    inp = tmp_path / "in.txt"
+    inp.write_text("浙江省杭州市西湖区文三路000号\n余杭区良渚镇杜甫村00组\n\n荷花小区0幢0单元\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    stats = tmp_path / "stats.json"
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--stats", str(stats)])
+    assert res.exit_code == 0, res.output
+    records = read_records(out).records
+    assert len(records) == 3
+    assert [(e.text, e.label) for e in records[2].entities] == [("荷花小区", "poi"), ("0幢", "houseno"),
+                                                                 ("0单元", "cellno")]
+    s = json.loads(stats.read_text())
+    assert (s["records_in"], s["labelled"], s["failed"]) == (3, 3, 0)
+    assert (tmp_path / "out.jsonl.rejects.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--teacher", "llm"], "--teacher llm needs --llm-url"),
+     (["--mode", "pos"], "knowledge base labels address entities only"),
+     (["--llm-url", "http://127.0.0.1:9/v1"], "--llm-url needs --llm-model")],
+)
+def test_cli_annotate_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:
+    inp = tmp_path / "in.txt"
+    inp.write_text("杭州市\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(tmp_path / "o.jsonl"), *args],
+                             env={"NERWHEEL_LLM_URL": "", "NERWHEEL_LLM_MODEL": ""})
+    assert res.exit_code != 0 and message in res.output
