@@ -80,6 +80,7 @@ class DeployReport:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    pruned: list[int] = field(default_factory=list)  # old version folders deleted (keep=N)
     seconds: float = 0.0
 
     @property
@@ -136,10 +137,13 @@ def deploy(
     probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
     endpoint_url: str | None = None,
     timeout_s: float = 120.0,
+    keep: int | None = None,
 ) -> DeployReport:
     """Write ``model`` as the next version of ``name`` in ``repository``; load and verify it in Triton.
 
-    Returns a report; it raises only when nothing could be attempted
+    ``keep=N`` deletes all but the newest N version folders after a
+    successful deploy (Triton copies every version folder from S3 on each
+    load). Returns a report; it raises only when nothing could be attempted
     (:class:`DeployError`). A failed load or probe is rolled back and reported
     with ``status == "rolled_back"`` (or ``"failed"`` when no version was live).
     """
@@ -194,6 +198,11 @@ def deploy(
                 report.status, report.live_versions = "written", [version]
         else:
             _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s)
+    if keep is not None and report.ok:
+        for model_name in configs:  # only after a success: a rollback may need the old versions
+            deleted = repo.prune(model_name, keep)
+            if model_name == name:
+                report.pruned = deleted
     report.seconds = round(time.monotonic() - t0, 3)
     return report
 

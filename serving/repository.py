@@ -167,6 +167,20 @@ class ModelRepository:
             raise RepositoryError(f"{uri} already exists: versions are never overwritten")
         return self.storage.upload_dir(folder, uri)
 
+    def prune(self, name: str, keep: int) -> list[int]:
+        """Delete all but the newest ``keep`` version folders (live versions always stay); returns those deleted.
+
+        Triton copies a model's whole folder from S3 on every load, so old
+        versions make every deploy slower; nothing else reads them.
+        """
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        live = set(self.live_versions(name))
+        doomed = [v for v in self.versions(name)[:-keep] if v not in live]
+        for v in doomed:
+            self.storage.delete(join(self.uri, name, str(v)), recursive=True)
+        return doomed
+
     @contextmanager
     def staging(self) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="nerwheel-stage-") as tmp:

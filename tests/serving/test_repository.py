@@ -66,3 +66,17 @@ def test_deploy_refuses_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
     (tmp_path / "half" / "model.onnx").write_bytes(b"x")
     with pytest.raises(RepositoryError, match="missing tokenizer.json, nerwheel.json"):
         deploy(tmp_path / "half", str(tmp_path / "repo"))
+
+
+def test_keep_prunes_old_versions_but_never_the_live_one(export_v1: Path, tmp_path: Path) -> None:
+    root = str(tmp_path / "repo")
+    reports = [deploy(export_v1, root, name="addr", keep=2, probe_texts=["杭州市西湖区"]) for _ in range(4)]
+    assert [r.pruned for r in reports] == [[], [], [1], [2]]
+    repo = ModelRepository(root)
+    assert repo.versions("addr") == [3, 4] and repo.live_versions("addr") == [4]
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        repo.prune("addr", 0)
+    # Rolled-back versions newer than the live one: the live version survives any keep.
+    for v in (5, 6):
+        repo.write_version("addr", v, tmp_path / "repo" / "addr" / "4")
+    assert repo.prune("addr", 1) == [3, 5] and repo.versions("addr") == [4, 6]

@@ -80,9 +80,11 @@ def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics
 @click.option("--s3-endpoint", default=None, help="S3 endpoint (default: NERWHEEL_S3_ENDPOINT or AWS_ENDPOINT_URL).")
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
               help="Seconds to wait for the new version to load.")
+@click.option("--keep", type=click.IntRange(min=1), default=None,
+              help="After success, delete all but the newest KEEP version folders (default: keep all).")
 def deploy(model: str, repository: str, triton_url: str | None, name: str, variant: str, max_batch_size: int,
            max_text_length: int, instances: int, probe_file: Path | None, s3_endpoint: str | None,
-           timeout_s: float) -> None:
+           timeout_s: float, keep: int | None) -> None:
     """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
 
     Prints the report as JSON. Exit status: 0 live (or written without --triton-url),
@@ -99,7 +101,7 @@ def deploy(model: str, repository: str, triton_url: str | None, name: str, varia
         if probe_file is not None:
             probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
         report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options, variant=variant,
-                            probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s)
+                            probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s, keep=keep)
     except (DeployError, RepositoryError, StorageError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(report_json(report))
