@@ -274,8 +274,8 @@ class TritonServer:
                 proc.wait()
         code = proc.returncode if proc is not None else None
         if self._workdir is not None:
-            keep_log = self.log_file and Path(self.log_file).is_relative_to(self._workdir.name)
-            if keep_log:  # keep the log readable after the work folder is gone
+            in_workdir = self.log_file and Path(self.log_file).is_relative_to(self._workdir.name)
+            if in_workdir and code not in (0, None):  # a failed server's log outlives the work folder
                 kept = Path(tempfile.gettempdir()) / f"nerwheel-triton-{self.grpc_port}.log"
                 shutil.copy2(self.log_file, kept)
                 self.log_file = kept
