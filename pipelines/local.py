@@ -33,8 +33,18 @@ from typing import Any, TextIO
 
 __all__ = ["LocalRun", "LocalRunError", "RunSummary", "run_local"]
 
-#: Pipeline arguments of the embedded default on a laptop (the pipeline's own defaults otherwise).
-LOCAL_DEFAULTS: dict[str, Any] = {"backbone": "tiny", "teacher": "kb"}
+#: Pipeline arguments of the embedded default on a laptop, where the pipeline's own defaults (sized for a GPU
+#: node) would take too long: fewer synthetic texts, fewer epochs, a narrower tiny encoder (addresses are short,
+#: so 64-token windows hold almost every text whole). Any of them can be given explicitly instead.
+LOCAL_DEFAULTS: dict[str, Any] = {
+    "backbone": "tiny",
+    "teacher": "kb",
+    "synth_short": 100,
+    "synth_long": 100,
+    "epochs": 4,
+    "train_overrides": "model.tiny.hidden_size=128; model.tiny.num_layers=2; model.tiny.num_heads=4; "
+                       "model.tiny.intermediate_size=512; training.sequence_length=64; training.stride=16",
+}
 
 
 class LocalRunError(RuntimeError):

@@ -54,7 +54,8 @@ def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: st
         raise RuntimeError(f"train wrote {model_dir}, expected the artifact folder {out}")
 
     card = read_json(model_dir / "nerwheel.json")
-    scalars = _scalars(card.get("metrics") or {})
+    # The UI gets the overall figures; per-type scores stay in nerwheel.json and the report.
+    scalars = {k: v for k, v in _scalars(card.get("metrics") or {}).items() if "per_type" not in k}
     _report(card, model_dir, report_path)
     return scalars
 

@@ -52,7 +52,7 @@ def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
               help="Encoder: tiny (trained from scratch), e5-small (multilingual-e5-small), or a HF folder.")
 @click.option("--teacher", type=click.Choice(["kb", "llm"]), default="kb", show_default=True,
               help="Who labels the traffic: the knowledge base (offline) or an LLM (--set llm_endpoint=...).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum training epochs.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum training epochs (default here: 4; the pipeline's own default, for a GPU node, is 10).")
 @click.option("--s3-endpoint", type=str, default=None,
               help="Use this S3 endpoint (e.g. http://127.0.0.1:9000): inputs, Triton repository and every "
                    "artifact go to s3://BUCKET/PREFIX/ (credentials from the usual AWS_* variables).")
