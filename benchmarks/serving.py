@@ -94,7 +94,8 @@ def run_clients(url: str, model: str, texts: list[str], *, clients: int, batch_s
         "requests": len(lat), "texts": sum(done_texts), "seconds": round(wall, 2),
         "requests_per_s": round(len(lat) / wall, 1), "texts_per_s": round(sum(done_texts) / wall, 1),
         "p50_ms": round(percentile(lat, 50) * 1000, 2), "p95_ms": round(percentile(lat, 95) * 1000, 2),
-        "p99_ms": round(percentile(lat, 99) * 1000, 2), "errors": len(errors), "first_error": errors[0] if errors else None,
+        "p99_ms": round(percentile(lat, 99) * 1000, 2), "errors": len(errors),
+        "first_error": errors[0] if errors else None,
     }
 
 

@@ -217,7 +217,8 @@ def build_handler(role: str, folder: Path, config: dict[str, Any]) -> ServedHand
         # One ONNX Runtime thread per instance by default: scale with instance_group count instead,
         # so instances do not fight over the same cores.
         options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
-        return Handler(load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options), limits)  # type: ignore[return-value]
+        tagger = load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options)
+        return Handler(tagger, limits)  # type: ignore[return-value]
     if role in ("tokenize", "decode"):
         from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
 

@@ -241,7 +241,9 @@ class TritonServer:
         try:
             while time.monotonic() < deadline:
                 if self.process is None or self.process.poll() is not None:
-                    raise TritonError(f"tritonserver exited with code {self.returncode} during start:\n{self.log_tail()}")
+                    raise TritonError(
+                        f"tritonserver exited with code {self.returncode} during start:\n{self.log_tail()}"
+                    )
                 try:
                     if client.is_server_live():
                         return

@@ -170,7 +170,8 @@ class Storage:
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
 
-        return TransferConfig(multipart_threshold=self.multipart_chunksize, multipart_chunksize=self.multipart_chunksize)
+        size = self.multipart_chunksize
+        return TransferConfig(multipart_threshold=size, multipart_chunksize=size)
 
     def _head(self, uri: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
