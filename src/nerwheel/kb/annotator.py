@@ -16,20 +16,23 @@ ones), split after a POI word (``小区``, ``大厦``, ``校区``...).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
 from nerwheel.kb.gazetteer import Gazetteer, Place, load_gazetteer, short_name
-from nerwheel.kb.rules import (ASSIST_MULTI, ASSIST_SINGLE, DIRECTION_BEFORE_DISTANCE, INTERSECTION, POI_SUFFIXES,
-                               SEPARATORS, SUFFIX_RULES, anchored_match)
+from nerwheel.kb.rules import (ADMIN_SUFFIX_VARIANTS, ASSIST_MULTI, ASSIST_SINGLE, DIRECTION_BEFORE_DISTANCE,
+                               INTERSECTION, NOISE, NUM, POI_SUFFIXES, SEPARATORS, SUBPOI_ENDINGS, SUFFIX_RULES,
+                               anchored_match)
 from nerwheel.records import Entity, Record
 
 __all__ = ["AddressKB", "Correction"]
 
 ADMIN = ("prov", "city", "district", "town", "community")
 LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN)}
+_NUM_START = re.compile(NUM)
 NON_NAME = frozenset("0123456789０１２３４５６７８９")
 NAME_CONTINUATIONS = tuple(sorted({s for _, sufs, _, _ in SUFFIX_RULES if _ != "road" for s in sufs}
                                   | {s for s in POI_SUFFIXES if len(s) > 1}, key=len, reverse=True))
@@ -124,6 +127,8 @@ class AddressKB:
                     return i, i + len(w), label, None
         if gap_empty and st.entities and text[i] in ASSIST_SINGLE and self._ends_here(text, i + 1):
             return i, i + 1, "assist", None
+        if gap_empty and st.entities and text[i] in "东南西北" and _NUM_START.match(text, i + 1):
+            return i, i + 1, "assist", None
         if not gap_empty:
             return self._suffix_at(st, i)
         return None
@@ -136,11 +141,13 @@ class AddressKB:
         text = st.text
         head = gap_empty and all(e.label in ADMIN for e in st.entities)
         for end, entries in self.gaz.matches_at(text, i):
-            best = self._choose(st, entries, head, gap_empty, text, i, end)
+            extended = [(p, s, self._extend_admin(text, end, p, s)) for p, s in entries]
+            best = self._choose(st, [(p, s and e == end) for p, s, e in extended], head, gap_empty, text, i,
+                                max(e for _, _, e in extended))
             if best is not None:
                 place, label = best
-                end = self._extend_admin(text, end, place)
-                return i, end, label, place
+                ext = next((e for p, _, e in extended if p is place), end)
+                return i, ext, label, place
         town = next((p for p in reversed(st.places) if p.level == "town"), None)
         if town is not None and gap_empty:
             names = self.gaz.community_names(town)
@@ -152,8 +159,17 @@ class AddressKB:
         return None
 
     @staticmethod
-    def _extend_admin(text: str, end: int, place: Place) -> int:
+    def _extend_admin(text: str, end: int, place: Place, is_short: bool) -> int:
+        """``广西`` + ``省``, ``富阳`` + ``市`` (now 富阳区), ``都安`` + ``县``: a short form with a generic suffix."""
+        if is_short:
+            for suf in ADMIN_SUFFIX_VARIANTS.get(place.level, ()):
+                if text.startswith(suf, end):
+                    return end + len(suf)
         return end
+
+    def _admin_follows(self, text: str, end: int) -> bool:
+        """A full administrative name starts at ``end`` (台州|路桥区: 台州 is not part of a road name)."""
+        return any(not s for _, entries in self.gaz.matches_at(text, end) for _, s in entries)
 
     def _choose(self, st: _State, entries: Sequence[tuple[Place, bool]], head: bool, gap_empty: bool,
                 text: str, i: int, end: int) -> tuple[Place, str] | None:
@@ -175,9 +191,9 @@ class AddressKB:
                     continue
                 if not context and (is_short or not gap_empty or not name.endswith(("镇", "乡", "街道"))):
                     continue
-            if is_short and not (head or (consistent and context)):
+            if is_short and not head:
                 continue
-            if is_short and self._name_goes_on(text, end):
+            if is_short and self._name_goes_on(text, end) and not self._admin_follows(text, end):
                 continue
             if not gap_empty and (is_short or place.level in ("prov", "city")):
                 continue
@@ -208,7 +224,9 @@ class AddressKB:
 
     def _resolve_anchored(self, st: _State, label: str, i: int, end: int, gap_empty: bool) -> str | None:
         if label == "number":
-            return "roadno" if st.last in ("road",) and gap_empty else "houseno"
+            after_road = st.last == "road" or (st.last == "assist" and len(st.entities) > 1
+                                                and st.entities[-2].label == "road")
+            return "roadno" if after_road and gap_empty else "houseno"
         if label == "village_group" and st.last not in ("community", "town", "village_group"):
             return None
         if label == "subpoi":
@@ -246,7 +264,7 @@ class AddressKB:
             start += 1
         if label == "road":
             gap = st.text[start:i]
-            cut = self._poi_cut(gap)
+            cut = self._poi_cut(gap, multi_char=True)
             if cut is not None and len(gap) - cut >= 1:
                 return start + cut
         return start
@@ -258,17 +276,31 @@ class AddressKB:
                                                       ("小区", "新村", "工业", "开发", "花园", "公寓", "大厦", "委")))
 
     @staticmethod
-    def _poi_cut(chunk: str) -> int | None:
-        """Offset just after the first POI word in ``chunk`` that leaves text after it, if any."""
-        best = None
+    def _poi_cut(chunk: str, *, subpoi_only: bool = False, multi_char: bool = False) -> int | None:
+        """Offset just after the first POI word in ``chunk`` that ends a name, if any.
+
+        A cut inside a longer POI word (东园|小区) or right before one is no cut.
+        With ``subpoi_only`` the rest must look like part of a place (short, or
+        ending in 区/期/门/部...), else the chunk is one long name.
+        """
+        hits = []
         for suf in POI_SUFFIXES:
+            if multi_char and len(suf) < 2:
+                continue
             j = chunk.find(suf)
             while j >= 0:
-                cut = j + len(suf)
-                if 2 <= cut < len(chunk) and (best is None or cut < best):
-                    best = cut
+                hits.append((j, j + len(suf)))
                 j = chunk.find(suf, j + 1)
-        return best
+        for _, cut in sorted(hits, key=lambda h: h[1]):
+            rest = chunk[cut:]
+            if cut < 2 or len(rest) < 1:
+                continue
+            if any(a < cut < b for a, b in hits) or any(rest.startswith(s) for s in POI_SUFFIXES):
+                continue
+            if subpoi_only and not (len(rest) <= 4 or rest.endswith(SUBPOI_ENDINGS)):
+                continue
+            return cut
+        return None
 
     def _flush(self, st: _State, start: int, end: int) -> None:
         """Label an unlabelled gap as poi (first) / subpoi (later), split after a POI word."""
@@ -276,11 +308,20 @@ class AddressKB:
             start += 1
         while end > start and st.text[end - 1] in SEPARATORS:
             end -= 1
+        changed = True
+        while changed:
+            changed = False
+            for w in NOISE:
+                if st.text.endswith(w, start, end):
+                    end -= len(w)
+                    changed = True
+            while end > start and st.text[end - 1] in SEPARATORS:
+                end -= 1
         if end - start < 2:
             return
         chunk = st.text[start:end]
         has_poi = any(e.label == "poi" for e in st.entities)
-        cut = self._poi_cut(chunk)
+        cut = self._poi_cut(chunk, subpoi_only=True)
         parts = [(start, start + cut), (start + cut, end)] if cut is not None and end - start - cut >= 2 else \
             [(start, end)]
         for a, b in parts:

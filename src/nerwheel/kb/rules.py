@@ -16,6 +16,9 @@ __all__ = [
     "ASSIST_SINGLE",
     "DIRECTION_BEFORE_DISTANCE",
     "INTERSECTION",
+    "NOISE",
+    "SUBPOI_ENDINGS",
+    "ADMIN_SUFFIX_VARIANTS",
     "POI_SUFFIXES",
     "SEPARATORS",
     "SUFFIX_RULES",
@@ -63,6 +66,15 @@ POI_SUFFIXES = (
     "学院", "校区", "幼儿园", "酒店", "宾馆", "饭店", "公司", "银行", "超市", "商场", "新村", "家园", "山庄", "庄园",
     "公园", "车站", "服务区", "加油站", "派出所", "政府", "写字楼", "大院", "苑", "府", "城", "园", "厂", "馆",
 )
+
+# words that belong to no address element (delivery notes); stripped from the ends of a POI gap
+NOISE = ("电话联系", "联系电话", "送货上门", "电联", "代收", "收件", "快递柜", "快递点")
+
+# a POI gap is split into poi + subpoi only when the rest looks like a part of a place
+SUBPOI_ENDINGS = tuple("区期门部室厅口处店柜台库楼层座")
+
+# "generic" suffixes a short admin name can be written with although the official name has another
+ADMIN_SUFFIX_VARIANTS = {"prov": ("省", "市"), "city": ("市", "地区", "州", "盟"), "district": ("区", "县", "市", "旗")}
 
 SEPARATORS = frozenset(" \t,，.。、;；:：_-—()（）[]【】<>《》/\\|'\"“”‘’!！?？与和及的在")
 
