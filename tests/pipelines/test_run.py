@@ -141,3 +141,12 @@ def test_local_run_with_a_better_production_model_is_refused_and_not_deployed(
     assert production["n_records"] == summary["metrics"]["n_records"]  # both scored on the same eval records
     decision = json.loads((run_dir / "gate" / "decision").read_text())
     assert decision["verdict"] == "refuse" and decision["overall"]["production"] == production["overall"]["strict"]["f1"]
+
+
+def test_a_failing_task_is_named_with_its_log(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "from nerwheel.cli import main; main()", "run", "--out",
+                           str(tmp_path), "--set", f"texts_uri={tmp_path / 'missing.txt'}", "-q"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "Traceback (most recent call last)" not in proc.stderr.splitlines()[0]
+    assert "'annotate'" in proc.stderr and f"full log: {tmp_path / 'run.log'}" in proc.stderr
+    assert "missing.txt: no such file" in proc.stderr  # the task's own error, from the log tail
