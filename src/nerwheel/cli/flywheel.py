@@ -155,7 +155,7 @@ def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict
     if rejects:
         raise click.ClickException(f"{data}: {len(rejects)} eval lines were rejected (first: {rejects[0]}); "
                                    "the gate needs the whole fixed eval set, fix the file")
-    return evaluate(p, records, work_dir / role)
+    return evaluate(p, records, work_dir / role, plots=False)
 
 
 @click.command()
