@@ -171,7 +171,7 @@ def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML/JSON with GatePolicy fields; flags win.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Decision record (JSON) [decision.json].",
-              default="decision.json", show_default=True)
+              default="decision.json")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Where evaluations are written [beside --out].")
 @click.pass_context
 def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support, metric, config_path, out, work_dir):
