@@ -32,7 +32,7 @@ CASES = [
     ("余杭塘路0000号浙大紫金港校区农生环",
      "余杭塘路/road 0000号/roadno 浙大紫金港校区/poi 农生环/subpoi"),
     ("宁波市余姚市阳明街道舜水南路00号", "宁波市/city 余姚市/district 阳明街道/town 舜水南路/road 00号/roadno"),
-    ("上海市浦东新区张江路00弄0号000室", "上海市/city 浦东新区/district 张江路/road 00弄/roadno 0号/houseno 000室/roomno"),
+    ("上海市浦东新区张江路00弄0号000室", "上海市/city 浦东新区/district 张江路/road 00弄/road 0号/roadno 000室/roomno"),
     ("上海上海市静安区南京西路0000号", "上海/prov 上海市/city 静安区/district 南京西路/road 0000号/roadno"),
     ("新疆阿克苏地区阿克苏市解放路", "新疆/prov 阿克苏地区/city 阿克苏市/district 解放路/road"),
 ]
@@ -58,8 +58,9 @@ def test_hierarchy_picks_the_town_of_the_district_found(kb: AddressKB) -> None:
 
 
 def test_short_forms_only_where_they_cannot_be_part_of_a_name(kb: AddressKB) -> None:
-    assert [e.label for e in kb.annotate_text("杭州银泰")] == ["city", "poi"]  # head of an address: a city
-    assert "city" not in [e.label for e in kb.annotate_text("文三路000号杭州银泰")]
+    assert _spans(kb.annotate_text("杭州西湖区")) == "杭州/city 西湖区/district"  # an address follows: a city
+    assert _spans(kb.annotate_text("杭州银泰")) == "杭州银泰/poi"  # a bare short name in front of a POI is its name
+    assert "city" not in [e.label for e in kb.annotate_text("文三路000号杭州银泰")]  # not in the admin head
 
 
 @pytest.mark.parametrize(

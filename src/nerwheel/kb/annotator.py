@@ -24,7 +24,7 @@ from typing import Any
 from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
 from nerwheel.kb.gazetteer import Gazetteer, Place, load_gazetteer, short_name
 from nerwheel.kb.rules import (ADMIN_SUFFIX_VARIANTS, ASSIST_MULTI, ASSIST_SINGLE, DIRECTION_BEFORE_DISTANCE,
-                               INTERSECTION, NOISE, NUM, POI_SUFFIXES, SEPARATORS, SUBPOI_ENDINGS, SUFFIX_RULES,
+                               INTERSECTION, NOISE, NUM, POI_SUFFIXES, PUNCT, SEPARATORS, CONNECTORS, SUBPOI_ENDINGS, SUFFIX_RULES,
                                anchored_match)
 from nerwheel.records import Entity, Record
 
@@ -33,6 +33,8 @@ __all__ = ["AddressKB", "Correction"]
 ADMIN = ("prov", "city", "district", "town", "community")
 LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN)}
 _NUM_START = re.compile(NUM)
+_NUMBER_HAO = re.compile(rf"{NUM}+号")
+_FOLLOWS = re.compile(r"[\u4e00-\u9fff0-9]{1,8}?(?:路|街|大道|巷|镇|乡|街道|开发区|工业园|工业区|园区|新区)")
 NON_NAME = frozenset("0123456789０１２３４５６７８９")
 NAME_CONTINUATIONS = tuple(sorted({s for _, sufs, _, _ in SUFFIX_RULES if _ != "road" for s in sufs}
                                   | {s for s in POI_SUFFIXES if len(s) > 1}, key=len, reverse=True))
@@ -167,6 +169,14 @@ class AddressKB:
                     return end + len(suf)
         return end
 
+    def _address_follows(self, text: str, end: int) -> bool:
+        """An administrative unit, town or road follows at ``end`` (so a short name before it is a place)."""
+        if end >= len(text) or text[end] in PUNCT:
+            return True
+        if any(True for _ in self.gaz.matches_at(text, end)):
+            return True
+        return bool(_FOLLOWS.match(text, end))
+
     def _admin_follows(self, text: str, end: int) -> bool:
         """A full administrative name starts at ``end`` (台州|路桥区: 台州 is not part of a road name)."""
         return any(not s for _, entries in self.gaz.matches_at(text, end) for _, s in entries)
@@ -193,10 +203,14 @@ class AddressKB:
                     continue
             if is_short and not head:
                 continue
+            if is_short and not context and not self._address_follows(text, end):
+                continue  # 义乌国际商贸城: a bare short name in front of a POI is part of its name
             if is_short and self._name_goes_on(text, end) and not self._admin_follows(text, end):
                 continue
-            if not gap_empty and (is_short or place.level in ("prov", "city")):
+            if not gap_empty and (is_short or place.level in ("prov", "city") or len(name) < 3):
                 continue
+            if len(name) <= 2 and not is_short and not (context and consistent):
+                continue  # 东区, 城区, 兴县: too common inside other names to trust without the hierarchy
             score = (consistent, LEVEL_RANK[place.level] > last_rank, not is_short,
                      -abs(LEVEL_RANK[place.level] - last_rank - 1))
             scored.append((score, place, is_short))
@@ -224,6 +238,8 @@ class AddressKB:
 
     def _resolve_anchored(self, st: _State, label: str, i: int, end: int, gap_empty: bool) -> str | None:
         if label == "number":
+            if st.text[end - 1] == "弄" and _NUMBER_HAO.match(st.text, end):
+                return "road"  # 梅西路00弄|000号: the lane is the road of the number after it
             after_road = st.last == "road" or (st.last == "assist" and len(st.entities) > 1
                                                 and st.entities[-2].label == "road")
             return "roadno" if after_road and gap_empty else "houseno"
@@ -246,7 +262,7 @@ class AddressKB:
                 end = i + len(suf)
                 name_start = self._name_start(st, i, label)
                 name = text[name_start:i]
-                if not (lo <= len(name) <= hi) or any(c in SEPARATORS for c in name):
+                if not (lo <= len(name) <= hi) or any(c in PUNCT for c in name):
                     continue
                 if label in ("town", "community") and self._continues_as_name(text, end):
                     continue
@@ -260,8 +276,10 @@ class AddressKB:
     def _name_start(self, st: _State, i: int, label: str) -> int:
         """Where the name before a suffix at ``i`` starts: the gap start, or just after a POI word in it."""
         start = st.gap
-        while start < i and st.text[start] in SEPARATORS:
+        while start < i and st.text[start] in PUNCT:
             start += 1
+        if start < i - 1 and st.text[start] in CONNECTORS and st.last in ("road", "roadno"):
+            start += 1  # 文三路与|学院路
         if label == "road":
             gap = st.text[start:i]
             cut = self._poi_cut(gap, multi_char=True)
@@ -297,7 +315,8 @@ class AddressKB:
                 continue
             if any(a < cut < b for a, b in hits) or any(rest.startswith(s) for s in POI_SUFFIXES):
                 continue
-            if subpoi_only and not (len(rest) <= 4 or rest.endswith(SUBPOI_ENDINGS)):
+            single = all(b - a == 1 for a, b in hits if b == cut)
+            if subpoi_only and not (rest.endswith(SUBPOI_ENDINGS) or (len(rest) <= 4 and not single)):
                 continue
             return cut
         return None

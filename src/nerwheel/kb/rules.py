@@ -17,6 +17,8 @@ __all__ = [
     "DIRECTION_BEFORE_DISTANCE",
     "INTERSECTION",
     "NOISE",
+    "PUNCT",
+    "CONNECTORS",
     "SUBPOI_ENDINGS",
     "ADMIN_SUFFIX_VARIANTS",
     "POI_SUFFIXES",
@@ -32,11 +34,12 @@ CNUM = r"[0-9０-９一二三四五六七八九十百千零〇两]"
 # (label, pattern) tried at a position, in order; "号" is resolved to roadno/houseno by context.
 ANCHORED: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("distance", re.compile(rf"{CNUM}+(?:\.{CNUM}+)?(?:米|公里|千米)")),
+    ("subpoi", re.compile(rf"{NUMSEQ}号门")),
     ("houseno", re.compile(rf"{NUMSEQ}(?:号楼|号院|幢|栋|座|号馆)")),
     ("cellno", re.compile(rf"{NUMSEQ}(?:单元|梯)")),
     ("roomno", re.compile(rf"{NUMSEQ}(?:室|房间|房)")),
     ("floorno", re.compile(rf"(?:{NUMSEQ}|地下{CNUM}+|负{CNUM}+)(?:楼层|楼|层|[Ff](?![a-zA-Z]))")),
-    ("number", re.compile(rf"{NUMSEQ}(?:号|弄)")),  # roadno after a road, else houseno
+    ("number", re.compile(rf"{NUMSEQ}(?:号|弄)(?!路|街|巷|大街|大道)")),  # roadno after a road, else houseno
     ("village_group", re.compile(rf"{CNUM}+(?:组|队|社)(?![区会])")),
     ("subpoi", re.compile(r"(?:[A-Za-z0-9一二三四五六七八九十东南西北]{1,3})(?:区|期|门)(?![a-zA-Z\u4e00-\u9fff]*?[路街镇乡村市县])")),
 )
@@ -76,7 +79,9 @@ SUBPOI_ENDINGS = tuple("区期门部室厅口处店柜台库楼层座")
 # "generic" suffixes a short admin name can be written with although the official name has another
 ADMIN_SUFFIX_VARIANTS = {"prov": ("省", "市"), "city": ("市", "地区", "州", "盟"), "district": ("区", "县", "市", "旗")}
 
-SEPARATORS = frozenset(" \t,，.。、;；:：_-—()（）[]【】<>《》/\\|'\"“”‘’!！?？与和及的在")
+PUNCT = frozenset(" \t,，.。、;；:：_-—()（）[]【】<>《》/\\|'\"“”‘’!！?？")
+CONNECTORS = frozenset("与和及的在")
+SEPARATORS = PUNCT | CONNECTORS
 
 def anchored_match(text: str, i: int) -> tuple[str, int] | None:
     """The first :data:`ANCHORED` rule that matches at ``i``: ``(label, end)``."""
