@@ -34,6 +34,8 @@ ADMIN = ("prov", "city", "district", "town", "community")
 LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN)}
 _NUM_START = re.compile(NUM)
 _NUMBER_HAO = re.compile(rf"{NUM}+号")
+_DEVZONE_SUFFIXES = tuple(w for lab, sufs, _, _ in SUFFIX_RULES if lab == "devzone" for w in sufs if len(w) > 2)
+_TAIL_ASSIST = tuple(sorted((*ASSIST_MULTI, "旁", "内"), key=len, reverse=True))
 _FOLLOWS = re.compile(r"[\u4e00-\u9fff0-9]{1,8}?(?:路|街|大道|巷|镇|乡|街道|开发区|工业园|工业区|园区|新区)")
 NON_NAME = frozenset("0123456789０１２３４５６７８９")
 NAME_CONTINUATIONS = tuple(sorted({s for _, sufs, _, _ in SUFFIX_RULES if _ != "road" for s in sufs}
@@ -209,6 +211,8 @@ class AddressKB:
                 continue
             if not gap_empty and (is_short or place.level in ("prov", "city") or len(name) < 3):
                 continue
+            if any(text.startswith(w, end) for w in _DEVZONE_SUFFIXES):
+                continue  # 永康市经济开发区, 下沙经济开发区: the zone's name
             if len(name) <= 2 and not is_short and not (context and consistent):
                 continue  # 东区, 城区, 兴县: too common inside other names to trust without the hierarchy
             score = (consistent, LEVEL_RANK[place.level] > last_rank, not is_short,
@@ -229,7 +233,7 @@ class AddressKB:
     @staticmethod
     def _name_goes_on(text: str, end: int) -> bool:
         """A short form followed by a road or zone word is part of a longer name (余杭塘路, 临江工业园)."""
-        nxt = text[end:end + 4]
+        nxt = text[end:end + 8]
         if not nxt:
             return False
         if nxt[0] in "路街道巷弄桥湾村镇乡区县市省大" or (len(nxt) > 1 and nxt[1] in "路街巷弄"):
@@ -283,7 +287,7 @@ class AddressKB:
         if label == "road":
             gap = st.text[start:i]
             cut = self._poi_cut(gap, multi_char=True)
-            if cut is not None and len(gap) - cut >= 1:
+            if cut is not None and len(gap) - cut >= 2:
                 return start + cut
         return start
 
@@ -336,6 +340,11 @@ class AddressKB:
                     changed = True
             while end > start and st.text[end - 1] in SEPARATORS:
                 end -= 1
+        tail = next((w for w in _TAIL_ASSIST if st.text.endswith(w, start, end) and end - len(w) - start >= 2), None)
+        if tail is not None:  # 人民医院旁, 银泰城内: the helper word is split off
+            self._flush(st, start, end - len(tail))
+            st.entities.append(Entity(end - len(tail), end, "assist", tail, source=self.source))
+            return
         if end - start < 2:
             return
         chunk = st.text[start:end]
