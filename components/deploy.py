@@ -46,7 +46,8 @@ def deploy(
     task_logging()
     record = run(export_dir=onnx.path, scores_path=scores.path, model_name=model_name,
                  repository_uri=repository_uri, triton_url=triton_url, gitops_repo_url=gitops_repo_url,
-                 gitops_path=gitops_path, deployment_path=deployment.path, report_path=report.path)
+                 gitops_path=gitops_path, deployment_path=deployment.path, report_path=report.path,
+                 deployment_uri=deployment.uri)
     deployment.metadata["version"] = record["deploy"]["version"]
     deployment.metadata["repository"] = record["repository"]
     deployment.metadata["status"] = record["deploy"]["status"]

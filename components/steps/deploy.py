@@ -9,11 +9,13 @@ __all__ = ["run"]
 
 
 def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: str, triton_url: str,
-        gitops_repo_url: str, gitops_path: str, deployment_path: str, report_path: str) -> dict:
+        gitops_repo_url: str, gitops_path: str, deployment_path: str, report_path: str,
+        deployment_uri: str | None = None) -> dict:
     """Deploy ``export_dir`` as the next version of ``model_name`` in ``repository_uri``.
 
-    An empty ``repository_uri`` writes the repository into the deployment artifact itself (on a
-    cluster that is under the s3:// pipeline root, where Triton can read it). An empty
+    An empty ``repository_uri`` writes the repository into the deployment artifact itself: its local
+    ``deployment_path``, which the KFP launcher uploads to ``deployment_uri`` under the s3:// pipeline
+    root after the task, where Triton can read it (so it cannot be loaded by this task). An empty
     ``triton_url`` writes and checks the version without loading it; an empty
     ``gitops_repo_url`` skips the GitOps commit. Returns the deployment record (also written to
     ``deployment_path`` as JSON). Raises when the new version could not be verified.
@@ -23,9 +25,18 @@ def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: s
     from nerwheel.components.data import read_json
     from nerwheel.serving.deploy import deploy
 
-    repository = repository_uri.strip() or str(Path(deployment_path) / "repository")
+    from nerwheel import storage
+
+    if repository_uri.strip():
+        repository = published = repository_uri.strip()
+    else:
+        if triton_url.strip():
+            raise ValueError("triton_url is set but repository_uri is empty: Triton can only load a repository it "
+                             "can read; set repository_uri (e.g. s3://bucket/triton-repository)")
+        repository = str(Path(deployment_path) / "repository")
+        published = storage.join(deployment_uri or deployment_path, "repository")
     report = deploy(export_dir, repository, name=model_name, triton_url=triton_url.strip() or None)
-    record = {"deploy": report.to_dict(), "repository": repository, "gitops": None,
+    record = {"deploy": report.to_dict(), "repository": published, "gitops": None,
               "metrics": read_json(scores_path).get("overall")}
     if not report.ok:
         _write(record, deployment_path, report_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ from pipeline_data import TINY_TRAIN, write_tiny_dataset  # noqa: E402
 pytestmark = [pytest.mark.slow]
 
 BUCKET, PREFIX = "nerwheel-e2e", "turn-1"
+REPO = Path(__file__).resolve().parents[2]
+GITOPS_FILE = "manifests/overlays/prod/model-version.env"
 
 
 def nerwheel(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -48,11 +51,33 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_tiny_dataset(tmp_path_factory.mktemp("data"))
 
 
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
 @pytest.fixture(scope="module")
-def s3_run(s3_server: str, data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def gitops_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bare GitOps repository with this project's manifests, production still at MODEL_VERSION=0."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    tmp = tmp_path_factory.mktemp("gitops")
+    bare, seed = tmp / "gitops.git", tmp / "seed"
+    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp)
+    git("clone", "--quiet", str(bare), str(seed), cwd=tmp)
+    shutil.copytree(REPO / "manifests", seed / "manifests")
+    (seed / GITOPS_FILE).write_text("MODEL_VERSION=0\n")
+    git("add", "manifests", cwd=seed)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "seed", cwd=seed)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=seed)
+    return bare
+
+
+@pytest.fixture(scope="module")
+def s3_run(s3_server: str, data: dict[str, Path], gitops_repo: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("s3-run")
     return nerwheel("run", "--out", str(out), "--s3-endpoint", s3_server, "--s3-bucket", BUCKET,
-                    "--s3-prefix", PREFIX, *data_args(data))
+                    "--s3-prefix", PREFIX, "--set", f"gitops_repo_url={gitops_repo}", *data_args(data))
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +149,18 @@ def test_inputs_were_read_from_s3_and_the_triton_repository_is_there(s3_run: dic
 
 
 @pytest.mark.server
+def test_deploy_committed_the_new_version_to_the_gitops_repository(s3_run: dict[str, Any], gitops_repo: Path,
+                                                                    tmp_path: Path) -> None:
+    clone = tmp_path / "check"
+    git("clone", "--quiet", str(gitops_repo), str(clone), cwd=tmp_path)
+    assert git("diff", "--numstat", "HEAD~1", "HEAD", cwd=clone).strip() == f"1\t1\t{GITOPS_FILE}"
+    assert (clone / GITOPS_FILE).read_text() == f"MODEL_VERSION={s3_run['version']}\n"
+    deployment = json.loads((Path(s3_run["run_dir"]) / "deploy" / "deployment" / "deployment.json").read_text())
+    assert deployment["gitops"]["commit"] == git("rev-parse", "HEAD", cwd=clone).strip()
+    assert (deployment["gitops"]["old"], deployment["gitops"]["new"]) == ("0", "1")
+
+
+@pytest.mark.server
 def test_local_run_with_a_better_production_model_is_refused_and_not_deployed(
         s3_run: dict[str, Any], data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
     # Production = the model the S3 run just trained; a gate asking for +1.0 F1 cannot be met.
@@ -150,3 +187,21 @@ def test_a_failing_task_is_named_with_its_log(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "Traceback (most recent call last)" not in proc.stderr.splitlines()[0]
     assert "'annotate'" in proc.stderr and f"full log: {tmp_path / 'run.log'}" in proc.stderr
     assert "missing.txt: no such file" in proc.stderr  # the task's own error, from the log tail
+
+
+@pytest.mark.server
+def test_deploy_step_without_a_repository_writes_into_its_own_artifact(s3_run: dict[str, Any],
+                                                                        tmp_path: Path) -> None:
+    from nerwheel.components.steps import deploy
+
+    scores = Path(s3_run["run_dir"]) / "evaluate" / "scores"
+    common = dict(export_dir=s3_run["export_dir"], scores_path=str(scores), model_name="nerwheel",
+                  gitops_repo_url="", gitops_path=GITOPS_FILE, deployment_path=str(tmp_path / "deployment"),
+                  report_path=str(tmp_path / "report.md"), deployment_uri="s3://root/run/deploy/deployment")
+    with pytest.raises(ValueError, match="triton_url is set but repository_uri is empty"):
+        deploy.run(repository_uri="", triton_url="127.0.0.1:8001", **common)
+    record = deploy.run(repository_uri="", triton_url="", **common)
+    assert record["repository"] == "s3://root/run/deploy/deployment/repository"  # where the launcher puts it
+    assert (tmp_path / "deployment" / "repository" / "nerwheel" / "1" / "model.onnx").is_file()
+    assert record["deploy"]["status"] == "written" and record["gitops"] is None
+    assert "version 1 is **written**" in (tmp_path / "report.md").read_text()
