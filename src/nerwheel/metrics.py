@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from nerwheel.labels import spans_to_tags
 from nerwheel.records import Entity, Record
 
 __all__ = ["MODES", "char_tags", "confusion", "error_rows", "evaluate", "match", "per_type_f1", "seqeval_report",
@@ -126,14 +127,11 @@ def span_scores(
 
 def char_tags(text: str, entities: Iterable[Entity | Span]) -> list[str]:
     """IOB2 tag of every character; a span overlapping an earlier one is skipped (tags cannot hold both)."""
-    tags = ["O"] * len(text)
-    for s, e, label in sorted(_spans(entities)):
-        if any(t != "O" for t in tags[s:e]):
-            continue
-        tags[s] = f"B-{label}"
-        for i in range(s + 1, e):
-            tags[i] = f"I-{label}"
-    return tags
+    kept: list[Span] = []
+    for span in sorted(_spans(entities)):
+        if not kept or span[0] >= kept[-1][1]:
+            kept.append(span)
+    return spans_to_tags(len(text), kept, "BIO")
 
 
 def token_accuracy(texts: Sequence[str], gold: Sequence[Iterable[Entity | Span]],

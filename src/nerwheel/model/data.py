@@ -2,9 +2,10 @@
 
 Each record becomes one window (or several, for a text longer than
 ``sequence_length``) with ``input_ids`` and ``labels`` aligned by
-:class:`~nerwheel.model.encoding.TextEncoder`. What alignment loses is counted,
-not hidden: overlapping gold spans (tags cannot hold both; the longer is kept)
-and spans whose boundary falls inside a token.
+:class:`~nerwheel.model.encoding.TextEncoder`. Records must not hold
+overlapping spans (the train stage resolves them with the ``keep-longest``
+validation policy first). What alignment loses is counted, not hidden: spans
+whose boundary falls inside a token.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 
 from nerwheel.labels import TagSet, spans_to_tags
 from nerwheel.model.encoding import TextEncoder, misaligned
-from nerwheel.records import Entity, Record
+from nerwheel.records import Record
 
-__all__ = ["Feature", "FeatureStats", "batches", "build_features", "collate", "non_overlapping"]
+__all__ = ["Feature", "FeatureStats", "batches", "build_features", "collate"]
 
 
 @dataclass(frozen=True)
@@ -32,22 +33,12 @@ class FeatureStats:
     records: int = 0
     windows: int = 0
     entities: int = 0
-    dropped_overlapping: int = 0
     misaligned: int = 0
     empty_texts: int = 0
     examples: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if k != "examples"} | {"misaligned_examples": self.examples[:5]}
-
-
-def non_overlapping(entities: Sequence[Entity]) -> list[Entity]:
-    """Longest spans first, then leftmost; a span overlapping one already kept is dropped."""
-    kept: list[Entity] = []
-    for e in sorted(entities, key=lambda e: (e.start - e.end, e.start)):
-        if not any(e.overlaps(k) for k in kept):
-            kept.append(e)
-    return sorted(kept)
 
 
 def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagSet) -> tuple[list[Feature], FeatureStats]:
@@ -59,9 +50,8 @@ def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagS
         if len(enc.heads) == 0:
             stats.empty_texts += 1
             continue
-        ents = non_overlapping(rec.entities)
-        stats.entities += len(rec.entities)
-        stats.dropped_overlapping += len(rec.entities) - len(ents)
+        ents = rec.entities
+        stats.entities += len(ents)
         bad = misaligned(enc, [(e.start, e.end, e.label) for e in ents])
         stats.misaligned += len(bad)
         stats.examples.extend(f"{rec.id}: {lab} {rec.text[s:e]!r} [{s}:{e}]" for s, e, lab in bad)

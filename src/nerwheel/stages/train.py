@@ -99,9 +99,24 @@ def resolve_inputs(
         train, dev = parts["train"], parts["dev"]
         fp["dev_split"] = {"ratio": d.dev_ratio, "seed": config.training.seed}
     dev, test = list(dev), list(test or [])
+    train, notes = _tag_ready(train, "train")
+    if notes:
+        fp["validation"] = notes
     fp.update(train_records=len(train), train_sha256=records_sha256(train),
               dev_records=len(dev), dev_sha256=records_sha256(dev))
     return TrainInputs(train, dev, test, fp)
+
+
+def _tag_ready(records: list[Record], source: str) -> tuple[list[Record], dict[str, int]]:
+    """Resolve overlapping spans (keep the longest; tags cannot express overlaps) and drop blank texts, counted."""
+    from nerwheel.validate import ValidationPolicy, validate_records
+
+    result = validate_records(records, ValidationPolicy(overlaps="keep-longest", max_length=None), source=source)
+    notes = dict(result.notes)
+    if result.rejects:
+        notes["rejected"] = len(result.rejects)
+        log.warning("%s: %d records dropped, e.g. %s", source, len(result.rejects), result.rejects[0])
+    return list(result.records), notes
 
 
 def _default_lr(backbone: Backbone) -> float:
