@@ -78,6 +78,15 @@ class _State:
         return 0
 
 
+def _strip(chunk: str) -> str:
+    return chunk.strip("".join(SEPARATORS))
+
+
+def _blank(chunk: str) -> bool:
+    """Nothing but punctuation, connectors and the country name (中国浙江省...)."""
+    return not chunk.replace("中国", "").strip("".join(SEPARATORS))
+
+
 class AddressKB:
     """Gazetteer + rules address annotator; ``source`` names it in entity provenance."""
 
@@ -98,6 +107,10 @@ class AddressKB:
                 continue
             start, end, label, place = hit
             self._flush(st, st.gap, start)
+            if label == "village_group" and st.entities and st.entities[-1].label in ("poi", "subpoi") \
+                    and st.entities[-1].end == start:
+                prev = st.entities.pop()  # 狮城|一组: what stands before a villagers' group is its village
+                st.entities.append(Entity(prev.start, prev.end, "community", prev.text, source=self.source))
             st.entities.append(Entity(start, end, label, text[start:end], source=self.source))
             if place is not None:
                 st.places.append(place)
@@ -111,7 +124,7 @@ class AddressKB:
     # -- scanning ------------------------------------------------------------------------------
     def _at(self, st: _State, i: int) -> tuple[int, int, str, Place | None] | None:
         text = st.text
-        gap_empty = st.gap == i or not text[st.gap:i].strip("".join(SEPARATORS))
+        gap_empty = st.gap == i or _blank(text[st.gap:i])
         admin = self._admin_at(st, i, gap_empty)
         if admin is not None:
             return admin
@@ -205,6 +218,8 @@ class AddressKB:
                     continue
             if is_short and not head:
                 continue
+            if not head and self._name_goes_on(text, end) and not self._admin_follows(text, end):
+                continue  # 000号武义县图书馆: after the street part, a place name inside a POI name
             if is_short and not context and not self._address_follows(text, end):
                 continue  # 义乌国际商贸城: a bare short name in front of a POI is part of its name
             if is_short and self._name_goes_on(text, end) and not self._admin_follows(text, end):
@@ -238,9 +253,11 @@ class AddressKB:
             return False
         if nxt[0] in "路街道巷弄桥湾村镇乡区县市省大" or (len(nxt) > 1 and nxt[1] in "路街巷弄"):
             return True
-        return any(nxt.startswith(w) for w in NAME_CONTINUATIONS)
+        return any(nxt.startswith(w) for w in NAME_CONTINUATIONS) or nxt[0] in "城园苑府"
 
     def _resolve_anchored(self, st: _State, label: str, i: int, end: int, gap_empty: bool) -> str | None:
+        if label == "village_group" and not gap_empty and len(_strip(st.text[st.gap:i])) >= 2:
+            return label
         if label == "number":
             if st.text[end - 1] == "弄" and _NUMBER_HAO.match(st.text, end):
                 return "road"  # 梅西路00弄|000号: the lane is the road of the number after it
@@ -327,8 +344,8 @@ class AddressKB:
 
     def _flush(self, st: _State, start: int, end: int) -> None:
         """Label an unlabelled gap as poi (first) / subpoi (later), split after a POI word."""
-        while start < end and st.text[start] in SEPARATORS:
-            start += 1
+        while start < end and (st.text[start] in SEPARATORS or st.text.startswith("中国", start)):
+            start += 2 if st.text.startswith("中国", start) else 1
         while end > start and st.text[end - 1] in SEPARATORS:
             end -= 1
         changed = True
