@@ -69,14 +69,6 @@ class _State:
     def last(self) -> str | None:
         return self.entities[-1].label if self.entities else None
 
-    @property
-    def admin_head(self) -> bool:
-        """Still in the administrative head of the address (only admin units so far, nothing skipped)."""
-        return all(e.label in ADMIN for e in self.entities) and not self.text[self.gap_start_unlabelled():0]
-
-    def gap_start_unlabelled(self) -> int:
-        return 0
-
 
 def _strip(chunk: str) -> str:
     return chunk.strip("".join(SEPARATORS))
