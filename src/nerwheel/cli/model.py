@@ -65,7 +65,7 @@ def _read(path: str | Path, fmt: str | None = None, *, what: str) -> tuple[list[
 def train(config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file, output_dir,
           model_name, epochs, batch_size, learning_rate, sequence_length, seed, sets):
     """Train a BERT(+CRF) token classifier; prints the model directory."""
-    from nerwheel.model.config import default_yaml, load_config, parse_overrides
+    from nerwheel.model.config import default_yaml, load_config, merge_overrides, parse_overrides
 
     if create_config:
         Path(create_config).parent.mkdir(parents=True, exist_ok=True)
@@ -79,15 +79,10 @@ def train(config_path, create_config, model_id, init_from, head, train_file, dev
         "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                      "sequence_length": sequence_length, "seed": seed},
     }
-    overrides = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()}
+    given = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()}
     with _errors():
-        extra = parse_overrides(sets)
-        for section, values in extra.items():
-            if isinstance(values, dict):
-                overrides.setdefault(section, {}).update(values)
-            else:
-                overrides[section] = values
-        config = load_config(config_path, overrides={k: v for k, v in overrides.items() if v != {}})
+        overrides = merge_overrides({s: kv for s, kv in given.items() if kv}, parse_overrides(sets))
+        config = load_config(config_path, overrides=overrides)
         from nerwheel.stages.train import train as run
 
         model_dir = run(config)

@@ -27,7 +27,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ConfigError", "TrainConfig", "default_yaml", "load_config", "parse_overrides"]
+__all__ = ["ConfigError", "TrainConfig", "default_yaml", "load_config", "merge_overrides", "parse_overrides",
+           "validate"]
 
 
 class ConfigError(ValueError):
@@ -229,11 +230,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` on top of ``base``, section by section (nested mappings merge, values replace)."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(out[k], v)
+            out[k] = merge_overrides(out[k], v)
         else:
             out[k] = v
     return out
@@ -277,7 +279,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
     data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
     source = str(path) if path is not None else "config"
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_overrides(data, overrides)
         source += " (with overrides)"
     return validate(data, source=source)
 
