@@ -239,6 +239,9 @@ def _load_and_verify(
                                   "from the offline model")
         except (InferenceServerException, ServingError, DeployError, TimeoutError) as e:
             report.error = str(e)
+            if "failed to poll from model repository" in report.error:
+                report.error += (f" (is {repo.uri} one of the server's --model-repository folders? "
+                                 "Triton loads models only from its own repositories)")
             log.warning("version %d of %s failed: %s; rolling back", version, name, e)
             _roll_back(report, repo, admin, list(configs), timeout_s)
             return

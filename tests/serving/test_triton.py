@@ -219,3 +219,10 @@ def test_client_refuses_unencodable_text_and_bare_strings() -> None:
         with pytest.raises(TypeError, match="list of strings"):
             client.extract("杭州市")
         assert client.extract([]) == []
+
+
+def test_deploy_into_a_repository_the_server_does_not_read(triton, export_v1: Path, model_name: str,
+                                                            tmp_path: Path) -> None:
+    report = deploy(export_v1, str(tmp_path / "elsewhere"), name=model_name, triton_url=triton.url)
+    assert (report.status, report.live_versions) == ("failed", [])
+    assert "one of the server's --model-repository folders" in report.error
