@@ -51,7 +51,8 @@ def test_s3_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_n
     storage = Storage(triton.s3_endpoint)
     for rel, digest in report.files.items():  # every artifact landed intact, with its recorded checksum
         assert storage.verify(f"{triton.s3_repo}/{rel}").sha256 == digest
-    assert ModelRepository(triton.s3_repo, storage).live_versions(model_name) == [1]
+    s3_repo = ModelRepository(triton.s3_repo, storage)
+    assert s3_repo.live_versions(model_name) == [1] and model_name in s3_repo.models()
     with Client(triton.url, model=model_name) as client:
         assert client.extract(SAMPLE) == offline(export_v1, SAMPLE)
 
