@@ -104,10 +104,11 @@ class RunSummary:
             f"  tasks:      {', '.join(f'{t} {s.lower()}' for t, s in self.tasks.items())}",
             f"  F1 (eval):  strict {self.strict_f1:.4f}, partial {ov.get('partial', {}).get('f1', float('nan')):.4f}, "
             f"type {ov.get('type', {}).get('f1', float('nan')):.4f} on {self.metrics.get('n_records')} records",
-            f"  gate:       {self.verdict.upper()} against {self.production or 'no production model'}: "
-            f"{'; '.join(self.reasons)}",
+            f"  gate:       {self.verdict.upper()}: {'; '.join(self.reasons)}",
             f"  model:      {self.model_dir}",
         ]
+        if self.production:
+            lines.insert(-1, f"  production: {self.production} (scored on the same eval set)")
         if self.export_dir:
             lines.append(f"  ONNX:       {self.export_dir}")
         if self.repository:
