@@ -69,6 +69,8 @@ class ScriptedServer:
         deadline = time.monotonic() + 10
         while self.in_flight and time.monotonic() < deadline:
             time.sleep(0.02)
+        if self.in_flight:
+            raise RuntimeError(f"{self.in_flight} request(s) of an earlier test are still being answered")
         self._wake.clear()
         with self._lock:
             self.script = script
@@ -96,12 +98,23 @@ class ScriptedServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.started.append(time.monotonic())
                     script = server.script
+                done = False
+
+                def finish() -> None:
+                    nonlocal done
+                    if not done:
+                        done = True
+                        with server._lock:
+                            server.in_flight -= 1
+
                 try:
-                    reply = script(n, body)
+                    try:
+                        reply = script(n, body)
+                    except Exception as exc:  # a broken script answers 599 instead of hanging the client
+                        reply = Reply(599, {"error": f"script raised {exc!r}"})
                     if reply.delay:
                         server._wake.wait(reply.delay)
-                    with server._lock:
-                        server.in_flight -= 1
+                    finish()
                     data = reply.body if isinstance(reply.body, str) else json.dumps(reply.body or {})
                     raw = data.encode()
                     self.send_response(reply.status)
@@ -117,6 +130,8 @@ class ScriptedServer:
                             server.answered.append(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+                finally:
+                    finish()
 
         return Handler
 
