@@ -98,7 +98,7 @@ class AddressKB:
                 i += 1
                 continue
             start, end, label, place = hit
-            self._flush(st, st.gap, start)
+            self._flush(st, st.gap, start, label)
             if label == "village_group" and st.entities and st.entities[-1].label in ("poi", "subpoi") \
                     and st.entities[-1].end == start:
                 prev = st.entities.pop()  # 狮城|一组: what stands before a villagers' group is its village
@@ -334,8 +334,13 @@ class AddressKB:
             return cut
         return None
 
-    def _flush(self, st: _State, start: int, end: int) -> None:
-        """Label an unlabelled gap as poi (first) / subpoi (later), split after a POI word."""
+    def _flush(self, st: _State, start: int, end: int, following: str | None = None) -> None:
+        """Label an unlabelled gap as poi (first) / subpoi (later), split after a POI word.
+
+        Two exceptions learnt from how MGeo data is labelled: a bare two-character
+        name between a town and a road or building is the village (九堡镇|三村|文三路),
+        and a place after a helper word starts a new POI (城南中学对面|如家酒店).
+        """
         while start < end and (st.text[start] in SEPARATORS or st.text.startswith("中国", start)):
             start += 2 if st.text.startswith("中国", start) else 1
         while end > start and st.text[end - 1] in SEPARATORS:
@@ -351,13 +356,17 @@ class AddressKB:
                 end -= 1
         tail = next((w for w in _TAIL_ASSIST if st.text.endswith(w, start, end) and end - len(w) - start >= 2), None)
         if tail is not None:  # 人民医院旁, 银泰城内: the helper word is split off
-            self._flush(st, start, end - len(tail))
+            self._flush(st, start, end - len(tail), "assist")
             st.entities.append(Entity(end - len(tail), end, "assist", tail, source=self.source))
             return
         if end - start < 2:
             return
         chunk = st.text[start:end]
-        has_poi = any(e.label == "poi" for e in st.entities)
+        if (end - start == 2 and st.last == "town" and st.entities[-1].end == start
+                and following in ("road", "village_group", "houseno")):
+            st.entities.append(Entity(start, end, "community", chunk, source=self.source))
+            return
+        has_poi = any(e.label == "poi" for e in st.entities) and st.last not in ("assist", "distance")
         cut = self._poi_cut(chunk, subpoi_only=True)
         parts = [(start, start + cut), (start + cut, end)] if cut is not None and end - start - cut >= 2 else \
             [(start, end)]
