@@ -255,7 +255,13 @@ class AddressKB:
                 return "road"  # 梅西路00弄|000号: the lane is the road of the number after it
             after_road = st.last == "road" or (st.last == "assist" and len(st.entities) > 1
                                                 and st.entities[-2].label == "road")
-            return "roadno" if after_road and gap_empty else "houseno"
+            if after_road and gap_empty:
+                return "roadno"
+            chunk = _strip(st.text[st.gap:i])
+            if (not gap_empty and 2 <= len(chunk) <= 6 and not any(e.label == "poi" for e in st.entities)
+                    and self._poi_cut(chunk + "|") is None and not chunk.endswith(POI_SUFFIXES)):
+                return "roadno"  # 陡门头000号, 乔下线000号: a bare name before a door number is its road
+            return "houseno"
         if label == "village_group" and st.last not in ("community", "town", "village_group"):
             return None
         if label == "subpoi":
@@ -362,6 +368,9 @@ class AddressKB:
         if end - start < 2:
             return
         chunk = st.text[start:end]
+        if following == "roadno":
+            st.entities.append(Entity(start, end, "road", chunk, source=self.source))
+            return
         if (end - start == 2 and st.last == "town" and st.entities[-1].end == start
                 and following in ("road", "village_group", "houseno")):
             st.entities.append(Entity(start, end, "community", chunk, source=self.source))
