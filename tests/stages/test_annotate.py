@@ -59,6 +59,11 @@ def test_a_teacher_failing_a_record_leaves_the_others_and_all_failing_fails_it()
     assert (res.stats["records_in"], res.stats["labelled"], res.stats["failed"]) == (2, 1, 1)
 
 
+def test_a_single_teacher_needs_no_list() -> None:
+    res = annotate([Record("1", "杭州市")], ListTeacher("a", {"1": [(0, 3, "city")]}))
+    assert [(e.label, e.source, e.score) for e in res.records[0].entities] == [("city", "a", 1.0)]
+
+
 def test_teacher_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         annotate([], [KBTeacher(), KBTeacher()])

@@ -109,12 +109,15 @@ def _resolve(spans: list[tuple[tuple[int, int, str], list[str]]]) -> list[tuple[
 
 def annotate(
     records: Sequence[Record],
-    teachers: Sequence[Teacher],
+    teachers: Teacher | Sequence[Teacher],
     *,
     mode: Literal["entity", "pos"] = "entity",
     min_votes: int | None = None,
 ) -> AnnotateResult:
-    """Label ``records`` with every teacher and fuse the answers by vote (see the module docstring)."""
+    """Label ``records`` with every teacher (one, or several) and fuse the answers by vote (see the module docstring)."""
+    if hasattr(teachers, "label"):
+        teachers = [teachers]  # type: ignore[list-item]
+    teachers = list(teachers)  # type: ignore[arg-type]
     if not teachers:
         raise ValueError("annotate needs at least one teacher")
     names = [t.name for t in teachers]
