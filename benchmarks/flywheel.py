@@ -1,7 +1,7 @@
 """Turns of the data flywheel on real data, printed as a table.
 
     nice -n 10 .venv/bin/python benchmarks/flywheel.py ../shared/datasets/ccks2021_address/train.jsonl \\
-        [--unlabeled .../unlabeled.jsonl] [--labelled-fraction 0.1] [--eval-fraction 0.1] [--traffic 1500] \\
+        [--unlabeled .../unlabeled.jsonl] [--labelled-fraction 0.1] [--eval-fraction 0.1] [--traffic 800] \\
         [--turns 2] [--backbone tiny|e5-small] [--retrain scratch|finetune] [--llm-url URL --llm-model NAME]
 
 Set-up (all seeded):
@@ -102,13 +102,13 @@ def _teachers(args: argparse.Namespace, out: Path, seed_examples: list[Record]) 
     return teachers
 
 
-def _kb_f1(evaluation: list[Record], teachers: list[Any]) -> float:
-    """The teacher itself on the eval set: the ceiling its labels can lift a student towards."""
+def _kb_scores(evaluation: list[Record], teachers: list[Any]) -> tuple[float, dict[str, tuple[float, int]]]:
+    """The KB teacher itself on the eval set: where its labels can lift a student to, per type."""
     from nerwheel.metrics import span_scores
 
     kb = teachers[0].kb
-    overall, _ = span_scores([r.entities for r in evaluation], [kb.annotate_text(r.text) for r in evaluation])
-    return overall["strict"]["f1"]
+    overall, per_type = span_scores([r.entities for r in evaluation], [kb.annotate_text(r.text) for r in evaluation])
+    return overall["strict"]["f1"], {k: (v["strict"]["f1"], v["strict"]["support"]) for k, v in per_type.items()}
 
 
 def _f1(metrics: dict[str, Any]) -> float:
@@ -121,12 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unlabeled", type=Path, help="live traffic (default: unlabeled.jsonl beside DATA)")
     ap.add_argument("--eval-fraction", type=float, default=0.1)
     ap.add_argument("--labelled-fraction", type=float, default=0.1, help="of the labelled file (after eval)")
-    ap.add_argument("--traffic", type=int, default=1500, help="live texts per turn")
+    ap.add_argument("--traffic", type=int, default=800, help="live texts per turn")
     ap.add_argument("--turns", type=int, default=2, help="feedback turns after the first model")
     ap.add_argument("--backbone", default="tiny", help="tiny or e5-small")
     ap.add_argument("--hidden", type=int, default=128, help="tiny backbone width")
     ap.add_argument("--layers", type=int, default=2, help="tiny backbone layers")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--finetune-epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--sequence-length", type=int, default=64)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     write_records(gold, out / "gold.jsonl")
 
     teachers = _teachers(args, out, gold)
-    kb_f1 = _kb_f1(evaluation, teachers)
+    kb_f1, kb_types = _kb_scores(evaluation, teachers)
     policy = GatePolicy(min_delta=args.min_delta, max_type_drop=args.max_type_drop)
 
     # -- turn 0: the first model ------------------------------------------------------------------
@@ -246,8 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total wall time {total:.0f} s; gate reasons:")
     for r in rows:
         print(f"  turn {r['turn']}: " + "; ".join(r["reasons"]))
+    print("\nstrict F1 per type on the eval set (KB = the teacher's own labels)")
+    print(f"{'type':<14}{'support':>8}{'KB':>7}" + "".join(f"{'turn ' + str(r['turn']):>8}" for r in rows))
+    for label in sorted(kb_types.keys() | rows[0]["per_type"].keys(), key=lambda k: -kb_types.get(k, (0, 0))[1]):
+        f1, support = kb_types.get(label, (0.0, 0))
+        print(f"{label:<14}{support:>8}{f1:>7.3f}" + "".join(f"{r['per_type'].get(label, 0.0):>8.3f}" for r in rows))
     (out / "flywheel.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                   "kb_eval_f1": kb_f1, "rows": rows, "wall_s": total},
+                                                   "kb_eval_f1": kb_f1, "kb_eval_per_type": kb_types,
+                                                   "rows": rows, "wall_s": total},
                                                   ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return 0
 
