@@ -51,8 +51,14 @@ def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--backbone", type=str, default="tiny", show_default=True,
               help="Encoder: tiny (trained from scratch), e5-small (multilingual-e5-small), or a HF folder.")
 @click.option("--teacher", type=click.Choice(["kb", "llm"]), default="kb", show_default=True,
-              help="Who labels the traffic: the knowledge base (offline) or an LLM (--set llm_endpoint=...).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum training epochs (default here: 4; the pipeline's own default, for a GPU node, is 10).")
+              help="Who labels the traffic: the knowledge base (offline) or an LLM (--llm-url, --llm-model).")
+@click.option("--llm-url", envvar="NERWHEEL_LLM_URL", default=None,
+              help="OpenAI-compatible base URL for --teacher llm (env NERWHEEL_LLM_URL); the API key is read from "
+                   "NERWHEEL_LLM_API_KEY by the task, never passed as a parameter.")
+@click.option("--llm-model", envvar="NERWHEEL_LLM_MODEL", default=None,
+              help="Model name on that server (env NERWHEEL_LLM_MODEL).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Maximum training epochs (default here: 4; the pipeline's own default, for a GPU node, is 10).")
 @click.option("--s3-endpoint", type=str, default=None,
               help="Use this S3 endpoint (e.g. http://127.0.0.1:9000): inputs, Triton repository and every "
                    "artifact go to s3://BUCKET/PREFIX/ (credentials from the usual AWS_* variables).")
@@ -65,7 +71,8 @@ def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
               help="Do not gate against the model already live in the repository (from an earlier run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-task progress lines.")
-def run(out_dir: Path, backbone: str, teacher: str, epochs: int | None, s3_endpoint: str | None, s3_bucket: str,
+def run(out_dir: Path, backbone: str, teacher: str, llm_url: str | None, llm_model: str | None, epochs: int | None,
+        s3_endpoint: str | None, s3_bucket: str,
         s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], ignore_live: bool, as_json: bool,
         quiet: bool) -> None:
     """Run the whole pipeline locally (Kubeflow's local runner) on the embedded default.
@@ -81,6 +88,12 @@ def run(out_dir: Path, backbone: str, teacher: str, epochs: int | None, s3_endpo
     with _errors():
         args: dict[str, Any] = load_params_file(params_file) if params_file else {}
         args.update({"backbone": backbone, "teacher": teacher})
+        if llm_url:
+            args["llm_endpoint"] = llm_url
+        if llm_model:
+            args["llm_model"] = llm_model
+        if teacher == "llm" and not (args.get("llm_endpoint") and args.get("llm_model")):
+            raise click.UsageError("--teacher llm needs --llm-url and --llm-model (or NERWHEEL_LLM_URL / _MODEL)")
         if epochs is not None:
             args["epochs"] = epochs
         args.update(_set_values(sets))
