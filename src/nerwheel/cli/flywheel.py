@@ -59,13 +59,13 @@ def _write_json(obj: Any, path: str | Path) -> None:
 def _load_config(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith((".yaml", ".yml")):
-        import yaml
+    import yaml
 
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = (yaml.safe_load(text) or {}) if path.endswith((".yaml", ".yml")) else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise click.BadParameter(f"{path}: cannot be parsed: {exc}", param_hint="--config") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path}: a config file must hold a mapping of option -> value", param_hint="--config")
     return data
