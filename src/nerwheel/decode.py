@@ -27,7 +27,8 @@ import numpy as np
 from nerwheel.labels import get_scheme, tags_to_spans
 from nerwheel.records import Entity
 
-__all__ = ["CrfParams", "allowed_transitions", "log_softmax", "marginals", "tags_to_entities", "viterbi"]
+__all__ = ["CrfParams", "allowed_transitions", "backtrack", "log_softmax", "marginals", "tags_to_entities",
+           "viterbi"]
 
 # Finite stand-in for -inf: keeps max/logsumexp free of nan when a whole row is forbidden.
 NEG = -1e4
@@ -123,11 +124,13 @@ def viterbi(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: Crf
         active = (t < lengths)[:, None]
         score = np.where(active, nxt, score)
         history[:, t - 1] = best_prev
-    score = score + crf.end[None, :]
-    last = score.argmax(axis=1)
+    return backtrack(history, (score + crf.end[None, :]).argmax(axis=1), lengths)
+
+
+def backtrack(history: np.ndarray, last: np.ndarray, lengths: Sequence[int] | np.ndarray) -> list[list[int]]:
+    """Viterbi paths from back-pointers ``history[b, t, tag]`` (best tag at t for ``tag`` at t+1) and last tags."""
     paths: list[list[int]] = []
-    for b in range(bsz):
-        n = int(lengths[b])
+    for b, n in enumerate(int(x) for x in lengths):
         if n == 0:
             paths.append([])
             continue

@@ -77,7 +77,10 @@ class ModelSettings(Section):
     scheme: Literal["BIO", "BIOES", "BMES"] = Field("BIO", description="tagging scheme")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the linear head")
     init_from: str | None = Field(None, description="nerwheel model directory to continue training from")
-    cache_dir: str | None = Field(None, description="where converted backbones (e5-small) are kept (default: nerwheel.model.e5small.cache_root)")
+    cache_dir: str | None = Field(
+        None, description="where the converted e5-small directory is kept (default: $NERWHEEL_CACHE/e5-small or "
+        "~/.cache/nerwheel/e5-small)"
+    )
     tiny: TinySettings = Field(default_factory=TinySettings, description="size of the `tiny` backbone")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="optional LoRA adapters")
 

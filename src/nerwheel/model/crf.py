@@ -12,8 +12,11 @@ Parameters are named like the saved ``crf.safetensors`` / ``crf.npz`` keys:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+from nerwheel.decode import backtrack
 
 __all__ = ["CRF", "pack"]
 
@@ -98,18 +101,5 @@ class CRF(nn.Module):
             score = torch.where(mask[:, t, None], best + emissions[:, t], score)
             history.append(idx)
         last = (score + end[None, :]).argmax(dim=1)
-        lengths = mask.sum(dim=1).tolist()
-        hist = torch.stack(history, dim=1).cpu() if history else None
-        out = []
-        for b in range(bsz):
-            n = int(lengths[b])
-            if n == 0:
-                out.append([])
-                continue
-            tag = int(last[b])
-            path = [tag]
-            for t in range(n - 2, -1, -1):
-                tag = int(hist[b, t, tag])  # type: ignore[index]
-                path.append(tag)
-            out.append(path[::-1])
-        return out
+        hist = torch.stack(history, dim=1).cpu().numpy() if history else np.zeros((bsz, 0, self.num_tags), np.int64)
+        return backtrack(hist, last.cpu().numpy(), mask.sum(dim=1).tolist())

@@ -14,8 +14,8 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,22 @@ from nerwheel.model.optim import build_optimizer, build_scheduler
 from nerwheel.model.runtime import TorchTagger
 from nerwheel.records import Record
 
-__all__ = ["EarlyStopping", "FitResult", "fit", "resolve_device", "seed_everything"]
+__all__ = ["EarlyStopping", "FitResult", "evaluate_model", "fit", "resolve_device", "seed_everything",
+           "torch_threads"]
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` torch CPU threads (0: leave as is), restoring the previous count afterwards."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
@@ -128,28 +141,6 @@ def fit(
     save: Callable[[Path, dict[str, Any]], None],
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best epoch's weights."""
-    threads = torch.get_num_threads()
-    if config.training.threads:
-        torch.set_num_threads(config.training.threads)
-    try:
-        return _fit(model, train, dev, config=config, learning_rate=learning_rate, encoder=encoder, card=card,
-                    run_dir=run_dir, save=save)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit(
-    model: TokenClassifier,
-    train: Sequence[Feature],
-    dev: Sequence[Record],
-    *,
-    config: TrainConfig,
-    learning_rate: float,
-    encoder: TextEncoder,
-    card: ModelCard,
-    run_dir: Path,
-    save: Callable[[Path, dict[str, Any]], None],
-) -> FitResult:
     t = config.training
     seed_everything(t.seed)
     device = resolve_device(t.device)

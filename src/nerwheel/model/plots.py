@@ -18,6 +18,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def training_curve_png(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Train loss (left axis) and dev strict / partial F1 (right axis) per epoch."""
     plt = _pyplot()
@@ -36,11 +44,7 @@ def training_curve_png(history: Sequence[dict[str, Any]], path: str | Path) -> P
         ax2.set_ylim(0, 1)
         ax2.legend(loc="lower right")
     ax.set_title("training curve")
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def f1_bars_png(metrics: dict[str, Any], path: str | Path) -> Path:
@@ -59,11 +63,7 @@ def f1_bars_png(metrics: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("F1")
     ax.set_title(f"F1 by type (overall strict {metrics['overall']['strict']['f1']:.3f})")
     ax.legend()
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)
 
 
 def confusion_matrix_png(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: str | Path) -> Path:
@@ -88,8 +88,4 @@ def confusion_matrix_png(labels: Sequence[str], matrix: Sequence[Sequence[int]],
                 ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
                         color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title("character confusion by type")
-    fig.tight_layout()
-    out = Path(path)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, path)

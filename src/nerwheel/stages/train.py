@@ -145,7 +145,7 @@ def train(
     """Train a token classifier as ``config`` says; returns the new model directory."""
     from nerwheel.model.data import build_features
     from nerwheel.model.lora import apply_lora
-    from nerwheel.model.loop import evaluate_model, fit, seed_everything
+    from nerwheel.model.loop import evaluate_model, fit, seed_everything, torch_threads
 
     t = config.training
     seed_everything(t.seed)
@@ -184,16 +184,18 @@ def train(
     def save_checkpoint(path: Path, dev_metrics: dict[str, Any]) -> None:
         _write_model(path, model, backbone, card.model_copy(update={"metrics": {"dev": _summary(dev_metrics)}}))
 
-    result = fit(model, features, inputs.dev, config=config, learning_rate=learning_rate, encoder=encoder, card=card,
-                 run_dir=run_dir, save=save_checkpoint)
+    with torch_threads(t.threads):
+        result = fit(model, features, inputs.dev, config=config, learning_rate=learning_rate, encoder=encoder,
+                     card=card, run_dir=run_dir, save=save_checkpoint)
+        test_metrics = evaluate_model(model, card, encoder, inputs.test, t.eval_batch_size) if inputs.test else None
     card_metrics: dict[str, Any] = {
         "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,
         "training_seconds": round(result.seconds, 1),
     }
     if result.best_metrics:
         card_metrics["dev"] = _summary(result.best_metrics)
-    if inputs.test:
-        card_metrics["test"] = _summary(evaluate_model(model, card, encoder, inputs.test, t.eval_batch_size))
+    if test_metrics:
+        card_metrics["test"] = _summary(test_metrics)
     card.metrics = card_metrics
     _write_model(run_dir, model, backbone, card)
     if config.output.plots and result.history:
