@@ -15,6 +15,7 @@ def annotate(
     teacher: str,
     llm_endpoint: str,
     llm_model: str,
+    llm_max_tokens: int,
     annotated: Output[Dataset],
     metrics: Output[Metrics],
     report: Output[HTML],
@@ -28,6 +29,7 @@ def annotate(
             its API key comes from the ``nerwheel-llm`` secret as NERWHEEL_LLM_API_KEY).
         llm_endpoint: base URL of the OpenAI-compatible server (``llm`` only).
         llm_model: model name on that server (``llm`` only).
+        llm_max_tokens: the longest answer the LLM may give per text (bounds cost and time).
 
     Returns:
         annotated: the labelled records (Dataset folder: records.jsonl, rejects.jsonl);
@@ -38,7 +40,8 @@ def annotate(
 
     task_logging()
     scalars = run(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher, llm_endpoint=llm_endpoint,
-                  llm_model=llm_model, out_path=annotated.path, report_path=report.path)
+                  llm_model=llm_model, llm_max_tokens=llm_max_tokens, out_path=annotated.path,
+                  report_path=report.path)
     for name, value in scalars.items():
         metrics.log_metric(name, value)
     annotated.metadata["teacher"] = teacher

@@ -113,6 +113,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         teacher: str = "kb",
         llm_endpoint: str = "",
         llm_model: str = "",
+        llm_max_tokens: int = 1024,
         synth_short: int = 200,
         synth_long: int = 200,
         synth_seed: int = 13,
@@ -141,6 +142,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             teacher: Who labels the traffic: kb (knowledge base, offline) or llm (OpenAI-compatible server).
             llm_endpoint: Base URL of the OpenAI-compatible server (teacher=llm).
             llm_model: Model name on that server (teacher=llm).
+            llm_max_tokens: Longest LLM answer per text (bounds cost and time).
             synth_short: Synthetic short texts (one entity type each), spread over the types.
             synth_long: Synthetic long composite texts.
             synth_seed: Seed of the synthesiser.
@@ -161,7 +163,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits.
         """
         t_annotate = annotate(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher, llm_endpoint=llm_endpoint,
-                              llm_model=llm_model)
+                              llm_model=llm_model, llm_max_tokens=llm_max_tokens)
         t_annotate.set_display_name(DISPLAY_NAMES["annotate"])
         kubernetes.use_secret_as_env(t_annotate, secret_name=p.llm_secret,
                                      secret_key_to_env={p.llm_secret_key: p.llm_env}, optional=True)

@@ -4,7 +4,7 @@ __all__ = ["run"]
 
 
 def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_model: str, out_path: str,
-        report_path: str) -> dict[str, float]:
+        report_path: str, llm_max_tokens: int = 1024) -> dict[str, float]:
     """Label the texts at ``texts_uri`` (empty = bundled sample traffic) with the ``kb`` or ``llm`` teacher.
 
     The LLM teacher takes its few-shot examples from the gold seed set (``seed_uri``) and has its
@@ -29,8 +29,8 @@ def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_m
         from nerwheel.llm.teacher import LLMTeacher
 
         seed = read_dataset(resolve_uri(seed_uri, "seed")).records
-        teachers = [LLMTeacher(LLMConfig(base_url=llm_endpoint.strip(), model=llm_model.strip()), examples=seed,
-                               corrector=kb.kb)]
+        config = LLMConfig(base_url=llm_endpoint.strip(), model=llm_model.strip(), max_tokens=llm_max_tokens)
+        teachers = [LLMTeacher(config, examples=seed, corrector=kb.kb)]
     else:
         raise ValueError(f"unknown teacher {teacher!r}; choose kb or llm")
     result = annotate(texts.records, teachers)
