@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(teacher's own eval strict F1 {kb_f1:.4f}), backbone {args.backbone}, retrain {args.retrain}, "
           f"{args.traffic} live texts per turn")
     head = (f"{'turn':>4} {'train':>6} {'gold':>5} {'teach':>6} {'traffic':>7} {'disagr':>6} "
-            f"{'miss/spur/bound/type':>20} {'eval F1':>8} {'dF1':>8} {'gate':>8} {'fb s':>6} {'train s':>7} {'eval s':>6}")
+            f"{'miss/spur/bound/type':>20} {'eval F1':>8} {'dF1':>8} {'gate':>8} {'fb s':>6} {'train s':>7} "
+            f"{'eval s':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:

@@ -210,7 +210,8 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
 @click.option("--model", required=True, help="Model directory, export directory or Triton URL.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @click.option("--threshold", type=float, help="Lowest entity confidence kept [0.9].")
-@click.option("--mode", type=click.Choice(["entity", "record"]), help="Keep confident entities, or whole records [entity].")
+@click.option("--mode", type=click.Choice(["entity", "record"]),
+              help="Keep confident entities, or whole records [entity].")
 @click.option("--keep-empty/--no-keep-empty", default=None, help="Keep texts with no predicted entity [no].")
 @click.option("--source", help="Source name for predicted spans [model:<model dir name>].")
 @click.option("--exclude", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -249,7 +250,9 @@ def _exclude(records: list[Record], eval_paths: tuple[str, ...]) -> tuple[list[R
 
 
 # -- feedback -----------------------------------------------------------------------------------------
-def _teachers(chosen: tuple[str, ...], llm_kw: dict[str, Any], out: Path, examples: str | None) -> tuple[list[Any], Any]:
+def _teachers(
+    chosen: tuple[str, ...], llm_kw: dict[str, Any], out: Path, examples: str | None
+) -> tuple[list[Any], Any]:
     """Build the teachers as ``nerwheel annotate`` does (the KB also corrects LLM labels); returns (teachers, cache)."""
     from nerwheel.cli.teach import _llm_configs
     from nerwheel.stages.annotate import KBTeacher

@@ -137,7 +137,11 @@ def diff_entities(
         Disagreement("spurious", m, None) for m in m_left if scope is None or m.label in scope
         or any(m.overlaps(t) for t in t_ents)
     )
-    return sorted(out, key=lambda d: ((d.teacher or d.model).start, (d.teacher or d.model).end, d.kind))  # type: ignore[union-attr]
+    def position(d: Disagreement) -> tuple[int, int, str]:
+        e = d.teacher or d.model
+        return (e.start, e.end, d.kind)  # type: ignore[union-attr]
+
+    return sorted(out, key=position)
 
 
 def feedback_record(
