@@ -86,20 +86,17 @@ def _evaluate(model_dir: Path, evaluation: list[Record], out: Path) -> tuple[dic
 
 
 def _teachers(args: argparse.Namespace, out: Path, seed_examples: list[Record]) -> list[Any]:
-    from nerwheel.stages.annotate import KBTeacher
+    """The KB first (``_kb_scores`` reads it), then one LLM teacher per ``--llm-model``."""
+    from nerwheel.stages.annotate import build_teachers
 
-    kb = KBTeacher()
-    teachers: list[Any] = [kb]
+    configs, cache = [], None
     if args.llm_url:
         from nerwheel.llm.cache import ResponseCache
         from nerwheel.llm.config import LLMConfig
-        from nerwheel.llm.teacher import LLMTeacher
 
+        configs = [LLMConfig(base_url=args.llm_url, model=m) for m in args.llm_model]
         cache = ResponseCache(out / "llm-cache.sqlite")
-        for model in args.llm_model:
-            teachers.append(LLMTeacher(LLMConfig(base_url=args.llm_url, model=model), examples=seed_examples,
-                                       cache=cache, corrector=kb.kb))
-    return teachers
+    return build_teachers(["kb", "llm"] if configs else ["kb"], configs, examples=seed_examples, cache=cache)
 
 
 def _kb_scores(evaluation: list[Record], teachers: list[Any]) -> tuple[float, dict[str, tuple[float, int]]]:

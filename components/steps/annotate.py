@@ -15,24 +15,16 @@ def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_m
 
     from nerwheel.components.data import read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
-    from nerwheel.stages.annotate import KBTeacher, annotate
+    from nerwheel.stages.annotate import annotate, build_teachers
 
     texts = read_dataset(resolve_uri(texts_uri, "texts"), format="text")
-    kb = KBTeacher()
-    if teacher == "kb":
-        teachers = [kb]
-    elif teacher == "llm":
-        if not (llm_endpoint.strip() and llm_model.strip()):
-            raise ValueError("teacher 'llm' needs llm_endpoint and llm_model (the OpenAI-compatible server and "
-                             "the model name it serves)")
+    configs, seed = [], []
+    if teacher == "llm" and llm_endpoint.strip() and llm_model.strip():
         from nerwheel.llm.config import LLMConfig
-        from nerwheel.llm.teacher import LLMTeacher
 
+        configs = [LLMConfig(base_url=llm_endpoint.strip(), model=llm_model.strip(), max_tokens=llm_max_tokens)]
         seed = read_dataset(resolve_uri(seed_uri, "seed")).records
-        config = LLMConfig(base_url=llm_endpoint.strip(), model=llm_model.strip(), max_tokens=llm_max_tokens)
-        teachers = [LLMTeacher(config, examples=seed, corrector=kb.kb)]
-    else:
-        raise ValueError(f"unknown teacher {teacher!r}; choose kb or llm")
+    teachers = build_teachers([teacher], configs, examples=seed)
     result = annotate(texts.records, teachers)
     rejects = [_as_reject(r) for r in result.rejects()] + list(texts.rejects)
     write_dataset(out_path, result.records, rejects=rejects)

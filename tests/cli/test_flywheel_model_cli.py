@@ -111,7 +111,7 @@ def test_feedback_cli_usage_errors(micro, tmp_path):
     inp = write(tmp_path / "t.jsonl", make(2, seed=9))
     res = run("feedback", "--model", micro["model"], "--input", inp, "--out", tmp_path / "o.jsonl",
               "--teacher", "llm", code=2)
-    assert "--teacher llm needs --llm-url" in res.output
+    assert "needs an LLM endpoint and a model name (CLI: --llm-url and --llm-model" in res.output
 
 
 def test_pseudo_label_cli(micro, tmp_path):

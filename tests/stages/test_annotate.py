@@ -87,7 +87,7 @@ def test_cli_annotate_with_the_kb(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--teacher", "llm"], "--teacher llm needs --llm-url"),
+    [(["--teacher", "llm"], "needs an LLM endpoint and a model name (CLI: --llm-url and --llm-model"),
      (["--mode", "pos"], "knowledge base labels address entities only"),
      (["--llm-url", "http://127.0.0.1:9/v1"], "--llm-url needs --llm-model")],
 )

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from nerwheel.cli.llm_options import llm_options
 import pydantic
 
 from nerwheel.records import Record
@@ -254,30 +256,17 @@ def _teachers(
     chosen: tuple[str, ...], llm_kw: dict[str, Any], out: Path, examples: str | None
 ) -> tuple[list[Any], Any]:
     """Build the teachers as ``nerwheel annotate`` does (the KB also corrects LLM labels); returns (teachers, cache)."""
-    from nerwheel.cli.teach import _llm_configs
-    from nerwheel.stages.annotate import KBTeacher
+    from nerwheel.cli.llm_options import llm_configs, open_cache
+    from nerwheel.stages.annotate import build_teachers
 
-    configs = _llm_configs(llm_kw)
     chosen = tuple(dict.fromkeys(chosen or ("kb",)))
-    if "llm" in chosen and not configs:
-        raise click.UsageError("--teacher llm needs --llm-url and --llm-model")
-    kb = KBTeacher()
-    built: list[Any] = [kb] if "kb" in chosen else []
-    cache = None
-    if "llm" in chosen:
-        from nerwheel.llm.cache import ResponseCache
-        from nerwheel.llm.teacher import LLMTeacher
-
-        seed = _read(examples, [], what="--examples") if examples else []
-        cache = ResponseCache(llm_kw["cache_path"] or out.parent / "llm-cache.sqlite")
-        built += [LLMTeacher(cfg, examples=seed, cache=cache, corrector=kb.kb) for cfg in configs]
-    return built, cache
-
-
-def _llm_options(f: Any) -> Any:
-    from nerwheel.cli.teach import _llm_options as options
-
-    return options(f)
+    configs = llm_configs(llm_kw)
+    cache = open_cache(llm_kw, out) if "llm" in chosen and configs else None
+    seed = _read(examples, [], what="--examples") if examples else []
+    try:
+        return build_teachers(chosen, configs, examples=seed, cache=cache), cache
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group(invoke_without_command=True, subcommand_metavar="[import REVIEWED --out FILE]")
@@ -300,7 +289,7 @@ def _llm_options(f: Any) -> Any:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML/JSON with FeedbackConfig fields; flags win.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Disagreement report JSON [OUT.report.json].")
-@_llm_options
+@llm_options
 @click.pass_context
 def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, holdout, teacher_labels, min_votes,
              examples, labelstudio, config_path, report, **llm_kw):

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from nerwheel.cli.llm_options import llm_configs, llm_options, open_cache
+
 from nerwheel.formats import FORMATS, FormatError, read_records, write_records
 
 FORMAT_CHOICE = click.Choice(sorted(FORMATS))
@@ -32,46 +34,6 @@ def _read(path: Path, fmt: str | None) -> list[Any]:
     if result.rejects:
         click.echo(f"{result.summary()} (first: {result.rejects[0]})", err=True)
     return result.records
-
-
-def _llm_options(f: Any) -> Any:
-    opts = [
-        click.option("--llm-url", envvar="NERWHEEL_LLM_URL", default=None,
-                     help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1 (env NERWHEEL_LLM_URL)."),
-        click.option("--llm-model", "llm_models", multiple=True, envvar="NERWHEEL_LLM_MODEL",
-                     help="Model name; repeat for several LLM teachers (env NERWHEEL_LLM_MODEL)."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
-                     help="LLM requests in flight at once."),
-        click.option("--rps", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="At most this many LLM requests started per second."),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
-                     help="Read timeout per LLM request, seconds."),
-        click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True),
-        click.option("--structured", type=click.Choice(["auto", "json_schema", "off"]), default="auto",
-                     show_default=True, help="Send response_format json_schema (auto: fall back if refused)."),
-        click.option("--price-prompt", type=float, default=0.0, help="Cost per 1k prompt tokens, for the report."),
-        click.option("--price-completion", type=float, default=0.0, help="Cost per 1k completion tokens."),
-        click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="SQLite response cache (default: llm-cache.sqlite beside --out); reruns never call twice."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def _llm_configs(kw: dict[str, Any]) -> list[Any]:
-    from nerwheel.llm.config import LLMConfig
-
-    if not kw["llm_url"]:
-        return []
-    if not kw["llm_models"]:
-        raise click.UsageError("--llm-url needs --llm-model (the model name the server expects)")
-    return [LLMConfig(base_url=kw["llm_url"], model=m, max_in_flight=kw["concurrency"],
-                      requests_per_second=kw["rps"], max_tokens=kw["max_tokens"], read_timeout=kw["timeout"],
-                      max_retries=kw["retries"], structured=kw["structured"],
-                      price_prompt_per_1k=kw["price_prompt"], price_completion_per_1k=kw["price_completion"])
-            for m in kw["llm_models"]]
 
 
 @click.command()
@@ -95,36 +57,25 @@ def _llm_configs(kw: dict[str, Any]) -> list[Any]:
               help="Failed records and refused entities with reasons (default: OUT.rejects.jsonl).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write run counts, token usage and cost as JSON.")
-@_llm_options
+@llm_options
 def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[str, ...], examples: Path | None,
              per_type: int, mode: str, prompt: str | None, kb_correct: bool, min_votes: int | None,
              rejects_path: Path | None, stats_path: Path | None, **llm_kw: Any) -> None:
     """Label INPUT with a teacher (knowledge base or LLM) and write OUT."""
-    from nerwheel.stages.annotate import KBTeacher
     from nerwheel.stages.annotate import annotate as run
+    from nerwheel.stages.annotate import build_teachers
 
     with _errors():
         records = _read(input_path, fmt)
-        configs = _llm_configs(llm_kw)
-        chosen = list(dict.fromkeys(teachers or (("llm",) if configs else ("kb",))))
-        if "llm" in chosen and not configs:
-            raise click.UsageError("--teacher llm needs --llm-url and --llm-model")
-        if mode == "pos" and "kb" in chosen:
-            raise click.UsageError("the knowledge base labels address entities only; use --teacher llm for --mode pos")
-        built: list[Any] = []
-        cache = None
-        kb_teacher = KBTeacher() if ("kb" in chosen or (kb_correct and mode == "entity" and configs)) else None
-        if "kb" in chosen:
-            built.append(kb_teacher)
-        if "llm" in chosen:
-            from nerwheel.llm.cache import ResponseCache
-            from nerwheel.llm.teacher import LLMTeacher
-
-            seed = _read(examples, None) if examples else []
-            cache = ResponseCache(llm_kw["cache_path"] or out_path.parent / "llm-cache.sqlite")
-            for cfg in configs:
-                built.append(LLMTeacher(cfg, mode=mode, prompt=prompt, examples=seed, per_type=per_type, cache=cache,  # type: ignore[arg-type]
-                                        corrector=kb_teacher.kb if (kb_teacher and kb_correct) else None))
+        configs = llm_configs(llm_kw)
+        chosen = teachers or (("llm",) if configs else ("kb",))
+        cache = open_cache(llm_kw, out_path) if "llm" in chosen and configs else None
+        seed = _read(examples, None) if examples else []
+        try:
+            built = build_teachers(chosen, configs, examples=seed, mode=mode,  # type: ignore[arg-type]
+                                   prompt=prompt, per_type=per_type, cache=cache, kb_correct=kb_correct)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
         result = run(records, built, mode=mode, min_votes=min_votes)  # type: ignore[arg-type]
         write_records(result.records, out_path)
         rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
@@ -162,7 +113,7 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
               help="Share of numbers written as 0s (MGeo data masks digits).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Coverage report JSON (default: OUT.coverage.json).")
-@_llm_options
+@llm_options
 def synthesize(out_path: Path, examples: Path | None, n_short: int, n_long: int, n_llm: int,
                eval_paths: tuple[Path, ...], seed: int, provinces: tuple[str, ...], mask_digits: float,
                report_path: Path | None, **llm_kw: Any) -> None:
@@ -174,17 +125,15 @@ def synthesize(out_path: Path, examples: Path | None, n_short: int, n_long: int,
         seed_records = _read(examples, None) if examples else []
         eval_texts = {r.text for p in eval_paths for r in _read(p, None)}
         llm = None
-        configs = _llm_configs(llm_kw)
+        configs = llm_configs(llm_kw)
         if n_llm and not configs:
             raise click.UsageError("--n-llm needs --llm-url and --llm-model")
         cache = None
         if n_llm:
-            from nerwheel.kb.annotator import AddressKB
-            from nerwheel.llm.cache import ResponseCache
-            from nerwheel.llm.teacher import LLMTeacher
+            from nerwheel.stages.annotate import build_teachers
 
-            cache = ResponseCache(llm_kw["cache_path"] or out_path.parent / "llm-cache.sqlite")
-            llm = LLMTeacher(configs[0], examples=seed_records, cache=cache, corrector=AddressKB())
+            cache = open_cache(llm_kw, out_path)
+            llm = build_teachers(["llm"], configs[:1], examples=seed_records, cache=cache)[0]
         cfg = SynthesisConfig(n_short=n_short, n_long=n_long, n_llm=n_llm, seed=seed, provinces=provinces,
                               mask_digits=mask_digits)
         result = run(cfg, examples=seed_records, eval_texts=eval_texts, llm=llm)

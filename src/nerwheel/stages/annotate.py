@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from nerwheel.llm.validate import TeacherOutput
 from nerwheel.records import Entity, Record
 
-__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate"]
+__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers"]
 
 
 class Teacher(Protocol):
@@ -48,6 +48,45 @@ class KBTeacher:
 
     def label(self, records: Sequence[Record]) -> list[TeacherOutput]:
         return [TeacherOutput(entities=self.kb.annotate_text(r.text)) for r in records]
+
+
+def build_teachers(
+    kinds: Sequence[str],
+    llm_configs: Sequence[Any] = (),
+    *,
+    examples: Sequence[Record] = (),
+    mode: Literal["entity", "pos"] = "entity",
+    prompt: str | None = None,
+    per_type: int = 4,
+    cache: Any = None,
+    kb_correct: bool = True,
+) -> list[Teacher]:
+    """Assemble the teachers named in ``kinds`` (``kb``, ``llm``): the one place the CLI, the
+    pipeline and the benchmarks build them, so they label alike.
+
+    ``llm`` makes one :class:`~nerwheel.llm.teacher.LLMTeacher` per config (several models vote).
+    With ``kb_correct`` the knowledge base also checks the LLMs' address labels (entity mode), and
+    one KB instance serves both roles (it takes seconds to load).
+    """
+    kinds = list(dict.fromkeys(kinds))
+    unknown = [k for k in kinds if k not in ("kb", "llm")]
+    if unknown:
+        raise ValueError(f"unknown teacher(s) {unknown}; choose from: kb, llm")
+    if "llm" in kinds and not llm_configs:
+        raise ValueError("teacher 'llm' needs an LLM endpoint and a model name (CLI: --llm-url and --llm-model; "
+                         "pipeline: llm_endpoint and llm_model)")
+    if mode == "pos" and "kb" in kinds:
+        raise ValueError("the knowledge base labels address entities only; use the llm teacher for mode 'pos'")
+    needs_kb = "kb" in kinds or ("llm" in kinds and kb_correct and mode == "entity")
+    kb = KBTeacher() if needs_kb else None
+    built: list[Teacher] = [kb] if (kb is not None and "kb" in kinds) else []
+    if "llm" in kinds:
+        from nerwheel.llm.teacher import LLMTeacher
+
+        corrector = kb.kb if (kb is not None and kb_correct and mode == "entity") else None
+        built += [LLMTeacher(cfg, mode=mode, prompt=prompt, examples=examples, per_type=per_type, cache=cache,
+                             corrector=corrector) for cfg in llm_configs]
+    return built
 
 
 @dataclass(frozen=True, slots=True)
