@@ -42,8 +42,31 @@ def test_low_support_types_are_reported_not_enforced():
     cand = metrics(0.84, {"road": (0.86, 200), "houseno": (0.90, 150), "subpoi": (0.0, 5)})
     d = gate(cand, PROD)
     assert d.promote
-    assert d.per_type["subpoi"] == {"candidate": 0.0, "production": 0.5, "delta": -0.5, "support": 5, "checked": False}
+    assert d.per_type["subpoi"] == {"candidate": 0.0, "production": 0.5, "delta": -0.5, "support": 5, "checked": False,
+                                    "allowed_drop": 0.4}
     assert not gate(cand, PROD, GatePolicy(min_support=5)).promote
+
+
+@pytest.mark.parametrize(
+    ("support", "drop", "promote"),
+    [
+        (51, 0.0201, True),    # the flywheel benchmark's `assist`: two spans' worth is 0.039, so 0.02 is noise
+        (51, 0.0400, False),   # more than two spans' worth on the same type
+        (500, 0.0201, False),  # a well-supported type: max_type_drop (0.02) decides
+        (500, 0.0190, True),
+    ],
+)
+def test_small_falls_on_modest_support_are_noise(support, drop, promote):
+    prod = metrics(0.80, {"road": (0.80, 200), "assist": (0.50, support)})
+    cand = metrics(0.83, {"road": (0.85, 200), "assist": (0.50 - drop, support)})
+    d = gate(cand, prod)
+    assert d.promote is promote
+    assert d.per_type["assist"]["allowed_drop"] == pytest.approx(max(0.02, 2 / support))
+    if not promote:
+        (reason,) = [r for r in d.reasons if r.startswith("type")]
+        assert "'assist'" in reason and f"support {support}" in reason
+    if drop > 0.02:  # without the noise floor every fall past max_type_drop refuses
+        assert not gate(cand, prod, GatePolicy(noise_spans=0)).promote
 
 
 def test_a_type_the_candidate_lost_counts_as_zero():

@@ -169,6 +169,8 @@ def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict
 @click.option("--min-delta", type=float, help="Required rise of overall F1 [0.005].")
 @click.option("--max-type-drop", type=float, help="Largest allowed fall of one type's F1 [0.02].")
 @click.option("--min-support", type=int, help="Types with fewer gold spans are not enforced [20].")
+@click.option("--noise-spans", type=float,
+              help="A type may fall by this many spans' worth of F1 when that exceeds --max-type-drop [2].")
 @click.option("--metric", type=click.Choice(["strict", "partial", "type"]), help="Which F1 decides [strict].")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML/JSON with GatePolicy fields; flags win.")
@@ -176,7 +178,8 @@ def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict
               default="decision.json")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Where evaluations are written [beside --out].")
 @click.pass_context
-def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support, metric, config_path, out, work_dir):
+def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support, noise_spans, metric, config_path,
+         out, work_dir):
     """Promote CANDIDATE only if it beats PRODUCTION on the same eval set.
 
     Exit status: 0 = promote, 3 = refused (reasons in the decision record and on
@@ -186,7 +189,8 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
     from nerwheel.stages.gate import gate as run_gate
 
     policy = _build(GatePolicy, _load_config(config_path), {
-        "min_delta": min_delta, "max_type_drop": max_type_drop, "min_support": min_support, "metric": metric},
+        "min_delta": min_delta, "max_type_drop": max_type_drop, "min_support": min_support,
+        "noise_spans": noise_spans, "metric": metric},
         "--config/flags")
     work = Path(work_dir) if work_dir else Path(out).parent / "gate-eval"
     cand_metrics = _metrics_for(candidate, data, work, "candidate")
