@@ -101,3 +101,21 @@ def test_predict_url_equals_predict_model(triton, model_v1: Path, tmp_path: Path
 
     assert spans(tmp_path / "served.jsonl") == spans(tmp_path / "offline.jsonl")
     assert sum(len(e) for _, e in spans(tmp_path / "served.jsonl")) > 0
+
+
+@pytest.mark.server
+def test_predict_url_reaches_a_model_deployed_under_another_name(triton, model_v1: Path, tmp_path: Path) -> None:
+    report = CliRunner().invoke(cli, ["deploy", "-m", str(model_v1), "-r", str(triton.local_repo),
+                                      "--triton-url", triton.url, "--name", "addr-cli"])
+    assert report.exit_code == 0, report.output
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "served.jsonl"
+    served = CliRunner().invoke(cli, ["predict", str(texts), "--url", triton.url, "--served-name", "addr-cli",
+                                      "--out", str(out)])
+    assert served.exit_code == 0, served.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == list(TEXTS) and sum(len(r["entities"]) for r in rows) > 0
+    missing = CliRunner().invoke(cli, ["predict", str(texts), "--url", triton.url, "--served-name", "no-such-model",
+                                       "--out", str(tmp_path / "x.jsonl")])
+    assert missing.exit_code != 0 and "no-such-model" in missing.output

@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 def _errors() -> Iterator[None]:
     """Config, data and model errors become one clear line and exit status 1 (no traceback)."""
     from nerwheel.formats import FormatError
+    from nerwheel.serving.client import ServingError
 
     try:
         yield
-    except (FormatError, ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (FormatError, ValueError, FileNotFoundError, FileExistsError, ServingError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -143,12 +144,14 @@ def export(model, out, quantize, eval_path, atol, overwrite):
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", help="Trained model dir or export dir (ONNX Runtime preferred where an export exists).")
 @click.option("--url", help="Triton gRPC endpoint (host:port) instead of a local model.")
+@click.option("--served-name", default="nerwheel", show_default=True,
+              help="With --url: the model name in the Triton repository (deploy --name).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Span JSONL output, in input order.")
 @click.option("--format", "fmt", help="Input format (default: detected; plain text lines work).")
 @click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
 @click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-def predict(input_path, model, url, out, fmt, runtime, int8, batch_size):
+def predict(input_path, model, url, served_name, out, fmt, runtime, int8, batch_size):
     """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL."""
     from nerwheel.formats import write_records, write_rejects
     from nerwheel.stages.predict import load_predictor, predict_records
@@ -160,7 +163,7 @@ def predict(input_path, model, url, out, fmt, runtime, int8, batch_size):
         if url:
             from nerwheel.stages.predict import RemotePredictor
 
-            predictor: Any = RemotePredictor(url, batch_size=batch_size)
+            predictor: Any = RemotePredictor(url, model=served_name, batch_size=batch_size)
         else:
             predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size)
         predicted = predict_records(predictor, records)
