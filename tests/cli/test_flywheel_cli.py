@@ -76,9 +76,39 @@ def test_gate_cli_exit_codes_and_decision_record(tmp_path):
                                    "--out", str(out)])
     assert res.exit_code == 3 and "below min_delta 0.1" in res.output
 
-    res = run("gate", "--candidate", good, "--production", tmp_path / "nothing-here", "--out", out)
+    res = run("gate", "--candidate", good, "--out", out)  # only an omitted --production means the first model
     assert res.exit_code == 0 and "no production model" in res.output
     assert json.loads(out.read_text())["production"] is None
+
+
+def test_gate_cli_refuses_a_production_path_that_does_not_exist(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(metrics(0.85, {"road": 0.88})))
+    out = tmp_path / "decision.json"
+    missing = tmp_path / "prod-typo" / "metrics.json"
+    for production in (missing, ""):
+        res = CliRunner().invoke(cli, ["gate", "--candidate", str(good), "--production", str(production),
+                                       "--out", str(out)])
+        assert res.exit_code == 2, res.output
+        assert f"{production} does not exist; omit --production for the first model" in res.output
+        assert "PROMOTE" not in res.output and not out.exists()  # no decision record, certainly no promotion
+
+
+def test_gate_cli_checks_small_types_by_default_and_min_support_opts_out(tmp_path):
+    def with_small(f1_small):
+        m = metrics(0.85, {"road": 0.88})
+        m["per_type"]["rare"] = {"strict": {"precision": f1_small, "recall": f1_small, "f1": f1_small, "support": 19}}
+        return m
+
+    prod, cand = tmp_path / "prod.json", tmp_path / "cand.json"
+    prod.write_text(json.dumps(with_small(0.9) | {"overall": metrics(0.80, {})["overall"]}))
+    cand.write_text(json.dumps(with_small(0.0)))
+    res = CliRunner().invoke(cli, ["gate", "--candidate", str(cand), "--production", str(prod),
+                                   "--out", str(tmp_path / "d.json")])
+    assert res.exit_code == EXIT_REFUSE and "type 'rare'" in res.output and "noise floor of 2 spans" in res.output
+    res = CliRunner().invoke(cli, ["gate", "--candidate", str(cand), "--production", str(prod), "--min-support", "20",
+                                   "--out", str(tmp_path / "d.json")])
+    assert res.exit_code == 0 and "types under min_support 20 not enforced" in res.output
 
 
 def test_gate_cli_needs_data_for_a_model_dir(tmp_path):

@@ -38,13 +38,76 @@ def test_refuses_a_per_type_regression_and_names_it():
     assert "'houseno'" in reason and "-0.0500" in reason and "max_type_drop 0.02" in reason
 
 
-def test_low_support_types_are_reported_not_enforced():
+def f1_of(tp, fp, fn):
+    """Strict F1 from span counts, so the table below speaks in spans, not in invented F1 values."""
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+@pytest.mark.parametrize(
+    ("support", "prod_f1", "cand_f1", "promote", "why"),
+    [
+        # a 19-span type collapsing 0.90 -> 0.00: under the old min_support=20 exemption this was promoted unseen
+        (19, 0.90, 0.00, False, "the noise floor of 2 spans (0.1053)"),
+        # one span flipping on a 51-span type (46/51 found -> 45/51 found, 4 false positives) is noise
+        (51, f1_of(46, 4, 5), f1_of(45, 4, 6), True, None),
+        # a 0.05 fall on a 150-span type: the floor is 2/150 = 0.013, so max_type_drop (0.02) decides
+        (150, 0.90, 0.85, False, "max_type_drop 0.02"),
+        # 5 spans: a 0.4 fall is two spans' worth (noise), a collapse to 0 is not
+        (5, 0.80, 0.40, True, None),
+        (5, 0.80, 0.00, False, "the noise floor of 2 spans (0.4000)"),
+    ],
+)
+def test_every_type_is_checked_against_its_noise_floor(support, prod_f1, cand_f1, promote, why):
+    prod = metrics(0.80, {"road": (0.80, 200), "t": (prod_f1, support)})
+    cand = metrics(0.83, {"road": (0.85, 200), "t": (cand_f1, support)})
+    d = gate(cand, prod)
+    assert GatePolicy().min_support == 0  # nothing is exempt by default
+    assert d.promote is promote
+    assert d.per_type["t"]["checked"] is True
+    assert d.per_type["t"]["allowed_drop"] == pytest.approx(max(0.02, 2 / support))
+    type_reasons = [r for r in d.reasons if r.startswith("type")]
+    if promote:
+        assert not type_reasons and "2 of 2 types checked" in d.reasons[-1]
+    else:
+        (reason,) = type_reasons
+        assert "'t'" in reason and why in reason and f"support {support}" in reason
+
+
+@pytest.mark.parametrize("support", [1, 2])
+def test_one_or_two_span_types_can_never_block(support):
+    # With noise_spans=2, two flipped spans are the whole type: the eval set says nothing about it either way.
+    prod = metrics(0.80, {"road": (0.80, 200), "rare": (1.0, support)})
+    cand = metrics(0.83, {"road": (0.85, 200), "rare": (0.0, support)})
+    for policy in (GatePolicy(), GatePolicy(max_type_drop=0.0)):
+        d = gate(cand, prod, policy)
+        assert d.promote and d.per_type["rare"]["checked"] and d.per_type["rare"]["allowed_drop"] >= 1.0
+        assert d.per_type["rare"]["delta"] == -1.0  # still reported
+    assert not gate(cand, prod, GatePolicy(noise_spans=0)).promote  # a policy may choose to trust them
+
+
+def test_types_without_gold_spans_are_not_checked():
+    prod = metrics(0.80, {"road": (0.80, 200), "ghost": (0.0, 0)})
+    cand = metrics(0.83, {"road": (0.85, 200), "ghost": (0.0, 0)})
+    d = gate(cand, prod)
+    assert d.promote and d.per_type["ghost"]["checked"] is False and d.per_type["ghost"]["allowed_drop"] is None
+
+
+def test_min_support_is_an_explicit_opt_out():
     cand = metrics(0.84, {"road": (0.86, 200), "houseno": (0.90, 150), "subpoi": (0.0, 5)})
-    d = gate(cand, PROD)
-    assert d.promote
+    assert not gate(cand, PROD).promote  # a 5-span type collapsing 0.5 -> 0 blocks by default
+    d = gate(cand, PROD, GatePolicy(min_support=20))
+    assert d.promote and "types under min_support 20 not enforced" in d.reasons[-1]
     assert d.per_type["subpoi"] == {"candidate": 0.0, "production": 0.5, "delta": -0.5, "support": 5, "checked": False,
                                     "allowed_drop": 0.4}
-    assert not gate(cand, PROD, GatePolicy(min_support=5)).promote
+
+
+def test_production_source_is_the_first_reason():
+    cand = metrics(0.84, {"road": (0.86, 200), "houseno": (0.90, 150), "subpoi": (0.50, 5)})
+    d = gate(cand, PROD, production_source="version 3 of 'nerwheel', live in repo")
+    assert d.reasons[0] == "production: version 3 of 'nerwheel', live in repo" and d.promote
+    first = gate(cand, None, production_source="repo has no live version of 'nerwheel'")
+    assert first.reasons == ["no production model (repo has no live version of 'nerwheel'): the first candidate is "
+                             "promoted (strict F1 0.8400)"]
 
 
 @pytest.mark.parametrize(

@@ -164,13 +164,16 @@ def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict
 @click.option("--candidate", required=True, type=click.Path(exists=True),
               help="Candidate model directory, or its metrics.json.")
 @click.option("--production", type=click.Path(),
-              help="Production model directory or metrics.json; omitted or missing: the candidate is the first model.")
+              help="Production model directory or metrics.json (must exist); omit it for the first model.")
 @click.option("--data", type=click.Path(exists=True, dir_okay=False), help="The fixed eval set both models are run on.")
 @click.option("--min-delta", type=float, help="Required rise of overall F1 [0.005].")
-@click.option("--max-type-drop", type=float, help="Largest allowed fall of one type's F1 [0.02].")
-@click.option("--min-support", type=int, help="Types with fewer gold spans are not enforced [20].")
+@click.option("--max-type-drop", type=float,
+              help="A type's F1 may fall by max(MAX_TYPE_DROP, NOISE_SPANS / its gold spans) [0.02].")
 @click.option("--noise-spans", type=float,
-              help="A type may fall by this many spans' worth of F1 when that exceeds --max-type-drop [2].")
+              help="Gold spans whose flipping is eval-set noise: the per-type floor above [2; 1-2 span types "
+                   "then never block].")
+@click.option("--min-support", type=int,
+              help="Opt-out: types with fewer gold spans are reported, not enforced [0: every type is checked].")
 @click.option("--metric", type=click.Choice(["strict", "partial", "type"]), help="Which F1 decides [strict].")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML/JSON with GatePolicy fields; flags win.")
@@ -182,6 +185,10 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
          out, work_dir):
     """Promote CANDIDATE only if it beats PRODUCTION on the same eval set.
 
+    Overall F1 must rise by MIN_DELTA, and no entity type's F1 may fall by more
+    than max(MAX_TYPE_DROP, NOISE_SPANS / its gold spans). Without --production
+    the candidate is the first model and is promoted.
+
     Exit status: 0 = promote, 3 = refused (reasons in the decision record and on
     stdout), 1/2 = error / usage error.
     """
@@ -192,13 +199,13 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
         "min_delta": min_delta, "max_type_drop": max_type_drop, "min_support": min_support,
         "noise_spans": noise_spans, "metric": metric},
         "--config/flags")
+    if production is not None and (not production.strip() or not Path(production).exists()):
+        # A mistyped path must not turn into a silent "first model" promotion.
+        raise click.BadParameter(f"{production} does not exist; omit --production for the first model",
+                                 param_hint="--production")
     work = Path(work_dir) if work_dir else Path(out).parent / "gate-eval"
     cand_metrics = _metrics_for(candidate, data, work, "candidate")
-    prod_metrics = None
-    if production and Path(production).exists():
-        prod_metrics = _metrics_for(production, data, work, "production")
-    elif production:
-        click.echo(f"production {production} does not exist: treating the candidate as the first model", err=True)
+    prod_metrics = _metrics_for(production, data, work, "production") if production is not None else None
     try:
         decision = run_gate(cand_metrics, prod_metrics, policy)
     except GateError as exc:

@@ -4,12 +4,28 @@ Why this shape: a flywheel that retrains on its own traffic can quietly trade
 one entity type for another (more ``road`` recall, ``houseno`` forgotten) while
 the overall F1 barely moves. So the gate asks two questions on the *same fixed*
 eval set: did overall F1 rise by at least ``min_delta``, and did any entity
-type with enough support fall by more than ``max_type_drop``? Types with tiny
-support are reported but not enforced, because one example flipping would
-swing their F1 by whole points. Between the two, a fall counts only when it is
-larger than ``noise_spans`` gold spans' worth of F1 (about ``noise_spans /
-support``): on a type with 51 spans, two spans flipping move F1 by ~0.04, which
-is noise on that eval set, not a regression (seen in the flywheel benchmark).
+type fall by more than it is allowed to?
+
+Every type is checked, with one rule that scales with its support (its number
+of gold spans): a type's F1 may fall by ``max(max_type_drop, noise_spans /
+support)``. ``noise_spans / support`` is about how far F1 moves when
+``noise_spans`` gold spans flip, i.e. the eval set's own noise on that type:
+
+* 150 spans: the floor is 0.013, so ``max_type_drop`` (0.02) decides and a 0.05
+  fall is refused;
+* 51 spans: two spans flipping move F1 by ~0.04, noise rather than a
+  regression (seen in the flywheel benchmark), so a one-span flip passes;
+* 19 spans: the floor is 0.105, so a collapse from 0.90 to 0.00 is refused;
+  5 spans: a 0.4 fall is within noise, a collapse to 0 is not;
+* 1 or 2 spans (with ``noise_spans`` 2): the floor is 1.0 or more, so such a
+  type can never block. On one or two gold spans, every span flipping *is*
+  ``noise_spans`` flips: the eval set holds no evidence either way about that
+  type, and a gate that refused on it would refuse at random. Such types are
+  still listed in the decision record with their deltas. Types with no gold
+  span at all have an F1 of 0 in both models and are not checked.
+
+``min_support`` remains as an explicit opt-out (types with fewer gold spans are
+reported, not enforced); its default 0 means no type is exempt.
 
 :func:`gate` is pure (metrics dicts in, :class:`GateDecision` out), so the CLI,
 the KFP component and tests all share it. The metrics dicts have the shape
@@ -37,18 +53,32 @@ class GateError(ValueError):
 
 
 class GatePolicy(BaseModel):
-    """When a candidate may replace production. Unknown keys are refused by name."""
+    """When a candidate may replace production. Unknown keys are refused by name.
+
+    A type's F1 may fall by at most ``allowed_drop(support) = max(max_type_drop, noise_spans / support)``
+    (see the module docstring for why); ``min_support`` exempts small types only when set above 0.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_delta: float = Field(default=0.005, ge=-1.0, le=1.0, description="Required rise of overall F1 (absolute).")
-    max_type_drop: float = Field(default=0.02, ge=0.0, le=1.0, description="Largest allowed fall of a type's F1.")
-    min_support: int = Field(default=20, ge=0, description="Types with fewer gold spans are reported, not enforced.")
+    max_type_drop: float = Field(
+        default=0.02, ge=0.0, le=1.0,
+        description="Largest allowed fall of a well-supported type's F1 (small types get the noise floor instead).")
     noise_spans: float = Field(
         default=2.0, ge=0.0,
-        description="A type's fall is tolerated up to max(max_type_drop, noise_spans / support): this many spans "
-                    "flipping is eval-set noise.")
+        description="A type's F1 may fall by max(max_type_drop, noise_spans / support): this many gold spans "
+                    "flipping is eval-set noise. With 2, types of 1-2 spans can never block.")
+    min_support: int = Field(
+        default=0, ge=0,
+        description="Opt-out: types with fewer gold spans are reported, not enforced (0 = every type is checked).")
     metric: Literal["strict", "partial", "type"] = "strict"
+
+    def allowed_drop(self, support: int) -> float | None:
+        """How far a type with ``support`` gold spans may fall; ``None`` when it has no gold span (F1 is 0)."""
+        if support <= 0:
+            return None
+        return max(self.max_type_drop, self.noise_spans / support)
 
 
 @dataclass
@@ -116,12 +146,16 @@ def gate(
     candidate_metrics: Mapping[str, Any],
     production_metrics: Mapping[str, Any] | None,
     policy: GatePolicy | None = None,
+    *,
+    production_source: str | None = None,
 ) -> GateDecision:
     """Decide whether ``candidate_metrics`` beats ``production_metrics`` under ``policy``.
 
     ``production_metrics=None`` means nothing is in production yet: the
-    candidate is promoted with that reason. Metrics from different eval sets
-    (other record count or other per-type support) are refused as not
+    candidate is promoted with that reason. ``production_source`` says where the
+    production model came from (or why there is none, e.g. "the repository has
+    no live version"); it is the first reason when given. Metrics from different
+    eval sets (other record count or other per-type support) are refused as not
     comparable rather than compared.
     """
     pol = policy or GatePolicy()
@@ -132,12 +166,14 @@ def gate(
 
     if production_metrics is None:
         per_type = {
-            label: {"candidate": f1, "production": None, "delta": None, "support": sup, "checked": False}
+            label: {"candidate": f1, "production": None, "delta": None, "support": sup, "checked": False,
+                    "allowed_drop": pol.allowed_drop(sup)}
             for label, (f1, sup) in sorted(cand_types.items())
         }
+        why = f" ({production_source})" if production_source else ""
         return GateDecision(
             "promote",
-            [f"no production model: the first candidate is promoted ({m} F1 {cand_f1:.4f})"],
+            [f"no production model{why}: the first candidate is promoted ({m} F1 {cand_f1:.4f})"],
             policy_dict,
             {"candidate": cand_f1, "production": None, "delta": None},
             per_type,
@@ -148,7 +184,7 @@ def gate(
     prod_f1 = _f1(production_metrics, ("overall", m, "f1"), "production")
     prod_types = _types(production_metrics, m, "production")
     delta = cand_f1 - prod_f1
-    reasons: list[str] = []
+    reasons: list[str] = [f"production: {production_source}"] if production_source else []
     refuse = False
 
     n_c, n_p = candidate_metrics.get("n_records"), production_metrics.get("n_records")
@@ -175,11 +211,11 @@ def gate(
         p_f1, p_sup = prod_types.get(label, (None, 0))
         support = max(c_sup, p_sup)
         d = None if p_f1 is None else c_f1 - p_f1
-        checked = p_f1 is not None and support >= pol.min_support
-        allowed = max(pol.max_type_drop, pol.noise_spans / support) if support else pol.max_type_drop
+        allowed = pol.allowed_drop(support)
+        checked = p_f1 is not None and allowed is not None and support >= pol.min_support
         per_type[label] = {"candidate": c_f1, "production": p_f1, "delta": d, "support": support, "checked": checked,
                            "allowed_drop": allowed}
-        if checked and d is not None and -d > allowed + 1e-12:
+        if checked and d is not None and allowed is not None and -d > allowed + 1e-12:
             dropped.append(label)
             why = (f"max_type_drop {pol.max_type_drop}" if allowed == pol.max_type_drop
                    else f"the noise floor of {pol.noise_spans:g} spans ({allowed:.4f})")
@@ -190,9 +226,10 @@ def gate(
         refuse = True
     else:
         n_checked = sum(1 for v in per_type.values() if v["checked"])
+        exempt = f"; types under min_support {pol.min_support} not enforced" if pol.min_support > 0 else ""
         reasons.append(
-            f"no entity type with support >= {pol.min_support} fell by more than {pol.max_type_drop} "
-            f"(or {pol.noise_spans:g} spans' worth of F1, if more) ({n_checked} checked)"
+            f"no entity type fell by more than max({pol.max_type_drop}, {pol.noise_spans:g} / support) "
+            f"({n_checked} of {len(per_type)} types checked{exempt})"
         )
     return GateDecision(
         "refuse" if refuse else "promote",
