@@ -18,11 +18,28 @@ The steps, each of which can fail without harming what is live:
    names the previous version: the rollback.
 
 Triton swaps versions without dropping requests: the old version keeps
-serving until the new one is ready.
+serving until the new one is ready. For the GPU layout (an ensemble whose
+steps name their versions) the order matters: the step models first load the
+new version *beside* the old one, then the ensemble switches, and only after
+the probe passed do the steps drop the old version. Swapping a step first
+would leave the ensemble that is still being served calling a version that
+is gone (see :class:`_Swap`).
+
+Any failure after the new version was written, expected or not, ends in a
+rollback: a failed load, a timeout or wrong answers are reported
+(``status == "rolled_back"``); anything else (a bug, Ctrl-C) is rolled back
+too and then re-raised, with the rollback's outcome attached as a note and as
+``error.deploy_report``.
+
+:func:`pin_version` is the GitOps side: it makes an existing version live
+(``config.pbtxt`` and, with a Triton URL, the running server) through the
+same load, probe and rollback path. The Kubernetes manifests run it before
+Triton starts, so the overlay's ``MODEL_VERSION`` decides what is served.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -41,14 +58,15 @@ from nerwheel.serving.repository import (
     RepositoryError,
     check_export_dir,
     num_tags,
+    open_repository,
     stage_cpu_version,
     stage_gpu_versions,
 )
-from nerwheel.storage import Storage, is_s3
+from nerwheel.storage import Storage, is_s3, join
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PROBE_TEXTS", "DeployError", "DeployReport", "deploy", "resolve_export"]
+__all__ = ["DEFAULT_PROBE_TEXTS", "DeployError", "DeployReport", "deploy", "pin_version", "resolve_export"]
 
 # Short, varied addresses: the probe checks served == offline, not accuracy.
 DEFAULT_PROBE_TEXTS: tuple[str, ...] = (
@@ -76,6 +94,7 @@ class DeployReport:
     status: str  # "live" (loaded and verified), "written" (no Triton given), "rolled_back", "failed"
     verified: bool
     variant: str = "cpu"
+    action: str = "deploy"  # "deploy" (a new version) or "pin" (make an existing version live: GitOps)
     probe_texts: int = 0
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -143,16 +162,18 @@ def deploy(
 
     ``keep=N`` deletes all but the newest N version folders after a
     successful deploy (Triton copies every version folder from S3 on each
-    load). Returns a report; it raises only when nothing could be attempted
-    (:class:`DeployError`). A failed load or probe is rolled back and reported
-    with ``status == "rolled_back"`` (or ``"failed"`` when no version was live).
+    load). Returns a report. It raises :class:`DeployError` when nothing could
+    be attempted; a failed load or probe is rolled back and reported with
+    ``status == "rolled_back"`` (or ``"failed"`` when no version was live); any
+    other error after the new version was loaded is rolled back as well and
+    then re-raised (the rollback's outcome in its notes and ``.deploy_report``).
     """
     if variant not in ("cpu", "gpu"):
         raise DeployError(f"unknown variant {variant!r}; expected 'cpu' or 'gpu'")
     t0 = time.monotonic()
     opts = options or ServingOptions()
     storage = Storage(endpoint_url)
-    repo = ModelRepository(repository, storage)
+    repo = open_repository(repository, endpoint_url)
     with tempfile.TemporaryDirectory(prefix="nerwheel-deploy-") as tmp:
         work = Path(tmp)
         export_dir = resolve_export(model, work, storage)
@@ -207,6 +228,184 @@ def deploy(
     return report
 
 
+def pin_version(
+    repository: str,
+    version: int,
+    *,
+    name: str = "nerwheel",
+    triton_url: str | None = None,
+    probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
+    endpoint_url: str | None = None,
+    timeout_s: float = 120.0,
+) -> DeployReport:
+    """Make the existing ``version`` of ``name`` the live one: the GitOps overlay's ``MODEL_VERSION`` wins.
+
+    Rewrites ``config.pbtxt`` (every step of an ensemble too) after checking
+    that the version folders exist; nothing changes when one is missing
+    (:class:`~nerwheel.serving.repository.RepositoryError`). With
+    ``triton_url`` the version is loaded into the running server and probed
+    against its own files' offline answers first, exactly like a deploy, and
+    rolled back on any failure. ``repository`` may be Triton's S3 form
+    (``s3://http://host:port/bucket/prefix``), as in the Kubernetes manifests.
+    """
+    t0 = time.monotonic()
+    repo = open_repository(repository, endpoint_url)
+    previous = repo.live_versions(name)
+    configs = repo.pinned_configs(name, version)
+    report = DeployReport(
+        name=name, repository=repository, version=version, previous_versions=previous, live_versions=previous,
+        status="failed", verified=False, variant="gpu" if len(configs) > 1 else "cpu", action="pin",
+    )
+    if triton_url is None:
+        swap = _Swap.plan(repo, configs, name, version, previous)
+        try:
+            swap.commit()
+        except BaseException:
+            swap.restore_configs()
+            raise
+        report.status, report.live_versions = "written", [version]
+    else:
+        texts = [t for t in probe_texts if t.strip()]
+        if not texts:
+            raise DeployError("pinning with a Triton URL needs at least one non-empty probe text")
+        with tempfile.TemporaryDirectory(prefix="nerwheel-pin-") as tmp:
+            export_dir = _version_as_export(repo, list(configs), version, Path(tmp))
+            try:
+                expected = load_tagger(_tagger_spec(configs), export_dir).predict(texts)
+            except Exception as e:  # noqa: BLE001 - any failure here means the version is unusable
+                raise DeployError(f"{join(repo.uri, name, str(version))} does not load or run offline "
+                                  f"({type(e).__name__}: {e}); nothing was changed") from e
+        report.probe_texts = len(texts)
+        _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s)
+    report.seconds = round(time.monotonic() - t0, 3)
+    return report
+
+
+def _version_as_export(repo: ModelRepository, models: list[str], version: int, work: Path) -> Path:
+    """One export folder from a version's folders (the CPU model's, or the union of the ensemble steps')."""
+    out = work / "export"
+    for model_name in models:
+        with repo.storage.local_dir(join(repo.uri, model_name, str(version))) as folder:
+            for f in folder.iterdir():
+                if f.is_file():
+                    out.mkdir(parents=True, exist_ok=True)
+                    (out / f.name).write_bytes(f.read_bytes())
+    return check_export_dir(out)
+
+
+def _tagger_spec(configs: dict[str, Any]) -> str:
+    for cfg in configs.values():
+        if "tagger" in cfg.parameters:
+            return cfg.parameters["tagger"].string_value
+    return ServingOptions().tagger
+
+
+@dataclass
+class _Swap:
+    """The order in which a version switch loads configs so that no request fails, and how it is undone.
+
+    A plain model is one load: Triton keeps the old version serving until the
+    new one is ready. An ensemble (GPU layout) calls its steps by version, so
+    the steps load the new version *beside* the one being served, then the
+    ensemble switches (atomically for clients), and only after the probe
+    passed do the steps drop the old version (:meth:`drop_old`). Rolling back
+    runs the same dance in reverse.
+    """
+
+    repo: ModelRepository
+    configs: dict[str, Any]  # composing models first, the entry model last
+    name: str
+    version: int
+    before: dict[str, list[int]]  # what each model served before the switch
+    originals: dict[str, Any]  # each model's config.pbtxt before the switch (None: it had none)
+    written: list[str] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, repo: ModelRepository, configs: dict[str, Any], name: str, version: int,
+             previous: Sequence[int]) -> _Swap:
+        """``previous``: what ``name`` served before (read before the new version folder was written)."""
+        before = {m: repo.live_versions(m) for m in configs}
+        before[name] = list(previous)
+        return cls(repo, configs, name, version, before=before, originals={m: repo.read_config(m) for m in configs})
+
+    @property
+    def steps(self) -> list[str]:
+        return [m for m in self.configs if m != self.name]
+
+    def _pinned(self, model_name: str, versions: Sequence[int]) -> Any:
+        """A copy of the new config (or, without the new version, the original one) serving ``versions``."""
+        new, old = self.configs[model_name], self.originals[model_name]
+        cfg = type(new)()
+        cfg.CopyFrom(new if self.version in versions or old is None else old)
+        return with_versions(cfg, sorted(versions))
+
+    def load_new(self, admin: Any, timeout_s: float) -> None:
+        for m in self.steps:  # old and new side by side: the ensemble being served still calls the old one
+            _load(admin, m, self._pinned(m, sorted(set(self.before[m]) | {self.version})), timeout_s)
+        _load(admin, self.name, self.configs[self.name], timeout_s)
+
+    def drop_old(self, admin: Any, timeout_s: float) -> None:
+        for m in self.steps:  # the new ensemble is live and verified: nothing calls the old step versions now
+            if set(self.before[m]) - {self.version}:
+                _load(admin, m, self.configs[m], timeout_s)
+
+    def commit(self) -> None:
+        """Write the new configs, steps first and the entry model last (a restarted server loads these)."""
+        for m, cfg in self.configs.items():
+            self.written.append(m)
+            self.repo.write_config(m, cfg)
+
+    def restore_configs(self) -> None:
+        for m in reversed(self.written):
+            if self.originals[m] is None:
+                self.repo.remove_config(m)
+            else:
+                self.repo.write_config(m, self.originals[m])
+        self.written.clear()
+
+    def roll_back(self, admin: Any, timeout_s: float) -> list[int]:
+        """Serve what was served before (or nothing, for a first deploy); returns the live versions."""
+        from tritonclient.utils import InferenceServerException
+
+        self.restore_configs()
+        if not self.before[self.name]:
+            for m in [self.name, *reversed(self.steps)]:
+                admin.unload_model(m)
+            return []
+        kept_new = []
+        for m in self.steps:  # first make sure the old step versions are there again, next to what runs now
+            if self.originals[m] is None:
+                continue
+            try:
+                _load(admin, m, self._pinned(m, sorted(set(self.before[m]) | {self.version})), timeout_s)
+                kept_new.append(m)
+            except InferenceServerException:  # the new version is what fails to load: the old one alone
+                _load(admin, m, self._pinned(m, self.before[m]), timeout_s)
+        _load(admin, self.name, self._pinned(self.name, self.before[self.name]), timeout_s)
+        for m in self.steps:
+            if self.originals[m] is None:
+                admin.unload_model(m)
+            elif m in kept_new:
+                _load(admin, m, self._pinned(m, self.before[m]), timeout_s)
+        _wait_ready(admin, self.name, str(self.before[self.name][-1]), timeout_s)
+        return self.before[self.name]
+
+
+def _load(admin: Any, model_name: str, cfg: Any, timeout_s: float) -> None:
+    body = json_format.MessageToJson(cfg, preserving_proto_field_name=True)
+    admin.load_model(model_name, config=body, client_timeout=timeout_s)
+
+
+def _probe(triton_url: str, name: str, version: int, texts: list[str], batch_size: int,
+           timeout_s: float) -> list[list[Any]]:
+    """What the freshly loaded ``version`` answers on the probe texts: the answer that decides commit or rollback."""
+    from nerwheel.serving.client import Client
+
+    with Client(triton_url, model=name, version=version, timeout=timeout_s, retries=2,
+                batch_size=batch_size) as client:
+        return client.extract(texts)
+
+
 def _load_and_verify(
     report: DeployReport,
     repo: ModelRepository,
@@ -216,66 +415,62 @@ def _load_and_verify(
     expected: list[list[Any]],
     timeout_s: float,
 ) -> None:
+    """Switch Triton to ``report.version``, probe it, commit ``config.pbtxt``; roll back on any failure.
+
+    Expected failures (the load fails, a timeout, the probe answers
+    differently, the server refuses) are rolled back and reported. Anything
+    else is rolled back too, then re-raised with the rollback's outcome
+    attached: a bug must not leave the server and ``config.pbtxt`` disagreeing.
+    """
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from nerwheel.serving.client import Client, ServingError
+    from nerwheel.serving.client import ServingError
 
     name, version = report.name, report.version
+    swap = _Swap.plan(repo, configs, name, version, report.previous_versions)
     admin = grpcclient.InferenceServerClient(triton_url.removeprefix("grpc://"))
     try:
         try:
-            for model_name, cfg in configs.items():  # composing models first, the entry model last
-                body = json_format.MessageToJson(cfg, preserving_proto_field_name=True)
-                admin.load_model(model_name, config=body, client_timeout=timeout_s)
+            swap.load_new(admin, timeout_s)
             _wait_ready(admin, name, str(version), timeout_s)
-            batch = max(1, configs[name].max_batch_size)
-            with Client(triton_url, model=name, version=version, timeout=timeout_s, retries=2,
-                        batch_size=batch) as client:
-                got = client.extract(texts)
+            got = _probe(triton_url, name, version, texts, max(1, configs[name].max_batch_size), timeout_s)
             report.mismatches = _compare(texts, expected, got)
             if report.mismatches:
                 raise DeployError(f"{len(report.mismatches)} of {len(texts)} probe texts answered differently "
                                   "from the offline model")
+            swap.drop_old(admin, timeout_s)
+            swap.commit()  # a restarted server loads the verified version
         except (InferenceServerException, ServingError, DeployError, TimeoutError) as e:
             report.error = str(e)
             if "failed to poll from model repository" in report.error:
                 report.error += (f" (is {repo.uri} one of the server's --model-repository folders? "
                                  "Triton loads models only from its own repositories)")
             log.warning("version %d of %s failed: %s; rolling back", version, name, e)
-            _roll_back(report, repo, admin, list(configs), timeout_s)
+            _roll_back(report, swap, admin, timeout_s)
             return
-        for model_name, cfg in configs.items():  # commit: a restarted server loads the verified version
-            repo.write_config(model_name, cfg)
+        except BaseException as e:  # a bug or an interrupt: still roll back, then let it propagate
+            report.error = f"{type(e).__name__}: {e}"
+            log.error("version %d of %s failed unexpectedly (%s); rolling back", version, name, report.error)
+            _roll_back(report, swap, admin, timeout_s)
+            e.add_note(f"nerwheel {report.action} of {name} version {version} was rolled back: status "
+                       f"{report.status!r}, live versions now {report.live_versions} ({report.error})")
+            with contextlib.suppress(AttributeError, TypeError):
+                e.deploy_report = report  # type: ignore[attr-defined]
+            raise
         report.status, report.verified, report.live_versions = "live", True, [version]
     finally:
         admin.close()
 
 
-def _roll_back(
-    report: DeployReport, repo: ModelRepository, admin: Any, models: list[str], timeout_s: float
-) -> None:
-    """Reload the untouched config.pbtxt (previous version), or unload when nothing was live before."""
-    from tritonclient.utils import InferenceServerException
-
+def _roll_back(report: DeployReport, swap: _Swap, admin: Any, timeout_s: float) -> None:
+    """Serve the previous version again (config.pbtxt restored too), or unload when nothing was live before."""
     try:
-        if report.previous_versions:
-            for model_name in models:
-                cfg = repo.read_config(model_name)
-                if cfg is None:
-                    raise RepositoryError(f"{model_name}/config.pbtxt vanished; cannot roll back")
-                body = json_format.MessageToJson(with_versions(cfg, report.previous_versions),
-                                                 preserving_proto_field_name=True)
-                admin.load_model(model_name, config=body, client_timeout=timeout_s)
-            _wait_ready(admin, report.name, str(report.previous_versions[-1]), timeout_s)
-            report.status, report.live_versions = "rolled_back", report.previous_versions
-        else:
-            for model_name in reversed(models):
-                admin.unload_model(model_name)
-            report.status, report.live_versions = "failed", []
-    except (InferenceServerException, RepositoryError, TimeoutError) as e:
+        report.live_versions = swap.roll_back(admin, timeout_s)
+        report.status = "rolled_back" if report.live_versions else "failed"
+    except Exception as e:  # noqa: BLE001 - whatever broke the rollback, the report must say so
         report.status = "failed"
-        report.error = f"{report.error}; rollback failed too: {e}"
+        report.error = f"{report.error}; rollback failed too: {type(e).__name__}: {e}"
 
 
 def _wait_ready(admin: Any, name: str, version: str, timeout_s: float) -> None:

@@ -10,11 +10,17 @@ Versions are integers and never rewritten: a deploy writes the next one, and
 ``config.pbtxt`` names the version that is live. Because that file is written
 last (and atomically), a half-uploaded version is never served, and a server
 that restarts comes back with the last verified version.
+
+``config.pbtxt`` is also what GitOps controls: ``nerwheel deploy --pin-version``
+(:meth:`ModelRepository.pinned_configs`) rewrites it to the version an overlay
+names, so reverting the overlay's ``MODEL_VERSION`` line reverts what is served.
+:func:`live_version` answers "which version is live" for any caller.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -24,14 +30,24 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from nerwheel.serving.config import ServingOptions, cpu_model_config, gpu_model_configs, parse_config, to_pbtxt
-from nerwheel.storage import ObjectInfo, Storage, StorageError, get_storage, join
+from nerwheel.serving.config import (
+    ServingOptions,
+    cpu_model_config,
+    gpu_model_configs,
+    parse_config,
+    to_pbtxt,
+    with_versions,
+)
+from nerwheel.storage import ObjectInfo, Storage, StorageError, get_storage, is_s3, join
 
 __all__ = [
     "EXPORT_FILES",
     "ModelRepository",
     "RepositoryError",
     "build_repository",
+    "live_version",
+    "open_repository",
+    "resolve_repository",
     "stage_cpu_version",
     "stage_gpu_versions",
 ]
@@ -160,6 +176,51 @@ class ModelRepository:
     def write_config(self, name: str, cfg: mc.ModelConfig) -> ObjectInfo:
         return self.storage.write_text(join(self.uri, name, "config.pbtxt"), to_pbtxt(cfg))
 
+    def remove_config(self, name: str) -> None:
+        """Delete ``config.pbtxt`` (undoing a first deploy's commit: the model is then not served at all)."""
+        self.storage.delete(join(self.uri, name, "config.pbtxt"))
+
+    def composing_models(self, cfg: mc.ModelConfig) -> list[str]:
+        """The models an ensemble's steps call, in step order, each once (empty for a plain model)."""
+        if cfg.platform != "ensemble":
+            return []
+        return list(dict.fromkeys(step.model_name for step in cfg.ensemble_scheduling.step))
+
+    def pinned_configs(self, name: str, version: int) -> dict[str, mc.ModelConfig]:
+        """The configs that make ``version`` the live version of ``name``: composing models first, ``name`` last.
+
+        For an ensemble (the GPU layout) every step model is pinned too, and
+        the ensemble's steps name ``version`` explicitly, so all of them switch
+        together. Nothing is written: the caller writes (or loads) them. Raises
+        :class:`RepositoryError` naming what is missing when ``name`` has no
+        config or any of the models lacks a folder for ``version``.
+        """
+        cfg = self.read_config(name)
+        if cfg is None:
+            there = ", ".join(self.models()) or "none"
+            raise RepositoryError(f"{join(self.uri, name, 'config.pbtxt')} does not exist: there is no model "
+                                  f"{name!r} in {self.uri} (models there: {there}); deploy it first")
+        steps = self.composing_models(cfg)
+        missing = [m for m in [*steps, name] if version not in self.versions(m)]
+        if missing:
+            raise RepositoryError(
+                f"cannot pin {name} to version {version}: {', '.join(join(self.uri, m, str(version)) for m in missing)}"
+                f" does not exist (versions of {name} there: {self.versions(name) or 'none'}); "
+                "pin one of those, or deploy the model again"
+            )
+        out: dict[str, mc.ModelConfig] = {}
+        for m in steps:
+            step_cfg = self.read_config(m)
+            if step_cfg is None:
+                raise RepositoryError(f"{join(self.uri, m, 'config.pbtxt')} does not exist, but the ensemble "
+                                      f"{name} calls {m}; redeploy {name}")
+            out[m] = with_versions(step_cfg, [version])
+        entry = with_versions(cfg, [version])
+        for step in entry.ensemble_scheduling.step:
+            step.model_version = version
+        out[name] = entry
+        return out
+
     def write_version(self, name: str, version: int, folder: str | Path) -> dict[str, ObjectInfo]:
         """Upload a staged version folder; refuses to touch an existing version."""
         uri = join(self.uri, name, str(version))
@@ -185,3 +246,53 @@ class ModelRepository:
     def staging(self) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="nerwheel-stage-") as tmp:
             yield Path(tmp)
+
+
+# Triton's own form for a non-AWS S3 endpoint: s3://[http(s)://]host:port/bucket/prefix (http when no scheme).
+_TRITON_S3_HOST = re.compile(r"[^/:]+:\d+")
+
+
+def resolve_repository(repository: str, endpoint_url: str | None = None) -> tuple[str, str | None]:
+    """``(s3://bucket/prefix or local path, S3 endpoint)`` for a repository given in nerwheel's or Triton's form.
+
+    Triton names a MinIO/Ceph repository ``s3://http://host:port/bucket/prefix``
+    (:func:`nerwheel.serving.server.triton_repository_url` writes that form),
+    and the Kubernetes manifests hand that same string to both Triton and
+    ``nerwheel deploy --pin-version``; here it becomes the plain URI plus the
+    endpoint. An ``endpoint_url`` that contradicts the one in the URI is an error.
+    """
+    if not is_s3(repository):
+        return repository, endpoint_url
+    rest, scheme, explicit = repository[len("s3://"):], "http", False
+    for prefix in ("http://", "https://"):
+        if rest.startswith(prefix):
+            scheme, rest, explicit = prefix[:-3], rest[len(prefix):], True
+    host, _, path = rest.partition("/")
+    if not (explicit or _TRITON_S3_HOST.fullmatch(host)):
+        return repository, endpoint_url
+    if not path.strip("/"):
+        raise RepositoryError(f"{repository!r} names an S3 endpoint but no bucket; expected "
+                              "s3://http://host:port/bucket/prefix")
+    endpoint = f"{scheme}://{host}"
+    if endpoint_url and endpoint_url.rstrip("/") != endpoint:
+        raise RepositoryError(f"the repository {repository!r} names the S3 endpoint {endpoint}, but the endpoint "
+                              f"{endpoint_url!r} was given too; drop one of them")
+    return f"s3://{path}", endpoint
+
+
+def open_repository(repository: str, endpoint_url: str | None = None) -> ModelRepository:
+    """A :class:`ModelRepository` for a local folder, ``s3://bucket/prefix`` or Triton's ``s3://http://...`` form."""
+    uri, endpoint = resolve_repository(repository, endpoint_url)
+    return ModelRepository(uri, Storage(endpoint))
+
+
+def live_version(repository: str, name: str, *, endpoint_url: str | None = None) -> int | None:
+    """The version of model ``name`` that ``repository`` (local, ``s3://`` or Triton's S3 form) serves, if any.
+
+    That is the version ``config.pbtxt`` names (the newest one if it names
+    several, the newest folder under Triton's default policy); ``None`` when
+    the model has no ``config.pbtxt`` there (never deployed, or its first
+    deploy failed). S3 credentials come from the usual AWS variables.
+    """
+    versions = open_repository(repository, endpoint_url).live_versions(name)
+    return versions[-1] if versions else None

@@ -6,6 +6,12 @@
 - ``triton_launcher``: starts real ``tritonserver`` processes
   (:class:`nerwheel.serving.server.TritonServer`) and stops every one it
   started when the session ends. Start one per session and reuse it.
+
+What the test extra installs is required, not optional: :func:`require` (also
+a fixture, for test folders that cannot import this file) FAILS the test with
+the command that installs it, so a CI run without those parts goes red instead
+of passing with everything skipped. Only tools no registry provides (kubectl)
+may skip.
 """
 
 from __future__ import annotations
@@ -17,9 +23,42 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
+INSTALL_HINT = "install the test extras with `bash scripts/bootstrap.sh`"
+
+
+def require(what: str, how: Callable[[], T]) -> T:
+    """``how()``'s result, or a test FAILURE saying ``what`` is missing and how to install it.
+
+    ``how`` finds the thing (imports a module, locates a binary or a file) and
+    raises when it is not there; its error is kept in the message. Use this,
+    not ``pytest.skip``, for everything the ``test`` extra or the bootstrap
+    script installs.
+    """
+    try:
+        return how()
+    except Exception as e:  # noqa: BLE001 - whatever the lookup raised means "not usable here"
+        pytest.fail(f"{what} is missing: {INSTALL_HINT} ({type(e).__name__}: {e})", pytrace=False)
+
+
+@pytest.fixture(scope="session", name="require")
+def require_fixture() -> Callable[[str, Callable[[], Any]], Any]:
+    """:func:`require` for conftest files and tests in other folders (they cannot import this conftest)."""
+    return require
+
+
+def _moto_server_command() -> list[str]:
+    import moto.server  # noqa: F401 - the server extra of moto
+
+    exe = Path(sys.executable).with_name("moto_server")
+    found = str(exe) if exe.exists() else shutil.which("moto_server")
+    if found is None:
+        raise FileNotFoundError(f"no moto_server next to {sys.executable} or on PATH")
+    return [found]
 
 
 def _free_port() -> int:
@@ -58,9 +97,7 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Endpoint URL (``http://127.0.0.1:PORT``) of a moto S3 server running for the whole session."""
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (test extra)")
-    exe = Path(sys.executable).with_name("moto_server")
-    cmd = [str(exe)] if exe.exists() else [shutil.which("moto_server") or "moto_server"]
+    cmd = require("moto_server (moto[server])", _moto_server_command)
     port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
@@ -85,11 +122,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def triton_launcher() -> Iterator[Callable[..., Any]]:
     """``launch(repositories, **TritonServer options) -> started TritonServer``; all are stopped at session end."""
-    server_mod = pytest.importorskip("nerwheel.serving.server")
-    try:
-        server_mod.find_triton()
-    except server_mod.TritonError as e:
-        pytest.skip(f"no tritonserver here: {e}")
+    import nerwheel.serving.server as server_mod
+
+    require("tritonserver (nvidia-pytriton)", server_mod.find_triton)
     started: list[Any] = []
 
     def launch(repositories: list[str | os.PathLike[str]], **options: Any) -> Any:

@@ -4,7 +4,10 @@ The cluster's desired state lives in a git repository (Argo CD / Flux watch it),
 a deploy does not talk to the cluster: it changes the one line ``MODEL_VERSION=N``
 in an overlay's ``model-version.env``, commits, and pushes. The overlay's
 ``configMapGenerator`` turns that file into a ConfigMap whose name hash changes with
-the version, so the Triton Deployment rolls and loads the new version.
+the version, so the Triton Deployment rolls. Each new pod's initContainer runs
+``nerwheel deploy --pin-version $(MODEL_VERSION)`` before Triton starts, which makes
+the repository's ``config.pbtxt`` name that version: the line in git is what is
+served, and reverting the commit rolls the model back.
 
 The change is checked before it is pushed: the commit must touch exactly that file,
 one line out and one line in. Anything else (a missing key, the key twice) is an error

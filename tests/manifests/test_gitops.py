@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from nerwheel.cli import cli
 from nerwheel.gitops import DEFAULT_OVERLAY_FILE, GitOpsError, set_env_value, update_model_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +126,66 @@ def test_https_token_comes_from_env_through_askpass(tmp_path: Path, monkeypatch:
     assert answer("Username for 'https://git.example': ") == "x-access-token"
     assert answer("Password for 'https://x-access-token@git.example': ") == "tok-123"
     assert "tok-123" not in Path(ask).read_text()  # the token is read at run time, never written to disk
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def pin_init_container(manifests: Path, env: dict[str, str]) -> list[str]:
+    """The Triton pod's initContainer command line, with Kubernetes' ``$(VAR)`` expansion applied."""
+    dep = yaml.safe_load((manifests / "base" / "triton-deployment.yaml").read_text())
+    (init,) = dep["spec"]["template"]["spec"]["initContainers"]
+    return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+            for arg in [*init["command"], *init["args"]]]
+
+
+@pytest.mark.server
+def test_git_revert_rolls_back_what_a_new_pod_serves(gitops_repo: Path, tmp_path: Path, s3_server: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deploy commits MODEL_VERSION=2; `git revert` of that commit makes the next pod serve version 1 again."""
+    from nerwheel.serving.config import cpu_model_config, to_pbtxt
+    from nerwheel.serving.repository import live_version
+    from nerwheel.serving.server import triton_repository_url
+    from nerwheel.storage import Storage
+
+    # An S3 model repository as two deploys leave it: folders 1 and 2, config.pbtxt naming 2.
+    storage = Storage(s3_server)
+    bucket = f"gitops-{uuid.uuid4().hex[:8]}"
+    storage.ensure_bucket(bucket)
+    repo = f"s3://{bucket}/triton-repository"
+    for v in (1, 2):
+        storage.write_text(f"{repo}/nerwheel/{v}/model.py", f"# version {v}\n")
+    storage.write_text(f"{repo}/nerwheel/config.pbtxt", to_pbtxt(cpu_model_config("nerwheel", 2)))
+    # model.env names a MinIO repository in Triton's form; the pin must find the endpoint in it, not in env.
+    triton_form = triton_repository_url(repo, s3_server)
+    monkeypatch.delenv("NERWHEEL_S3_ENDPOINT")
+
+    def roll_out(tag: str) -> int | None:
+        """What a new Triton pod does before tritonserver starts, with the ConfigMap built from this commit."""
+        clone = fresh_clone(gitops_repo, tmp_path / tag)
+        env = {**read_env(clone / "manifests/base/model.env"), **read_env(clone / DEFAULT_OVERLAY_FILE),
+               "MODEL_REPOSITORY": triton_form}
+        argv = pin_init_container(clone / "manifests", env)
+        assert argv[:2] == ["nerwheel", "deploy"]
+        result = CliRunner().invoke(cli, argv[1:])
+        assert result.exit_code == 0, result.output
+        return live_version(triton_form, env["MODEL_NAME"])
+
+    assert update_model_version(str(gitops_repo), 2).changed
+    assert roll_out("after-deploy") == 2
+    work = fresh_clone(gitops_repo, tmp_path / "revert")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "revert", "--no-edit", "HEAD", cwd=work)
+    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+    assert roll_out("after-revert") == 1
+    assert "versions: 1" in storage.read_text(f"{repo}/nerwheel/config.pbtxt")
+
+    # A version whose folder is gone (pruned) stops the pod before Triton starts: it never serves something else.
+    assert update_model_version(str(gitops_repo), 7).changed
+    clone = fresh_clone(gitops_repo, tmp_path / "missing")
+    env = {**read_env(clone / "manifests/base/model.env"), **read_env(clone / DEFAULT_OVERLAY_FILE),
+           "MODEL_REPOSITORY": triton_form}
+    result = CliRunner().invoke(cli, pin_init_container(clone / "manifests", env)[1:])
+    assert result.exit_code == 1 and "nerwheel/7 does not exist" in result.output
+    assert live_version(triton_form, "nerwheel") == 1

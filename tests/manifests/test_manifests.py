@@ -11,12 +11,20 @@ from typing import Any
 import pytest
 import yaml
 
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+try:  # the test extra installs it; its absence is a failure (below), not a skip
+    import kubernetes_validate
+except ImportError:  # pragma: no cover - only on an incomplete install
+    kubernetes_validate = None
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 K8S_VERSION = "1.32.0"
 OVERLAYS = ("dev", "prod")
 PLACEHOLDER = re.compile(r"^<[a-z0-9-]+>$")
+
+
+@pytest.fixture(autouse=True)
+def _kubernetes_validate(require) -> None:
+    require("kubernetes-validate", lambda: kubernetes_validate.validate)
 
 
 def validate(doc: dict[str, Any], where: str) -> None:
@@ -108,6 +116,15 @@ def test_triton_serves_the_s3_repository_with_probes(overlay: str) -> None:
     assert f"MODEL_VERSION={model_cm['data']['MODEL_VERSION']}" in version_file.read_text().splitlines()
     secret_refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert secret_refs == {"nerwheel-s3"}
+
+    # GitOps decides what is served: before Triton starts, the overlay's MODEL_VERSION is pinned in config.pbtxt.
+    (init,) = dep["spec"]["template"]["spec"]["initContainers"]
+    assert init["image"].startswith("ghcr.io/nerwheel/nerwheel-deploy:")
+    assert [*init["command"], *init["args"]] == ["nerwheel", "deploy", "--pin-version", "$(MODEL_VERSION)",
+                                                 "--repository", "$(MODEL_REPOSITORY)", "--name", "$(MODEL_NAME)"]
+    assert init["envFrom"] == c["envFrom"] and init["env"] == c["env"]  # same model config, same S3 secret
+    assert init["securityContext"]["runAsNonRoot"] is True
+    assert init["securityContext"]["allowPrivilegeEscalation"] is False
 
     svc = by_kind(docs, "Service", "triton")
     ports = {p["name"]: (p["port"], p.get("appProtocol")) for p in svc["spec"]["ports"]}

@@ -69,3 +69,13 @@ def test_missing_local_repository_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(TritonError, match="nowhere is not a folder"):
         TritonServer([tmp_path / "nowhere"]).start()
+
+
+def test_require_fails_with_the_install_command(require) -> None:
+    """A missing part of the test extra fails the test (no silent skip) and says how to install it."""
+    import importlib
+
+    assert require("json", lambda: importlib.import_module("json")).dumps([]) == "[]"
+    with pytest.raises(pytest.fail.Exception, match=r"no_such_part is missing: install the test extras with "
+                       r"`bash scripts/bootstrap.sh` \(ModuleNotFoundError: No module named 'no_such_part'\)"):
+        require("no_such_part", lambda: importlib.import_module("no_such_part"))

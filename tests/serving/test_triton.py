@@ -20,7 +20,7 @@ from nerwheel.decode import CrfParams
 from nerwheel.serving.deploy import DeployError, deploy
 from nerwheel.serving.repository import ModelRepository, stage_cpu_version
 from nerwheel.stages.predict import load_predictor
-from nerwheel.storage import Storage
+from nerwheel.storage import Storage, StorageError
 from serving_exports import TEXTS
 
 pytestmark = pytest.mark.server
@@ -131,6 +131,43 @@ def test_version_answering_differently_is_rolled_back(
     assert v2.mismatches and "answered differently" in v2.error
     with Client(triton.url, model=model_name) as client:
         assert {p.model_version for p in client.infer(SAMPLE[:2])} == {"1"}
+
+
+@pytest.mark.parametrize("fault", ["probe raises KeyError", "config.pbtxt write fails"])
+def test_unexpected_error_after_the_load_rolls_back_then_propagates(
+    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
+    if fault.startswith("probe"):
+        def probe_bug(*args, **kwargs):  # a bug, not one of the failures deploy expects
+            raise KeyError("injected")
+
+        monkeypatch.setattr(deploy_module, "_probe", probe_bug)
+        expected: type[BaseException] = KeyError
+    else:
+        real_write = ModelRepository.write_config
+        calls = {"n": 0}
+
+        def write_fails_once(self, name, cfg):  # the commit's write fails; the rollback's restore succeeds
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise StorageError("injected: the object store refused the write")
+            return real_write(self, name, cfg)
+
+        monkeypatch.setattr(ModelRepository, "write_config", write_fails_once)
+        expected = StorageError
+    with pytest.raises(expected) as err:
+        deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    report = err.value.deploy_report
+    assert (report.status, report.version, report.live_versions) == ("rolled_back", 2, [1]), report.error
+    assert any("was rolled back" in n and "live versions now [1]" in n for n in err.value.__notes__)
+    monkeypatch.undo()
+    repo = ModelRepository(str(triton.local_repo))
+    assert repo.versions(model_name) == [1, 2] and repo.live_versions(model_name) == [1]
+    with Client(triton.url, model=model_name) as client:
+        served = client.infer(SAMPLE)
+    assert {p.model_version for p in served} == {"1"}
+    assert [p.entities for p in served] == offline(export_v1, SAMPLE)
 
 
 def test_broken_model_is_refused_before_touching_the_repository(

@@ -60,10 +60,18 @@ def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics
     sys.exit(code)
 
 
+# Options that shape a NEW version; --pin-version only switches between existing ones.
+_MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "keep")
+
+
 @click.command("deploy")
-@click.option("--model", "-m", "model", required=True,
+@click.option("--model", "-m", "model", default=None,
               help="A trained model folder (exported first) or an export folder; local or s3://.")
-@click.option("--repository", "-r", required=True, help="Model repository: a folder or s3://bucket/prefix.")
+@click.option("--pin-version", type=click.IntRange(min=1), default=None,
+              help="Instead of --model: make this existing version live (config.pbtxt, and the server with "
+                   "--triton-url). What the Kubernetes initContainer runs with the GitOps MODEL_VERSION.")
+@click.option("--repository", "-r", required=True,
+              help="Model repository: a folder, s3://bucket/prefix or Triton's s3://http://host:port/bucket/prefix.")
 @click.option("--triton-url", default=None,
               help="Triton gRPC host:port to load and verify the new version in (without: write only).")
 @click.option("--name", "-n", default="nerwheel", show_default=True, help="Model name in the repository.")
@@ -82,26 +90,44 @@ def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics
               help="Seconds to wait for the new version to load.")
 @click.option("--keep", type=click.IntRange(min=1), default=None,
               help="After success, delete all but the newest KEEP version folders (default: keep all).")
-def deploy(model: str, repository: str, triton_url: str | None, name: str, variant: str, max_batch_size: int,
-           max_text_length: int, instances: int, probe_file: Path | None, s3_endpoint: str | None,
-           timeout_s: float, keep: int | None) -> None:
+@click.pass_context
+def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repository: str, triton_url: str | None,
+           name: str, variant: str, max_batch_size: int, max_text_length: int, instances: int,
+           probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None) -> None:
     """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
 
-    Prints the report as JSON. Exit status: 0 live (or written without --triton-url),
-    1 rolled back or failed.
+    With --pin-version V (and no --model), make the existing version V live
+    instead: config.pbtxt names V afterwards, and with --triton-url V is loaded
+    and probed first (rolled back on failure). Prints the report as JSON.
+    Exit status: 0 live (or written without --triton-url), 1 rolled back or failed.
     """
     from nerwheel.serving.config import ServingOptions
-    from nerwheel.serving.deploy import DEFAULT_PROBE_TEXTS, DeployError, deploy as run_deploy, report_json
+    from nerwheel.serving.deploy import DEFAULT_PROBE_TEXTS, DeployError, deploy as run_deploy, pin_version as pin
+    from nerwheel.serving.deploy import report_json
     from nerwheel.serving.repository import RepositoryError
     from nerwheel.storage import StorageError
 
+    if (model is None) == (pin_version is None):
+        raise click.UsageError("give exactly one of --model (deploy a new version) and --pin-version "
+                               "(make an existing version live)")
+    if pin_version is not None:
+        given = [f"--{p.replace('_', '-')}" for p in _MODEL_ONLY
+                 if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} shape(s) a new version and cannot be used with --pin-version")
     try:
-        options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length, instances=instances)
         probes = DEFAULT_PROBE_TEXTS
         if probe_file is not None:
             probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
-        report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options, variant=variant,
-                            probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s, keep=keep)
+        if pin_version is not None:
+            report = pin(repository, pin_version, name=name, triton_url=triton_url, probe_texts=probes,
+                         endpoint_url=s3_endpoint, timeout_s=timeout_s)
+        else:
+            options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length,
+                                     instances=instances)
+            report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options,
+                                variant=variant, probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s,
+                                keep=keep)
     except (DeployError, RepositoryError, StorageError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(report_json(report))
