@@ -35,7 +35,7 @@ from nerwheel.labels import spans_to_tags
 from nerwheel.records import Entity, Record
 
 __all__ = ["MODES", "char_tags", "confusion", "error_rows", "evaluate", "match", "per_type_f1", "seqeval_report",
-           "span_scores", "token_accuracy"]
+           "span_scores", "token_accuracy", "untaggable"]
 
 MODES = ("strict", "exact", "partial", "type")
 Span = tuple[int, int, str]
@@ -125,13 +125,23 @@ def span_scores(
     return overall, per_type
 
 
-def char_tags(text: str, entities: Iterable[Entity | Span]) -> list[str]:
-    """IOB2 tag of every character; a span overlapping an earlier one is skipped (tags cannot hold both)."""
+def _taggable(entities: Iterable[Entity | Span]) -> list[Span]:
+    """The spans character tags can hold: in order, each overlapping an earlier kept one skipped."""
     kept: list[Span] = []
     for span in sorted(_spans(entities)):
         if not kept or span[0] >= kept[-1][1]:
             kept.append(span)
-    return spans_to_tags(len(text), kept, "BIO")
+    return kept
+
+
+def char_tags(text: str, entities: Iterable[Entity | Span]) -> list[str]:
+    """IOB2 tag of every character; a span overlapping an earlier one is skipped (tags cannot hold both)."""
+    return spans_to_tags(len(text), _taggable(entities), "BIO")
+
+
+def untaggable(entities_per_record: Iterable[Iterable[Entity | Span]]) -> int:
+    """How many spans :func:`char_tags` skips (overlaps): counted, so the tag-based figures say what they leave out."""
+    return sum(len(_spans(ents)) - len(_taggable(ents)) for ents in entities_per_record)
 
 
 def token_accuracy(texts: Sequence[str], gold: Sequence[Iterable[Entity | Span]],
@@ -212,6 +222,7 @@ def evaluate(records: Sequence[Record], pred: Sequence[Iterable[Entity | Span]])
         "per_type": per_type,
         "seqeval_report": seqeval_report(texts, gold, pred),
         "n_records": len(records),
+        "gold_spans_not_in_tag_metrics": untaggable(gold),
     }
 
 

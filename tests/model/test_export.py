@@ -1,4 +1,4 @@
-"""ONNX export: parity with PyTorch, a broken graph is refused, int8 reports its F1 change, runtimes agree."""
+"""ONNX export: parity with PyTorch, a broken graph is refused, int8 reports its gold F1 change, runtimes agree."""
 
 from __future__ import annotations
 
@@ -30,11 +30,16 @@ def test_export_directory_and_parity(tiny_export):
     assert dims == ["batch", "sequence"]  # dynamic axes
 
 
-def test_int8_reports_its_f1_change(tiny_export):
-    _, report = tiny_export
-    i8 = report.int8
-    assert i8["on"] == "eval_records" and i8["f1_change"] == pytest.approx(i8["strict_f1_int8"] - i8["strict_f1_fp32"])
-    assert i8["strict_f1_int8"] >= 0.9
+def test_int8_with_gold_reports_both_gold_f1s_and_the_change(tiny_export, address_data):
+    out, report = tiny_export
+    fp32, i8 = report.fp32, report.int8
+    assert fp32["gold_records"] == i8["gold_records"] == len(address_data["test"])
+    assert i8["gold_f1_change"] == pytest.approx(i8["gold_f1"] - fp32["gold_f1"], abs=1e-6)
+    assert i8["gold_f1"] >= 0.9 and fp32["gold_f1"] >= 0.9
+    assert 0.9 <= i8["agreement_f1_vs_fp32"] <= 1.0 and i8["sample_texts"] == report.parity["texts"]
+    assert "note" not in i8 and any("change" in n and "gold" in n for n in report.notes)
+    card = json.loads((out / "nerwheel.json").read_text(encoding="utf-8"))
+    assert card["export"]["int8"] == i8 and card["export"]["fp32"] == fp32
 
 
 def test_onnx_and_torch_runtimes_give_the_same_entities(tiny_model, tiny_export, address_data):

@@ -105,7 +105,18 @@ def test_error_rows_classify_and_show_context():
 def test_evaluate_has_the_metrics_json_shape():
     rec = Record("r", "abcdef", (Entity(0, 3, "x", "abc"),))
     m = M.evaluate([rec], [[Entity(0, 3, "x", "abc")]])
-    assert set(m) == {"overall", "per_type", "seqeval_report", "n_records"}
+    assert set(m) == {"overall", "per_type", "seqeval_report", "n_records", "gold_spans_not_in_tag_metrics"}
     assert set(m["overall"]) >= {"strict", "partial", "type", "token_accuracy"}
     assert set(m["per_type"]["x"]["strict"]) == {"precision", "recall", "f1", "support"}
     assert "x" in m["seqeval_report"] and m["overall"]["strict"]["f1"] == 1.0
+
+
+def test_overlapping_gold_spans_are_counted_not_hidden():
+    """Span scores count every gold span; the character-tag figures cannot hold overlaps and say how many they skip."""
+    text = "浙江省杭州市西湖区"
+    rec = Record("r", text, (Entity(0, 3, "prov", "浙江省"), Entity(0, 6, "city", "浙江省杭州市"),
+                             Entity(3, 6, "city", "杭州市"), Entity(6, 9, "district", "西湖区")))
+    metrics = M.evaluate([rec], [[Entity(6, 9, "district", "西湖区")]])
+    assert metrics["overall"]["support"] == 4 and metrics["gold_spans_not_in_tag_metrics"] == 1  # 浙江省杭州市
+    assert M.untaggable([[(0, 3, "a"), (3, 6, "b")], [(0, 5, "a"), (1, 2, "b"), (4, 8, "c")]]) == 2
+    assert M.evaluate([rec.with_entities([])], [[]])["gold_spans_not_in_tag_metrics"] == 0

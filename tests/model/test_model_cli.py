@@ -48,14 +48,20 @@ def test_predict_plain_text_in_input_order(tiny_model, tmp_path):
     assert all(0 < e["score"] <= 1 for r in rows for e in r["entities"])
 
 
-def test_export_into_model_folder_then_predict_prefers_onnx(tiny_model, tmp_path, address_data):
+def test_export_int8_without_gold_reports_agreement_not_an_f1_change(tiny_model, tmp_path, address_data):
+    """No --eval: the int8 figure is agreement with fp32, and the report says so in keys and words."""
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model, ignore=shutil.ignore_patterns("checkpoints"))
     write_records(address_data["test"], tmp_path / "eval.jsonl")
-    res = _run("export", "--model", model, "--eval", tmp_path / "eval.jsonl")
+    res = _run("export", "--model", model, "--quantize", "int8")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["parity"]["entities_identical"] is True
-    assert (model / "onnx" / "model.onnx").is_file()
+    report = json.loads(res.stdout)
+    assert report["parity"]["entities_identical"] is True and report["fp32"] is None
+    i8 = report["int8"]
+    assert i8["gold_records"] == 0 and 0.9 <= i8["agreement_f1_vs_fp32"] <= 1.0
+    assert not {"gold_f1", "gold_f1_change"} & set(i8) and "no gold records given" in i8["note"]
+    assert any("no gold records given" in n and "no F1 change" in n for n in report["notes"])
+    assert (model / "onnx" / "model.onnx").is_file() and (model / "onnx" / "model.int8.onnx").is_file()
     res = _run("predict", tmp_path / "eval.jsonl", "--model", model, "--out", tmp_path / "p.jsonl")
     assert res.exit_code == 0 and "OnnxTagger" in res.output
     res = _run("export", "--model", model)
@@ -63,14 +69,23 @@ def test_export_into_model_folder_then_predict_prefers_onnx(tiny_model, tmp_path
 
 
 def test_evaluate_writes_every_report(tiny_model, tmp_path, address_data):
-    write_records(address_data["test"], tmp_path / "gold.jsonl")
+    gold = tmp_path / "gold.jsonl"
+    write_records(address_data["test"], gold)
+    with gold.open("a", encoding="utf-8") as f:  # lines 81, 82: unreadable gold must be counted and listed
+        f.write('{"text": "杭州市", "entities": [{"start": 0, "end": 9, "label": "city"}]}\n{not json\n')
     out = tmp_path / "eval"
-    res = _run("evaluate", "--model", tiny_model, "--data", tmp_path / "gold.jsonl", "--out", out)
+    res = _run("evaluate", "--model", tiny_model, "--data", gold, "--out", out)
     assert res.exit_code == 0, res.output
-    assert {"metrics.json", "report.txt", "errors.jsonl", "predictions.jsonl", "f1_by_type.png",
+    assert {"metrics.json", "report.txt", "errors.jsonl", "predictions.jsonl", "rejects.jsonl", "f1_by_type.png",
             "confusion.png"} <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["n_records"] == len(address_data["test"]) and metrics["overall"]["strict"]["f1"] >= 0.95
+    n = len(address_data["test"])
+    assert metrics["input"] == {"read": n + 2, "accepted": n, "rejected": 2}
+    assert f"read {n + 2} = accepted {n} + rejected 2" in res.stderr
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["file"], r["line"]) for r in rejects] == [(str(gold), n + 1), (str(gold), n + 2)]
+    assert all(r["reason"] for r in rejects) and "offsets" in rejects[0]["reason"]
+    assert metrics["n_records"] == n and metrics["overall"]["strict"]["f1"] >= 0.95
     assert "micro avg" in (out / "report.txt").read_text(encoding="utf-8")
     for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
@@ -83,3 +98,75 @@ def test_predict_needs_exactly_one_model_source(tmp_path):
     assert res.exit_code == 2 and "exactly one" in res.output
     res = _run("predict", tmp_path / "in.txt", "--model", tmp_path, "--out", tmp_path / "o.jsonl")
     assert res.exit_code == 1 and "neither an export" in res.output
+
+
+def test_evaluate_with_every_gold_line_rejected_fails_and_keeps_the_rejects(tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"text": 3}\n{"text": "杭州", "entities": [{"start": 0}]}\n', encoding="utf-8")
+    res = _run("evaluate", "--model", tmp_path / "no-model", "--data", gold, "--out", tmp_path / "eval")
+    assert res.exit_code == 1 and "no records to evaluate" in res.output and "2 lines rejected" in res.output
+    rows = (tmp_path / "eval" / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(r)["line"] for r in rows] == [1, 2]
+
+
+def test_train_writes_rejects_and_reconciles_every_input_file(tmp_path):
+    """Bad lines of --train/--dev/--test and overlap-dropped spans end up in files and counts, not nowhere."""
+    train_file, dev_file, test_file = tmp_path / "train.jsonl", tmp_path / "dev.jsonl", tmp_path / "test.jsonl"
+    write_records(make_records(24, seed=2), train_file)
+    write_records(make_records(8, seed=3), dev_file)
+    write_records(make_records(4, seed=4), test_file)
+    with train_file.open("a", encoding="utf-8") as f:
+        f.write("{broken json\n")  # line 25: reader reject
+        f.write('{"text": "   ", "entities": []}\n')  # line 26: blank text, refused by the tag policy
+        f.write('{"text": "浙江省杭州市", "entities": [{"start": 0, "end": 6, "label": "city"}, '
+                '{"start": 0, "end": 3, "label": "prov"}]}\n')  # line 27: accepted, prov dropped (keep-longest)
+    with dev_file.open("a", encoding="utf-8") as f:
+        f.write('{"text": "杭州", "entities": [{"start": 1, "end": 5, "label": "city"}]}\n')  # line 9
+    with test_file.open("a", encoding="utf-8") as f:
+        f.write("[]\n")  # line 5
+    runs = tmp_path / "runs"
+    res = _run("train", "--train", train_file, "--dev", dev_file, "--test", test_file, "--output-dir", runs,
+               "--model-name", "m", "--epochs", "1", "--sequence-length", "32", "--set", "training.stride=8",
+               "--set", "training.threads=1", "--set", "output.plots=false", "--set", "model.tiny.hidden_size=32",
+               "--set", "model.tiny.num_layers=1", "--set", "model.tiny.num_heads=2",
+               "--set", "model.tiny.intermediate_size=64")
+    assert res.exit_code == 0, res.output
+    (model_dir,) = runs.iterdir()
+    data = ModelCard.read(model_dir).data
+    assert {k: data["train_file"][k] for k in ("read", "accepted", "rejected")} == {
+        "read": 27, "accepted": 25, "rejected": 2}
+    assert {k: data["dev_file"][k] for k in ("read", "accepted", "rejected")} == {
+        "read": 9, "accepted": 8, "rejected": 1}
+    assert {k: data["test_file"][k] for k in ("read", "accepted", "rejected")} == {
+        "read": 5, "accepted": 4, "rejected": 1}
+    assert data["validation"]["overlap_spans_dropped"] == 1 and data["validation"]["overlap_records_affected"] == 1
+    assert data["train_records"] + data["dev_records"] == 25 + 8
+    rejects = [json.loads(line) for line in (model_dir / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted((r["file"], r["line"], r["kind"]) for r in rejects) == sorted([
+        (str(train_file), 25, "json"), (str(train_file), 26, "empty"), (str(dev_file), 9, "offsets"),
+        (str(test_file), 5, rejects[-1]["kind"])])
+    assert all(r["reason"] for r in rejects)
+    (dropped,) = [json.loads(line) for line in (model_dir / "dropped_spans.jsonl").read_text().splitlines()]
+    assert (dropped["line"], dropped["dropped"]["label"], dropped["kept"][0]["label"]) == (27, "prov", "city")
+    for line in (f"train {train_file}: read 27 = accepted 25 + rejected 2",
+                 f"dev {dev_file}: read 9 = accepted 8 + rejected 1",
+                 f"test {test_file}: read 5 = accepted 4 + rejected 1",
+                 "rejected: 4 records", "keep-longest: 1 overlapping spans dropped from 1 training records"):
+        assert line in res.stderr
+    assert res.stdout.strip() == str(model_dir)
+
+
+def test_predict_without_out_writes_jsonl_to_stdout(tiny_model, tmp_path):
+    """`nerwheel predict --model M INPUT`: records on stdout in input order; summaries and rejects on stderr."""
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "浙江省杭州市西湖区文三路100号"}\n{"text": 5}\n{"text": "南京市鼓楼区中山路"}\n'
+                   '{"text": "广州市天河区建设路12号"}\n', encoding="utf-8")
+    res = _run("predict", src, "--model", tiny_model)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["浙江省杭州市西湖区文三路100号", "南京市鼓楼区中山路", "广州市天河区建设路12号"]
+    assert {"label": "city", "text": "南京市"}.items() <= rows[1]["entities"][0].items()
+    assert "wrote 3 records to stdout" in res.stderr and f"{src}:2:" in res.stderr and "read 4" in res.stderr
+    res = _run("predict", src, "--model", tiny_model, "--rejects", tmp_path / "bad.jsonl")
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 3
+    assert [json.loads(r)["line"] for r in (tmp_path / "bad.jsonl").read_text().splitlines()] == [2]

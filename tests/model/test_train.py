@@ -156,3 +156,23 @@ def test_e5_small_backbone_reads_one_character_per_position(tmp_path, address_da
         for s, t in e.head_spans.tolist():  # Chinese characters stand alone (digit runs may share a piece)
             assert t - s == 1 or not any("\u4e00" <= ch <= "\u9fff" for ch in text[s:t])
         assert len(e.ids) <= len(text) + 1  # at most one leading "▁"
+
+
+def test_window_longer_than_the_backbone_positions_is_refused_before_training(tmp_path, address_data):
+    from transformers import BertModel, PreTrainedTokenizerFast
+
+    from nerwheel.model.backbones import load_backbone
+    from nerwheel.model.config import ModelSettings
+    from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab
+    from nerwheel.model.tiny import tiny_config as bert_config
+    from nerwheel.model.tiny import tiny_tokenizer
+
+    hf_dir = tmp_path / "short-bert"
+    tok = tiny_tokenizer(char_vocab(r.text for r in address_data["train"][:20]))
+    BertModel(bert_config(tok.get_vocab_size(), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                          max_positions=32)).save_pretrained(hf_dir)
+    PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS).save_pretrained(hf_dir)
+    settings = ModelSettings(model_id=str(hf_dir))
+    assert load_backbone(settings, texts=[], sequence_length=32).encoder.config.max_position_embeddings == 32
+    with pytest.raises(ValueError, match="training.sequence_length=64 is longer than the 32 positions"):
+        load_backbone(settings, texts=[], sequence_length=64)

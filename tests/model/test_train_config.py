@@ -118,7 +118,10 @@ def test_unknown_keys_are_named_with_the_allowed_ones(tmp_path, text, suffix, na
     ({"training": {"batch_size": "many"}}, "training.batch_size"),
     ({"training": {"fp16": True, "bf16": True}}, "choose one"),
     ({"model": {"head": "mlp"}}, "model.head"),
-    ({"model": {"tiny": {"hidden_size": 10, "num_heads": 3}}}, "must divide"),
+    ({"model": {"tiny": {"hidden_size": 10, "num_heads": 3}}}, "model.tiny.num_heads=3 must divide"),
+    ({"training": {"sequence_length": 24}}, "training.stride=32 must be smaller than training.sequence_length=24 "
+                                            "minus the 2 special tokens"),
+    ({"training": {"sequence_length": 24, "stride": 22}}, "lower training.stride .* raise training.sequence_length"),
 ])
 def test_bad_values_are_explained(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -139,3 +142,27 @@ def test_cli_create_config_and_bad_key(tmp_path):
     assert res.exit_code == 1 and "unknown key 'training.epoc'" in res.output
     res = CliRunner().invoke(cli, ["train", "--epochs", "1"])
     assert res.exit_code == 1 and "data.train_file" in res.output
+
+
+def test_window_geometry_boundary():
+    """stride must stay below sequence_length minus [CLS]/[SEP]: 21 of 22 content tokens is the largest."""
+    assert load_config(None, overrides={"training": {"sequence_length": 24, "stride": 21}}).training.stride == 21
+    with pytest.raises(ConfigError, match="training.stride=22"):
+        load_config(None, overrides={"training": {"sequence_length": 24, "stride": 22}})
+
+
+def test_cli_refuses_bad_window_geometry_before_reading_data(tmp_path, monkeypatch):
+    import nerwheel.formats
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the data was read before the config was checked")
+
+    monkeypatch.setattr(nerwheel.formats, "read_records", no_reading)
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text('{"text": "杭州市", "entities": [{"start": 0, "end": 3, "label": "city"}]}\n',
+                          encoding="utf-8")
+    res = CliRunner().invoke(cli, ["train", "--sequence-length", "24", "--train", str(train_file),
+                                   "--output-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 1, res.output
+    assert "training.stride=32" in res.output and "training.sequence_length=24" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "runs").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,9 +85,13 @@ def train(config_path, create_config, model_id, init_from, head, train_file, dev
     with _errors():
         overrides = merge_overrides({s: kv for s, kv in given.items() if kv}, parse_overrides(sets))
         config = load_config(config_path, overrides=overrides)
+        from nerwheel.model.card import ModelCard
+        from nerwheel.stages.train import input_summary
         from nerwheel.stages.train import train as run
 
         model_dir = run(config)
+    for line in input_summary(ModelCard.read(model_dir).data, model_dir):
+        click.echo(line, err=True)
     click.echo(str(model_dir))
 
 
@@ -104,14 +109,18 @@ def evaluate(model, data_path, out, fmt, runtime):
     from nerwheel.stages.predict import load_predictor
 
     with _errors():
-        records, _ = _read(data_path, fmt, what="data")
-        metrics = run(model, records, out, predictor=load_predictor(model, runtime=runtime))
-    o = metrics["overall"]
+        records, rejects = _read(data_path, fmt, what="data")
+        predictor = load_predictor(model, runtime=runtime) if records else None
+        metrics = run(model, records, out, predictor=predictor, rejects=rejects)
+    i, o = metrics["input"], metrics["overall"]
+    click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
+               f"{i['rejected']} rejects with file, line and reason in {Path(out) / 'rejects.jsonl'}", err=True)
     click.echo(
         f"strict F1 {o['strict']['f1']:.4f} (P {o['strict']['precision']:.4f} R {o['strict']['recall']:.4f}); "
         f"partial F1 {o['partial']['f1']:.4f}; type F1 {o['type']['f1']:.4f}; token accuracy {o['token_accuracy']:.4f}"
     )
-    click.echo(f"wrote {out}/metrics.json, report.txt, errors.jsonl, predictions.jsonl, plots", err=True)
+    click.echo(f"wrote {out}/metrics.json, report.txt, errors.jsonl, predictions.jsonl, rejects.jsonl, plots",
+               err=True)
 
 
 # -- export -------------------------------------------------------------------------------------------
@@ -120,7 +129,8 @@ def evaluate(model, data_path, out, fmt, runtime):
 @click.option("--out", type=click.Path(file_okay=False), help="Export folder [MODEL/onnx].")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Also write model.int8.onnx (dynamic int8).")
 @click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False),
-              help="Gold records: parity sample, and the int8 F1 change.")
+              help="Gold records: parity sample, gold F1 of fp32 and of int8 and the change; without it, "
+              "--quantize reports only int8's agreement with fp32.")
 @click.option("--atol", type=float, default=1e-3, show_default=True, help="Largest allowed |emission diff|.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
 def export(model, out, quantize, eval_path, atol, overwrite):
@@ -146,14 +156,19 @@ def export(model, out, quantize, eval_path, atol, overwrite):
 @click.option("--url", help="Triton gRPC endpoint (host:port) instead of a local model.")
 @click.option("--served-name", default="nerwheel", show_default=True,
               help="With --url: the model name in the Triton repository (deploy --name).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Span JSONL output, in input order.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Span JSONL output, in input order [stdout; progress and summaries go to stderr].")
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False),
+              help="Where unreadable input lines go (JSONL: file, line, reason) [OUT.rejects.jsonl; "
+              "without --out: listed on stderr].")
 @click.option("--format", "fmt", help="Input format (default: detected; plain text lines work).")
 @click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
 @click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-def predict(input_path, model, url, served_name, out, fmt, runtime, int8, batch_size):
-    """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL."""
+def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size):
+    """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL (to stdout without --out)."""
     from nerwheel.formats import write_records, write_rejects
+    from nerwheel.formats.spans import encode
     from nerwheel.stages.predict import load_predictor, predict_records
 
     if bool(model) == bool(url):
@@ -167,9 +182,19 @@ def predict(input_path, model, url, served_name, out, fmt, runtime, int8, batch_
         else:
             predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size)
         predicted = predict_records(predictor, records)
-        write_records(predicted, out, format="spans")
-    click.echo(f"wrote {len(predicted)} records to {out} ({type(predictor).__name__})", err=True)
-    if rejects:
-        rej_path = Path(f"{out}.rejects.jsonl")
+        if out:
+            write_records(predicted, out, format="spans")
+        else:  # stdout carries the records only, so `nerwheel predict ... | jq` works
+            sys.stdout.flush()
+            stdout = sys.stdout.buffer  # UTF-8 like every JSONL file nerwheel writes, whatever the locale
+            for r in predicted:
+                stdout.write(encode(r).encode("utf-8"))
+            stdout.flush()
+    click.echo(f"wrote {len(predicted)} records to {out or 'stdout'} ({type(predictor).__name__})", err=True)
+    rej_path = rejects_path or (f"{out}.rejects.jsonl" if out else None)
+    if rejects and rej_path:
         write_rejects(rejects, rej_path)
         click.echo(f"wrote {len(rejects)} rejected input lines to {rej_path}", err=True)
+    elif rejects:
+        for rej in rejects[3:]:  # _read showed the first three
+            click.echo(f"  rejected {rej}", err=True)

@@ -22,7 +22,7 @@ from nerwheel.model.config import ModelSettings
 from nerwheel.model.encoding import ensure_char_split
 from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
 
-__all__ = ["Backbone", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
+__all__ = ["Backbone", "check_positions", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,10 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
     """Resolve ``settings.init_from`` or ``settings.model_id``; ``texts`` feed data-made vocabularies."""
     source = settings.init_from or settings.model_id
     if is_nerwheel_model(source):
-        return _from_nerwheel(Path(source))
+        backbone = _from_nerwheel(Path(source))
+        assert backbone.previous is not None
+        check_positions(backbone.previous.encoder.config, sequence_length, source)
+        return backbone
     if settings.init_from:
         raise FileNotFoundError(f"model.init_from={source!r} is not a nerwheel model directory (no {CARD_FILE})")
     if source == "tiny":
@@ -82,8 +85,29 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
         backbone = _from_hf(str(directory))
         backbone.name = "e5-small"
         backbone.info["converted_dir"] = str(directory)
-        return backbone
-    return _from_hf(source)
+    else:
+        backbone = _from_hf(source)
+    check_positions(backbone.encoder.config, sequence_length, source)  # type: ignore[attr-defined]
+    return backbone
+
+
+def check_positions(config: object, sequence_length: int, source: str) -> None:
+    """A window longer than the encoder's position table fails deep inside torch; say so up front, with the fix.
+
+    RoBERTa-style encoders (XLM-R, e5-small) number positions from ``pad_token_id + 1``.
+    """
+    rows = getattr(config, "max_position_embeddings", None)
+    if not isinstance(rows, int):
+        return
+    model_type = str(getattr(config, "model_type", ""))
+    roberta_style = "roberta" in model_type or model_type == "camembert"
+    offset = (getattr(config, "pad_token_id", 0) or 0) + 1 if roberta_style else 0
+    limit = rows - offset
+    if sequence_length > limit:
+        raise ValueError(
+            f"training.sequence_length={sequence_length} is longer than the {limit} positions backbone {source} "
+            f"can read; set training.sequence_length to {limit} or less (long texts are read in sliding windows)"
+        )
 
 
 def _tiny(settings: ModelSettings, texts: Sequence[str], sequence_length: int) -> Backbone:

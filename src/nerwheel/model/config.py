@@ -27,8 +27,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["ConfigError", "TrainConfig", "default_yaml", "load_config", "merge_overrides", "parse_overrides",
-           "validate"]
+__all__ = ["SPECIAL_TOKENS", "ConfigError", "TrainConfig", "default_yaml", "load_config", "merge_overrides",
+           "parse_overrides", "validate"]
+
+
+#: Special tokens around each window ([CLS] ... [SEP] for BERT, <s> ... </s> for XLM-R / e5-small).
+SPECIAL_TOKENS = 2
 
 
 class ConfigError(ValueError):
@@ -51,7 +55,8 @@ class TinySettings(Section):
     @model_validator(mode="after")
     def _heads_divide(self) -> TinySettings:
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"num_heads={self.num_heads} must divide hidden_size={self.hidden_size}")
+            raise ValueError(f"model.tiny.num_heads={self.num_heads} must divide model.tiny.hidden_size="
+                             f"{self.hidden_size}; choose a head count that divides the width")
         return self
 
 
@@ -121,7 +126,23 @@ class TrainingSettings(Section):
     @model_validator(mode="after")
     def _one_precision(self) -> TrainingSettings:
         if self.fp16 and self.bf16:
-            raise ValueError("fp16 and bf16 are both true; choose one")
+            raise ValueError("training.fp16 and training.bf16 are both true; choose one")
+        return self
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> TrainingSettings:
+        """The window geometry :class:`~nerwheel.model.encoding.TextEncoder` needs, checked before any data is read.
+
+        Every supported backbone (BERT, XLM-R) puts :data:`SPECIAL_TOKENS` around
+        a window; the encoder re-checks with the tokenizer's real count.
+        """
+        content = self.sequence_length - SPECIAL_TOKENS
+        if self.stride >= content:
+            raise ValueError(
+                f"training.stride={self.stride} must be smaller than training.sequence_length={self.sequence_length} "
+                f"minus the {SPECIAL_TOKENS} special tokens ({content}); lower training.stride (e.g. "
+                f"{max(0, content // 4)}) or raise training.sequence_length above {self.stride + SPECIAL_TOKENS}"
+            )
         return self
 
 
@@ -272,6 +293,9 @@ def validate(data: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
                 parent = ".".join(str(p) for p in loc[:-1])
                 where = f"in [{parent}]" if parent else "at the top level"
                 lines.append(f"unknown key {key!r}; allowed keys {where} are: {', '.join(_allowed(TrainConfig, loc[:-1]))}")
+            elif err["type"] == "value_error":  # a validator's own sentence names the keys and the fix
+                msg = err["msg"].removeprefix("Value error, ")
+                lines.append(msg if not key or key in msg else f"{key}: {msg}")
             else:
                 lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{source}: " + "; ".join(lines)) from None

@@ -9,6 +9,9 @@ Writes into ``out_dir``:
   table of the four modes;
 - ``errors.jsonl``: every false negative and false positive with its context;
 - ``predictions.jsonl``: the predicted records (span JSONL);
+- ``rejects.jsonl``: the gold input records that could not be read (file,
+  line, reason; empty when none), counted in ``metrics.json`` as ``input``:
+  ``{"read", "accepted", "rejected"}`` with read = accepted + rejected;
 - ``f1_by_type.png`` and ``confusion.png`` (character-level, by type).
 """
 
@@ -20,16 +23,32 @@ from pathlib import Path
 from typing import Any
 
 from nerwheel import metrics as M
+from nerwheel.formats.base import Reject
 from nerwheel.records import Record
 
-__all__ = ["evaluate", "render_report"]
+__all__ = ["REJECTS_FILE", "evaluate", "input_counts", "render_report"]
+
+
+REJECTS_FILE = "rejects.jsonl"
+
+
+def input_counts(records: Sequence[Record], rejects: Sequence[Reject]) -> dict[str, int]:
+    return {"read": len(records) + len(rejects), "accepted": len(records), "rejected": len(rejects)}
 
 
 def render_report(metrics: dict[str, Any]) -> str:
     o = metrics["overall"]
-    lines = [f"records: {metrics['n_records']}  gold spans: {o['support']}  predicted spans: {o['predicted']}  "
-             f"token accuracy: {o['token_accuracy']:.4f}", "",
-             f"{'mode':<10}{'precision':>10}{'recall':>10}{'f1':>10}"]
+    lines = []
+    if "input" in metrics:
+        i = metrics["input"]
+        lines.append(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']} "
+                     f"(rejects in {REJECTS_FILE})")
+    lines += [f"records: {metrics['n_records']}  gold spans: {o['support']}  predicted spans: {o['predicted']}  "
+              f"token accuracy: {o['token_accuracy']:.4f}"]
+    if metrics.get("gold_spans_not_in_tag_metrics"):
+        lines.append(f"{metrics['gold_spans_not_in_tag_metrics']} gold spans overlap an earlier one: counted in the "
+                     "span scores, left out of token accuracy, the seqeval report and the confusion matrix")
+    lines += ["", f"{'mode':<10}{'precision':>10}{'recall':>10}{'f1':>10}"]
     for mode in M.MODES:
         s = o[mode]
         lines.append(f"{mode:<10}{s['precision']:>10.4f}{s['recall']:>10.4f}{s['f1']:>10.4f}")
@@ -38,20 +57,28 @@ def render_report(metrics: dict[str, Any]) -> str:
 
 
 def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Path, *, predictor: Any = None,
-             plots: bool = True) -> dict[str, Any]:
-    """Predict ``records`` with the model, score against their gold entities, write the files above."""
-    from nerwheel.formats import write_records
+             plots: bool = True, rejects: Sequence[Reject] = ()) -> dict[str, Any]:
+    """Predict ``records`` with the model, score against their gold entities, write the files above.
+
+    ``rejects``: the gold file's lines the reader refused; written to
+    ``rejects.jsonl`` and counted in ``metrics["input"]``, so a score is never
+    read without knowing how much of the gold set it covers.
+    """
+    from nerwheel.formats import write_records, write_rejects
     from nerwheel.stages.predict import load_predictor, predict_records
 
-    records = list(records)
-    if not records:
-        raise ValueError("no records to evaluate: the gold data is empty (or every line was rejected)")
+    records, rejects = list(records), list(rejects)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    write_rejects(rejects, out / REJECTS_FILE)
+    if not records:
+        first = f"; first: {rejects[0]}" if rejects else ""
+        raise ValueError(f"no records to evaluate: the gold data is empty ({len(rejects)} lines rejected, listed in "
+                         f"{out / REJECTS_FILE}{first})")
     predictor = predictor or load_predictor(model_dir)
     predicted = predict_records(predictor, records)
     pred = [r.entities for r in predicted]
-    metrics = M.evaluate(records, pred)
+    metrics = {"input": input_counts(records, rejects), **M.evaluate(records, pred)}
     metrics["model"] = str(model_dir)
     (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (out / "report.txt").write_text(render_report(metrics), encoding="utf-8")

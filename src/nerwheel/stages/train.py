@@ -8,8 +8,11 @@ Hugging Face directory + ``nerwheel.json`` (:mod:`nerwheel.model.card`).
 
 Output: ``<output_dir>/<model_name>-<timestamp>/`` with ``config.json``,
 ``model.safetensors``, ``crf.safetensors`` (CRF head), tokenizer files,
-``nerwheel.json``, ``metrics.jsonl`` (one line per epoch), ``training_curve.png``
-and ``train_config.yaml`` (the resolved config).
+``nerwheel.json``, ``metrics.jsonl`` (one line per epoch), ``training_curve.png``,
+``train_config.yaml`` (the resolved config), ``rejects.jsonl`` (input records
+not used, with file, line and reason) and, when the keep-longest overlap policy
+removed spans, ``dropped_spans.jsonl``. ``nerwheel.json``'s ``data`` section
+counts read = accepted + rejected per input file.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nerwheel.formats.base import ReadResult, Reject
 from nerwheel.labels import TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard, file_sha256
@@ -31,7 +36,8 @@ from nerwheel.model.config import TrainConfig
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.records import Record
 
-__all__ = ["TrainDataError", "TrainInputs", "records_sha256", "resolve_inputs", "train"]
+__all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs", "input_summary", "records_sha256",
+           "resolve_inputs", "tag_ready", "train", "write_input_report"]
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +46,28 @@ class TrainDataError(ValueError):
     """Training cannot start with the data given (no file, no records, no entities)."""
 
 
+REJECTS_FILE = "rejects.jsonl"
+DROPPED_SPANS_FILE = "dropped_spans.jsonl"
+NOTE_OVERLAP_RECORDS = "records with overlapping entities resolved (keep-longest)"
+
+
 @dataclass
 class TrainInputs:
+    """The records training uses, and the account of everything it did not use.
+
+    ``rejects``: input records not used (reader rejects, blank texts), each with
+    file, line and reason. ``dropped_spans``: entities removed from accepted
+    training records by the keep-longest overlap policy, one row each.
+    ``fingerprints`` becomes ``nerwheel.json``'s ``data`` section: per input
+    file ``read = accepted + rejected``, and the policy's counts.
+    """
+
     train: list[Record]
     dev: list[Record]
     test: list[Record]
     fingerprints: dict[str, Any]
+    rejects: list[Reject] = field(default_factory=list)
+    dropped_spans: list[dict[str, Any]] = field(default_factory=list)
 
 
 def records_sha256(records: Sequence[Record]) -> str:
@@ -57,14 +79,61 @@ def records_sha256(records: Sequence[Record]) -> str:
     return h.hexdigest()
 
 
-def _read(path: str, fmt: str | None, role: str) -> list[Record]:
+def _in_memory(records: Sequence[Record], role: str) -> ReadResult:
+    """Records passed by a caller, as a read result whose "lines" are 1-based positions."""
+    rr = ReadResult(source=f"<{role} records>", format="records")
+    for i, r in enumerate(records, start=1):
+        rr.add(r, i)
+    return rr
+
+
+def _read(path: str, fmt: str | None) -> ReadResult:
     from nerwheel.formats import read_records
 
-    result = read_records(path, format=fmt) if fmt else read_records(path)
-    log.info("%s: %s", role, result.summary())
-    for rej in result.rejects[:5]:
-        log.warning("%s reject: %s", role, rej)
-    return list(result.records)
+    return read_records(path, format=fmt) if fmt else read_records(path)
+
+
+def _counts(result: ReadResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"read": result.read, "accepted": len(result.records), "rejected": len(result.rejects)}
+    if result.rejects:
+        out["rejected_by_kind"] = dict(sorted(result.reject_kinds().items()))
+    return out
+
+
+def tag_ready(result: ReadResult) -> tuple[ReadResult, list[dict[str, Any]]]:
+    """Apply what tags can express to ``result``: blank texts rejected, overlaps resolved keeping the longest.
+
+    Returns a reconciling result (policy rejects join the reader's, with file
+    and line) and one row per entity the overlap policy dropped, naming the
+    longer span it lost to.
+    """
+    from nerwheel.formats.base import BadRecord
+    from nerwheel.validate import ValidationPolicy, check_record
+
+    policy = ValidationPolicy(overlaps="keep-longest", max_length=None)
+    out = ReadResult(source=result.source, format=result.format, rejects=list(result.rejects),
+                     notes=Counter(result.notes))
+    dropped: list[dict[str, Any]] = []
+    for line, record in result.located():
+        try:
+            checked = check_record(record, policy, out.notes)
+        except BadRecord as exc:
+            out.rejects.append(Reject(result.source, line, str(exc), json.dumps(record.to_dict(), ensure_ascii=False),
+                                      kind=exc.kind))
+            continue
+        if len(checked.entities) < len(set(record.entities)):
+            out.notes[NOTE_OVERLAP_RECORDS] += 1
+            kept = checked.entities
+            for e in dict.fromkeys(record.entities):  # duplicates were collapsed, not dropped
+                if e not in kept:
+                    dropped.append({
+                        "file": result.source, "line": line, "id": record.id,
+                        "reason": "overlaps a longer span; tags cannot express overlaps (keep-longest)",
+                        "dropped": e.to_dict(), "kept": [k.to_dict() for k in kept if k.overlaps(e)],
+                    })
+        out.add(checked, line)
+    out.rejects.sort(key=lambda r: (r.file, r.line))
+    return out, dropped
 
 
 def resolve_inputs(
@@ -73,50 +142,105 @@ def resolve_inputs(
     dev: Sequence[Record] | None = None,
     test: Sequence[Record] | None = None,
 ) -> TrainInputs:
-    """Records from the arguments, else from ``config.data``; without dev, a seeded share of train."""
+    """Records from the arguments, else from ``config.data``; without dev, a seeded share of train.
+
+    Nothing is lost silently: every record not used is in ``rejects`` and every
+    span removed in ``dropped_spans``, and the counts reconcile per file.
+    """
     d = config.data
     fp: dict[str, Any] = {}
-    if train is None:
-        if not d.train_file:
-            raise TrainDataError("no training data: set data.train_file (or pass --train FILE)")
-        train = _read(d.train_file, d.format, "train")
-        fp["train_file"] = {"path": d.train_file, "sha256": file_sha256(d.train_file)}
-    if dev is None and d.dev_file:
-        dev = _read(d.dev_file, d.format, "dev")
-        fp["dev_file"] = {"path": d.dev_file, "sha256": file_sha256(d.dev_file)}
-    if test is None and d.test_file:
-        test = _read(d.test_file, d.format, "test")
-        fp["test_file"] = {"path": d.test_file, "sha256": file_sha256(d.test_file)}
-    train = list(train)
-    if not train:
-        raise TrainDataError("the training data holds no records")
-    if not any(r.entities for r in train):
+    rejects: list[Reject] = []
+    dropped: list[dict[str, Any]] = []
+    parts: dict[str, list[Record] | None] = {}
+    for role, given, path in (("train", train, d.train_file), ("dev", dev, d.dev_file), ("test", test, d.test_file)):
+        if given is not None:
+            parts[role] = list(given)
+            continue
+        if not path:
+            if role == "train":
+                raise TrainDataError("no training data: set data.train_file (or pass --train FILE)")
+            parts[role] = None
+            continue
+        result = _read(path, d.format)
+        if role == "train":  # dev and test are scored as they are; only train must fit the tags
+            result, dropped = tag_ready(result)
+        log.info("%s: %s", role, result.summary())
+        for rej in result.rejects[:3]:
+            log.warning("%s reject: %s", role, rej)
+        fp[f"{role}_file"] = {"path": path, "sha256": file_sha256(path), **_counts(result)}
+        rejects += result.rejects
+        parts[role] = list(result.records)
+        if role == "train":
+            fp["validation"] = _policy_counts(result, dropped)
+    if train is not None:  # records passed in memory: the same policy, positions for lines
+        result, dropped = tag_ready(_in_memory(parts["train"] or [], "train"))
+        rejects += result.rejects
+        parts["train"] = list(result.records)
+        fp["validation"] = {**_counts(result), **_policy_counts(result, dropped)}
+    train_recs = parts["train"] or []
+    if not train_recs:
+        where = fp.get("train_file", {}).get("path", "the training records")
+        first = f"; first reject: {rejects[0]}" if rejects else ""
+        raise TrainDataError(f"{where}: no usable training records ({len(rejects)} rejected){first}")
+    if not any(r.entities for r in train_recs):
         raise TrainDataError("the training data holds no entities; label some records first (nerwheel annotate)")
-    if dev is None:
+    dev_recs = parts["dev"]
+    if dev_recs is None:
         from nerwheel.stages.split import split_records
 
-        parts = split_records(train, (1 - d.dev_ratio, d.dev_ratio), names=("train", "dev"), seed=config.training.seed)
-        train, dev = parts["train"], parts["dev"]
+        split = split_records(train_recs, (1 - d.dev_ratio, d.dev_ratio), names=("train", "dev"),
+                             seed=config.training.seed)
+        train_recs, dev_recs = split["train"], split["dev"]
         fp["dev_split"] = {"ratio": d.dev_ratio, "seed": config.training.seed}
-    dev, test = list(dev), list(test or [])
-    train, notes = _tag_ready(train, "train")
-    if notes:
-        fp["validation"] = notes
-    fp.update(train_records=len(train), train_sha256=records_sha256(train),
-              dev_records=len(dev), dev_sha256=records_sha256(dev))
-    return TrainInputs(train, dev, test, fp)
+    fp.update(train_records=len(train_recs), train_sha256=records_sha256(train_recs),
+              dev_records=len(dev_recs), dev_sha256=records_sha256(dev_recs))
+    return TrainInputs(train_recs, list(dev_recs), list(parts["test"] or []), fp, rejects, dropped)
 
 
-def _tag_ready(records: list[Record], source: str) -> tuple[list[Record], dict[str, int]]:
-    """Resolve overlapping spans (keep the longest; tags cannot express overlaps) and drop blank texts, counted."""
-    from nerwheel.validate import ValidationPolicy, validate_records
+def _policy_counts(result: ReadResult, dropped: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in result.notes.items()}
+    out["overlap_spans_dropped"] = len(dropped)
+    out["overlap_records_affected"] = result.notes.get(NOTE_OVERLAP_RECORDS, 0)
+    if dropped:
+        log.warning("%s: keep-longest dropped %d overlapping spans in %d records, e.g. line %d: %s",
+                    result.source, len(dropped), out["overlap_records_affected"], dropped[0]["line"],
+                    dropped[0]["dropped"])
+    return out
 
-    result = validate_records(records, ValidationPolicy(overlaps="keep-longest", max_length=None), source=source)
-    notes = dict(result.notes)
-    if result.rejects:
-        notes["rejected"] = len(result.rejects)
-        log.warning("%s: %d records dropped, e.g. %s", source, len(result.rejects), result.rejects[0])
-    return list(result.records), notes
+
+def input_summary(data: dict[str, Any], run_dir: Path) -> list[str]:
+    """What was read and what was not used, from ``nerwheel.json``'s ``data`` section, one line each.
+
+    Each input file reconciles (read = accepted + rejected); the rejects and the
+    spans dropped by keep-longest are named with the files that list them.
+    """
+    lines = []
+    for role in ("train", "dev", "test"):
+        f = data.get(f"{role}_file")
+        if f:
+            lines.append(f"{role} {f['path']}: read {f['read']} = accepted {f['accepted']} + rejected {f['rejected']}")
+    v = data.get("validation", {})
+    if "read" in v:
+        lines.append(f"train records given: read {v['read']} = accepted {v['accepted']} + rejected {v['rejected']}")
+    n_rejected = sum(data.get(f"{r}_file", {}).get("rejected", 0) for r in ("train", "dev", "test")) \
+        + v.get("rejected", 0)
+    lines.append(f"rejected: {n_rejected} records, each with file, line and reason, in {run_dir / REJECTS_FILE}")
+    if v.get("overlap_spans_dropped"):
+        lines.append(f"keep-longest: {v['overlap_spans_dropped']} overlapping spans dropped from "
+                     f"{v['overlap_records_affected']} training records (tags cannot express overlaps), listed in "
+                     f"{run_dir / DROPPED_SPANS_FILE}")
+    return lines
+
+
+def write_input_report(run_dir: Path, inputs: TrainInputs) -> None:
+    """``rejects.jsonl`` (always; empty when nothing was rejected) and ``dropped_spans.jsonl`` (when any)."""
+    from nerwheel.formats import write_rejects
+
+    write_rejects(inputs.rejects, run_dir / REJECTS_FILE)
+    if inputs.dropped_spans:
+        with (run_dir / DROPPED_SPANS_FILE).open("w", encoding="utf-8") as f:
+            for row in inputs.dropped_spans:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def _default_lr(backbone: Backbone) -> float:
@@ -167,6 +291,7 @@ def train(
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir}: already exists and is not empty; choose another output.model_name")
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_input_report(run_dir, inputs)
     learning_rate = t.learning_rate or _default_lr(backbone)
     card = ModelCard.new(
         tagset, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
