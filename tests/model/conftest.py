@@ -10,23 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from model_config import tiny_config
 from model_synth import make_mixed
-from nerwheel.model.config import TrainConfig, validate
-
-TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}
-
-
-def tiny_config(out: Path, name: str, **sections: dict) -> TrainConfig:
-    """A small, fast config (one thread: small ops are much faster than with two busy cores)."""
-    base = {
-        "model": {"tiny": TINY},
-        "training": {"epochs": 8, "batch_size": 16, "sequence_length": 64, "stride": 16, "threads": 1},
-        "output": {"output_dir": str(out), "model_name": name, "timestamp": False, "save_total_limit": 0,
-                   "plots": False},
-    }
-    for section, values in sections.items():
-        base[section] = {**base.get(section, {}), **values}
-    return validate(base)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_config
+from model_config import tiny_config
 from model_synth import make_mixed, make_records
 from nerwheel import metrics as M
 from nerwheel.model.card import ModelCard

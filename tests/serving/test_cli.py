@@ -119,3 +119,23 @@ def test_predict_url_reaches_a_model_deployed_under_another_name(triton, model_v
     missing = CliRunner().invoke(cli, ["predict", str(texts), "--url", triton.url, "--served-name", "no-such-model",
                                        "--out", str(tmp_path / "x.jsonl")])
     assert missing.exit_code != 0 and "no-such-model" in missing.output
+
+
+@pytest.mark.server
+def test_predict_url_without_out_writes_jsonl_to_stdout(triton, model_v1: Path, tmp_path: Path) -> None:
+    """`nerwheel predict --url U INPUT`, exactly as the serving contract writes it: span JSONL on stdout, in order."""
+    report = CliRunner().invoke(cli, ["deploy", "-m", str(model_v1), "-r", str(triton.local_repo),
+                                      "--triton-url", triton.url])  # the default served name, as a user deploys
+    assert report.exit_code == 0, report.output
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    served = CliRunner().invoke(cli, ["predict", "--url", triton.url, str(texts)])
+    assert served.exit_code == 0, served.output
+    rows = [json.loads(line) for line in served.stdout.splitlines()]  # stdout holds the records and nothing else
+    assert [r["text"] for r in rows] == list(TEXTS) and "wrote 8 records to stdout" in served.stderr
+    offline = CliRunner().invoke(cli, ["predict", "--model", str(model_v1), "--runtime", "torch", str(texts)])
+    assert offline.exit_code == 0, offline.output
+    local = [json.loads(line) for line in offline.stdout.splitlines()]
+    assert [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in rows] == \
+        [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in local]
+    assert sum(len(r["entities"]) for r in rows) > 0
