@@ -45,6 +45,18 @@ def test_429_then_success_honours_retry_after(scripted: ScriptedServer) -> None:
     assert time.monotonic() - t0 < 4
 
 
+def test_a_huge_retry_after_is_clamped_and_logged(scripted: ScriptedServer, caplog: pytest.LogCaptureFixture) -> None:
+    scripted.reset(lambda n, b: Reply(503, {"error": "maintenance"}, {"Retry-After": "7200"}) if n == 1 else chat("ok"))
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="nerwheel.llm.client"):
+        resp, _ = _complete(_cfg(scripted.url, max_retry_after_s=0.3))
+    assert resp.content == "ok" and scripted.calls == 2
+    assert 0.25 <= scripted.started[1] - scripted.started[0] < 3  # waited the cap, not two hours
+    assert time.monotonic() - t0 < 5
+    assert "7200s (Retry-After)" in caplog.text and "max_retry_after_s" in caplog.text
+    assert LLMConfig(base_url="http://127.0.0.1:1", model="m").max_retry_after_s == 60.0
+
+
 def test_500_is_retried_then_gives_up_with_a_clear_error(scripted: ScriptedServer) -> None:
     scripted.reset(lambda n, b: Reply(500, {"error": "boom"}))
     with pytest.raises(LLMError, match=r"giving up after 4 tries .*HTTP 500"):

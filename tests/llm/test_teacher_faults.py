@@ -55,25 +55,68 @@ def test_bad_answers_are_rejected_with_reasons_and_counts_reconcile(scripted: Sc
     result = annotate(records, [teacher])
 
     s = result.stats
-    assert (s["records_in"], s["labelled"], s["failed"]) == (5, 4, 1)
+    assert (s["records_in"], s["labelled"], s["failed"]) == (5, 3, 2)
     t = s["teachers"]["llm:scripted"]
     assert t["returned"] == t["accepted"] + t["rejected"]
-    assert t["reject_codes"] == {"not_in_text": 1, "unknown_label": 1, "truncated": 1, "too_many": 1}
+    assert t["reject_codes"] == {"not_in_text": 1, "unknown_label": 1, "truncated": 1, "salvaged": 1, "too_many": 1}
     by_id = {r.id: r for r in result.records}
     assert [(e.text, e.label) for e in by_id["0"].entities] == [("浙江省", "prov"), ("杭州市", "city")]
-    assert [(e.text, e.label) for e in by_id["1"].entities] == [("余杭区", "district")]  # salvaged
-    assert by_id["1"].meta["annotate"]["teachers"]["llm:scripted"]["finish_reason"] == "length"
     # the KB proves 余姚市 under 宁波市 is a county-level city (district), not a city
     assert [(e.text, e.label) for e in by_id["4"].entities] == [("宁波市", "city"), ("余姚市", "district")]
     fixes = by_id["4"].meta["annotate"]["teachers"]["llm:scripted"]["kb_corrections"]
     assert fixes[0]["old"] == "city" and fixes[0]["new"] == "district"
-    failed = result.failed[0]
-    assert failed.record.id == "2" and "unusable answer" in failed.reasons["llm:scripted"]
+    failed = {f.record.id: f for f in result.failed}
+    assert "unusable answer" in failed["2"].reasons["llm:scripted"]
+    # cut off at max_tokens: a failed record, not a labelled one missing what the model never wrote
+    assert failed["1"].reasons["llm:scripted"] == "truncated at max_tokens (1024): 1 complete entities salvaged"
+    row = failed["1"].to_dict()
+    assert row["salvaged"]["llm:scripted"] == [{"start": 0, "end": 3, "label": "district", "text": "余杭区",
+                                                "source": "llm:scripted"}]
+    assert row["teachers"]["llm:scripted"]["finish_reason"] == "length"
     reasons = {r["code"]: r["reason"] for r in result.entity_rejects}
     assert "'上海市' is not a substring" in reasons["not_in_text"]
     assert "unknown label 'metropolis'" in reasons["unknown_label"]
+    assert "add it to the label map" in reasons["unknown_label"]
     assert "occurs 1 time(s)" in reasons["too_many"]
-    assert len(result.rejects()) == 1 + t["rejected"]
+    assert "record failed for this teacher" in reasons["salvaged"]
+    assert len(result.rejects()) == 2 + t["rejected"]
+
+
+@pytest.mark.parametrize(
+    ("content", "finish", "outcome"),
+    [
+        ('{"entities": [{"text": "浙江省", "label": "prov"}]}', "stop", "labelled"),
+        # complete JSON, then prose cut at max_tokens: the entity list itself is whole
+        ('{"entities": [{"text": "浙江省", "label": "prov"}]} Explanation: the first', "length", "labelled"),
+        ('{"entities": [{"text": "浙江省", "label": "prov"}, {"text": "杭', "length",
+         "truncated at max_tokens (1024): 1 complete entities salvaged"),
+        # the array never closes although the server says it stopped: an unparseable tail all the same
+        ('{"entities": [{"text": "浙江省", "label": "prov"}, {"text": "杭州市", "label": "city"}', "stop",
+         "truncated (the JSON breaks off before its end): 2 complete entities salvaged"),
+        ('{"entities": [{"te', "length", "truncated at max_tokens (1024): 0 complete entities salvaged"),
+        ("I would label", "length", "truncated at max_tokens (1024): 0 complete entities salvaged; unusable answer"),
+    ],
+)
+def test_cut_off_answers_fail_the_record(scripted: ScriptedServer, content: str, finish: str, outcome: str) -> None:
+    scripted.reset(lambda n, body: chat(content, finish=finish))
+    result = annotate([Record("r", TEXTS[0])], [LLMTeacher(_cfg(scripted.url))])
+    t = result.stats["teachers"]["llm:scripted"]
+    assert t["returned"] == t["accepted"] + t["rejected"]
+    if outcome == "labelled":
+        assert [(e.text, e.label) for e in result.records[0].entities] == [("浙江省", "prov")]
+    else:
+        assert not result.records and result.failed[0].reasons["llm:scripted"].startswith(outcome)
+        assert t["accepted"] == 0
+
+
+def test_with_two_teachers_a_cut_off_answer_does_not_vote(scripted: ScriptedServer) -> None:
+    scripted.reset(lambda n, body: chat('{"entities": [{"text": "浙江省", "label": "prov"}, {"text": "杭', finish="length"))
+    rec = Record("r", TEXTS[0])
+    result = annotate([rec], [KBTeacher(), LLMTeacher(_cfg(scripted.url))])
+    assert result.stats["labelled"] == 1 and result.stats["teachers"]["llm:scripted"]["failed"] == 1
+    labelled = result.records[0]
+    assert all(e.source == "kb" and e.score == 1.0 for e in labelled.entities)  # the KB alone, a full vote
+    assert "truncated at max_tokens" in labelled.meta["annotate"]["errors"]["llm:scripted"]
 
 
 def test_failed_requests_fail_records_not_the_run(scripted: ScriptedServer) -> None:

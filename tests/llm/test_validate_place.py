@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from nerwheel.llm.definitions import POS_PREFIX, address_label_map, pos_label_map
+from nerwheel.llm.definitions import POS_PREFIX, address_label_map, load_label_map, pos_label_map
 from nerwheel.llm.parse import parse_entities_v1
 from nerwheel.llm.validate import place
 
@@ -49,6 +51,7 @@ def test_unknown_label_reason_lists_allowed_labels() -> None:
         ("longest", [(0, 6, "poi")], [(0, 3, "city")]),
         ("first", [(0, 3, "city")], [(0, 6, "poi")]),
         ("allow", [(0, 3, "city"), (0, 6, "poi")], []),
+        ("reject", [], [(0, 3, "city"), (0, 6, "poi")]),
     ],
 )
 def test_overlap_policy(policy: str, entities: list[tuple[int, int, str]], rejected: list[tuple[int, int, str]]) -> None:
@@ -68,3 +71,24 @@ def test_pos_mode_places_tokens_in_order_under_prefix() -> None:
         (0, 2, "pos:ns"), (2, 3, "pos:n"), (3, 5, "pos:ns"), (5, 6, "pos:n")]
     assert [r.code for r in placed.rejects] == ["not_in_text", "unknown_label"]
     assert all(e.label.startswith(POS_PREFIX) for e in placed.entities)
+
+
+def test_user_label_map_is_merged_over_the_built_in_synonyms(tmp_path: Path) -> None:
+    path = tmp_path / "map.yaml"
+    path.write_text("街道名: road\n省份: city\n", encoding="utf-8")  # adds one name, redirects a built-in one
+    lm = load_label_map(path)
+    assert (lm.normalize("街道名"), lm.normalize("省份"), lm.normalize("道路")) == ("road", "city", "road")
+    assert lm.normalize("街道门牌") is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [('{"街道名": "street"}', "'街道名' -> 'street'"), ('{"街道名": ', "cannot read the label map"),
+     ('["road"]', "synonym -> canonical")],
+)
+def test_bad_label_map_files_name_the_file_and_entry(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "map.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=message) as info:
+        load_label_map(path)
+    assert str(path) in str(info.value)

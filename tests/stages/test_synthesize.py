@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import defaultdict
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
 from nerwheel.formats import read_records
+from nerwheel.kb.annotator import AddressKB
 from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.records import Entity, Record
 from nerwheel.stages.synthesize import SynthesisConfig, coverage_table, synthesize
@@ -64,3 +67,54 @@ def test_cli_writes_records_and_coverage_report(tmp_path: Path) -> None:
     assert len(records) == 46 and "浙江省" not in {r.text for r in records}
     report = json.loads((tmp_path / "syn.jsonl.coverage.json").read_text())
     assert report["texts"] == {"short": 36, "long": 10, "llm": 0}
+
+
+_DIGIT = re.compile(r"[0-9]")
+_CN = re.compile(r"[一二三四五六七八九十]")
+
+
+def _pattern(text: str) -> str:
+    return _CN.sub("一", _DIGIT.sub("0", text))
+
+
+def _conventions(records: list[Record]) -> tuple[dict[str, set[str]], set[str]]:
+    """Surface pattern -> labels it is given, and the patterns left unlabelled between entities."""
+    labelled: dict[str, set[str]] = defaultdict(set)
+    unlabelled: set[str] = set()
+    for r in records:
+        pos = 0
+        for e in r.entities:
+            if e.start > pos:
+                unlabelled.add(_pattern(r.text[pos:e.start]))
+            labelled[_pattern(e.text)].add(e.label)
+            pos = e.end
+        if pos < len(r.text):
+            unlabelled.add(_pattern(r.text[pos:]))
+    return labelled, unlabelled
+
+
+def test_short_and_long_texts_label_the_same_surface_the_same_way() -> None:
+    res = synthesize(SynthesisConfig(n_short=400, n_long=600, seed=11))
+    short = [r for r in res.records if r.meta["synthetic"] == "short"]
+    long = [r for r in res.records if r.meta["synthetic"] == "long"]
+    s_lab, s_unl = _conventions(short)
+    l_lab, l_unl = _conventions(long)
+    shared = set(s_lab) & set(l_lab)
+    assert len(shared) > 50  # the comparison covers real ground, directions included
+    assert any(p.startswith(("往", "向")) for p in shared)
+    for p in shared:
+        assert s_lab[p] == l_lab[p], (p, s_lab[p], l_lab[p])
+    assert not set(s_lab) & l_unl, "labelled in short texts, left unlabelled in long ones"
+    assert not s_unl & set(l_lab), "left unlabelled in short texts, labelled in long ones"
+    assert s_unl <= l_unl | {""}, s_unl - l_unl
+
+
+def test_a_direction_before_a_distance_is_assist_in_short_texts_as_in_the_kb() -> None:
+    res = synthesize(SynthesisConfig(n_short=180, n_long=0, seed=4))
+    for r in res.records:
+        for e in r.entities:
+            if e.label == "distance":
+                before = [x for x in r.entities if x.end == e.start]
+                assert before and before[0].label == "assist", r.text
+    kb = [(e.text, e.label) for e in AddressKB().annotate_text("和美苑往北000米")]
+    assert kb == [("和美苑", "poi"), ("往北", "assist"), ("000米", "distance")]

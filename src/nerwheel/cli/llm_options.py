@@ -28,6 +28,8 @@ def llm_options(f: Any) -> Any:
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
                      help="Read timeout per LLM request, seconds."),
         click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True),
+        click.option("--max-retry-after", type=click.FloatRange(min=0), default=60.0, show_default=True,
+                     help="Longest Retry-After (seconds) a 429/503 answer may impose; longer ones are clamped."),
         click.option("--structured", type=click.Choice(["auto", "json_schema", "off"]), default="auto",
                      show_default=True, help="Send response_format json_schema (auto: fall back if refused)."),
         click.option("--price-prompt", type=float, default=0.0, help="Cost per 1k prompt tokens, for the report."),
@@ -50,7 +52,8 @@ def llm_configs(kw: dict[str, Any]) -> list[Any]:
         raise click.UsageError("--llm-url needs --llm-model (the model name the server expects)")
     return [LLMConfig(base_url=kw["llm_url"], model=m, max_in_flight=kw["concurrency"],
                       requests_per_second=kw["rps"], max_tokens=kw["max_tokens"], read_timeout=kw["timeout"],
-                      max_retries=kw["retries"], structured=kw["structured"],
+                      max_retries=kw["retries"], max_retry_after_s=kw.get("max_retry_after", 60.0),
+                      structured=kw["structured"],
                       price_prompt_per_1k=kw["price_prompt"], price_completion_per_1k=kw["price_completion"])
             for m in kw["llm_models"]]
 

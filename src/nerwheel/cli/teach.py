@@ -7,6 +7,7 @@ The LLM API key is never an option: it is read from ``NERWHEEL_LLM_API_KEY``
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +16,7 @@ from typing import Any
 import click
 
 from nerwheel.cli.llm_options import llm_configs, llm_options, open_cache
-
-from nerwheel.formats import FORMATS, FormatError, read_records, write_records
+from nerwheel.formats import FORMATS, FormatError, ReadResult, Reject, read_records, write_records
 
 FORMAT_CHOICE = click.Choice(sorted(FORMATS))
 
@@ -29,11 +29,24 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
-def _read(path: Path, fmt: str | None) -> list[Any]:
+def _read(path: Path, fmt: str | None) -> ReadResult:
     result = read_records(path, fmt)
     if result.rejects:
         click.echo(f"{result.summary()} (first: {result.rejects[0]})", err=True)
-    return result.records
+    return result
+
+
+def _overlap_policy(value: str) -> str:
+    return {"keep-longest": "longest", "keep-first": "first", "reject": "reject"}[value]
+
+
+def _labels(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    labels = tuple(dict.fromkeys(x.strip() for x in value.split(",") if x.strip()))
+    if not labels:
+        raise click.BadParameter("give at least one label, e.g. --labels prov,city,road", param_hint="--labels")
+    return labels
 
 
 @click.command()
@@ -53,40 +66,74 @@ def _read(path: Path, fmt: str | None) -> list[Any]:
               help="Let the knowledge base relabel LLM entities it can prove wrong.")
 @click.option("--min-votes", type=click.IntRange(min=1), default=None,
               help="Votes a span needs with several teachers (default: a majority of those that answered).")
+@click.option("--labels", "labels_opt", default=None, metavar="A,B,...",
+              help="Target label set, comma-separated (default: the 19 address labels).")
+@click.option("--label-map", "label_map_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="JSON/YAML synonym -> label map for LLM answers, merged over the built-in synonyms.")
+@click.option("--overlaps", type=click.Choice(["keep-longest", "keep-first", "reject"]), default="keep-longest",
+              show_default=True, help="Overlapping LLM answers: keep the longest, keep the first, or refuse them all.")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Failed records and refused entities with reasons (default: OUT.rejects.jsonl).")
+              help="Bad input lines, failed records and refused entities with reasons (default: OUT.rejects.jsonl).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write run counts, token usage and cost as JSON.")
 @llm_options
 def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[str, ...], examples: Path | None,
              per_type: int, mode: str, prompt: str | None, kb_correct: bool, min_votes: int | None,
+             labels_opt: str | None, label_map_path: Path | None, overlaps: str,
              rejects_path: Path | None, stats_path: Path | None, **llm_kw: Any) -> None:
-    """Label INPUT with a teacher (knowledge base or LLM) and write OUT."""
-    from nerwheel.stages.annotate import annotate as run
-    from nerwheel.stages.annotate import build_teachers
+    """Label INPUT with a teacher (knowledge base or LLM) and write OUT.
 
+    Every line of INPUT is accounted for: read = labelled + failed + rejected on input. Lines the
+    reader refused (of INPUT and of --examples), records no teacher labelled and entities a teacher
+    returned but that were refused all go to the rejects file, each with its reason.
+    """
+    from nerwheel.stages.annotate import annotate as run
+    from nerwheel.stages.annotate import build_teachers, input_reject_row
+
+    labels = _labels(labels_opt)
     with _errors():
-        records = _read(input_path, fmt)
+        read = _read(input_path, fmt)
         configs = llm_configs(llm_kw)
         chosen = teachers or (("llm",) if configs else ("kb",))
+        label_map = None
+        if label_map_path is not None:
+            from nerwheel.labels import ADDRESS_LABELS
+            from nerwheel.llm.definitions import load_label_map
+
+            label_map = load_label_map(label_map_path, labels or ADDRESS_LABELS)
+        seed = _read(examples, None) if examples else None
         cache = open_cache(llm_kw, out_path) if "llm" in chosen and configs else None
-        seed = _read(examples, None) if examples else []
         try:
-            built = build_teachers(chosen, configs, examples=seed, mode=mode,  # type: ignore[arg-type]
-                                   prompt=prompt, per_type=per_type, cache=cache, kb_correct=kb_correct)
+            built = build_teachers(chosen, configs, examples=seed.records if seed else [], mode=mode,  # type: ignore[arg-type]
+                                   prompt=prompt, per_type=per_type, cache=cache, kb_correct=kb_correct,
+                                   labels=labels, label_map=label_map, overlap=_overlap_policy(overlaps))  # type: ignore[arg-type]
         except ValueError as exc:
+            if cache is not None:
+                cache.close()
             raise click.UsageError(str(exc)) from None
-        result = run(records, built, mode=mode, min_votes=min_votes)  # type: ignore[arg-type]
+        try:
+            result = run(read.records, built, mode=mode, min_votes=min_votes,  # type: ignore[arg-type]
+                         input_rejects=read.rejects)
+        finally:
+            if cache is not None:
+                cache.close()
         write_records(result.records, out_path)
         rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
-        _write_jsonl(result.rejects(), rej)
+        seed_rows = [input_reject_row(r, "examples") for r in seed.rejects] if seed else []
+        _write_jsonl(result.rejects() + seed_rows, rej)
         if stats_path:
+            stats = {**result.stats, "examples": _counts(seed) if seed else None}
             stats_path.parent.mkdir(parents=True, exist_ok=True)
-            stats_path.write_text(json.dumps(result.stats, ensure_ascii=False, indent=2), encoding="utf-8")
-        if cache is not None:
-            cache.close()
+            stats_path.write_text(json.dumps(stats, ensure_ascii=False, indent=2), encoding="utf-8")
     click.echo(result.summary(), err=True)
+    if seed is not None:
+        click.echo(f"examples {examples}: read {seed.read} = used {len(seed.records)} + rejected {len(seed.rejects)}",
+                   err=True)
     click.echo(f"wrote {len(result.records)} records to {out_path}; rejects to {rej}", err=True)
+
+
+def _counts(read: ReadResult) -> dict[str, int]:
+    return {"read": read.read, "accepted": len(read.records), "rejected": len(read.rejects)}
 
 
 def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
@@ -113,17 +160,39 @@ def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
               help="Share of numbers written as 0s (MGeo data masks digits).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Coverage report JSON (default: OUT.coverage.json).")
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Bad lines of --examples and --eval with reasons (default: OUT.rejects.jsonl).")
 @llm_options
 def synthesize(out_path: Path, examples: Path | None, n_short: int, n_long: int, n_llm: int,
                eval_paths: tuple[Path, ...], seed: int, provinces: tuple[str, ...], mask_digits: float,
-               report_path: Path | None, **llm_kw: Any) -> None:
-    """Synthesise short (one type each) and long (composite) labelled address texts."""
+               report_path: Path | None, rejects_path: Path | None, **llm_kw: Any) -> None:
+    """Synthesise short (one type each) and long (composite) labelled address texts.
+
+    Lines of --examples and --eval the reader refuses go to the rejects file. A refused --eval line
+    still guards: its text is recovered from the raw line where the text field can be read, and the
+    lines whose text cannot be recovered are named in a warning, because the guard cannot cover them.
+    """
+    from nerwheel.stages.annotate import input_reject_row
     from nerwheel.stages.synthesize import SynthesisConfig, coverage_table
     from nerwheel.stages.synthesize import synthesize as run
 
     with _errors():
-        seed_records = _read(examples, None) if examples else []
-        eval_texts = {r.text for p in eval_paths for r in _read(p, None)}
+        seed_read = _read(examples, None) if examples else None
+        seed_records = seed_read.records if seed_read else []
+        eval_reads = [_read(p, None) for p in eval_paths]
+        eval_texts = {r.text for res in eval_reads for r in res.records}
+        rows = [input_reject_row(r, "examples") for r in seed_read.rejects] if seed_read else []
+        unrecovered: list[Reject] = []
+        for res in eval_reads:
+            for r in res.rejects:
+                text = recover_text(r.raw, res.format)
+                row = input_reject_row(r, "eval")
+                row["guard"] = "text recovered, guarded" if text else "text NOT recovered: not guarded"
+                rows.append(row)
+                if text:
+                    eval_texts.add(text)
+                else:
+                    unrecovered.append(r)
         llm = None
         configs = llm_configs(llm_kw)
         if n_llm and not configs:
@@ -136,12 +205,66 @@ def synthesize(out_path: Path, examples: Path | None, n_short: int, n_long: int,
             llm = build_teachers(["llm"], configs[:1], examples=seed_records, cache=cache)[0]
         cfg = SynthesisConfig(n_short=n_short, n_long=n_long, n_llm=n_llm, seed=seed, provinces=provinces,
                               mask_digits=mask_digits)
-        result = run(cfg, examples=seed_records, eval_texts=eval_texts, llm=llm)
+        try:
+            result = run(cfg, examples=seed_records, eval_texts=eval_texts, llm=llm)
+        finally:
+            if cache is not None:
+                cache.close()
         write_records(result.records, out_path)
         report = report_path or out_path.with_name(out_path.name + ".coverage.json")
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(result.coverage, ensure_ascii=False, indent=2), encoding="utf-8")
-        if cache is not None:
-            cache.close()
+        rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
+        _write_jsonl(rows, rej)
     click.echo(coverage_table(result.coverage))
-    click.echo(f"wrote {len(result.records)} records to {out_path}; coverage report {report}", err=True)
+    inputs = ([("examples", examples, seed_read)] if seed_read else []) + \
+        [("eval", p, res) for p, res in zip(eval_paths, eval_reads, strict=True)]
+    for role, path, res in inputs:
+        click.echo(f"{role} {path}: read {res.read} = used {len(res.records)} + rejected {len(res.rejects)}", err=True)
+    if unrecovered:
+        where = ", ".join(f"{r.file}:{r.line}" for r in unrecovered[:10])
+        more = f" and {len(unrecovered) - 10} more" if len(unrecovered) > 10 else ""
+        click.echo(f"WARNING: {len(unrecovered)} rejected --eval line(s) have no recoverable text, so the eval guard "
+                   f"cannot keep their texts out of the output: {where}{more}. Fix those lines and rerun.", err=True)
+    click.echo(f"wrote {len(result.records)} records to {out_path}; coverage report {report}; rejects to {rej}",
+               err=True)
+
+
+_TEXT_FIELD = re.compile(r'"(?:text|address)"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def recover_text(raw: str, fmt: str) -> str | None:
+    """The text of a line the reader refused, where it can still be read (for the eval guard).
+
+    JSON formats: the ``text`` (``address`` for mgeo, ``data.text`` for Label Studio) field, from the
+    decoded line or, when the line is not valid JSON, from the first complete ``"text": "..."`` in it.
+    CoNLL: the first column of the sentence's lines. Plain text: the line, unless it could not be
+    decoded (a replaced byte is not the text the eval set holds).
+    """
+    if not raw or "\ufffd" in raw:
+        return None
+    if fmt == "text":
+        return raw if raw.strip() else None
+    if fmt == "conll":
+        chars = [ln.split("\t")[0] if "\t" in ln else (ln.rpartition(" ")[0] if " " in ln.strip() else ln.strip())
+                 for ln in raw.splitlines()]
+        text = "".join(c for c in chars if c)
+        return text or None
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict):
+        data = obj.get("data")
+        for value in (obj.get("text"), obj.get("address"), data.get("text") if isinstance(data, dict) else None):
+            if isinstance(value, str) and value.strip():
+                return value
+        return None
+    m = _TEXT_FIELD.search(raw)
+    if m is None:
+        return None
+    try:
+        value = json.loads(m.group(1))
+    except ValueError:
+        return None
+    return value if isinstance(value, str) and value.strip() else None

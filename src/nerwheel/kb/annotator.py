@@ -23,6 +23,7 @@ from typing import Any
 
 from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
 from nerwheel.kb.gazetteer import Gazetteer, Place, load_gazetteer, short_name
+from nerwheel.kb.hierarchy import conflicts, mention
 from nerwheel.kb.rules import (ADMIN_SUFFIX_VARIANTS, ASSIST_MULTI, ASSIST_SINGLE, DIRECTION_BEFORE_DISTANCE,
                                INTERSECTION, NOISE, NUM, POI_SUFFIXES, PUNCT, SEPARATORS, CONNECTORS, SUBPOI_ENDINGS, SUFFIX_RULES,
                                anchored_match)
@@ -52,10 +53,11 @@ class Correction:
     old: str
     new: str | None  # None: flagged, not changed
     reason: str
+    code: str = "relabel"  # relabel | hierarchy (the mention does not fit the others: drop it)
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "text": self.text, "old": self.old, "new": self.new,
-                "reason": self.reason}
+                "reason": self.reason, "code": self.code}
 
 
 @dataclass
@@ -63,6 +65,8 @@ class _State:
     text: str
     entities: list[Entity] = field(default_factory=list)
     places: list[Place] = field(default_factory=list)
+    place_at: dict[int, Place] = field(default_factory=dict)  # entity start -> the gazetteer place it names
+    banned: frozenset[int] = frozenset()  # offsets where no gazetteer place may start (hierarchy conflicts)
     gap: int = 0
 
     @property
@@ -90,7 +94,34 @@ class AddressKB:
 
     # -- teacher interface -------------------------------------------------------------------
     def annotate_text(self, text: str) -> list[Entity]:
-        st = _State(text)
+        """The entities of ``text``; administrative mentions that break the hierarchy are left out."""
+        return self.annotate_checked(text)[0]
+
+    def annotate_checked(self, text: str) -> tuple[list[Entity], list[tuple[Entity, str]]]:
+        """``(entities, dropped)``: ``dropped`` holds the province/city/district mentions that do not fit
+        the others as one place (``浙江省广州市``), each with its reason (see :mod:`nerwheel.kb.hierarchy`).
+
+        A conflicting *short* name (``江南`` in ``萧山区江南明城``) is most often part of a longer name, so the
+        address is scanned again without a place there and the text joins its neighbours (``江南明城``/poi);
+        a conflicting full name (``柯桥区`` in ``杭州市柯桥区``) is an address mistake and is left unlabelled.
+        """
+        banned: dict[int, tuple[Entity, str]] = {}
+        for _ in range(4):
+            st = self._scan(text, frozenset(banned))
+            mentions = [mention(self.gaz, e, st.place_at.get(e.start)) for e in st.entities]
+            found = conflicts(mentions)
+            again = {st.entities[c.index].start: (st.entities[c.index], c.reason + "; read again as part of a name")
+                     for c in found if not mentions[c.index].full and st.entities[c.index].start not in banned}
+            if not again:
+                break
+            banned.update(again)
+        bad = {c.index: c.reason for c in found}
+        kept = [e for i, e in enumerate(st.entities) if i not in bad]
+        dropped = [*banned.values(), *((st.entities[i], reason) for i, reason in bad.items())]
+        return kept, sorted(dropped, key=lambda d: d[0].start)
+
+    def _scan(self, text: str, banned: frozenset[int] = frozenset()) -> _State:
+        st = _State(text, banned=banned)
         i, n = 0, len(text)
         while i < n:
             hit = self._at(st, i)
@@ -106,9 +137,10 @@ class AddressKB:
             st.entities.append(Entity(start, end, label, text[start:end], source=self.source))
             if place is not None:
                 st.places.append(place)
+                st.place_at[start] = place
             i = st.gap = end
         self._flush(st, st.gap, n)
-        return st.entities
+        return st
 
     def annotate(self, records: Iterable[Record]) -> list[Record]:
         return [r.with_entities(self.annotate_text(r.text)) for r in records]
@@ -149,7 +181,7 @@ class AddressKB:
     def _admin_at(self, st: _State, i: int, gap_empty: bool) -> tuple[int, int, str, Place | None] | None:
         text = st.text
         head = gap_empty and all(e.label in ADMIN for e in st.entities)
-        for end, entries in self.gaz.matches_at(text, i):
+        for end, entries in self.gaz.matches_at(text, i) if i not in st.banned else ():
             extended = [(p, s, self._extend_admin(text, end, p, s)) for p, s in entries]
             best = self._choose(st, [(p, s and e == end) for p, s, e in extended], head, gap_empty, text, i,
                                 max(e for _, _, e in extended))
@@ -347,7 +379,8 @@ class AddressKB:
         name between a town and a road or building is the village (九堡镇|三村|文三路),
         and a place after a helper word starts a new POI (城南中学对面|如家酒店).
         """
-        while start < end and (st.text[start] in SEPARATORS or st.text.startswith("中国", start)):
+        lead = SEPARATORS if st.entities else PUNCT  # 和美苑: a connector joins nothing before the first element
+        while start < end and (st.text[start] in lead or st.text.startswith("中国", start)):
             start += 2 if st.text.startswith("中国", start) else 1
         while end > start and st.text[end - 1] in SEPARATORS:
             end -= 1
@@ -393,6 +426,11 @@ class AddressKB:
         labelled ``city`` becomes ``prov``; ``余姚市`` under ``宁波市`` labelled
         ``city`` becomes ``district``). Unknown names are left alone: absence from
         the gazetteer proves nothing.
+
+        Flags (``new=None``, ``code="hierarchy"``) name the province/city/district
+        mentions that do not fit the others as one place (``广州市`` after
+        ``浙江省``), by the rules of :mod:`nerwheel.kb.hierarchy`, the same the KB
+        teacher applies to itself; the LLM teacher drops flagged entities.
         """
         fixes: list[Correction] = []
         readings: dict[int, list[Place]] = {}
@@ -418,11 +456,8 @@ class AddressKB:
                     out[k] = Entity(e.start, e.end, level, e.text, source=e.source, score=e.score)
             elif e.label in levels:
                 continue
-        # hierarchy: a district whose every reading lies outside the city found
-        cities = [a for a in anchors if a.level == "city"]
-        for k, e in enumerate(out):
-            if e.label == "district" and k in readings and cities:
-                if not any(p.related(c) for p in readings[k] for c in cities):
-                    fixes.append(Correction(e.start, e.end, e.text, e.label, None,
-                                            f"kb: district {e.text!r} is not under {cities[0].path()}"))
+        # hierarchy: a city not under the province found, a district not under the city (kb.hierarchy)
+        for c in conflicts([mention(self.gaz, e) for e in out]):
+            e = out[c.index]
+            fixes.append(Correction(e.start, e.end, e.text, e.label, None, f"kb: {c.reason}", code="hierarchy"))
         return record.with_entities(out), fixes

@@ -239,6 +239,8 @@ def _load_pyunit(gaz: Gazetteer, by_code: dict[str, Place]) -> None:
         pc = prov.code[:2]
         for city_name, districts in cities.items():
             city = next((p for p in by_name.get((pc, city_name), []) if p.level == "city"), None)
+            if city is None and pc in MUNICIPALITIES:  # 上海市/市辖区/闸北区: the districts of the city 上海市
+                city = next((p for p, _ in gaz.lookup(prov.name) if p.level == "city" and p.parent is prov), None)
             for district_name, towns in districts.items():
                 cands = [p for p in by_name.get((pc, district_name), []) if p.level == "district"]
                 district = next((p for p in cands if city is None or p.is_under(city)), cands[0] if cands else None)

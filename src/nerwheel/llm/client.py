@@ -4,7 +4,8 @@ Why it is built this way:
 - a semaphore bounds the requests in flight and a spacing limiter bounds the
   request rate, because shared inference servers punish bursts with 429s;
 - 429, 5xx, timeouts and dropped connections are retried with exponential
-  backoff and full jitter (``Retry-After`` wins when the server sends it);
+  backoff and full jitter (``Retry-After`` wins when the server sends it, up
+  to ``max_retry_after_s``: a header asking for an hour is clamped and logged);
   other 4xx answers are the caller's bug and fail at once;
 - every answer goes through :class:`~nerwheel.llm.cache.ResponseCache` first,
   so reruns and resumed runs cost nothing for what was already answered;
@@ -199,6 +200,11 @@ class ChatClient:
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
+            cap = self.config.max_retry_after_s
+            if retry_after > cap:
+                log.warning("server asked to wait %.0fs (Retry-After); waiting %.0fs instead (max_retry_after_s)",
+                            retry_after, cap)
+                return cap
             return retry_after
         cap = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
         return self._rng.uniform(0, cap)

@@ -46,6 +46,8 @@ class LLMConfig(BaseModel):
     max_retries: int = Field(5, ge=0, description="Retries after the first try on 429, 5xx and timeouts")
     backoff_base: float = Field(0.5, ge=0, description="First backoff in seconds; doubles per retry, with full jitter")
     backoff_max: float = Field(30.0, ge=0)
+    max_retry_after_s: float = Field(60.0, ge=0, description="Longest Retry-After honoured; a longer one is clamped "
+                                     "(and logged), so one server header cannot park a run for hours")
     structured: Literal["auto", "json_schema", "off"] = "auto"
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(1024, ge=1)

@@ -6,11 +6,13 @@ describe the same labels in the same words.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from nerwheel.labels import ADDRESS_LABELS, LabelMap
 
-__all__ = ["LABEL_DEFINITIONS", "LABEL_SYNONYMS", "POS_PREFIX", "POS_TAGS", "address_label_map", "pos_label_map"]
+__all__ = ["LABEL_DEFINITIONS", "LABEL_SYNONYMS", "POS_PREFIX", "POS_TAGS", "address_label_map", "load_label_map",
+           "pos_label_map"]
 
 # label -> (Chinese definition, English definition)
 LABEL_DEFINITIONS: dict[str, tuple[str, str]] = {
@@ -72,10 +74,36 @@ POS_TAGS: dict[str, tuple[str, str]] = {
 }
 
 
-def address_label_map(labels: Iterable[str] = ADDRESS_LABELS) -> LabelMap:
-    """Synonyms -> MGeo labels (only ``labels`` allowed); anything else is unknown."""
+def address_label_map(labels: Iterable[str] = ADDRESS_LABELS, extra: Mapping[str, str] | None = None) -> LabelMap:
+    """Synonyms -> target labels (only ``labels`` allowed); anything else is unknown.
+
+    ``extra`` (a user's synonyms) is merged over the built-in ones, so a user can
+    both add names (``街道名`` -> ``road``) and redirect a built-in one.
+    """
     allowed = frozenset(labels)
-    return LabelMap(mapping={k: v for k, v in LABEL_SYNONYMS.items() if v in allowed}, allowed=allowed)
+    mapping = {k: v for k, v in LABEL_SYNONYMS.items() if v in allowed}
+    mapping.update(extra or {})
+    return LabelMap(mapping=mapping, allowed=allowed)
+
+
+def load_label_map(path: str | Path, labels: Iterable[str] = ADDRESS_LABELS) -> LabelMap:
+    """A JSON/YAML file of synonym -> canonical label, merged over the built-in synonyms.
+
+    Every target must be one of ``labels``: a map that points somewhere the run
+    cannot label is an error naming the entry, not a silent source of rejects.
+    """
+    allowed = tuple(labels)
+    try:
+        user = LabelMap.load(path)
+    except Exception as exc:  # bad JSON, bad YAML (yaml.YAMLError), unreadable file: one message naming the file
+        msg = str(exc) if str(exc).startswith(str(path)) else f"{path}: cannot read the label map: {exc}"
+        raise ValueError(msg) from None
+    bad = {k: v for k, v in user.mapping.items() if v not in allowed}
+    if bad:
+        shown = ", ".join(f"{k!r} -> {v!r}" for k, v in list(bad.items())[:5])
+        raise ValueError(f"{path}: label map entries point outside the target labels ({shown}); "
+                         f"targets must be one of: {', '.join(allowed)} (or add the target to --labels)")
+    return address_label_map(allowed, user.mapping)
 
 
 def pos_label_map(prefix: str = POS_PREFIX) -> LabelMap:

@@ -1,10 +1,15 @@
 """An LLM as a teacher: prompt, call (cached), parse, place, optionally let the knowledge base correct.
 
 One request per record, all records in flight at once under the client's
-semaphore and rate limit. A record whose request fails for good, or whose
-answer holds no JSON at all, comes back with ``error`` set (the stage counts it
-as failed and keeps it in the rejects file); nothing raises out of
-:meth:`LLMTeacher.label` for one bad record.
+semaphore and rate limit. A record whose request fails for good, whose answer
+holds no JSON at all, or whose answer breaks off (cut at ``max_tokens``, or a
+JSON array that never closes) comes back with ``error`` set: the stage counts
+it as failed and keeps it in the rejects file. A cut-off answer is never a
+labelling, because the entities it misses would teach the student that those
+spans are no entities; its complete entities go to the rejects as
+``salvaged``, for review. An answer whose JSON is complete is used even if the
+server reports ``finish_reason: length`` (prose after the JSON was cut, not the
+entity list). Nothing raises out of :meth:`LLMTeacher.label` for one bad record.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from nerwheel.llm.definitions import address_label_map, pos_label_map
 from nerwheel.llm.parse import get_parser
 from nerwheel.llm.extract import extract_json
 from nerwheel.llm.prompts import SYNTH_SCHEMA, get_prompt, select_examples, synth_messages
-from nerwheel.llm.validate import EntityReject, OverlapPolicy, TeacherOutput, place
+from nerwheel.llm.validate import EntityReject, OverlapPolicy, Placed, TeacherOutput, place
 from nerwheel.records import Entity, Record
 
 __all__ = ["LLMTeacher"]
@@ -110,24 +115,38 @@ class LLMTeacher:
         if parsed.error is not None:
             reason = f"unusable answer ({parsed.error})"
             if resp.truncated:
-                reason += "; the answer was cut off at max_tokens"
+                reason = f"truncated at max_tokens ({self.config.max_tokens}): 0 complete entities salvaged; {reason}"
             return TeacherOutput(error=reason, meta=meta)
         placed = place(record.text, parsed, self.label_map, source=self.name, mode=self.mode, overlap=self.overlap)
+        if parsed.method == "salvaged":
+            return self._cut_off(placed, resp.truncated, meta)
         entities, rejects = placed.entities, placed.rejects
         if self.corrector is not None and self.mode == "entity" and entities:
             fixed, corrections = self.corrector.correct(record.with_entities(entities))
             entities = list(fixed.entities)
             if corrections:
                 meta["kb_corrections"] = [c.to_dict() for c in corrections]
+            flagged = {(c.start, c.end) for c in corrections if getattr(c, "code", None) == "hierarchy"}
+            rejects += [EntityReject("hierarchy", c.reason, c.text, c.old, c.start, c.end, self.name)
+                        for c in corrections if getattr(c, "code", None) == "hierarchy"]
+            entities = [e for e in entities if (e.start, e.end) not in flagged]
         return TeacherOutput(entities=[_with_source(e, self.name) for e in entities], rejects=rejects, meta=meta)
+
+    def _cut_off(self, placed: Placed, at_max_tokens: bool, meta: dict[str, Any]) -> TeacherOutput:
+        """An answer that breaks off is no labelling: what it misses would teach a student false negatives.
+
+        The record fails for this teacher; its complete entities are kept as ``salvaged`` rejects for review.
+        """
+        where = f"at max_tokens ({self.config.max_tokens})" if at_max_tokens else "(the JSON breaks off before its end)"
+        salvaged = placed.entities
+        meta["salvaged_entities"] = [e.to_dict() for e in salvaged]
+        rejects = [*placed.rejects, *(EntityReject(
+            "salvaged", f"complete entity of an answer cut off {where}; not used, the record failed for this "
+            "teacher (kept for review)", e.text, e.label, e.start, e.end, self.name) for e in salvaged)]
+        return TeacherOutput(error=f"truncated {where}: {len(salvaged)} complete entities salvaged", rejects=rejects,
+                             meta=meta)
 
 
 def _with_source(e: Entity, source: str) -> Entity:
     return e if e.source == source else Entity(e.start, e.end, e.label, e.text, source=source, score=e.score)
 
-
-def reject_codes(rejects: Sequence[EntityReject]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in rejects:
-        out[r.code] = out.get(r.code, 0) + 1
-    return out

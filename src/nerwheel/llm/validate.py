@@ -11,12 +11,14 @@ Rules (each rejection carries a code and a sentence):
   or after the previous token's end (segmentation reads left to right);
 - overlapping spans are resolved by ``overlap`` policy: ``longest`` keeps the
   longer span (then the earlier answer), ``first`` keeps the earlier answer,
-  ``allow`` keeps all. The loser is rejected (``overlap``).
+  ``reject`` keeps none of them (an answer that contradicts itself is not
+  trusted), ``allow`` keeps all. What is not kept is rejected (``overlap``).
 So ``returned == accepted + rejected`` per record, by construction.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,14 +27,15 @@ from nerwheel.labels import LabelMap
 from nerwheel.llm.parse import ItemReject, ParseResult
 from nerwheel.records import Entity
 
-__all__ = ["EntityReject", "OverlapPolicy", "Placed", "TeacherOutput", "place"]
+__all__ = ["OVERLAP_POLICIES", "EntityReject", "OverlapPolicy", "Placed", "TeacherOutput", "place"]
 
-OverlapPolicy = Literal["longest", "first", "allow"]
+OverlapPolicy = Literal["longest", "first", "reject", "allow"]
+OVERLAP_POLICIES: tuple[str, ...] = ("longest", "first", "reject", "allow")
 
 
 @dataclass(frozen=True, slots=True)
 class EntityReject:
-    code: str  # malformed | truncated | unknown_label | not_in_text | too_many | overlap | kb_...
+    code: str  # malformed | truncated | salvaged | unknown_label | not_in_text | too_many | overlap | hierarchy
     reason: str
     text: str | None = None
     label: str | None = None
@@ -87,8 +90,10 @@ def place(
         mention = c.text.strip()
         label = label_map.normalize(c.label)
         if label is None:
-            out.rejects.append(EntityReject("unknown_label", f"unknown label {c.label!r}; allowed labels are: {allowed}",
-                                            mention, c.label, source=source))
+            out.rejects.append(EntityReject(
+                "unknown_label", f"unknown label {c.label!r}; allowed labels are: {allowed}. To accept it, add it to "
+                f'the label map (--label-map FILE holding {{{json.dumps(c.label.strip(), ensure_ascii=False)}: "<label>"}})',
+                mention, c.label, source=source))
             continue
         occ = _occurrences(text, mention)
         if not occ:
@@ -117,6 +122,17 @@ def place(
 
     if overlap == "allow":
         out.entities = sorted(e for _, e in placed)
+        return out
+    if overlap == "reject":
+        for _, e in placed:
+            clash = next((o for _, o in placed if o is not e and o.overlaps(e)), None)
+            if clash is None:
+                out.entities.append(e)
+            else:
+                out.rejects.append(EntityReject(
+                    "overlap", f"{e.label}[{e.start}:{e.end}] overlaps {clash.label}[{clash.start}:{clash.end}] "
+                    "(policy 'reject': overlapping answers are all refused)", e.text, e.label, e.start, e.end, source))
+        out.entities.sort()
         return out
     order = (sorted(placed, key=lambda p: (-(p[1].end - p[1].start), p[0])) if overlap == "longest"
              else sorted(placed, key=lambda p: p[0]))

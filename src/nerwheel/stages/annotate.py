@@ -11,7 +11,11 @@ teachers that answered), their ``Entity.source`` lists the voters
 agreement score (the share of spans all answering teachers agree on).
 
 Counts reconcile by construction and are checked (:meth:`AnnotateResult.check`):
-records in = labelled + failed; per teacher, entities returned = accepted + rejected.
+lines read = labelled + failed + rejected on input (the reader's rejects, passed
+in as ``input_rejects``, are kept as rows of kind ``input``); per teacher,
+entities returned = accepted + rejected. A teacher whose answer for a record
+was cut off has *failed* that record (see :mod:`nerwheel.llm.teacher`): with
+several teachers the record is labelled from those that answered completely.
 In ``pos`` mode the teachers' ``pos:`` labels are added to a record's existing
 entities; in ``entity`` mode they replace them.
 """
@@ -21,12 +25,17 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from nerwheel.llm.validate import TeacherOutput
+from nerwheel.labels import ADDRESS_LABELS
+from nerwheel.llm.validate import EntityReject, OverlapPolicy, TeacherOutput
 from nerwheel.records import Entity, Record
 
-__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers"]
+if TYPE_CHECKING:
+    from nerwheel.formats import Reject
+    from nerwheel.labels import LabelMap
+
+__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers", "input_reject_row"]
 
 
 class Teacher(Protocol):
@@ -36,18 +45,35 @@ class Teacher(Protocol):
 
 
 class KBTeacher:
-    """The address knowledge base as a teacher (entity mode only; it never fails a record)."""
+    """The address knowledge base as a teacher (entity mode only; it never fails a record).
 
-    def __init__(self, kb: Any = None, name: str = "kb") -> None:
+    Administrative mentions that break the hierarchy (``广州市`` after ``浙江省``) are not emitted; they
+    come back as rejects with code ``hierarchy`` and the reason. ``labels`` restricts the output to a
+    target label set (what the run asked for, not a rejection).
+    """
+
+    def __init__(self, kb: Any = None, name: str = "kb", labels: Sequence[str] | None = None) -> None:
         if kb is None:
             from nerwheel.kb.annotator import AddressKB
 
             kb = AddressKB(source=name)
         self.kb = kb
         self.name = name
+        self.labels = frozenset(labels) if labels is not None else None
 
     def label(self, records: Sequence[Record]) -> list[TeacherOutput]:
-        return [TeacherOutput(entities=self.kb.annotate_text(r.text)) for r in records]
+        return [self._one(r.text) for r in records]
+
+    def _one(self, text: str) -> TeacherOutput:
+        if hasattr(self.kb, "annotate_checked"):
+            entities, dropped = self.kb.annotate_checked(text)
+        else:
+            entities, dropped = self.kb.annotate_text(text), []
+        rejects = [EntityReject("hierarchy", reason, e.text, e.label, e.start, e.end, self.name) for e, reason in dropped]
+        if self.labels is not None:
+            entities = [e for e in entities if e.label in self.labels]
+            rejects = [r for r in rejects if r.label in self.labels]
+        return TeacherOutput(entities=entities, rejects=rejects)
 
 
 def build_teachers(
@@ -60,13 +86,19 @@ def build_teachers(
     per_type: int = 4,
     cache: Any = None,
     kb_correct: bool = True,
+    labels: Sequence[str] | None = None,
+    label_map: LabelMap | None = None,
+    overlap: OverlapPolicy = "longest",
 ) -> list[Teacher]:
     """Assemble the teachers named in ``kinds`` (``kb``, ``llm``): the one place the CLI, the
     pipeline and the benchmarks build them, so they label alike.
 
     ``llm`` makes one :class:`~nerwheel.llm.teacher.LLMTeacher` per config (several models vote).
     With ``kb_correct`` the knowledge base also checks the LLMs' address labels (entity mode), and
-    one KB instance serves both roles (it takes seconds to load).
+    one KB instance serves both roles (it takes seconds to load). ``labels`` is the target label set
+    (default: the address labels), ``label_map`` normalises the LLMs' label names (default: the
+    built-in synonyms; see :func:`nerwheel.llm.definitions.load_label_map`) and ``overlap`` is the
+    policy for overlapping LLM answers (``longest``, ``first``, ``reject``).
     """
     kinds = list(dict.fromkeys(kinds))
     unknown = [k for k in kinds if k not in ("kb", "llm")]
@@ -77,26 +109,47 @@ def build_teachers(
                          "pipeline: llm_endpoint and llm_model)")
     if mode == "pos" and "kb" in kinds:
         raise ValueError("the knowledge base labels address entities only; use the llm teacher for mode 'pos'")
+    if mode == "pos" and (labels is not None or label_map is not None):
+        raise ValueError("a target label set and a label map apply to mode 'entity'; mode 'pos' uses the POS tags")
     needs_kb = "kb" in kinds or ("llm" in kinds and kb_correct and mode == "entity")
-    kb = KBTeacher() if needs_kb else None
+    kb = KBTeacher(labels=labels) if needs_kb else None
     built: list[Teacher] = [kb] if (kb is not None and "kb" in kinds) else []
     if "llm" in kinds:
         from nerwheel.llm.teacher import LLMTeacher
 
         corrector = kb.kb if (kb is not None and kb_correct and mode == "entity") else None
         built += [LLMTeacher(cfg, mode=mode, prompt=prompt, examples=examples, per_type=per_type, cache=cache,
-                             corrector=corrector) for cfg in llm_configs]
+                             corrector=corrector, labels=tuple(labels) if labels is not None else ADDRESS_LABELS,
+                             label_map=label_map, overlap=overlap) for cfg in llm_configs]
     return built
 
 
 @dataclass(frozen=True, slots=True)
 class FailedRecord:
+    """A record no teacher labelled; ``details`` keeps each failing teacher's answer facts (finish
+    reason, the complete entities salvaged from a cut-off answer) for review."""
+
     record: Record
     reasons: dict[str, str]  # teacher name -> why
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "record", "id": self.record.id, "text": self.record.text,
-                "reason": "; ".join(f"{k}: {v}" for k, v in self.reasons.items()), "reasons": self.reasons}
+        row: dict[str, Any] = {"kind": "record", "id": self.record.id, "text": self.record.text,
+                               "reason": "; ".join(f"{k}: {v}" for k, v in self.reasons.items()),
+                               "reasons": self.reasons}
+        salvaged = {k: d["salvaged_entities"] for k, d in self.details.items() if d.get("salvaged_entities")}
+        if salvaged:
+            row["salvaged"] = salvaged
+        if self.details:
+            row["teachers"] = self.details
+        return row
+
+
+def input_reject_row(reject: Reject, role: str = "input") -> dict[str, Any]:
+    """A reader's reject as a rejects-file row: ``kind`` is the input's role (``input``, ``examples``,
+    ``eval``), ``code`` the reader's reject kind, with the file, line, reason and the raw line."""
+    return {"kind": role, "file": reject.file, "line": reject.line, "code": reject.kind, "reason": reject.reason,
+            "raw": reject.raw}
 
 
 @dataclass
@@ -104,17 +157,21 @@ class AnnotateResult:
     records: list[Record] = field(default_factory=list)
     failed: list[FailedRecord] = field(default_factory=list)
     entity_rejects: list[dict[str, Any]] = field(default_factory=list)
+    input_rejects: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
     def rejects(self) -> list[dict[str, Any]]:
-        """Failed records and refused entities, one dict each (the ``--rejects`` JSONL)."""
-        return [f.to_dict() for f in self.failed] + self.entity_rejects
+        """Lines rejected on input, failed records and refused entities, one dict each (the ``--rejects`` JSONL)."""
+        return self.input_rejects + [f.to_dict() for f in self.failed] + self.entity_rejects
 
     def check(self) -> None:
         """Raise ``AssertionError`` naming the count that does not reconcile."""
         s = self.stats
         if s["records_in"] != s["labelled"] + s["failed"]:
             raise AssertionError(f"records in {s['records_in']} != labelled {s['labelled']} + failed {s['failed']}")
+        if s["read"] != s["labelled"] + s["failed"] + s["rejected_on_input"]:
+            raise AssertionError(f"read {s['read']} != labelled {s['labelled']} + failed {s['failed']} "
+                                 f"+ rejected on input {s['rejected_on_input']}")
         for name, t in s["teachers"].items():
             if t["returned"] != t["accepted"] + t["rejected"]:
                 raise AssertionError(f"teacher {name}: returned {t['returned']} != accepted {t['accepted']} "
@@ -122,8 +179,8 @@ class AnnotateResult:
 
     def summary(self) -> str:
         s = self.stats
-        lines = [f"records in {s['records_in']} = labelled {s['labelled']} + failed {s['failed']}; "
-                 f"entities kept {s['entities_kept']}"]
+        lines = [f"read {s['read']} = labelled {s['labelled']} + failed {s['failed']} + rejected on input "
+                 f"{s['rejected_on_input']}; entities kept {s['entities_kept']}"]
         for name, t in s["teachers"].items():
             codes = ", ".join(f"{k} {v}" for k, v in sorted(t["reject_codes"].items())) or "none"
             lines.append(f"  {name}: returned {t['returned']} = accepted {t['accepted']} + rejected {t['rejected']} "
@@ -152,8 +209,13 @@ def annotate(
     *,
     mode: Literal["entity", "pos"] = "entity",
     min_votes: int | None = None,
+    input_rejects: Sequence[Reject] = (),
 ) -> AnnotateResult:
-    """Label ``records`` with every teacher (one, or several) and fuse the answers by vote (see the module docstring)."""
+    """Label ``records`` with every teacher (one, or several) and fuse the answers by vote (see the module docstring).
+
+    ``input_rejects`` are the lines the reader of ``records`` refused: they are counted and kept, so the
+    result accounts for every line read.
+    """
     if hasattr(teachers, "label"):
         teachers = [teachers]  # type: ignore[list-item]
     teachers = list(teachers)  # type: ignore[arg-type]
@@ -167,7 +229,7 @@ def annotate(
         if len(outs) != len(records):
             raise RuntimeError(f"teacher {name} returned {len(outs)} outputs for {len(records)} records")
 
-    result = AnnotateResult()
+    result = AnnotateResult(input_rejects=[input_reject_row(r) for r in input_rejects])
     per_teacher = {n: {"returned": 0, "accepted": 0, "rejected": 0, "failed": 0, "reject_codes": Counter()}
                    for n in names}
     dropped_by_vote = 0
@@ -175,6 +237,7 @@ def annotate(
     for i, record in enumerate(records):
         answered: dict[str, TeacherOutput] = {}
         errors: dict[str, str] = {}
+        details: dict[str, dict[str, Any]] = {}
         for name in names:
             out = outputs[name][i]
             t = per_teacher[name]
@@ -187,10 +250,12 @@ def annotate(
             if out.error is not None:
                 t["failed"] += 1
                 errors[name] = out.error
+                if out.meta:
+                    details[name] = out.meta
             else:
                 answered[name] = out
         if not answered:
-            result.failed.append(FailedRecord(record, errors))
+            result.failed.append(FailedRecord(record, errors, details))
             continue
         votes: dict[tuple[int, int, str], list[str]] = defaultdict(list)
         for name, out in answered.items():
@@ -221,6 +286,8 @@ def annotate(
         result.records.append(record.with_entities(entities).with_meta(annotate=info))
 
     result.stats = {
+        "read": len(records) + len(result.input_rejects),
+        "rejected_on_input": len(result.input_rejects),
         "records_in": len(records),
         "labelled": len(result.records),
         "failed": len(result.failed),

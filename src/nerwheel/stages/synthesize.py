@@ -44,6 +44,10 @@ SUBPOI = ("A区", "B区", "一区", "二区", "东区", "西区", "南区", "北
 DEVZONE_STEMS = ("临江", "滨海", "城东", "江东", "望春", "钱塘", "西湖", "经济", "未来", "高新", "东部", "南湖")
 DEVZONE_SUFFIXES = ("经济开发区", "工业园区", "工业区", "开发区", "高新区", "科技园", "产业园", "经济技术开发区")
 ASSIST = ("对面", "旁边", "附近", "隔壁", "东侧", "西侧", "南侧", "北侧", "斜对面", "后面", "楼下", "旁")
+# a direction right before a distance is a helper word (assist), as in MGeo labels and the KB's rules:
+# 和美苑|往北|000米 -> poi, assist, distance
+DIRECTIONS = ("东", "西", "南", "北", "往东", "往西", "往南", "往北", "向东", "向北", "东北", "西南", "东侧", "北侧")
+CONNECTORS = ("与", "和")
 INTERSECTION = ("交叉口", "路口", "交汇处", "交口")
 CN_NUM = "一二三四五六七八九十"
 SEPARATORS = ("", "", "", "", "", " ", ",", "，")
@@ -130,7 +134,7 @@ class _Pools:
     # one generator per type --------------------------------------------------------------------
     def admin_chain(self) -> dict[str, str]:
         """prov/city/district/town/community texts of one consistent place (short forms sometimes)."""
-        from nerwheel.kb.gazetteer import short_name
+        from nerwheel.kb.gazetteer import MUNICIPALITIES, short_name
 
         out: dict[str, str] = {}
         if not self._districts:
@@ -148,13 +152,24 @@ class _Pools:
             if names:
                 base = self.rng.choice(names)
                 out["community"] = base if base.endswith(("村", "社区")) else base + self.rng.choice(("村", "社区"))
+        top = chain[-1]
+        municipality = top.code is not None and top.code[:2] in MUNICIPALITIES
         for p in chain:
             name = p.name
             short = short_name(name, p.level)
-            if short and p.level in ("prov", "city", "district") and self.rng.random() < 0.25:
+            if municipality and p.level in ("prov", "city"):
+                # MGeo (and the KB) read 上海 as the province and 上海市 as the city, in every text
+                name = (short or name) if p.level == "prov" else name
+            elif short and p.level in ("prov", "city", "district") and self._one_level(short, p.level) \
+                    and self.rng.random() < 0.25:
                 name = short
             out.setdefault(p.level, name)
         return out
+
+    def _one_level(self, short: str, level: str) -> bool:
+        """The short form names places of one level only (``吉林`` is a province and a city: written in full)."""
+        levels = {p.level for p, _ in self.gaz.lookup(short) if p.level in ("prov", "city", "district")}
+        return levels == {level}
 
     def road(self) -> str:
         return self.pick("road", lambda: self.rng.choice(ROAD_STEMS) + self.rng.choice(ROAD_SUFFIXES))
@@ -200,6 +215,9 @@ class _Pools:
     def distance(self) -> str:
         return self.digits(2, 3) + self.rng.choice(("米", "米", "公里"))
 
+    def direction(self) -> str:
+        return self.rng.choice(DIRECTIONS)
+
     def intersection(self) -> str:
         return self.rng.choice(INTERSECTION)
 
@@ -218,7 +236,7 @@ def _short(p: _Pools, label: str) -> _Builder:
         b.add(p.road(), "road")
         return b.add(p.roadno(), "roadno") if label == "roadno" or rng.random() < 0.5 else b
     if label == "intersection":
-        return b.add(p.road(), "road").add(rng.choice(("与", "和"))).add(p.road(), "road").add(p.intersection(), label)
+        return b.add(p.road(), "road").add(rng.choice(CONNECTORS)).add(p.road(), "road").add(p.intersection(), label)
     if label == "poi":
         return b.add(p.poi(), "poi")
     if label == "subpoi":
@@ -236,7 +254,7 @@ def _short(p: _Pools, label: str) -> _Builder:
     if label == "assist":
         return b.add(p.poi(), "poi").add(p.assist(), "assist")
     if label == "distance":
-        return b.add(p.poi(), "poi").add(rng.choice(("东", "西", "南", "北", "往东", "往北"))).add(p.distance(), label)
+        return b.add(p.poi(), "poi").add(p.direction(), "assist").add(p.distance(), label)
     return b  # detail and any label without a generator
 
 
@@ -264,7 +282,7 @@ def _long(p: _Pools) -> _Builder:
         if rng.random() < 0.8:
             road_part.add(p.roadno(), "roadno")
         elif rng.random() < 0.3:
-            road_part.add("与").add(p.road(), "road").add(p.intersection(), "intersection")
+            road_part.add(rng.choice(CONNECTORS)).add(p.road(), "road").add(p.intersection(), "intersection")
     poi_part = _Builder()
     if rng.random() < 0.85:
         poi_part.add(p.poi(), "poi")
@@ -281,9 +299,10 @@ def _long(p: _Pools) -> _Builder:
         if rng.random() < 0.3:
             b.add(p.roomno(), "roomno")
     if rng.random() < 0.12:
-        b.add(p.assist(), "assist")
-        if rng.random() < 0.3:
-            b.add(p.distance(), "distance")
+        if rng.random() < 0.3:  # a distance is preceded by a direction, both labelled as in the short texts
+            b.add(p.direction(), "assist").add(p.distance(), "distance")
+        else:
+            b.add(p.assist(), "assist")
     return b
 
 
