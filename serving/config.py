@@ -139,16 +139,20 @@ def cpu_model_config(name: str, version: int | None = None, options: ServingOpti
 
 
 def gpu_model_configs(
-    name: str, num_tags: int, version: int, options: ServingOptions | None = None, *, gpus: Sequence[int] = ()
+    name: str, version: int, options: ServingOptions | None = None, *, gpus: Sequence[int] = ()
 ) -> dict[str, mc.ModelConfig]:
     """The GPU layout: ``{name}_tokenize`` -> ``{name}_onnx`` (onnxruntime, KIND_GPU) -> ``{name}_decode``.
 
     ``{name}`` is the ensemble clients call. Every step pins ``version`` so a
-    deploy switches all four together.
+    deploy switches all four together. The emissions' tag dimension is left
+    open (``[-1, -1]``): Triton keeps one config per model, not per version,
+    and during a hot swap a step serves the old and the new version side by
+    side; a new label set (more or fewer tags) must not make the ensemble that
+    is still being served fail its shape check (seen in the real tritonserver).
     """
     opts = options or ServingOptions()
     tok, onnx, dec = f"{name}_tokenize", f"{name}_onnx", f"{name}_decode"
-    emissions = _Tensor(EMISSIONS, mc.TYPE_FP32, [-1, num_tags])
+    emissions = _Tensor(EMISSIONS, mc.TYPE_FP32, [-1, -1])
 
     tokenize = _base(tok, version, opts)
     tokenize.backend = "python"

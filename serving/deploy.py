@@ -57,7 +57,6 @@ from nerwheel.serving.repository import (
     ModelRepository,
     RepositoryError,
     check_export_dir,
-    num_tags,
     open_repository,
     stage_cpu_version,
     stage_gpu_versions,
@@ -194,7 +193,7 @@ def deploy(
             configs = {name: cpu_model_config(name, version, opts)}
             stage_cpu_version(export_dir, stage / name / str(version))
         else:
-            configs = gpu_model_configs(name, num_tags(export_dir), version, opts)
+            configs = gpu_model_configs(name, version, opts)
             stage_gpu_versions(export_dir, stage, name, version, opts)
         files: dict[str, str] = {}
         for model_name in configs:
@@ -305,11 +304,21 @@ class _Swap:
     """The order in which a version switch loads configs so that no request fails, and how it is undone.
 
     A plain model is one load: Triton keeps the old version serving until the
-    new one is ready. An ensemble (GPU layout) calls its steps by version, so
-    the steps load the new version *beside* the one being served, then the
-    ensemble switches (atomically for clients), and only after the probe
-    passed do the steps drop the old version (:meth:`drop_old`). Rolling back
-    runs the same dance in reverse.
+    new one is ready. An ensemble (GPU layout) calls its steps by version, and
+    Triton re-reads the steps' ``config.pbtxt`` from the repository whenever
+    the ensemble is loaded (a step loaded with an override config is reloaded
+    from disk: checked with the tritonserver here). So for an ensemble the
+    repository is the switch's working state:
+
+    1. each step's ``config.pbtxt`` names old *and* new version, and the step
+       is loaded that way: the ensemble being served still finds its versions;
+    2. the ensemble is loaded naming the new versions (atomic for clients);
+    3. after the probe passed, every ``config.pbtxt`` names only the new
+       version (:meth:`commit`) and the ensemble is loaded once more, which
+       makes Triton drop the old step versions (:meth:`drop_old`).
+
+    A rollback writes the original configs back and loads the original
+    ensemble, which brings the steps back to their old versions with it.
     """
 
     repo: ModelRepository
@@ -339,21 +348,27 @@ class _Swap:
         cfg.CopyFrom(new if self.version in versions or old is None else old)
         return with_versions(cfg, sorted(versions))
 
+    def _write(self, model_name: str, cfg: Any) -> None:
+        if model_name not in self.written:
+            self.written.append(model_name)
+        self.repo.write_config(model_name, cfg)
+
     def load_new(self, admin: Any, timeout_s: float) -> None:
         for m in self.steps:  # old and new side by side: the ensemble being served still calls the old one
-            _load(admin, m, self._pinned(m, sorted(set(self.before[m]) | {self.version})), timeout_s)
+            both = self._pinned(m, sorted(set(self.before[m]) | {self.version}))
+            self._write(m, both)  # on disk too: loading the ensemble re-reads its steps from the repository
+            _load(admin, m, both, timeout_s)
         _load(admin, self.name, self.configs[self.name], timeout_s)
-
-    def drop_old(self, admin: Any, timeout_s: float) -> None:
-        for m in self.steps:  # the new ensemble is live and verified: nothing calls the old step versions now
-            if set(self.before[m]) - {self.version}:
-                _load(admin, m, self.configs[m], timeout_s)
 
     def commit(self) -> None:
         """Write the new configs, steps first and the entry model last (a restarted server loads these)."""
         for m, cfg in self.configs.items():
-            self.written.append(m)
-            self.repo.write_config(m, cfg)
+            self._write(m, cfg)
+
+    def drop_old(self, admin: Any, timeout_s: float) -> None:
+        """After :meth:`commit`: reload the ensemble, which re-reads its steps and unloads their old versions."""
+        if any(set(self.before[m]) - {self.version} for m in self.steps):
+            _load(admin, self.name, self.configs[self.name], timeout_s)
 
     def restore_configs(self) -> None:
         for m in reversed(self.written):
@@ -365,28 +380,13 @@ class _Swap:
 
     def roll_back(self, admin: Any, timeout_s: float) -> list[int]:
         """Serve what was served before (or nothing, for a first deploy); returns the live versions."""
-        from tritonclient.utils import InferenceServerException
-
         self.restore_configs()
         if not self.before[self.name]:
             for m in [self.name, *reversed(self.steps)]:
                 admin.unload_model(m)
             return []
-        kept_new = []
-        for m in self.steps:  # first make sure the old step versions are there again, next to what runs now
-            if self.originals[m] is None:
-                continue
-            try:
-                _load(admin, m, self._pinned(m, sorted(set(self.before[m]) | {self.version})), timeout_s)
-                kept_new.append(m)
-            except InferenceServerException:  # the new version is what fails to load: the old one alone
-                _load(admin, m, self._pinned(m, self.before[m]), timeout_s)
+        # For an ensemble this load also brings every step back to what its restored config.pbtxt names.
         _load(admin, self.name, self._pinned(self.name, self.before[self.name]), timeout_s)
-        for m in self.steps:
-            if self.originals[m] is None:
-                admin.unload_model(m)
-            elif m in kept_new:
-                _load(admin, m, self._pinned(m, self.before[m]), timeout_s)
         _wait_ready(admin, self.name, str(self.before[self.name][-1]), timeout_s)
         return self.before[self.name]
 
@@ -439,8 +439,8 @@ def _load_and_verify(
             if report.mismatches:
                 raise DeployError(f"{len(report.mismatches)} of {len(texts)} probe texts answered differently "
                                   "from the offline model")
-            swap.drop_old(admin, timeout_s)
             swap.commit()  # a restarted server loads the verified version
+            swap.drop_old(admin, timeout_s)
         except (InferenceServerException, ServingError, DeployError, TimeoutError) as e:
             report.error = str(e)
             if "failed to poll from model repository" in report.error:

@@ -19,7 +19,6 @@ names, so reverting the overlay's ``MODEL_VERSION`` line reverts what is served.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -80,14 +79,6 @@ def _copy_artifacts(export_dir: Path, into: Path, names: Iterable[str]) -> None:
             shutil.copy2(export_dir / name, into / name)
 
 
-def num_tags(export_dir: Path) -> int:
-    card = json.loads((export_dir / "nerwheel.json").read_text(encoding="utf-8"))
-    tags = card.get("tags")
-    if not tags:
-        raise RepositoryError(f"{export_dir / 'nerwheel.json'} has no 'tags' list")
-    return len(tags)
-
-
 def stage_cpu_version(export_dir: str | Path, into: str | Path) -> Path:
     """Fill a version folder for the CPU layout: the export artifacts + ``model.py``."""
     src, dst = check_export_dir(export_dir), Path(into)
@@ -101,7 +92,7 @@ def stage_gpu_versions(
 ) -> dict[str, mc.ModelConfig]:
     """Write the four GPU models (tokenize, onnx, decode, ensemble) under ``root`` for ``version``."""
     src, root = check_export_dir(export_dir), Path(root)
-    configs = gpu_model_configs(name, num_tags(src), version, options)
+    configs = gpu_model_configs(name, version, options)
     for model, cfg in configs.items():
         folder = root / model / str(version)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,101 @@
+"""Hot swap of the GPU layout (tokenize -> onnx -> decode ensemble, every step pinned to a version).
+
+Triton here has no onnxruntime backend, so the ``{name}_onnx`` step runs the
+same ``model.onnx`` in a python-backend stand-in (``onnx_step/model.py``);
+the ensemble, the python steps, the version pins and the swap order are the
+real ones deploy uses.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import nerwheel.serving.deploy as deploy_module
+from nerwheel.model.runtime import OnnxTagger
+from nerwheel.serving.client import Client, ServingError
+from nerwheel.serving.config import gpu_model_configs
+from nerwheel.serving.deploy import deploy
+from nerwheel.serving.repository import ModelRepository, stage_gpu_versions
+from nerwheel.stages.predict import load_predictor
+from serving_exports import TEXTS
+from tritonclient.grpc import model_config_pb2 as mc
+
+pytestmark = pytest.mark.server
+
+ONNX_STEP = Path(__file__).with_name("onnx_step") / "model.py"
+
+
+def cpu_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``_onnx`` step as a python-backend model on CPU; everything else as deploy generates it."""
+
+    def configs(name, version, options=None, **kw):
+        out = gpu_model_configs(name, version, options, **kw)
+        onnx = out[f"{name}_onnx"]
+        onnx.backend = "python"
+        onnx.ClearField("default_model_filename")
+        del onnx.instance_group[:]
+        onnx.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=1))
+        return out
+
+    def stage(export_dir, root, name, version, options=None):
+        out = stage_gpu_versions(export_dir, root, name, version, options)
+        shutil.copy2(ONNX_STEP, Path(root) / f"{name}_onnx" / str(version) / "model.py")
+        return out
+
+    monkeypatch.setattr(deploy_module, "gpu_model_configs", configs)
+    monkeypatch.setattr(deploy_module, "stage_gpu_versions", stage)
+
+
+def test_gpu_ensemble_hot_swap_drops_no_request(
+    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu_stand_in(monkeypatch)
+    tagger = OnnxTagger(export_v1)
+    texts = [t for t in TEXTS if len(tagger.encoder.windows(len(tagger.encoder.encode(t)))) == 1][:4]
+    kw = dict(name=model_name, triton_url=triton.url, variant="gpu", probe_texts=texts)
+    first = deploy(export_v1, str(triton.local_repo), **kw)
+    assert (first.status, first.version) == ("live", 1), first.error
+
+    stop = threading.Event()
+    counts = {"ok": 0}
+    failures: list[str] = []
+    versions: set[str] = set()
+
+    def traffic() -> None:
+        with Client(triton.url, model=model_name, retries=0, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    preds = client.infer(texts[:2])
+                    counts["ok"] += 1
+                    versions.update(p.model_version for p in preds)
+                except ServingError as e:  # pragma: no cover - the failure this test guards against
+                    failures.append(str(e))
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        second = deploy(export_v2, str(triton.local_repo), **kw)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert (second.status, second.version) == ("live", 2), second.error
+    assert failures == [] and counts["ok"] > 5, failures[:3]
+    assert versions == {"1", "2"}
+    repo = ModelRepository(str(triton.local_repo))
+    steps = [f"{model_name}_{s}" for s in ("tokenize", "onnx", "decode")]
+    assert {m: repo.live_versions(m) for m in [*steps, model_name]} == {m: [2] for m in [*steps, model_name]}
+    with Client(triton.url, model=model_name) as client:
+        after = client.infer(texts)
+        for step in steps:  # the old step versions were dropped once the new ensemble was verified
+            assert client._client.is_model_ready(step, "2") and not client._client.is_model_ready(step, "1")
+    assert {p.model_version for p in after} == {"2"}
+    assert [p.entities for p in after] == load_predictor(export_v2).predict(texts)
