@@ -55,7 +55,6 @@ from nerwheel.serving.backend import load_tagger
 from nerwheel.serving.config import ServingOptions, cpu_model_config, gpu_model_configs, with_versions
 from nerwheel.serving.repository import (
     ModelRepository,
-    RepositoryError,
     check_export_dir,
     open_repository,
     stage_cpu_version,
