@@ -1,7 +1,8 @@
-"""KFP component: score the candidate (and production) on the fixed eval set (:mod:`nerwheel.stages.evaluate`).
+"""KFP component: score the candidate and production on the fixed eval set (:mod:`nerwheel.stages.evaluate`).
 
 Both models are scored here, on the same records in the same task, so the gate
-always compares like with like.
+always compares like with like. With no ``production_model_uri``, production is
+the version live in the Triton repository (:mod:`nerwheel.components.production`).
 """
 
 from kfp import dsl
@@ -17,6 +18,9 @@ def evaluate(
     model: Input[Model],
     eval_uri: str,
     production_model_uri: str,
+    repository_uri: str,
+    model_name: str,
+    production_from_repository: bool,
     metrics: Output[Metrics],
     scores: Output[Artifact],
     production_scores: Output[Artifact],
@@ -27,19 +31,26 @@ def evaluate(
     Args:
         model: the trained model folder.
         eval_uri: the fixed eval set (local path or s3:// URI); empty = the bundled sample eval set.
-        production_model_uri: the model in production (folder or s3:// prefix); empty = none yet.
+        production_model_uri: the model in production (model or export folder, or s3:// prefix); empty = the
+            version of model_name live in repository_uri.
+        repository_uri: the Triton model repository deploy writes to and Triton reads.
+        model_name: the Triton model name.
+        production_from_repository: look up the live version when production_model_uri is empty (False: the
+            candidate is gated as the first model).
 
     Returns:
-        The candidate's overall strict F1; scores: its metrics.json; production_scores: production's
-        metrics.json on the same records (``null`` when there is none); metrics: the UI scalars;
-        report: HTML with per-type F1 and the seqeval report.
+        The candidate's overall strict F1; scores: its metrics.json; production_scores: which model is
+        production and why (uri, how, note) with its metrics.json on the same records (``null`` when
+        there is none); metrics: the UI scalars; report: HTML with per-type F1 and the seqeval report.
     """
     from nerwheel.components.steps import task_logging
     from nerwheel.components.steps.evaluate import run
 
     task_logging()
     values = run(model_path=model.path, eval_uri=eval_uri, production_model_uri=production_model_uri,
-                 scores_path=scores.path, production_scores_path=production_scores.path, report_path=report.path)
+                 repository_uri=repository_uri, model_name=model_name,
+                 production_from_repository=production_from_repository, scores_path=scores.path,
+                 production_scores_path=production_scores.path, report_path=report.path)
     for name, value in values.items():
         metrics.log_metric(name, value)
     return values["strict_f1"]

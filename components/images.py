@@ -30,7 +30,8 @@ STAGE_EXTRAS: dict[str, tuple[str, ...]] = {
     "synthesize": ("kb", "s3", "kfp"),
     "merge": ("s3", "kfp"),
     "train": ("train", "s3", "kfp"),
-    "evaluate": ("train", "s3", "kfp"),
+    # serve: the live production version is read with serving.repository (tritonclient's model-config parser)
+    "evaluate": ("train", "serve", "s3", "kfp"),
     "gate": ("s3", "kfp"),
     "export": ("train", "s3", "kfp"),
     "deploy": ("serve", "s3", "kfp"),

@@ -9,6 +9,18 @@ placement, secret and ConfigMap names) is a :class:`Platform` fixed at compile
 time and attached with kfp-kubernetes: credentials reach tasks as Kubernetes
 secrets in env, never as parameters.
 
+The candidate is gated against production: ``production_model_uri`` when given,
+else the version live in ``repository_uri`` (by default the repository the
+Triton Deployment of ``manifests/base`` serves), so a recurring run compares
+with what users are served; only an empty repository makes a first model
+(:mod:`nerwheel.components.production`).
+
+Caching is off for the tasks that read data by URI (annotate, synthesize, merge,
+evaluate): KFP's cache key holds the URI, not what is behind it, so the weekly
+recurring run (same URIs, new traffic, a newer live model) would otherwise
+replay the first week. Tasks fed only by artifacts (train, gate, export) stay
+cacheable; they re-run whenever their inputs are new.
+
 ``synthesize`` takes the teacher-labelled traffic as examples (its entity
 strings join the synthesiser's pools), hence the edge annotate -> synthesize.
 """
@@ -25,10 +37,20 @@ from nerwheel.components.gate import gate
 from nerwheel.components.merge import merge
 from nerwheel.components.synthesize import synthesize
 from nerwheel.components.train import train
+from nerwheel.stages.gate import GatePolicy
 
-__all__ = ["DISPLAY_NAMES", "PIPELINE_NAME", "Platform", "Toleration", "build_pipeline", "flywheel"]
+__all__ = ["DEFAULT_REPOSITORY", "DISPLAY_NAMES", "PIPELINE_NAME", "Platform", "Toleration", "build_pipeline",
+           "flywheel"]
 
 PIPELINE_NAME = "nerwheel-flywheel"
+
+#: The gate's defaults come from :class:`GatePolicy`, so ``nerwheel gate`` and the pipeline cannot drift apart.
+_GATE = GatePolicy()
+
+#: The Triton model repository of ``manifests/base`` (``model.env`` MODEL_REPOSITORY, written there in Triton's
+#: ``s3://http://host:port/bucket/prefix`` form): deploy writes where the Deployment reads, and the endpoint comes
+#: from the ``nerwheel-storage`` ConfigMap the tasks get as env. The local ``nerwheel run`` uses a local folder.
+DEFAULT_REPOSITORY = "s3://nerwheel/triton-repository"
 
 #: The display name of each task in the KFP UI, by stage.
 DISPLAY_NAMES: dict[str, str] = {
@@ -123,15 +145,18 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         train_seed: int = 42,
         train_overrides: str = "",
         production_model_uri: str = "",
-        min_delta: float = 0.005,
-        tolerance: float = 0.02,
-        min_support: int = 20,
+        production_from_repository: bool = True,
+        min_delta: float = _GATE.min_delta,
+        max_type_drop: float = _GATE.max_type_drop,
+        noise_spans: float = _GATE.noise_spans,
+        min_support: int = _GATE.min_support,
+        gate_metric: str = _GATE.metric,
         quantize: str = "",
         model_name: str = "nerwheel",
-        repository_uri: str = "",
+        repository_uri: str = DEFAULT_REPOSITORY,
         triton_url: str = "",
         gitops_repo_url: str = "",
-        gitops_path: str = "manifests/overlays/prod/model-version.env",
+        gitops_path: str = "manifests/overlays/dev/model-version.env",
     ) -> None:
         """One turn of the flywheel.
 
@@ -151,31 +176,37 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             epochs: Maximum training epochs.
             train_seed: Training seed.
             train_overrides: More training settings, section.key=value separated by ';'.
-            production_model_uri: The model now in production (folder or s3:// prefix); empty = none yet.
-            min_delta: Gate: required rise of overall strict F1.
-            tolerance: Gate: largest allowed fall of one entity type's F1.
-            min_support: Gate: types with fewer gold spans are reported, not enforced.
+            production_model_uri: Model to gate against (folder or s3:// prefix); empty = live in repository_uri.
+            production_from_repository: Gate against the live version when production_model_uri is empty.
+            min_delta: Gate: required rise of overall F1.
+            max_type_drop: Gate: largest allowed fall of a well-supported entity type's F1.
+            noise_spans: Gate: a type's F1 may fall by max(max_type_drop, noise_spans / its gold spans).
+            min_support: Gate: opt-out, types with fewer gold spans are not enforced; 0 = every type is checked.
+            gate_metric: Gate: which F1 decides: strict, partial or type.
             quantize: Export quantisation; empty = FP32 only.
             model_name: Triton model name.
-            repository_uri: Triton model repository (s3:// or local); empty = inside the deploy artifact.
+            repository_uri: Triton model repository deploy writes to (default: the one manifests/base serves).
             triton_url: Triton gRPC host:port to load and verify the new version in; empty = write only.
             gitops_repo_url: Git repository with the kustomize overlays; empty = no GitOps commit.
-            gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits.
+            gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits (dev serves repository_uri).
         """
         t_annotate = annotate(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher, llm_endpoint=llm_endpoint,
                               llm_model=llm_model, llm_max_tokens=llm_max_tokens)
         t_annotate.set_display_name(DISPLAY_NAMES["annotate"])
+        t_annotate.set_caching_options(False)
         kubernetes.use_secret_as_env(t_annotate, secret_name=p.llm_secret,
                                      secret_key_to_env={p.llm_secret_key: p.llm_env}, optional=True)
 
         t_synth = synthesize(annotated=t_annotate.outputs["annotated"], seed_uri=seed_uri, eval_uri=eval_uri,
                              n_short=synth_short, n_long=synth_long, seed=synth_seed)
         t_synth.set_display_name(DISPLAY_NAMES["synthesize"])
+        t_synth.set_caching_options(False)
 
         t_merge = merge(seed_uri=seed_uri, annotated=t_annotate.outputs["annotated"],
                         synthetic=t_synth.outputs["synthetic"], teacher=teacher, precedence=precedence,
                         eval_uri=eval_uri)
         t_merge.set_display_name(DISPLAY_NAMES["merge"])
+        t_merge.set_caching_options(False)
 
         t_train = train(train_data=t_merge.outputs["merged"], backbone=backbone, epochs=epochs, seed=train_seed,
                         overrides=train_overrides)
@@ -183,11 +214,14 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         p.gpu(t_train)
 
         t_eval = evaluate(model=t_train.outputs["model"], eval_uri=eval_uri,
-                          production_model_uri=production_model_uri)
+                          production_model_uri=production_model_uri, repository_uri=repository_uri,
+                          model_name=model_name, production_from_repository=production_from_repository)
         t_eval.set_display_name(DISPLAY_NAMES["evaluate"])
+        t_eval.set_caching_options(False)
 
         t_gate = gate(candidate=t_eval.outputs["scores"], production=t_eval.outputs["production_scores"],
-                      min_delta=min_delta, tolerance=tolerance, min_support=min_support)
+                      min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
+                      min_support=min_support, metric=gate_metric)
         t_gate.set_display_name(DISPLAY_NAMES["gate"])
 
         tasks = [t_annotate, t_synth, t_merge, t_train, t_eval, t_gate]

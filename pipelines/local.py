@@ -61,8 +61,9 @@ class LocalRun:
 
     out_dir: Path = Path("runs/local")
     arguments: Mapping[str, Any] = field(default_factory=dict)
-    #: Without an explicit production_model_uri, compare against the version live in the repository (the
-    #: previous turn's model), so a second run is a real flywheel turn and the gate decides.
+    #: Without an explicit production_model_uri, the evaluate task compares against the version live in the
+    #: repository (the previous turn's model), so a second run is a real flywheel turn and the gate decides.
+    #: False sets the pipeline parameter of the same name (``nerwheel run --ignore-live``).
     production_from_repository: bool = True
     s3_endpoint: str | None = None
     s3_bucket: str = "nerwheel"
@@ -198,17 +199,6 @@ def _mirror_to_s3(run_dir: Path, uri: str, out_dir: Path) -> tuple[int, Path]:
     return len(infos), manifest
 
 
-def live_version_uri(repository: str, name: str) -> str | None:
-    """The folder of the version of ``name`` that is live in a Triton repository, if any."""
-    from nerwheel import storage
-    from nerwheel.serving.repository import ModelRepository
-
-    if not storage.get_storage().exists(storage.join(repository, name, "config.pbtxt")):
-        return None
-    live = ModelRepository(repository).live_versions(name)
-    return storage.join(repository, name, str(live[-1])) if live else None
-
-
 def _new_run_dir(root: Path, before: set[str], name: str) -> Path:
     new = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in before and p.name.startswith(name))
     if len(new) != 1:
@@ -250,10 +240,8 @@ def run_local(cfg: LocalRun) -> RunSummary:
     with _env(env):
         if s3_base:
             args = _stage_inputs_on_s3(args, s3_base)
-        if cfg.production_from_repository and "production_model_uri" not in args:
-            live = live_version_uri(args["repository_uri"], args.get("model_name", _default("model_name")))
-            if live:
-                args["production_model_uri"] = live
+        if not cfg.production_from_repository:
+            args["production_from_repository"] = False
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
         with open(log_path, "w", encoding="utf-8") as log, warnings.catch_warnings():
             # The local runner warns that images, display names and platform settings are not used locally.
@@ -278,12 +266,6 @@ def run_local(cfg: LocalRun) -> RunSummary:
             summary.s3_objects, manifest = _mirror_to_s3(run_dir, uri, out)
             summary.s3_run_uri, summary.manifest = uri, str(manifest)
     return summary
-
-
-def _default(name: str) -> Any:
-    from nerwheel.pipelines.params import parameters
-
-    return parameters()[name].default
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -311,7 +293,7 @@ def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str,
         metrics=scores,
         verdict=decision["verdict"],
         reasons=list(decision["reasons"]),
-        production=str(args.get("production_model_uri") or "") or None,
+        production=(decision.get("production_model") or {}).get("uri"),
         model_dir=str(run_dir / "train" / "model"),
         export_dir=str(run_dir / "export" / "onnx") if tasks["export"] == "SUCCESS" else None,
         repository=(deployment or {}).get("repository"),

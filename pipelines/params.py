@@ -63,7 +63,29 @@ def check_arguments(arguments: Mapping[str, Any], pipeline: Any = None, *, sourc
     if unknown:
         raise ParamError(f"{source}: unknown pipeline parameter(s) {', '.join(unknown)}; "
                          f"the pipeline takes: {', '.join(params)}")
-    return {k: _coerce(params[k], v, source) for k, v in arguments.items()}
+    out = {k: _coerce(params[k], v, source) for k, v in arguments.items()}
+    _check_gate_policy(out, source)
+    return out
+
+
+#: Pipeline parameter -> :class:`nerwheel.stages.gate.GatePolicy` field.
+GATE_PARAMETERS = {"min_delta": "min_delta", "max_type_drop": "max_type_drop", "noise_spans": "noise_spans",
+                   "min_support": "min_support", "gate_metric": "metric"}
+
+
+def _check_gate_policy(arguments: Mapping[str, Any], source: str) -> None:
+    """Check the gate's settings now, not after a training run on a GPU node."""
+    import pydantic
+
+    from nerwheel.stages.gate import GatePolicy
+
+    given = {field: arguments[name] for name, field in GATE_PARAMETERS.items() if name in arguments}
+    try:
+        GatePolicy(**given)
+    except pydantic.ValidationError as e:
+        names = {f: n for n, f in GATE_PARAMETERS.items()}
+        problems = "; ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in e.errors())
+        raise ParamError(f"{source}: bad gate setting ({problems})") from None
 
 
 def load_params_file(path: str | Path, pipeline: Any = None) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""Evaluate step: score the candidate (and production) on the fixed eval set (:mod:`nerwheel.stages.evaluate`).
+"""Evaluate step: score the candidate and production on the fixed eval set (:mod:`nerwheel.stages.evaluate`).
 
 Both models are scored here, on the same records in the same task, so the gate
-always compares like with like.
+always compares like with like. Which model is production is decided by
+:func:`nerwheel.components.production.find_production`: the one named, else the
+version live in the Triton repository, else none (the candidate is the first).
 """
 
 __all__ = ["run", "scalars"]
@@ -24,41 +26,52 @@ def scalars(metrics: dict) -> dict[str, float]:
     return out
 
 
-def run(*, model_path: str, eval_uri: str, production_model_uri: str, scores_path: str,
-        production_scores_path: str, report_path: str) -> dict[str, float]:
-    """Evaluate ``model_path`` (and the production model, when given) on the eval set.
+def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository_uri: str, model_name: str,
+        production_from_repository: bool, scores_path: str, production_scores_path: str,
+        report_path: str) -> dict[str, float]:
+    """Evaluate ``model_path`` and the production model (when there is one) on the eval set.
 
-    Writes the candidate's metrics.json to ``scores_path`` and production's (or ``null``) to
-    ``production_scores_path``. Returns the candidate's scalars.
+    Writes the candidate's metrics.json to ``scores_path``, and to ``production_scores_path`` the
+    production record ``{"uri", "how", "note", "metrics"}`` (``metrics`` is production's metrics.json,
+    or ``null`` when there is no production model, with ``note`` saying why). Returns the candidate's
+    scalars.
     """
     import tempfile
     from pathlib import Path
 
     from nerwheel import storage
     from nerwheel.components.data import read_dataset, resolve_uri, write_json
+    from nerwheel.components.production import find_production
     from nerwheel.stages.evaluate import evaluate
 
     data = read_dataset(resolve_uri(eval_uri, "eval"))
     if not data.records:
         raise ValueError(f"{data.source}: no usable eval records ({len(data.rejects)} rejected)")
+    production = find_production(production_model_uri, repository_uri, model_name,
+                                 from_repository=production_from_repository)
     with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp:
         candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate")
-        production = None
-        if production_model_uri.strip():
-            with storage.get_storage().local_dir(production_model_uri.strip()) as prod_dir:
-                production = evaluate(prod_dir, data.records, Path(tmp) / "production", plots=False)
-        _report(candidate, production, data.summary(), Path(tmp) / "candidate", report_path)
+        production_metrics = None
+        if production.uri is not None:
+            with storage.get_storage().local_dir(production.uri) as prod_dir:
+                production_metrics = evaluate(prod_dir, data.records, Path(tmp) / "production", plots=False)
+            production_metrics["model"] = production.uri  # not the temporary download folder
+        _report(candidate, production_metrics, production.note, data.summary(), Path(tmp) / "candidate",
+                report_path)
     write_json(scores_path, candidate)
-    write_json(production_scores_path, production)
+    write_json(production_scores_path, {**production.to_dict(), "metrics": production_metrics})
     return scalars(candidate)
 
 
-def _report(candidate: dict, production: dict | None, data_summary: str, files, report_path: str) -> None:
+def _report(candidate: dict, production: dict | None, production_note: str, data_summary: str, files,
+            report_path: str) -> None:
     import base64
 
     from nerwheel.components.report import Report, bar_chart
 
     rep = Report("evaluate: candidate on the eval set").paragraph(data_summary)
+    rep.paragraph(f"production: {production_note}" if production is not None
+                  else f"no production model: {production_note}")
     rows = []
     for kind in ("strict", "exact", "partial", "type"):
         c = candidate["overall"].get(kind, {})

@@ -45,11 +45,10 @@ def test_empty_uri_means_the_bundled_sample() -> None:
     assert resolve_uri("s3://b/k.jsonl", "seed") == "s3://b/k.jsonl"
     with pytest.raises(ValueError, match="the sample data set has: seed, eval, texts"):
         sample_path("train")
-    try:
-        path = sample_path("seed")
-    except FileNotFoundError:
-        pytest.skip("the bundled sample data set is not in this checkout yet")
-    assert resolve_uri("", "seed") == str(path) and path.name == "seed.jsonl"
+    for role, name in (("seed", "seed.jsonl"), ("eval", "eval.jsonl"), ("texts", "traffic.txt")):
+        path = sample_path(role)
+        assert resolve_uri("", role) == str(path) and path.name == name and path.is_file()
+        assert path.stat().st_size > 0
 
 
 def test_annotate_synthesize_merge_chain(files: dict[str, Path], tmp_path: Path) -> None:
@@ -102,30 +101,80 @@ def metrics(f1: float, per_type: dict[str, tuple[float, int]], n: int = 50) -> d
                          for t, (v, s) in per_type.items()}}
 
 
+LIVE = {"uri": "s3://b/repo/nerwheel/3", "how": "live", "note": "version 3 of 'nerwheel', live in s3://b/repo"}
+NONE = {"uri": None, "how": "none", "note": "s3://b/repo has no live version of 'nerwheel'"}
+
+
 @pytest.mark.parametrize(
     ("candidate", "production", "promoted", "reason"),
     [
-        (metrics(0.80, {"road": (0.8, 40)}), None, True, "no production model"),
+        (metrics(0.80, {"road": (0.8, 40)}), None, True,
+         "no production model (s3://b/repo has no live version of 'nerwheel'): the first candidate is promoted"),
         (metrics(0.85, {"road": (0.85, 40)}), metrics(0.80, {"road": (0.80, 40)}), True, "meets min_delta"),
         (metrics(0.801, {"road": (0.8, 40)}), metrics(0.80, {"road": (0.80, 40)}), False, "below min_delta"),
         (metrics(0.90, {"road": (0.95, 40), "poi": (0.5, 40)}),
          metrics(0.80, {"road": (0.70, 40), "poi": (0.6, 40)}), False, "type 'poi'"),
+        # a 19-span type collapsing is refused: no type is exempt by default
+        (metrics(0.90, {"road": (0.95, 40), "poi": (0.0, 19)}),
+         metrics(0.80, {"road": (0.70, 40), "poi": (0.9, 19)}), False, "the noise floor of 2 spans (0.1053)"),
     ],
 )
 def test_gate_step(candidate: dict, production: dict | None, promoted: bool, reason: str, tmp_path: Path) -> None:
     from nerwheel.components.steps import gate
 
     (tmp_path / "c.json").write_text(json.dumps(candidate))
-    (tmp_path / "p.json").write_text(json.dumps(production))
+    (tmp_path / "p.json").write_text(json.dumps({**(LIVE if production else NONE), "metrics": production}))
     got, scalars = gate.run(candidate_path=str(tmp_path / "c.json"), production_path=str(tmp_path / "p.json"),
-                            min_delta=0.005, tolerance=0.02, min_support=20, decision_path=str(tmp_path / "d.json"),
-                            report_path=str(tmp_path / "r.md"))
+                            min_delta=0.005, max_type_drop=0.02, noise_spans=2.0, min_support=0, metric="strict",
+                            decision_path=str(tmp_path / "d.json"), report_path=str(tmp_path / "r.md"))
     assert got is promoted and scalars["promoted"] == float(promoted)
     decision = json.loads((tmp_path / "d.json").read_text())
     assert decision["verdict"] == ("promote" if promoted else "refuse")
     assert any(reason in r for r in decision["reasons"])
+    assert decision["production_model"] == (LIVE if production else NONE)
+    if production:
+        assert decision["reasons"][0] == f"production: {LIVE['note']}"
     md = (tmp_path / "r.md").read_text()
     assert md.startswith(f"# Gate: **{decision['verdict']}**") and reason.strip("'") in md
+
+
+def test_gate_report_shows_the_whole_policy_and_each_types_allowed_drop(tmp_path: Path) -> None:
+    from nerwheel.components.steps import gate
+
+    (tmp_path / "c.json").write_text(json.dumps(metrics(0.90, {"road": (0.95, 150), "poi": (0.0, 19),
+                                                                "rare": (0.0, 2)})))
+    (tmp_path / "p.json").write_text(json.dumps({**LIVE, "metrics": metrics(0.80, {"road": (0.70, 150),
+                                                                                   "poi": (0.9, 19),
+                                                                                   "rare": (1.0, 2)})}))
+    promoted, _ = gate.run(candidate_path=str(tmp_path / "c.json"), production_path=str(tmp_path / "p.json"),
+                           min_delta=0.01, max_type_drop=0.03, noise_spans=3.0, min_support=0, metric="strict",
+                           decision_path=str(tmp_path / "d.json"),
+                           report_path=str(tmp_path / "r.md"))
+    md = (tmp_path / "r.md").read_text()
+    assert not promoted
+    for row in ("| metric | strict |", "| min_delta (required rise of overall F1) | 0.01 |", "| max_type_drop | 0.03 |",
+                "| noise_spans | 3 |", "| min_support | 0 |"):
+        assert row in md, row
+    assert "Production model: `s3://b/repo/nerwheel/3`" in md
+    # allowed drop per type: max(0.03, 3/150) = 0.03, max(0.03, 3/19) = 0.1579, max(0.03, 3/2) = 1.5
+    assert "| road | 150 | 0.9500 | 0.7000 | 0.2500 | 0.0300 | yes | ok |" in md
+    assert "| poi | 19 | 0.0000 | 0.9000 | -0.9000 | 0.1579 | yes | fell too far |" in md
+    assert "| rare | 2 | 0.0000 | 1.0000 | -1.0000 | 1.5000 | yes | ok |" in md
+    decision = json.loads((tmp_path / "d.json").read_text())
+    assert decision["policy"] == {"min_delta": 0.01, "max_type_drop": 0.03, "noise_spans": 3.0, "min_support": 0,
+                                  "metric": "strict"}
+    assert decision["per_type"]["poi"]["allowed_drop"] == pytest.approx(3 / 19)
+
+
+def test_gate_step_refuses_a_bare_metrics_file_as_the_production_record(tmp_path: Path) -> None:
+    from nerwheel.components.steps import gate
+
+    (tmp_path / "c.json").write_text(json.dumps(metrics(0.9, {"road": (0.9, 40)})))
+    (tmp_path / "p.json").write_text(json.dumps(metrics(0.8, {"road": (0.8, 40)})))
+    with pytest.raises(ValueError, match=r"p.json: expected the evaluate step's production record"):
+        gate.run(candidate_path=str(tmp_path / "c.json"), production_path=str(tmp_path / "p.json"), min_delta=0.005,
+                 max_type_drop=0.02, noise_spans=2.0, min_support=0, metric="strict",
+                 decision_path=str(tmp_path / "d.json"), report_path=str(tmp_path / "r.md"))
 
 
 def test_train_overrides_may_not_shadow_pipeline_parameters() -> None:

@@ -78,6 +78,36 @@ def test_export_and_deploy_run_only_when_the_gate_promotes(docs: tuple[dict, dic
     assert spec["components"]["comp-gate"]["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
 
 
+def test_tasks_that_read_uris_are_never_cached(docs: tuple[dict, dict]) -> None:
+    # KFP's cache key holds a URI, not what is behind it: the weekly run (same URIs, new traffic, a newer live
+    # model) must re-read its inputs and the live version instead of replaying the first week.
+    root = dag_tasks(docs[0])
+    for stage in ("annotate", "synthesize", "merge", "evaluate"):
+        assert root[stage]["cachingOptions"] == {}, stage
+    for stage in ("train", "gate"):  # fed by artifacts only: new inputs, new run
+        assert root[stage]["cachingOptions"] == {"enableCache": True}, stage
+
+
+def test_gate_gets_the_whole_policy_and_evaluate_finds_production(docs: tuple[dict, dict]) -> None:
+    from nerwheel.stages.gate import GatePolicy
+
+    spec, _ = docs
+    root, params = dag_tasks(spec), spec["root"]["inputDefinitions"]["parameters"]
+    gate_inputs = {k: v["componentInputParameter"] for k, v in root["gate"]["inputs"]["parameters"].items()}
+    assert gate_inputs == {"min_delta": "min_delta", "max_type_drop": "max_type_drop", "noise_spans": "noise_spans",
+                           "min_support": "min_support", "metric": "gate_metric"}
+    defaults = GatePolicy()  # one set of defaults for `nerwheel gate` and the pipeline
+    for param, field in gate_inputs.items():
+        assert params[field]["defaultValue"] == getattr(defaults, param), field
+    assert params["min_support"]["defaultValue"] == 0  # every type is checked unless a run opts out
+    eval_inputs = {k: v["componentInputParameter"] for k, v in root["evaluate"]["inputs"]["parameters"].items()}
+    assert eval_inputs == {"eval_uri": "eval_uri", "production_model_uri": "production_model_uri",
+                           "repository_uri": "repository_uri", "model_name": "model_name",
+                           "production_from_repository": "production_from_repository"}
+    assert params["production_model_uri"]["defaultValue"] == ""  # empty: the live version in repository_uri
+    assert params["production_from_repository"]["defaultValue"] is True
+
+
 def test_train_task_asks_for_a_gpu_node(docs: tuple[dict, dict]) -> None:
     spec, platform = docs
     resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
@@ -127,12 +157,27 @@ def test_secret_and_config_names_match_the_manifests() -> None:
     assert storage["metadata"]["name"] == p.storage_config_map and set(p.storage_config_keys) == set(storage["data"])
 
 
+def env_file(path: Path) -> dict[str, str]:
+    return dict(ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln and not ln.startswith("#"))
+
+
 def test_pipeline_defaults_point_at_the_manifests(docs: tuple[dict, dict]) -> None:
+    pytest.importorskip("tritonclient")
+    from nerwheel.serving.server import triton_repository_url
+
     params = docs[0]["root"]["inputDefinitions"]["parameters"]
     gitops_file = REPO / params["gitops_path"]["defaultValue"]
     assert gitops_file.is_file() and "MODEL_VERSION=" in gitops_file.read_text()
-    model_env = dict(line.split("=", 1) for line in (REPO / "manifests/base/model.env").read_text().splitlines())
+    model_env = env_file(REPO / "manifests/base/model.env")
     assert model_env["MODEL_NAME"] == params["model_name"]["defaultValue"]  # Triton loads what deploy writes
+    # ... from where deploy writes it: the tasks reach S3 through the nerwheel-storage endpoint, Triton through
+    # its own s3://http://host:port/bucket/prefix form of the same place.
+    storage = yaml.safe_load((REPO / "manifests/base/storage-config.yaml").read_text())["data"]
+    repository = params["repository_uri"]["defaultValue"]
+    assert triton_repository_url(repository, storage["AWS_ENDPOINT_URL"]) == model_env["MODEL_REPOSITORY"]
+    # and the overlay whose version the deploy commits serves that repository (does not point Triton elsewhere)
+    for overlay_env in gitops_file.parent.glob("*.env"):
+        assert "MODEL_REPOSITORY" not in env_file(overlay_env), overlay_env
 
 
 def test_every_task_has_its_display_name_and_stage_image(docs: tuple[dict, dict]) -> None:
@@ -153,7 +198,8 @@ def test_parameters_are_typed_with_the_embedded_default(docs: tuple[dict, dict])
     assert params["min_delta"]["parameterType"] == "NUMBER_DOUBLE"
     assert params["epochs"]["parameterType"] == "NUMBER_INTEGER"
     wanted = {"seed_uri", "texts_uri", "eval_uri", "teacher", "llm_endpoint", "llm_model", "backbone", "epochs",
-              "min_delta", "tolerance", "production_model_uri", "triton_url", "repository_uri"}
+              "min_delta", "max_type_drop", "noise_spans", "min_support", "gate_metric", "production_model_uri",
+              "production_from_repository", "triton_url", "repository_uri"}
     assert wanted <= set(params)
     assert all(p.get("description") for p in params.values()), "every parameter is described for the UI"
 

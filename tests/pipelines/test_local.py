@@ -1,29 +1,17 @@
-"""Pieces of the local runner that need no pipeline run: the live-version lookup and the progress filter."""
+"""Pieces of the local runner that need no pipeline run: the progress filter.
+
+The live-version lookup is one function for the local run and a cluster run: tests/components/test_production.py.
+"""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("kfp")
 
 from nerwheel.pipelines.local import _Progress  # noqa: E402
-
-
-def test_a_later_local_run_is_gated_against_the_live_version(tmp_path: Path) -> None:
-    pytest.importorskip("tritonclient")
-    from nerwheel.pipelines.local import live_version_uri
-    from nerwheel.serving.config import cpu_model_config, with_versions
-    from nerwheel.serving.repository import ModelRepository
-
-    repo = tmp_path / "triton-repository"
-    assert live_version_uri(str(repo), "nerwheel") is None  # first run: nothing to compare against
-    for v in (1, 2, 3):
-        (repo / "nerwheel" / str(v)).mkdir(parents=True)
-    ModelRepository(str(repo)).write_config("nerwheel", with_versions(cpu_model_config("nerwheel", 2), [2]))
-    assert live_version_uri(str(repo), "nerwheel") == str(repo / "nerwheel" / "2")  # live, not newest
 
 
 def test_progress_keeps_everything_in_the_log_and_echoes_task_lines() -> None:

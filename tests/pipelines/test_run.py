@@ -1,5 +1,5 @@
-"""`nerwheel run` end to end with Kubeflow's local runner: the S3 path against a real moto server, and the
-local path with a refusing gate (export and deploy skipped).
+"""`nerwheel run` end to end with Kubeflow's local runner: the S3 path against a real moto server, then the next
+turn on the same S3 repository, gated against the version the first deployed and refused (export and deploy skipped).
 
 Each run is the real command in a fresh interpreter on a tiny data set, with tiny training settings.
 """
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow]
 
 BUCKET, PREFIX = "nerwheel-e2e", "turn-1"
 REPO = Path(__file__).resolve().parents[2]
-GITOPS_FILE = "manifests/overlays/prod/model-version.env"
+GITOPS_FILE = "manifests/overlays/dev/model-version.env"  # the pipeline's default gitops_path
 
 
 def nerwheel(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -91,7 +91,9 @@ def store(s3_server: str) -> Any:
 def test_s3_run_completes_and_promotes_the_first_model(s3_run: dict[str, Any]) -> None:
     assert s3_run["tasks"] == {s: "SUCCESS" for s in
                                ("annotate", "synthesize", "merge", "train", "evaluate", "gate", "export", "deploy")}
-    assert s3_run["verdict"] == "promote" and "no production model" in s3_run["reasons"][0]
+    assert s3_run["verdict"] == "promote" and s3_run["production"] is None
+    assert s3_run["reasons"][0].startswith(f"no production model (s3://{BUCKET}/{PREFIX}/triton-repository has no "
+                                           "live version of 'nerwheel'): the first candidate is promoted")
     assert 0.0 <= s3_run["strict_f1"] <= 1.0 and s3_run["metrics"]["n_records"] == 12
     assert s3_run["repository"] == f"s3://{BUCKET}/{PREFIX}/triton-repository"
     assert (s3_run["model_name"], s3_run["version"], s3_run["deploy_status"]) == ("nerwheel", 1, "written")
@@ -161,23 +163,31 @@ def test_deploy_committed_the_new_version_to_the_gitops_repository(s3_run: dict[
 
 
 @pytest.mark.server
-def test_local_run_with_a_better_production_model_is_refused_and_not_deployed(
-        s3_run: dict[str, Any], data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> None:
-    # Production = the model the S3 run just trained; a gate asking for +1.0 F1 cannot be met.
-    out = tmp_path_factory.mktemp("local-run")
-    summary = nerwheel("run", "--out", str(out), *data_args(data), "--set", "min_delta=1.0",
-                       "--set", f"production_model_uri={s3_run['model_dir']}")
-    assert summary["verdict"] == "refuse"
+def test_the_next_turn_is_gated_against_the_live_version_and_refused(
+        s3_server: str, s3_run: dict[str, Any], data: dict[str, Path], store: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The weekly turn of a cluster: nobody passes production_model_uri; the version live in the repository the
+    # first run deployed to is production. A gate asking for +1.0 F1 cannot be met, so nothing is deployed.
+    out = tmp_path_factory.mktemp("second-turn")
+    summary = nerwheel("run", "--out", str(out), "--s3-endpoint", s3_server, "--s3-bucket", BUCKET,
+                       "--s3-prefix", PREFIX, *data_args(data), "--set", "min_delta=1.0")
+    live = f"s3://{BUCKET}/{PREFIX}/triton-repository/nerwheel/{s3_run['version']}"
+    assert summary["verdict"] == "refuse" and summary["production"] == live
+    assert summary["reasons"][0] == (f"production: version {s3_run['version']} of 'nerwheel', live in "
+                                     f"s3://{BUCKET}/{PREFIX}/triton-repository")
     assert any("below min_delta 1.0" in r for r in summary["reasons"])
     assert summary["tasks"]["export"] == summary["tasks"]["deploy"] == "SKIPPED"
-    assert summary["repository"] is None and summary["export_dir"] is None and summary["s3_run_uri"] is None
+    assert summary["repository"] is None and summary["export_dir"] is None
     run_dir = Path(summary["run_dir"])
     assert run_dir.parent == out / "pipeline-root" and not (run_dir / "export").exists()
-    assert not (out / "triton-repository").exists()
+    assert store.children(f"s3://{BUCKET}/{PREFIX}/triton-repository/nerwheel") == ["1", "config.pbtxt"]
     production = json.loads((run_dir / "evaluate" / "production_scores").read_text())
-    assert production["n_records"] == summary["metrics"]["n_records"]  # both scored on the same eval records
+    assert (production["uri"], production["how"]) == (live, "live") and production["metrics"]["model"] == live
+    # both scored on the same eval records, production from the served export (model.onnx in the version folder)
+    assert production["metrics"]["n_records"] == summary["metrics"]["n_records"]
     decision = json.loads((run_dir / "gate" / "decision").read_text())
-    assert decision["verdict"] == "refuse" and decision["overall"]["production"] == production["overall"]["strict"]["f1"]
+    assert decision["verdict"] == "refuse" and decision["production_model"]["uri"] == live
+    assert decision["overall"]["production"] == production["metrics"]["overall"]["strict"]["f1"]
 
 
 def test_a_failing_task_is_named_with_its_log(tmp_path: Path) -> None:

@@ -72,14 +72,18 @@ def test_bad_requests_fail_before_any_call(kwargs: dict, message: str) -> None:
 
 
 def test_params_file_yaml_and_json(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_text("teacher: llm\nllm_endpoint: http://llm:8000/v1\nepochs: 4\ntolerance: 0\n")
+    (tmp_path / "p.yaml").write_text("teacher: llm\nllm_endpoint: http://llm:8000/v1\nepochs: 4\nmax_type_drop: 0\n")
     assert load_params_file(tmp_path / "p.yaml") == {"teacher": "llm", "llm_endpoint": "http://llm:8000/v1",
-                                                     "epochs": 4, "tolerance": 0.0}
+                                                     "epochs": 4, "max_type_drop": 0.0}
     (tmp_path / "p.json").write_text(json.dumps({"backbone": "e5-small"}))
     assert load_params_file(tmp_path / "p.json") == {"backbone": "e5-small"}
     (tmp_path / "bad.yaml").write_text("- a\n- b\n")
     with pytest.raises(ParamError, match="expected a mapping of parameter: value, got list"):
         load_params_file(tmp_path / "bad.yaml")
+    (tmp_path / "gate.yaml").write_text("gate_metric: loose\nnoise_spans: -1\n")
+    with pytest.raises(ParamError, match=r"gate.yaml: bad gate setting \(noise_spans: .*greater than or equal to 0; "
+                                         r"gate_metric: .*'strict', 'partial' or 'type'\)"):
+        load_params_file(tmp_path / "gate.yaml")  # refused before a run trains anything
     (tmp_path / "typo.yaml").write_text("min_detla: 0.1\n")
     with pytest.raises(ParamError, match=r"typo.yaml: unknown pipeline parameter\(s\) min_detla; the pipeline takes: "):
         load_params_file(tmp_path / "typo.yaml")

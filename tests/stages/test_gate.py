@@ -63,7 +63,7 @@ def test_every_type_is_checked_against_its_noise_floor(support, prod_f1, cand_f1
     d = gate(cand, prod)
     assert GatePolicy().min_support == 0  # nothing is exempt by default
     assert d.promote is promote
-    assert d.per_type["t"]["checked"] is True
+    assert d.per_type["t"]["checked"] is True and d.per_type["t"]["regressed"] is not promote
     assert d.per_type["t"]["allowed_drop"] == pytest.approx(max(0.02, 2 / support))
     type_reasons = [r for r in d.reasons if r.startswith("type")]
     if promote:
@@ -98,7 +98,7 @@ def test_min_support_is_an_explicit_opt_out():
     d = gate(cand, PROD, GatePolicy(min_support=20))
     assert d.promote and "types under min_support 20 not enforced" in d.reasons[-1]
     assert d.per_type["subpoi"] == {"candidate": 0.0, "production": 0.5, "delta": -0.5, "support": 5, "checked": False,
-                                    "allowed_drop": 0.4}
+                                    "allowed_drop": 0.4, "regressed": False}
 
 
 def test_production_source_is_the_first_reason():

@@ -83,7 +83,11 @@ class GatePolicy(BaseModel):
 
 @dataclass
 class GateDecision:
-    """The decision record: verdict, reasons, deltas and both metric sets."""
+    """The decision record: verdict, reasons, the policy, deltas and both metric sets.
+
+    ``per_type[label]`` holds ``candidate``, ``production``, ``delta``, ``support``, ``allowed_drop``
+    (``None`` for a type with no gold span), ``checked`` and ``regressed`` (fell by more than allowed).
+    """
 
     verdict: Literal["promote", "refuse"]
     reasons: list[str]
@@ -167,7 +171,7 @@ def gate(
     if production_metrics is None:
         per_type = {
             label: {"candidate": f1, "production": None, "delta": None, "support": sup, "checked": False,
-                    "allowed_drop": pol.allowed_drop(sup)}
+                    "allowed_drop": pol.allowed_drop(sup), "regressed": False}
             for label, (f1, sup) in sorted(cand_types.items())
         }
         why = f" ({production_source})" if production_source else ""
@@ -213,9 +217,10 @@ def gate(
         d = None if p_f1 is None else c_f1 - p_f1
         allowed = pol.allowed_drop(support)
         checked = p_f1 is not None and allowed is not None and support >= pol.min_support
+        regressed = checked and d is not None and allowed is not None and -d > allowed + 1e-12
         per_type[label] = {"candidate": c_f1, "production": p_f1, "delta": d, "support": support, "checked": checked,
-                           "allowed_drop": allowed}
-        if checked and d is not None and allowed is not None and -d > allowed + 1e-12:
+                           "allowed_drop": allowed, "regressed": regressed}
+        if regressed:
             dropped.append(label)
             why = (f"max_type_drop {pol.max_type_drop}" if allowed == pol.max_type_drop
                    else f"the noise floor of {pol.noise_spans:g} spans ({allowed:.4f})")
