@@ -105,5 +105,60 @@ def test_correct_relabels_what_the_gazetteer_proves(kb: AddressKB, text: str, ll
 
 def test_correct_flags_a_district_outside_the_city(kb: AddressKB) -> None:
     _, fixes = kb.correct(_rec("杭州市鄞州区", "杭州市/city 鄞州区/district"))
-    assert [(f.text, f.new) for f in fixes] == [("鄞州区", None)]
-    assert "not under" in fixes[0].reason
+    assert [(f.text, f.new, f.code) for f in fixes] == [("鄞州区", None, "hierarchy")]
+    assert "is not under city '杭州市'" in fixes[0].reason
+
+
+HIERARCHY = [
+    # (text, kept admin spans, dropped (text, label, words in the reason))
+    ("浙江省杭州市西湖区文三路000号", "浙江省/prov 杭州市/city 西湖区/district", []),  # consistent: all kept
+    ("浙江省广州市西湖区文三路", "浙江省/prov 西湖区/district",
+     [("广州市", "city", "is not under prov '浙江省'")]),  # city not in the province
+    ("浙江省杭州市鄞州区文三路000号", "浙江省/prov 杭州市/city",
+     [("鄞州区", "district", "is not under city '杭州市'")]),  # district not in the city
+    ("杭州市鄞州区", "杭州市/city", [("鄞州区", "district", "浙江省/宁波市/鄞州区")]),
+    # what real addresses do that is no conflict
+    ("山东省临沂市临沭县中国浙江省杭州市余杭区龙潭路",  # two addresses in one text
+     "山东省/prov 临沂市/city 临沭县/district 浙江省/prov 杭州市/city 余杭区/district", []),
+    ("上海市市辖区黄浦区陆家浜路0000号", "上海市/city 市辖区/district 黄浦区/district", []),  # code-table placeholder
+    ("新疆阿克苏地区阿拉尔市解放路", "新疆/prov 阿克苏地区/city 阿拉尔市/district", []),  # run by the province
+    ("浙江省金华市义乌市金东区东升路", "浙江省/prov 金华市/city 义乌市/district 金东区/district", []),  # siblings
+    ("上海市闸北区天目西路000号", "上海市/city 闸北区/district", []),  # merged away in 2015, still in the data
+]
+
+
+@pytest.mark.parametrize(("text", "kept", "dropped"), HIERARCHY)
+def test_hierarchy_is_enforced_not_just_preferred(kb: AddressKB, text: str, kept: str,
+                                                  dropped: list[tuple[str, str, str]]) -> None:
+    entities, removed = kb.annotate_checked(text)
+    admin = [e for e in entities if e.label in ("prov", "city", "district")]
+    assert _spans(admin) == kept
+    assert [(e.text, e.label) for e, _ in removed] == [(t, lab) for t, lab, _ in dropped]
+    for (_, reason), (_, _, words) in zip(removed, dropped, strict=True):
+        assert reason.startswith("hierarchy: ") and words in reason
+    assert kb.annotate_text(text) == entities
+
+
+def test_a_conflicting_short_name_is_read_again_as_part_of_a_name(kb: AddressKB) -> None:
+    # 江南 (a district of 南宁) inside an estate's name in 杭州: no district, and the estate keeps its name
+    entities, removed = kb.annotate_checked("浙江省杭州市萧山区江南明城0栋")
+    assert [(e.text, e.label) for e, _ in removed] == [("江南", "district")]
+    assert ("江南明城", "poi") in [(e.text, e.label) for e in entities]
+
+
+@pytest.mark.parametrize(
+    ("text", "llm", "flagged"),
+    [
+        ("浙江省杭州市西湖区", "浙江省/prov 杭州市/city 西湖区/district", []),
+        ("浙江省广州市西湖区", "浙江省/prov 广州市/city 西湖区/district", ["广州市"]),  # city not in province
+        ("杭州市鄞州区", "杭州市/city 鄞州区/district", ["鄞州区"]),  # district not in city
+        ("浙江省杭州市富阳市", "浙江省/prov 杭州市/city 富阳市/district", []),  # old name of 富阳区, by its short form
+    ],
+)
+def test_correct_flags_llm_labels_that_break_the_hierarchy(kb: AddressKB, text: str, llm: str,
+                                                           flagged: list[str]) -> None:
+    out, fixes = kb.correct(_rec(text, llm))
+    hier = [f for f in fixes if f.code == "hierarchy"]
+    assert [f.text for f in hier] == flagged
+    assert all(f.new is None and f.reason.startswith("kb: hierarchy: ") for f in hier)
+    assert _spans(list(out.entities)) == llm  # flagged, not changed: the caller decides (the LLM teacher drops)

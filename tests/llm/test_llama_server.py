@@ -2,8 +2,9 @@
 
 The model labels Chinese addresses badly and its JSON gets cut off at
 ``max_tokens``; that is the point. The annotator must never crash, never lose a
-record, reject what is wrong with reasons, and its counts must reconcile.
-Nothing here checks label quality.
+record, reject what is wrong with reasons, and its counts must reconcile. A
+cut-off answer fails its record ("truncated at max_tokens ..."): it is never a
+labelled record with entities missing. Nothing here checks label quality.
 """
 
 from __future__ import annotations
@@ -38,10 +39,20 @@ def _check(result: object, records: list[Record], name: str) -> None:
     for r in result.records:  # type: ignore[attr-defined]
         for e in r.entities:
             assert r.text[e.start:e.end] == e.text and e.label in ADDRESS_LABELS
+        facts = r.meta["annotate"]["teachers"][name]
+        assert facts["parse"] != "salvaged"  # a labelled record never rests on a cut-off answer
     for f in result.failed:  # type: ignore[attr-defined]
-        assert all(reason for reason in f.reasons.values())
+        reason = f.reasons[name]
+        assert reason
+        if f.details.get(name, {}).get("finish_reason") == "length":
+            assert reason.startswith("truncated at max_tokens (40): ")
     for rej in result.entity_rejects:  # type: ignore[attr-defined]
         assert rej["code"] and rej["reason"]
+
+
+def _outcome(result: object) -> list[tuple[str, object]]:
+    return sorted([(r.id, r.entities) for r in result.records]  # type: ignore[attr-defined]
+                  + [(f.record.id, f.reasons) for f in result.failed])  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("structured", ["json_schema", "off"])
@@ -56,8 +67,14 @@ def test_tiny_real_llm_never_crashes_and_loses_nothing(llama_url: str, tmp_path:
         usage = result.stats["teachers"]["llm:smollm2"]["usage"]
         assert usage["requests"] == len(records) and usage["completion_tokens"] > 0
         assert usage["truncated"] >= 1  # 40 tokens cannot hold a labelled address: the tiny model gets cut off
+        # ...and a cut-off answer fails its record, with the reason, instead of passing as a complete labelling
+        cut = [f for f in result.failed if f.reasons["llm:smollm2"].startswith("truncated at max_tokens (40)")]
+        assert len(cut) == usage["truncated"]
+        salvaged = [r for r in result.entity_rejects if r["code"] == "salvaged"]
+        assert len(salvaged) == sum(len(f.to_dict().get("salvaged", {}).get("llm:smollm2", [])) for f in cut)
         # a rerun is answered from the cache, with the same outcome
         again = annotate(records, [LLMTeacher(cfg, examples=SEED, per_type=1, cache=cache, labels=LABELS)])
         assert again.stats["teachers"]["llm:smollm2"]["usage"]["cache_hits"] == len(records)
-        assert [(r.id, r.entities) for r in again.records] == [(r.id, r.entities) for r in result.records]
+        assert _outcome(again) == _outcome(result)
         assert all(r.meta["annotate"]["teachers"]["llm:smollm2"]["cached"] for r in again.records)
+        assert all(f.details["llm:smollm2"]["cached"] for f in again.failed if "llm:smollm2" in f.details)

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from llm_helpers import Reply, ScriptedServer, address_of, chat
 
+from nerwheel.cli import cli
 from nerwheel.formats import read_records
 from nerwheel.llm.cache import ResponseCache
 from nerwheel.llm.config import LLMConfig
@@ -195,3 +197,42 @@ def test_killed_run_resumes_without_asking_twice(scripted: ScriptedServer, tmp_p
     assert len(asked_again) == len(texts) - hang_after  # only the questions never answered
     assert set(asked_again).isdisjoint(texts[:hang_after])
     assert len(read_records(out).records) == len(texts)
+
+
+def test_llm_labels_that_break_the_hierarchy_are_dropped_with_a_reason(scripted: ScriptedServer) -> None:
+    scripted.reset(lambda n, body: chat('{"entities": [{"text": "浙江省", "label": "prov"}, '
+                                        '{"text": "广州市", "label": "city"}, {"text": "西湖区", "label": "district"}]}'))
+    result = annotate([Record("r", "浙江省广州市西湖区")], [LLMTeacher(_cfg(scripted.url), corrector=KBTeacher().kb)])
+    assert [(e.text, e.label) for e in result.records[0].entities] == [("浙江省", "prov"), ("西湖区", "district")]
+    (row,) = result.entity_rejects
+    assert (row["code"], row["text"], row["label"]) == ("hierarchy", "广州市", "city")
+    assert "is not under prov '浙江省'" in row["reason"]
+    t = result.stats["teachers"]["llm:scripted"]
+    assert (t["returned"], t["accepted"], t["rejected"]) == (3, 2, 1)
+
+
+def test_cli_label_map_labels_and_overlap_policy(scripted: ScriptedServer, tmp_path: Path) -> None:
+    answer = {"entities": [{"text": "文三路", "label": "街道名"}, {"text": "000号", "label": "门牌"},
+                           {"text": "华星", "label": "poi"}, {"text": "华星大厦", "label": "poi"}]}
+    scripted.reset(lambda n, body: chat(json.dumps(answer, ensure_ascii=False)))
+    inp = tmp_path / "in.txt"
+    inp.write_text("文三路000号华星大厦\n", encoding="utf-8")
+    lm = tmp_path / "map.json"
+    lm.write_text('{"街道名": "road"}', encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(cli, [
+        "annotate", str(inp), "--out", str(out), "--llm-url", scripted.url, "--llm-model", "scripted",
+        "--label-map", str(lm), "--labels", "road,roadno,poi", "--overlaps", "reject", "--no-kb-correct",
+        "--cache", str(tmp_path / "c.sqlite"), "--retries", "0"])
+    assert res.exit_code == 0, res.output
+    assert '"label": {"type": "string", "enum": ["road", "roadno", "poi"]}' in json.dumps(scripted.bodies[0],
+                                                                                        ensure_ascii=False)
+    assert [(e.text, e.label) for e in read_records(out).records[0].entities] == [("文三路", "road")]
+    rows = {r["text"]: r for r in map(json.loads, (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines())}
+    assert rows["000号"]["code"] == "unknown_label"
+    assert "add it to the label map (--label-map FILE holding {\"门牌\": \"<label>\"})" in rows["000号"]["reason"]
+    assert rows["华星"]["code"] == rows["华星大厦"]["code"] == "overlap"  # policy reject: neither is trusted
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"街道名": "street"}', encoding="utf-8")
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--label-map", str(bad)])
+    assert res.exit_code != 0 and "'街道名' -> 'street'" in res.output

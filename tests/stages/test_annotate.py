@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
-from nerwheel.formats import read_records
+from nerwheel.formats import Reject, read_records
 from nerwheel.llm.validate import EntityReject, TeacherOutput
 from nerwheel.records import Entity, Record
 from nerwheel.stages.annotate import KBTeacher, annotate
@@ -97,3 +97,46 @@ def test_cli_annotate_usage_errors(tmp_path: Path, args: list[str], message: str
     res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(tmp_path / "o.jsonl"), *args],
                              env={"NERWHEEL_LLM_URL": "", "NERWHEEL_LLM_MODEL": ""})
     assert res.exit_code != 0 and message in res.output
+
+
+def test_the_kb_teacher_drops_what_breaks_the_hierarchy_with_a_reason() -> None:
+    res = annotate([Record("r", "浙江省广州市西湖区文三路")], KBTeacher())
+    assert "广州市" not in [e.text for e in res.records[0].entities]
+    (row,) = [r for r in res.rejects() if r["kind"] == "entity"]
+    assert (row["code"], row["text"], row["label"], row["teacher"]) == ("hierarchy", "广州市", "city", "kb")
+    assert "is not under prov '浙江省'" in row["reason"]
+    t = res.stats["teachers"]["kb"]
+    assert (t["returned"], t["rejected"], t["reject_codes"]) == (t["accepted"] + 1, 1, {"hierarchy": 1})
+
+
+def test_input_rejects_are_counted_and_kept() -> None:
+    bad = [Reject("in.jsonl", 2, "invalid JSON: Expecting value at column 9", '{"text": ', kind="json")]
+    res = annotate([Record("1", "杭州市")], ListTeacher("a", {"1": [(0, 3, "city")]}), input_rejects=bad)
+    s = res.stats
+    assert (s["read"], s["labelled"], s["failed"], s["rejected_on_input"]) == (2, 1, 0, 1)
+    assert res.summary().startswith("read 2 = labelled 1 + failed 0 + rejected on input 1")
+    assert res.rejects()[0] == {"kind": "input", "file": "in.jsonl", "line": 2, "code": "json",
+                                "reason": "invalid JSON: Expecting value at column 9", "raw": '{"text": '}
+
+
+def test_cli_annotate_accounts_for_every_line_of_input_and_examples(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"text": "杭州市西湖区"}\n{"text": \n{"text": "宁波市", "entities": [{"start": 0, "end": 9, '
+                   '"label": "city"}]}\n{"text": "文三路000号"}\n', encoding="utf-8")
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text('{"text": "杭州市", "entities": [{"start": 0, "end": 3, "label": "city"}]}\nnot json\n',
+                    encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--examples", str(seed),
+                                   "--labels", "city,district,road"])
+    assert res.exit_code == 0, res.output
+    assert "read 4 = labelled 2 + failed 0 + rejected on input 2" in res.output
+    assert f"examples {seed}: read 2 = used 1 + rejected 1" in res.output
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["file"], r["line"]) for r in rows] == [("input", str(inp), 2), ("input", str(inp), 3),
+                                                                 ("examples", str(seed), 2)]
+    assert all(r["reason"] and r["code"] for r in rows)
+    records = read_records(out).records
+    # --labels restricts the teacher to the target labels: no roadno
+    assert [[(e.text, e.label) for e in r.entities] for r in records] == [
+        [("杭州市", "city"), ("西湖区", "district")], [("文三路", "road")]]

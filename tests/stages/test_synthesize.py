@@ -7,9 +7,11 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
+from nerwheel.cli.teach import recover_text
 from nerwheel.formats import read_records
 from nerwheel.kb.annotator import AddressKB
 from nerwheel.labels import ADDRESS_LABELS
@@ -118,3 +120,41 @@ def test_a_direction_before_a_distance_is_assist_in_short_texts_as_in_the_kb() -
                 assert before and before[0].label == "assist", r.text
     kb = [(e.text, e.label) for e in AddressKB().annotate_text("和美苑往北000米")]
     assert kb == [("和美苑", "poi"), ("往北", "assist"), ("000米", "distance")]
+
+
+def test_cli_keeps_bad_eval_and_example_lines_and_still_guards_their_texts(tmp_path: Path) -> None:
+    args = ["synthesize", "--n-short", "36", "--n-long", "10", "--seed", "5"]
+    first = tmp_path / "first.jsonl"
+    assert CliRunner().invoke(cli, [*args, "--out", str(first)]).exit_code == 0
+    t1, t2 = (r.text for r in read_records(first).records[:2])
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text("\n".join([
+        json.dumps({"text": "浙江省", "entities": []}, ensure_ascii=False),
+        json.dumps({"text": t1, "entities": [{"start": 0, "end": 999, "label": "poi"}]}, ensure_ascii=False),
+        '{"text": ' + json.dumps(t2, ensure_ascii=False) + ', "entities": [',  # broken JSON, text still readable
+        '{"addr": 3, "entities": [}',  # nothing to recover
+    ]) + "\n", encoding="utf-8")
+    ex = tmp_path / "ex.jsonl"
+    ex.write_text('{"text": "荷花小区", "entities": [{"start": 0, "end": 4, "label": "poi"}]}\n{oops\n', encoding="utf-8")
+    out = tmp_path / "syn.jsonl"
+    res = CliRunner().invoke(cli, [*args, "--out", str(out), "--eval", str(ev), "--examples", str(ex)])
+    assert res.exit_code == 0, res.output
+    assert not {t1, t2} & {r.text for r in read_records(out).records}  # malformed eval lines still guard
+    assert f"eval {ev}: read 4 = used 1 + rejected 3" in res.output
+    assert f"examples {ex}: read 2 = used 1 + rejected 1" in res.output
+    assert "WARNING: 1 rejected --eval line(s) have no recoverable text" in res.output and f"{ev}:4" in res.output
+    rows = [json.loads(line) for line in (tmp_path / "syn.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["line"], r.get("guard", "")[:14]) for r in rows] == [
+        ("examples", 2, ""), ("eval", 2, "text recovered"), ("eval", 3, "text recovered"),
+        ("eval", 4, "text NOT recov")]
+    assert all(r["file"] and r["reason"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "text"),
+    [('{"text": "文三路", "entities": 5}', "spans", "文三路"), ('{"address": "文三路", "entities": 1}', "mgeo", "文三路"),
+     ('{"data": {"text": "文三路"}, "x": [}', "labelstudio", "文三路"), ('{"text": "文\\"三路", "ent', "spans", '文"三路'),
+     ("文\tB-road\n三\tI-road\n路\tX", "conll", "文三路"), ("文三\ufffd路", "text", None), ('{"id": 1}', "spans", None)],
+)
+def test_recover_text(raw: str, fmt: str, text: str | None) -> None:
+    assert recover_text(raw, fmt) == text

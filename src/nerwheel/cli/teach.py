@@ -103,10 +103,11 @@ def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[
             label_map = load_label_map(label_map_path, labels or ADDRESS_LABELS)
         seed = _read(examples, None) if examples else None
         cache = open_cache(llm_kw, out_path) if "llm" in chosen and configs else None
+        options: dict[str, Any] = {"mode": mode, "prompt": prompt, "per_type": per_type, "cache": cache,
+                                   "kb_correct": kb_correct, "labels": labels, "label_map": label_map,
+                                   "overlap": _overlap_policy(overlaps)}
         try:
-            built = build_teachers(chosen, configs, examples=seed.records if seed else [], mode=mode,  # type: ignore[arg-type]
-                                   prompt=prompt, per_type=per_type, cache=cache, kb_correct=kb_correct,
-                                   labels=labels, label_map=label_map, overlap=_overlap_policy(overlaps))  # type: ignore[arg-type]
+            built = build_teachers(chosen, configs, examples=seed.records if seed else [], **options)
         except ValueError as exc:
             if cache is not None:
                 cache.close()

@@ -90,10 +90,10 @@ def place(
         mention = c.text.strip()
         label = label_map.normalize(c.label)
         if label is None:
+            entry = json.dumps(c.label.strip(), ensure_ascii=False)
             out.rejects.append(EntityReject(
                 "unknown_label", f"unknown label {c.label!r}; allowed labels are: {allowed}. To accept it, add it to "
-                f'the label map (--label-map FILE holding {{{json.dumps(c.label.strip(), ensure_ascii=False)}: "<label>"}})',
-                mention, c.label, source=source))
+                f'the label map (--label-map FILE holding {{{entry}: "<label>"}})', mention, c.label, source=source))
             continue
         occ = _occurrences(text, mention)
         if not occ:

@@ -69,7 +69,8 @@ class KBTeacher:
             entities, dropped = self.kb.annotate_checked(text)
         else:
             entities, dropped = self.kb.annotate_text(text), []
-        rejects = [EntityReject("hierarchy", reason, e.text, e.label, e.start, e.end, self.name) for e, reason in dropped]
+        rejects = [EntityReject("hierarchy", reason, e.text, e.label, e.start, e.end, self.name)
+                   for e, reason in dropped]
         if self.labels is not None:
             entities = [e for e in entities if e.label in self.labels]
             rejects = [r for r in rejects if r.label in self.labels]
