@@ -36,6 +36,7 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
     or ``null`` when there is no production model, with ``note`` saying why). Returns the candidate's
     scalars.
     """
+    import contextlib
     import tempfile
     from pathlib import Path
 
@@ -43,18 +44,29 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
     from nerwheel.components.data import read_dataset, resolve_uri, write_json
     from nerwheel.components.production import find_production
     from nerwheel.stages.evaluate import evaluate
+    from nerwheel.stages.predict import load_predictor
 
     data = read_dataset(resolve_uri(eval_uri, "eval"))
     if not data.records:
         raise ValueError(f"{data.source}: no usable eval records ({len(data.rejects)} rejected)")
     production = find_production(production_model_uri, repository_uri, model_name,
                                  from_repository=production_from_repository)
-    with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp, contextlib.ExitStack() as stack:
+        prod_predictor = prod_dir = None
+        if production.uri is not None:  # loaded first: a production model that cannot run fails before any work
+            prod_dir = stack.enter_context(storage.get_storage().local_dir(production.uri))
+            try:
+                prod_predictor = load_predictor(prod_dir)
+            except FileNotFoundError as e:  # e.g. a GPU ensemble's version folder holds no model.onnx
+                raise FileNotFoundError(
+                    f"production model {production.uri} ({production.note}) cannot be evaluated: {e}; set "
+                    "production_model_uri to its export folder (model.onnx, nerwheel.json, tokenizer.json)"
+                ) from None
         candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate")
         production_metrics = None
-        if production.uri is not None:
-            with storage.get_storage().local_dir(production.uri) as prod_dir:
-                production_metrics = evaluate(prod_dir, data.records, Path(tmp) / "production", plots=False)
+        if prod_predictor is not None:
+            production_metrics = evaluate(prod_dir, data.records, Path(tmp) / "production", predictor=prod_predictor,
+                                          plots=False)
             production_metrics["model"] = production.uri  # not the temporary download folder
         _report(candidate, production_metrics, production.note, data.summary(), Path(tmp) / "candidate",
                 report_path)

@@ -79,3 +79,26 @@ def test_live_version_on_s3_and_a_bucket_that_does_not_exist_yet(s3_server: str,
     with pytest.raises(ValueError, match=r"names the S3 endpoint http://10.0.0.1:9000, but this task reaches S3 "
                                          rf"through {s3_server}; give it as {repo}"):
         live_version_uri(triton_repository_url(repo, "http://10.0.0.1:9000"), "nerwheel")
+
+
+@pytest.mark.parametrize("where", ["given", "live"])
+def test_a_production_model_that_cannot_run_fails_the_evaluate_step_first(where: str, tmp_path: Path) -> None:
+    """Never a silent "first model": the step names the production model and stops before scoring anything."""
+    pytest.importorskip("torch")
+    from nerwheel.components.steps import evaluate
+
+    repo = str(tmp_path / "repo")
+    staged = tmp_path / "staged" / "1"
+    staged.mkdir(parents=True)
+    (staged / "ENSEMBLE.md").write_text("a GPU ensemble: the export is spread over its step models\n")
+    ModelRepository(repo).write_version("nerwheel", 1, staged)
+    ModelRepository(repo).write_config("nerwheel", with_versions(cpu_model_config("nerwheel", 1), [1]))
+    given = str(tmp_path / "typo" / "model") if where == "given" else ""
+    expected = given or str(Path(repo) / "nerwheel" / "1")
+    with pytest.raises(FileNotFoundError, match=rf"production model {expected} \(.*\) cannot be evaluated: .*; set "
+                                                r"production_model_uri to its export folder"):
+        evaluate.run(model_path=str(tmp_path / "candidate-never-read"), eval_uri="", production_model_uri=given,
+                     repository_uri=repo, model_name="nerwheel", production_from_repository=True,
+                     scores_path=str(tmp_path / "s"), production_scores_path=str(tmp_path / "p"),
+                     report_path=str(tmp_path / "r.html"))
+    assert not (tmp_path / "s").exists() and not (tmp_path / "p").exists()
