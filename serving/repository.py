@@ -37,7 +37,7 @@ from nerwheel.serving.config import (
     to_pbtxt,
     with_versions,
 )
-from nerwheel.storage import ObjectInfo, Storage, StorageError, get_storage, is_s3, join
+from nerwheel.storage import ObjectInfo, Storage, StorageNotFound, get_storage, is_s3, join
 
 __all__ = [
     "EXPORT_FILES",
@@ -153,7 +153,7 @@ class ModelRepository:
         uri = join(self.uri, name, "config.pbtxt")
         try:
             return parse_config(self.storage.read_text(uri))
-        except StorageError:
+        except StorageNotFound:  # never deployed; a permission or network error must not look like that
             return None
 
     def live_versions(self, name: str) -> list[int]:

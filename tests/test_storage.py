@@ -196,3 +196,22 @@ def test_s3_missing_object_errors_name_the_uri(s3_server: str, bucket: str, tmp_
         st.read_bytes(f"{bucket}/nope")
     with pytest.raises(StorageError, match="nothing there"):
         st.download_dir(f"{bucket}/nope", tmp_path / "x")
+
+
+def test_missing_objects_are_told_apart_from_unreadable_ones(tmp_path, s3_server):
+    """``StorageNotFound`` means "not there"; other failures (here a bucket nobody may read) stay plain errors,
+    so a repository reader never mistakes a permission problem for "never deployed"."""
+    from nerwheel.storage import Storage, StorageError, StorageNotFound
+
+    st = Storage(endpoint_url=s3_server)
+    with pytest.raises(StorageNotFound):
+        st.read_bytes(tmp_path / "absent.txt")
+    st.ensure_bucket("s3://present")
+    with pytest.raises(StorageNotFound):
+        st.read_bytes("s3://present/absent.txt")
+    with pytest.raises(StorageNotFound):
+        st.read_bytes("s3://no-such-bucket-here/x.txt")
+    bad = Storage(endpoint_url="http://127.0.0.1:9")  # nothing listens: a network failure, not a missing object
+    with pytest.raises(StorageError) as info:
+        bad.read_bytes("s3://present/absent.txt")
+    assert not isinstance(info.value, StorageNotFound)

@@ -62,11 +62,11 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
                     f"production model {production.uri} ({production.note}) cannot be evaluated: {e}; set "
                     "production_model_uri to its export folder (model.onnx, nerwheel.json, tokenizer.json)"
                 ) from None
-        candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate")
+        candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate", rejects=data.rejects)
         production_metrics = None
         if prod_predictor is not None:
             production_metrics = evaluate(prod_dir, data.records, Path(tmp) / "production", predictor=prod_predictor,
-                                          plots=False)
+                                          plots=False, rejects=data.rejects)
             production_metrics["model"] = production.uri  # not the temporary download folder
         _report(candidate, production_metrics, production.note, data.summary(), Path(tmp) / "candidate",
                 report_path)

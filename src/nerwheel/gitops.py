@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_OVERLAY_FILE", "GitOpsError", "GitOpsResult", "set_env_value
 log = logging.getLogger(__name__)
 
 #: The file the step edits, relative to the GitOps repository's root.
-DEFAULT_OVERLAY_FILE = "manifests/overlays/prod/model-version.env"
+DEFAULT_OVERLAY_FILE = "manifests/overlays/dev/model-version.env"  # the pipeline default too; dev serves repository_uri
 TOKEN_ENV = "NERWHEEL_GIT_TOKEN"
 USERNAME_ENV = "NERWHEEL_GIT_USERNAME"
 

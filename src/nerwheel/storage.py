@@ -41,6 +41,7 @@ __all__ = [
     "ObjectInfo",
     "Storage",
     "StorageError",
+    "StorageNotFound",
     "get_storage",
     "is_s3",
     "join",
@@ -55,6 +56,10 @@ _CHUNK = 1 << 20
 
 class StorageError(RuntimeError):
     """A storage operation that cannot be completed (missing object, bad URI, refused overwrite)."""
+
+
+class StorageNotFound(StorageError):
+    """The object or file does not exist (as opposed to existing but unreadable: permissions, network)."""
 
 
 class ChecksumMismatch(StorageError):
@@ -228,16 +233,19 @@ class Storage:
     def read_bytes(self, uri: str | os.PathLike[str]) -> bytes:
         uri = str(uri)
         if is_s3(uri):
-            from botocore.exceptions import ClientError
+            from botocore.exceptions import BotoCoreError, ClientError
 
             bucket, key = split_s3(uri)
             try:
                 return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except ClientError as e:
+            except BotoCoreError as e:  # no answer at all (endpoint down, DNS, TLS)
                 raise StorageError(f"cannot read {uri}: {e}") from e
+            except ClientError as e:
+                missing = e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+                raise (StorageNotFound if missing else StorageError)(f"cannot read {uri}: {e}") from e
         path = _local(uri)
         if not path.is_file():
-            raise StorageError(f"cannot read {uri}: no such file")
+            raise StorageNotFound(f"cannot read {uri}: no such file")
         return path.read_bytes()
 
     def read_text(self, uri: str | os.PathLike[str], encoding: str = "utf-8") -> str:

@@ -55,7 +55,8 @@ def test_update_is_a_one_line_commit(gitops_repo: Path, tmp_path: Path) -> None:
         "+MODEL_VERSION=7",
     ]
     if shutil.which("kubectl"):
-        built = subprocess.run(["kubectl", "kustomize", str(clone / "manifests/overlays/prod")], check=True,
+        overlay = clone / Path(DEFAULT_OVERLAY_FILE).parent  # the overlay the default env file belongs to
+        built = subprocess.run(["kubectl", "kustomize", str(overlay)], check=True,
                                capture_output=True, text=True).stdout
         assert 'MODEL_VERSION: "7"' in built
 
