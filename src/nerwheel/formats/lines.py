@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nerwheel.formats.base import Reject
+from nerwheel.formats.base import BadRecord, Parsed, Reject
+from nerwheel.records import Record
 
 BOM = b"\xef\xbb\xbf"
 
@@ -70,6 +71,23 @@ def iter_json_lines(path: Path, *, notes: Counter[str] | None = None) -> Iterato
             yield item, json.loads(item.text)
         except json.JSONDecodeError as exc:
             yield Reject(name, item.number, f"invalid JSON: {exc.msg} at column {exc.colno}", item.text, kind="json")
+
+
+def parse_json_lines(
+    path: Path, parse: Callable[[Any, str], Record], *, notes: Counter[str] | None = None
+) -> Iterator[Parsed | Reject]:
+    """Each JSON line through ``parse(obj, default_id)`` (the JSONL formats differ only there); a
+    :class:`BadRecord` it raises becomes a :class:`Reject` naming the file, line and reason."""
+    name, stem = str(path), Path(path).stem
+    for item in iter_json_lines(path, notes=notes):
+        if isinstance(item, Reject):
+            yield item
+            continue
+        line, obj = item
+        try:
+            yield Parsed(line.number, parse(obj, f"{stem}:{line.number}"))
+        except BadRecord as exc:
+            yield Reject(name, line.number, str(exc), line.text, kind=exc.kind)
 
 
 def count_lines(path: Path) -> int:

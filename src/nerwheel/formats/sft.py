@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nerwheel.formats.base import BadRecord, Parsed, Reject, WriteResult, check_entity, write_encoded
-from nerwheel.formats.lines import iter_json_lines
+from nerwheel.formats.lines import parse_json_lines
 from nerwheel.formats.spans import record_id, require_text
 from nerwheel.records import Record
 
@@ -78,16 +78,7 @@ def parse_object(obj: Any, *, default_id: str, end: str = "auto") -> Record:
 
 def read(path: Path, *, end: str = "auto", notes: Counter[str] | None = None) -> Iterator[Parsed | Reject]:
     _check_end(end)
-    name, stem = str(path), Path(path).stem
-    for item in iter_json_lines(path, notes=notes):
-        if isinstance(item, Reject):
-            yield item
-            continue
-        line, obj = item
-        try:
-            yield Parsed(line.number, parse_object(obj, default_id=f"{stem}:{line.number}", end=end))
-        except BadRecord as exc:
-            yield Reject(name, line.number, str(exc), line.text, kind=exc.kind)
+    yield from parse_json_lines(path, lambda obj, rid: parse_object(obj, default_id=rid, end=end), notes=notes)
 
 
 def encode(record: Record, end: str = "inclusive") -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nerwheel.formats.base import BadRecord, Parsed, Reject, WriteResult, check_entity, write_encoded
-from nerwheel.formats.lines import iter_json_lines
+from nerwheel.formats.lines import parse_json_lines
 from nerwheel.records import Record
 
 NAME = "spans"
@@ -71,16 +71,7 @@ def parse_line(obj: Any, *, default_id: str) -> Record:
 
 
 def read(path: Path, *, notes: Counter[str] | None = None, **_: Any) -> Iterator[Parsed | Reject]:
-    name, stem = str(path), Path(path).stem
-    for item in iter_json_lines(path, notes=notes):
-        if isinstance(item, Reject):
-            yield item
-            continue
-        line, obj = item
-        try:
-            yield Parsed(line.number, parse_object(obj, default_id=f"{stem}:{line.number}"))
-        except BadRecord as exc:
-            yield Reject(name, line.number, str(exc), line.text, kind=exc.kind)
+    yield from parse_json_lines(path, lambda obj, rid: parse_object(obj, default_id=rid), notes=notes)
 
 
 def encode(record: Record) -> str:
