@@ -1,6 +1,6 @@
 """A small synthetic address set: provinces, cities, districts, roads, numbers and places in random combinations.
 
-Made by the tests themselves (no ../shared data). Every entity's offsets come
+Made by the tests themselves (no external corpora). Every entity's offsets come
 from how the text is assembled, so the gold labels are exact.
 """
 

@@ -1,4 +1,4 @@
-"""Tiny trained models for serving tests, made here in seconds (no ../shared data, no downloads).
+"""Tiny trained models for serving tests, made here in seconds (no external corpora, no downloads).
 
 :func:`train_tiny` trains the ``tiny`` backbone (one small layer) on generated
 addresses and :func:`export_model` runs the real export stage, so the served
