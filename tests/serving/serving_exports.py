@@ -10,7 +10,11 @@ trained without ``roadno`` labels, so it never predicts them.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nerwheel.records import Entity, Record
@@ -70,3 +74,44 @@ def export_model(model_dir: Path, out_dir: Path) -> Path:
     from nerwheel.stages.export import export
 
     return export(model_dir, out_dir, texts=list(TEXTS)).out_dir
+
+
+@dataclass
+class Traffic:
+    """What client threads saw while a block ran: answered requests, failures, model versions that answered."""
+
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
+
+
+@contextmanager
+def traffic_during(url: str, model: str, texts: Sequence[str], *, threads: int = 2,
+                   settle_s: float = 0.3) -> Iterator[Traffic]:
+    """Client threads send ``texts`` to ``model`` without retries for as long as the block runs (plus
+    ``settle_s`` before and after), so a hot swap inside the block is seen exactly as live clients see it."""
+    from nerwheel.serving.client import Client, ServingError
+
+    seen, stop = Traffic(), threading.Event()
+
+    def send() -> None:
+        with Client(url, model=model, retries=0, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    preds = client.infer(list(texts))
+                    seen.ok += 1
+                    seen.versions.update(p.model_version for p in preds)
+                except ServingError as e:  # pragma: no cover - the failure swap tests guard against
+                    seen.failures.append(str(e))
+
+    workers = [threading.Thread(target=send) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    try:
+        time.sleep(settle_s)
+        yield seen
+        time.sleep(settle_s)
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()

@@ -9,20 +9,18 @@ real ones deploy uses.
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 import nerwheel.serving.deploy as deploy_module
 from nerwheel.model.runtime import OnnxTagger
-from nerwheel.serving.client import Client, ServingError
+from nerwheel.serving.client import Client
 from nerwheel.serving.config import gpu_model_configs
 from nerwheel.serving.deploy import deploy
 from nerwheel.serving.repository import ModelRepository, stage_gpu_versions
 from nerwheel.stages.predict import load_predictor
-from serving_exports import TEXTS
+from serving_exports import TEXTS, traffic_during
 from tritonclient.grpc import model_config_pb2 as mc
 
 pytestmark = pytest.mark.server
@@ -61,35 +59,11 @@ def test_gpu_ensemble_hot_swap_drops_no_request(
     first = deploy(export_v1, str(triton.local_repo), **kw)
     assert (first.status, first.version) == ("live", 1), first.error
 
-    stop = threading.Event()
-    counts = {"ok": 0}
-    failures: list[str] = []
-    versions: set[str] = set()
-
-    def traffic() -> None:
-        with Client(triton.url, model=model_name, retries=0, timeout=30) as client:
-            while not stop.is_set():
-                try:
-                    preds = client.infer(texts[:2])
-                    counts["ok"] += 1
-                    versions.update(p.model_version for p in preds)
-                except ServingError as e:  # pragma: no cover - the failure this test guards against
-                    failures.append(str(e))
-
-    threads = [threading.Thread(target=traffic) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(0.3)
+    with traffic_during(triton.url, model_name, texts[:2]) as seen:
         second = deploy(export_v2, str(triton.local_repo), **kw)
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     assert (second.status, second.version) == ("live", 2), second.error
-    assert failures == [] and counts["ok"] > 5, failures[:3]
-    assert versions == {"1", "2"}
+    assert seen.failures == [] and seen.ok > 5, seen.failures[:3]
+    assert seen.versions == {"1", "2"}
     repo = ModelRepository(str(triton.local_repo))
     steps = [f"{model_name}_{s}" for s in ("tokenize", "onnx", "decode")]
     assert {m: repo.live_versions(m) for m in [*steps, model_name]} == {m: [2] for m in [*steps, model_name]}

@@ -6,7 +6,6 @@ One server runs for the session (see conftest.py); each test deploys its own mod
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from nerwheel.serving.deploy import DeployError, deploy
 from nerwheel.serving.repository import ModelRepository, stage_cpu_version
 from nerwheel.stages.predict import load_predictor
 from nerwheel.storage import Storage, StorageError
-from serving_exports import TEXTS
+from serving_exports import TEXTS, traffic_during
 
 pytestmark = pytest.mark.server
 
@@ -61,35 +60,11 @@ def test_hot_swap_drops_no_request_and_a_broken_version_rolls_back(
     triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
-    stop = threading.Event()
-    counts = {"ok": 0}
-    failures: list[str] = []
-    versions: set[str] = set()
-
-    def traffic() -> None:
-        with Client(triton.url, model=model_name, retries=0, timeout=30) as client:
-            while not stop.is_set():
-                try:
-                    preds = client.infer(SAMPLE[:3])
-                    counts["ok"] += 1
-                    versions.update(p.model_version for p in preds)
-                except ServingError as e:  # pragma: no cover - this is the failure we test against
-                    failures.append(str(e))
-
-    threads = [threading.Thread(target=traffic) for _ in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        time.sleep(0.3)
+    with traffic_during(triton.url, model_name, SAMPLE[:3], threads=3) as seen:
         v2 = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
     assert v2.status == "live" and v2.version == 2, v2.error
-    assert failures == [] and counts["ok"] > 10
-    assert versions == {"1", "2"}
+    assert seen.failures == [] and seen.ok > 10
+    assert seen.versions == {"1", "2"}
     with Client(triton.url, model=model_name) as client:
         after = client.infer(SAMPLE)
     assert {p.model_version for p in after} == {"2"}
