@@ -186,7 +186,7 @@ def deploy(
             ) from e
 
         previous = repo.live_versions(name)
-        version = repo.next_version(name)
+        version = repo.claim_version(name)
         stage = work / "stage"
         if variant == "cpu":
             configs = {name: cpu_model_config(name, version, opts)}

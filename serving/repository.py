@@ -19,8 +19,10 @@ names, so reverting the overlay's ``MODEL_VERSION`` line reverts what is served.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -56,6 +58,7 @@ SHELL = Path(__file__).with_name("model_shell.py")
 EXPORT_REQUIRED = ("model.onnx", "tokenizer.json", "nerwheel.json")
 EXPORT_OPTIONAL = ("crf.npz", "model.int8.onnx")
 EXPORT_FILES = EXPORT_REQUIRED + EXPORT_OPTIONAL
+CLAIM_SUFFIX = ".claim"  # <name>/<version>.claim: a version number taken by a deploy
 
 
 class RepositoryError(RuntimeError):
@@ -147,7 +150,29 @@ class ModelRepository:
         return sorted(int(n) for n in self.storage.children(self.model_uri(name)) if n.isdigit())
 
     def next_version(self, name: str) -> int:
-        return max(self.versions(name), default=0) + 1
+        """The number after every version folder and every claim (what :meth:`claim_version` tries first)."""
+        claimed = [int(n[: -len(CLAIM_SUFFIX)]) for n in self.storage.children(self.model_uri(name))
+                   if n.endswith(CLAIM_SUFFIX) and n[: -len(CLAIM_SUFFIX)].isdigit()]
+        return max([*self.versions(name), *claimed], default=0) + 1
+
+    def claim_version(self, name: str, *, attempts: int = 20) -> int:
+        """Reserve the next version number of ``name`` for one deploy, even when deploys run at once.
+
+        Two deploys that both read "next is 4" would both upload ``4/``; on S3
+        nothing stops the second from overwriting the first. Each deploy
+        therefore first creates ``<name>/<version>.claim`` with a create-only
+        write (:meth:`Storage.create`): the loser sees the claim and tries the
+        next number. Claims are small files beside ``config.pbtxt``; Triton
+        only reads numbered sub-folders, so it never sees them.
+        """
+        version = self.next_version(name)
+        for _ in range(attempts):
+            claim = join(self.model_uri(name), f"{version}{CLAIM_SUFFIX}")
+            if self.storage.create(claim, f"claimed by pid {os.getpid()} on {socket.gethostname()}\n".encode()):
+                return version
+            version = max(version + 1, self.next_version(name))
+        raise RepositoryError(f"could not claim a version of {self.model_uri(name)} in {attempts} attempts: "
+                              "other deploys keep taking the next number; retry when they are done")
 
     def read_config(self, name: str) -> mc.ModelConfig | None:
         uri = join(self.uri, name, "config.pbtxt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,20 @@ def test_local_dirs(tmp_path: Path) -> None:
     assert not st.exists(tmp_path / "dst")
 
 
+def _race_create(st: Storage, uri: str, writers: int = 8) -> list[bool]:
+    """``writers`` threads create ``uri`` at once, each with its own bytes."""
+    with ThreadPoolExecutor(writers) as pool:
+        return list(pool.map(lambda i: st.create(uri, f"writer {i}".encode()), range(writers)))
+
+
+def test_local_create_is_create_only(tmp_path: Path) -> None:
+    st = Storage()
+    won = _race_create(st, str(tmp_path / "claims" / "3.claim"))
+    assert won.count(True) == 1
+    assert st.read_text(tmp_path / "claims" / "3.claim") == f"writer {won.index(True)}"
+    assert st.create(tmp_path / "claims" / "4.claim", b"") is True
+
+
 # -- S3 (real protocol server) -----------------------------------------------------------------------
 
 
@@ -142,8 +157,8 @@ def test_s3_upload_verification_failure_deletes_object(
     src.write_bytes(b"abc")
     real_head = st._head
 
-    def lying_head(uri: str) -> dict:  # the server reports a different size than we sent
-        head = dict(real_head(uri) or {})
+    def lying_head(uri: str, **kw: str | None) -> dict:  # the server reports a different size than we sent
+        head = dict(real_head(uri, **kw) or {})
         head["ContentLength"] = 999
         return head
 
@@ -215,3 +230,37 @@ def test_missing_objects_are_told_apart_from_unreadable_ones(tmp_path, s3_server
     with pytest.raises(StorageError) as info:
         bad.read_bytes("s3://present/absent.txt")
     assert not isinstance(info.value, StorageNotFound)
+
+
+@pytest.mark.server
+def test_s3_create_is_create_only(s3_server: str, bucket: str) -> None:
+    st = Storage(s3_server)
+    won = _race_create(st, f"{bucket}/m/3.claim")
+    assert won.count(True) == 1  # the conditional PUT (If-None-Match: *) lets exactly one writer in
+    assert st.read_text(f"{bucket}/m/3.claim") == f"writer {won.index(True)}"
+    with pytest.raises(StorageError):  # other errors are not "someone else was first"
+        st.create("s3://no-such-bucket-" + uuid.uuid4().hex[:8] + "/k", b"x")
+
+
+def _race_write(st: Storage, uri: str, writers: int = 8) -> list[str]:
+    """``writers`` threads overwrite ``uri`` at once, each with its own bytes; returns each one's checksum."""
+    with ThreadPoolExecutor(writers) as pool:
+        return list(pool.map(lambda i: st.write_bytes(uri, f"writer {i}".encode() * (i + 1)).sha256, range(writers)))
+
+
+def test_local_concurrent_writes_last_one_wins_none_fails(tmp_path: Path) -> None:
+    """A writer whose file was renamed over by a later one did not fail: each checks its own bytes."""
+    st = Storage()
+    digests = _race_write(st, str(tmp_path / "config.pbtxt"))
+    assert digests == [sha(f"writer {i}".encode() * (i + 1)) for i in range(8)]
+    assert st.sha256(tmp_path / "config.pbtxt") in digests
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.pbtxt"]  # no temporary left behind
+
+
+@pytest.mark.server
+def test_s3_concurrent_writes_last_one_wins_none_deleted(s3_server: str, bucket: str) -> None:
+    """Verification after a PUT must not mistake a later writer's object for corruption (and delete it)."""
+    st = Storage(s3_server)
+    digests = _race_write(st, f"{bucket}/m/config.pbtxt")
+    assert digests == [sha(f"writer {i}".encode() * (i + 1)) for i in range(8)]
+    assert st.verify(f"{bucket}/m/config.pbtxt").sha256 in digests

@@ -52,6 +52,7 @@ __all__ = [
 ENDPOINT_ENV = ("NERWHEEL_S3_ENDPOINT", "AWS_ENDPOINT_URL")
 SHA256_META = "sha256"  # S3 user metadata key (sent as x-amz-meta-sha256)
 _CHUNK = 1 << 20
+_REPLACED: dict[str, Any] = {}  # Storage._head's answer when an If-Match no longer holds
 
 
 class StorageError(RuntimeError):
@@ -178,20 +179,35 @@ class Storage:
         size = self.multipart_chunksize
         return TransferConfig(multipart_threshold=size, multipart_chunksize=size)
 
-    def _head(self, uri: str) -> dict[str, Any] | None:
+    def _head(self, uri: str, if_match: str | None = None) -> dict[str, Any] | None:
+        """The object's metadata; None when missing. With ``if_match`` (an ETag), :data:`_REPLACED`
+        when the object is no longer that one (a later writer replaced it)."""
         from botocore.exceptions import ClientError
 
         bucket, key = split_s3(uri)
         try:
-            return self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+            extra = {"IfMatch": if_match} if if_match else {}
+            return self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **extra)
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
                 return None
+            if if_match and code in ("412", "PreconditionFailed"):
+                return _REPLACED
             raise
 
-    def _check_uploaded(self, uri: str, local: Path | None, size: int, digest: str) -> ObjectInfo:
-        """After an upload: size, recorded sha256 and (when S3 returns one) the server's checksum must match."""
-        head = self._head(uri)
+    def _check_uploaded(self, uri: str, local: Path | None, size: int, digest: str,
+                        etag: str | None = None) -> ObjectInfo:
+        """After an upload: size, recorded sha256 and (when S3 returns one) the server's checksum must match.
+
+        ``etag``: the PUT's answer. When another writer replaced the object in
+        between (last writer wins, as on any S3 key), ours is not there to
+        check, and must not be deleted: the server already checked our bytes
+        against the ``ChecksumSHA256`` the PUT carried.
+        """
+        head = self._head(uri, if_match=etag)
+        if head is _REPLACED:
+            return ObjectInfo(uri, size, digest)
         problems = []
         if head is None:
             problems.append("object is missing after upload")
@@ -257,28 +273,64 @@ class Storage:
         digest = hashlib.sha256(data).hexdigest()
         if is_s3(uri):
             bucket, key = split_s3(uri)
-            self.s3.put_object(
+            answer = self.s3.put_object(
                 Bucket=bucket,
                 Key=key,
                 Body=data,
                 Metadata={SHA256_META: digest},
                 ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
             )
-            return self._check_uploaded(uri, None, len(data), digest)
+            return self._check_uploaded(uri, None, len(data), digest, etag=answer.get("ETag"))
         path = _local(uri)
-        with _atomic_file(path) as f:
+        with _atomic_file(path, expect=(len(data), digest)) as f:
             f.write(data)
-        return self._check_local(path, len(data), digest)
+        return ObjectInfo(str(path), len(data), digest)
 
     def write_text(self, uri: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> ObjectInfo:
         return self.write_bytes(uri, text.encode(encoding))
 
+    def create(self, uri: str | os.PathLike[str], data: bytes) -> bool:
+        """Write ``data`` only if nothing is at ``uri`` yet; False when something already was.
+
+        This is the one primitive two concurrent writers can use to agree on a
+        name (a model version): exactly one of them gets True. Locally it is
+        ``O_CREAT | O_EXCL``; on S3 a conditional PUT (``If-None-Match: *``),
+        which AWS S3, MinIO and moto honour. A store that ignores the header
+        lets both writers win, as a plain ``exists()`` check would.
+        """
+        uri = str(uri)
+        if is_s3(uri):
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            bucket, key = split_s3(uri)
+            try:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
+                                   Metadata={SHA256_META: hashlib.sha256(data).hexdigest()})
+            except ClientError as e:
+                # 412: the object exists; 409: another conditional PUT of the same key is in flight.
+                if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise StorageError(f"cannot create {uri}: {e}") from e
+            except BotoCoreError as e:  # no answer at all (endpoint down, DNS, TLS)
+                raise StorageError(f"cannot create {uri}: {e}") from e
+            return True
+        path = _local(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
     @staticmethod
-    def _check_local(path: Path, size: int, digest: str) -> ObjectInfo:
+    def _check_local(path: Path, size: int, digest: str, name: Path | None = None) -> ObjectInfo:
+        """``path`` holds ``size`` bytes hashing to ``digest``; errors name ``name`` (the final path) if given."""
         actual = _sha256_file(path)
         if actual != digest or path.stat().st_size != size:
-            raise ChecksumMismatch(f"{path}: written file has sha256 {actual}, expected {digest}")
-        return ObjectInfo(str(path), size, digest)
+            raise ChecksumMismatch(f"{name or path}: written file has sha256 {actual}, expected {digest}")
+        return ObjectInfo(str(name or path), size, digest)
 
     # -- files ----------------------------------------------------------------------------------
     def upload_file(self, local_path: str | os.PathLike[str], uri: str | os.PathLike[str]) -> ObjectInfo:
@@ -297,9 +349,9 @@ class Storage:
             )
             return self._check_uploaded(uri, src, size, digest)
         dst = _local(uri)
-        with _atomic_file(dst) as f, open(src, "rb") as r:
+        with _atomic_file(dst, expect=(size, digest)) as f, open(src, "rb") as r:
             shutil.copyfileobj(r, f, _CHUNK)
-        return self._check_local(dst, size, digest)
+        return ObjectInfo(str(dst), size, digest)
 
     def download_file(self, uri: str | os.PathLike[str], local_path: str | os.PathLike[str]) -> Path:
         """Copy ``uri`` to a local file atomically; S3 objects are checked against their recorded sha256."""
@@ -479,8 +531,12 @@ class Storage:
 
 
 @contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """Write to a temporary sibling, fsync, then rename over ``path`` (readers see old or new, never half)."""
+def _atomic_file(path: Path, expect: tuple[int, str] | None = None) -> Iterator[IO[bytes]]:
+    """Write to a temporary sibling, fsync, then rename over ``path`` (readers see old or new, never half).
+
+    ``expect=(size, sha256)`` checks the temporary file before the rename:
+    checked afterwards, a concurrent writer's rename would look like corruption.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -488,6 +544,8 @@ def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if expect is not None:
+            Storage._check_local(tmp, *expect, name=path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from nerwheel.serving.config import parse_config
 from nerwheel.serving.deploy import DeployError, deploy
 from nerwheel.serving.repository import ModelRepository, RepositoryError, build_repository
+from nerwheel.storage import Storage
 
 
 def test_build_cpu_repository_bundles_artifacts_and_the_shell(export_v1: Path, tmp_path: Path) -> None:
@@ -78,3 +81,40 @@ def test_keep_prunes_old_versions_but_never_the_live_one(export_v1: Path, tmp_pa
     for v in (5, 6):
         repo.write_version("addr", v, tmp_path / "repo" / "addr" / "4")
     assert repo.prune("addr", 1) == [3, 5] and repo.versions("addr") == [4, 6]
+
+
+def _deploy_at_once(export: Path, root: str, n: int) -> list:
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(lambda _: deploy(export, root, name="addr", probe_texts=["杭州市西湖区"]), range(n)))
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_concurrent_deploys_get_distinct_versions(where: str, export_v1: Path, tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
+    """Deploys racing on one repository never share (or overwrite) a version number."""
+    if where == "s3":
+        endpoint = request.getfixturevalue("s3_server")
+        bucket = f"race-{uuid.uuid4().hex[:12]}"
+        Storage(endpoint).ensure_bucket(bucket)
+        root = f"s3://{bucket}/repo"
+    else:
+        root = str(tmp_path / "repo")
+    reports = _deploy_at_once(export_v1, root, 4)
+    assert [r.status for r in reports] == ["written"] * 4
+    assert sorted(r.version for r in reports) == [1, 2, 3, 4]
+    repo = ModelRepository(root)
+    assert repo.versions("addr") == [1, 2, 3, 4] and repo.live_versions("addr")[0] in (1, 2, 3, 4)
+    for r in reports:  # every version is whole: its own files, checksums as uploaded
+        assert set(r.files) == {f"addr/{r.version}/{f}" for f in
+                                ("crf.npz", "model.onnx", "model.py", "nerwheel.json", "tokenizer.json")}
+        for rel, digest in r.files.items():
+            assert repo.storage.sha256(f"{root}/{rel}") == digest
+
+
+def test_a_claimed_but_unwritten_version_is_skipped(export_v1: Path, tmp_path: Path) -> None:
+    """A deploy that died after claiming its number leaves a gap, never a reused number."""
+    root = str(tmp_path / "repo")
+    repo = ModelRepository(root)
+    assert repo.claim_version("addr") == 1 and repo.versions("addr") == []
+    assert deploy(export_v1, root, name="addr", probe_texts=["杭州市西湖区"]).version == 2
+    assert repo.next_version("addr") == 3 and repo.versions("addr") == [2]
