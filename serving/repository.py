@@ -150,10 +150,9 @@ class ModelRepository:
         return sorted(int(n) for n in self.storage.children(self.model_uri(name)) if n.isdigit())
 
     def next_version(self, name: str) -> int:
-        """The number after every version folder and every claim (what :meth:`claim_version` tries first)."""
-        claimed = [int(n[: -len(CLAIM_SUFFIX)]) for n in self.storage.children(self.model_uri(name))
-                   if n.endswith(CLAIM_SUFFIX) and n[: -len(CLAIM_SUFFIX)].isdigit()]
-        return max([*self.versions(name), *claimed], default=0) + 1
+        """The number after every version folder (``N``) and every claim (``N.claim``): one listing."""
+        taken = (n.removesuffix(CLAIM_SUFFIX) for n in self.storage.children(self.model_uri(name)))
+        return max((int(n) for n in taken if n.isdigit()), default=0) + 1
 
     def claim_version(self, name: str, *, attempts: int = 20) -> int:
         """Reserve the next version number of ``name`` for one deploy, even when deploys run at once.
