@@ -3,6 +3,7 @@
 - ``s3_server``: a moto S3 server (``moto_server``) speaking the real S3 HTTP
   protocol; yields its endpoint URL and, for the session, sets fake AWS
   credentials and ``NERWHEEL_S3_ENDPOINT`` so boto3 (and Triton) talk to it.
+- ``s3_bucket``: a new, empty bucket on that server for one test (``s3://NAME``).
 - ``triton_launcher``: starts real ``tritonserver`` processes
   (:class:`nerwheel.serving.server.TritonServer`) and stops every one it
   started when the session ends. Start one per session and reuse it.
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -138,6 +140,16 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         mp.undo()
         _stop(proc)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> str:
+    """``s3://NAME`` of a bucket made for this test alone on the session's S3 server."""
+    from nerwheel.storage import Storage
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    Storage(s3_server).ensure_bucket(name)
+    return f"s3://{name}"
 
 
 @pytest.fixture(scope="session")

@@ -115,42 +115,35 @@ def test_local_create_is_create_only(tmp_path: Path) -> None:
 # -- S3 (real protocol server) -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def bucket(s3_server: str) -> str:
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    Storage(s3_server).ensure_bucket(name)
-    return f"s3://{name}"
-
-
 @pytest.mark.server
-def test_s3_bytes_roundtrip_with_checksum_metadata(s3_server: str, bucket: str) -> None:
+def test_s3_bytes_roundtrip_with_checksum_metadata(s3_server: str, s3_bucket: str) -> None:
     st = Storage(s3_server)
-    info = st.write_bytes(f"{bucket}/x/y.bin", b"payload")
+    info = st.write_bytes(f"{s3_bucket}/x/y.bin", b"payload")
     assert info.sha256 == sha(b"payload")
-    head = st.s3.head_object(Bucket=split_s3(bucket)[0], Key="x/y.bin")
+    head = st.s3.head_object(Bucket=split_s3(s3_bucket)[0], Key="x/y.bin")
     assert head["Metadata"]["sha256"] == sha(b"payload")
-    assert st.read_bytes(f"{bucket}/x/y.bin") == b"payload"
-    assert st.exists(f"{bucket}/x/y.bin") and st.exists(f"{bucket}/x") and not st.exists(f"{bucket}/nope")
-    assert st.verify(f"{bucket}/x/y.bin").size == 7
+    assert st.read_bytes(f"{s3_bucket}/x/y.bin") == b"payload"
+    assert st.exists(f"{s3_bucket}/x/y.bin") and st.exists(f"{s3_bucket}/x") and not st.exists(f"{s3_bucket}/nope")
+    assert st.verify(f"{s3_bucket}/x/y.bin").size == 7
 
 
 @pytest.mark.server
-def test_s3_verify_detects_tampered_object(s3_server: str, bucket: str, tmp_path: Path) -> None:
+def test_s3_verify_detects_tampered_object(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
     st = Storage(s3_server)
-    st.write_bytes(f"{bucket}/model.onnx", b"good bytes")
+    st.write_bytes(f"{s3_bucket}/model.onnx", b"good bytes")
     # Someone rewrites the object behind our back, keeping the old checksum metadata.
-    st.s3.put_object(Bucket=split_s3(bucket)[0], Key="model.onnx", Body=b"evil bytes",
+    st.s3.put_object(Bucket=split_s3(s3_bucket)[0], Key="model.onnx", Body=b"evil bytes",
                      Metadata={"sha256": sha(b"good bytes")})
     with pytest.raises(ChecksumMismatch, match="recorded"):
-        st.verify(f"{bucket}/model.onnx")
+        st.verify(f"{s3_bucket}/model.onnx")
     with pytest.raises(ChecksumMismatch, match="do not match"):
-        st.download_file(f"{bucket}/model.onnx", tmp_path / "model.onnx")
+        st.download_file(f"{s3_bucket}/model.onnx", tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []  # nothing half-downloaded is left
 
 
 @pytest.mark.server
 def test_s3_upload_verification_failure_deletes_object(
-    s3_server: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_server: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     st = Storage(s3_server)
     src = tmp_path / "f.bin"
@@ -164,53 +157,53 @@ def test_s3_upload_verification_failure_deletes_object(
 
     monkeypatch.setattr(st, "_head", lying_head)
     with pytest.raises(ChecksumMismatch, match="size 999 != 3"):
-        st.upload_file(src, f"{bucket}/f.bin")
+        st.upload_file(src, f"{s3_bucket}/f.bin")
     monkeypatch.undo()
-    assert not st.exists(f"{bucket}/f.bin")
+    assert not st.exists(f"{s3_bucket}/f.bin")
 
 
 @pytest.mark.server
-def test_s3_multipart_upload_checksum(s3_server: str, bucket: str, tmp_path: Path) -> None:
+def test_s3_multipart_upload_checksum(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
     # 5 MiB is S3's minimum part size: 11 MiB makes a three-part upload.
     st = Storage(s3_server, multipart_chunksize=5 * 1024 * 1024)
     data = os.urandom(11 * 1024 * 1024)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
-    info = st.upload_file(src, f"{bucket}/big.bin")
+    info = st.upload_file(src, f"{s3_bucket}/big.bin")
     assert info.sha256 == sha(data)
-    assert st.sha256(f"{bucket}/big.bin") == sha(data)
-    st.download_file(f"{bucket}/big.bin", tmp_path / "back.bin")
+    assert st.sha256(f"{s3_bucket}/big.bin") == sha(data)
+    st.download_file(f"{s3_bucket}/big.bin", tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == data
 
 
 @pytest.mark.server
-def test_s3_dirs_list_children_delete(s3_server: str, bucket: str, tmp_path: Path) -> None:
+def test_s3_dirs_list_children_delete(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
     st = Storage(s3_server)
     src = tmp_path / "src"
     (src / "1").mkdir(parents=True)
     (src / "config.pbtxt").write_text("name: 'm'")
     (src / "1" / "model.onnx").write_bytes(b"onnx")
-    infos = st.upload_dir(src, f"{bucket}/repo/m")
+    infos = st.upload_dir(src, f"{s3_bucket}/repo/m")
     assert set(infos) == {"config.pbtxt", "1/model.onnx"}
     assert all(st.verify(i.uri).sha256 == i.sha256 for i in infos.values())
-    assert st.children(f"{bucket}/repo/m") == ["1", "config.pbtxt"]
-    assert st.children(f"{bucket}/repo") == ["m"]
-    assert st.list(f"{bucket}/repo") == [f"{bucket}/repo/m/1/model.onnx", f"{bucket}/repo/m/config.pbtxt"]
+    assert st.children(f"{s3_bucket}/repo/m") == ["1", "config.pbtxt"]
+    assert st.children(f"{s3_bucket}/repo") == ["m"]
+    assert st.list(f"{s3_bucket}/repo") == [f"{s3_bucket}/repo/m/1/model.onnx", f"{s3_bucket}/repo/m/config.pbtxt"]
     with pytest.raises(StorageError, match="refusing to overwrite"):
-        st.upload_dir(src, f"{bucket}/repo/m")
-    with st.local_dir(f"{bucket}/repo/m") as local:
+        st.upload_dir(src, f"{s3_bucket}/repo/m")
+    with st.local_dir(f"{s3_bucket}/repo/m") as local:
         assert (local / "1" / "model.onnx").read_bytes() == b"onnx"
-    st.delete(f"{bucket}/repo", recursive=True)
-    assert st.list(f"{bucket}/repo") == []
+    st.delete(f"{s3_bucket}/repo", recursive=True)
+    assert st.list(f"{s3_bucket}/repo") == []
 
 
 @pytest.mark.server
-def test_s3_missing_object_errors_name_the_uri(s3_server: str, bucket: str, tmp_path: Path) -> None:
+def test_s3_missing_object_errors_name_the_uri(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
     st = Storage(s3_server)
-    with pytest.raises(StorageError, match=f"{bucket}/nope"):
-        st.read_bytes(f"{bucket}/nope")
+    with pytest.raises(StorageError, match=f"{s3_bucket}/nope"):
+        st.read_bytes(f"{s3_bucket}/nope")
     with pytest.raises(StorageError, match="nothing there"):
-        st.download_dir(f"{bucket}/nope", tmp_path / "x")
+        st.download_dir(f"{s3_bucket}/nope", tmp_path / "x")
 
 
 def test_missing_objects_are_told_apart_from_unreadable_ones(tmp_path, s3_server):
@@ -233,11 +226,11 @@ def test_missing_objects_are_told_apart_from_unreadable_ones(tmp_path, s3_server
 
 
 @pytest.mark.server
-def test_s3_create_is_create_only(s3_server: str, bucket: str) -> None:
+def test_s3_create_is_create_only(s3_server: str, s3_bucket: str) -> None:
     st = Storage(s3_server)
-    won = _race_create(st, f"{bucket}/m/3.claim")
+    won = _race_create(st, f"{s3_bucket}/m/3.claim")
     assert won.count(True) == 1  # the conditional PUT (If-None-Match: *) lets exactly one writer in
-    assert st.read_text(f"{bucket}/m/3.claim") == f"writer {won.index(True)}"
+    assert st.read_text(f"{s3_bucket}/m/3.claim") == f"writer {won.index(True)}"
     with pytest.raises(StorageError):  # other errors are not "someone else was first"
         st.create("s3://no-such-bucket-" + uuid.uuid4().hex[:8] + "/k", b"x")
 
@@ -258,9 +251,9 @@ def test_local_concurrent_writes_last_one_wins_none_fails(tmp_path: Path) -> Non
 
 
 @pytest.mark.server
-def test_s3_concurrent_writes_last_one_wins_none_deleted(s3_server: str, bucket: str) -> None:
+def test_s3_concurrent_writes_last_one_wins_none_deleted(s3_server: str, s3_bucket: str) -> None:
     """Verification after a PUT must not mistake a later writer's object for corruption (and delete it)."""
     st = Storage(s3_server)
-    digests = _race_write(st, f"{bucket}/m/config.pbtxt")
+    digests = _race_write(st, f"{s3_bucket}/m/config.pbtxt")
     assert digests == [sha(f"writer {i}".encode() * (i + 1)) for i in range(8)]
-    assert st.verify(f"{bucket}/m/config.pbtxt").sha256 in digests
+    assert st.verify(f"{s3_bucket}/m/config.pbtxt").sha256 in digests

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -144,7 +143,7 @@ def pin_init_container(manifests: Path, env: dict[str, str]) -> list[str]:
 
 @pytest.mark.server
 def test_git_revert_rolls_back_what_a_new_pod_serves(gitops_repo: Path, tmp_path: Path, s3_server: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                     s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deploy commits MODEL_VERSION=2; `git revert` of that commit makes the next pod serve version 1 again."""
     from nerwheel.serving.config import cpu_model_config, to_pbtxt
     from nerwheel.serving.repository import live_version
@@ -153,9 +152,7 @@ def test_git_revert_rolls_back_what_a_new_pod_serves(gitops_repo: Path, tmp_path
 
     # An S3 model repository as two deploys leave it: folders 1 and 2, config.pbtxt naming 2.
     storage = Storage(s3_server)
-    bucket = f"gitops-{uuid.uuid4().hex[:8]}"
-    storage.ensure_bucket(bucket)
-    repo = f"s3://{bucket}/triton-repository"
+    repo = f"{s3_bucket}/triton-repository"
     for v in (1, 2):
         storage.write_text(f"{repo}/nerwheel/{v}/model.py", f"# version {v}\n")
     storage.write_text(f"{repo}/nerwheel/config.pbtxt", to_pbtxt(cpu_model_config("nerwheel", 2)))

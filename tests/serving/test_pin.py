@@ -7,7 +7,6 @@ and a pin back to version 1 in the real Triton.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -77,17 +76,15 @@ def test_pin_switches_every_step_of_the_gpu_ensemble(export_v1: Path, tmp_path: 
 
 
 @pytest.mark.server
-def test_pin_on_s3_in_tritons_repository_form(s3_server: str, export_v1: Path, export_v2: Path,
+def test_pin_on_s3_in_tritons_repository_form(s3_server: str, s3_bucket: str, export_v1: Path, export_v2: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     storage = Storage(s3_server)
-    bucket = f"pin-{uuid.uuid4().hex[:8]}"
-    storage.ensure_bucket(bucket)
-    repo = f"s3://{bucket}/triton"
+    repo = f"{s3_bucket}/triton"
     for export in (export_v1, export_v2):
         assert deploy(export, repo, name="addr", endpoint_url=s3_server).status == "written"
     # What the Kubernetes initContainer passes: Triton's form, endpoint inside, no endpoint in the environment.
     monkeypatch.delenv("NERWHEEL_S3_ENDPOINT")
-    triton_form = f"s3://{s3_server}/{bucket}/triton"
+    triton_form = f"s3://{s3_server}/{s3_bucket.removeprefix('s3://')}/triton"
     assert live_version(triton_form, "addr") == 2
     report = pin_version(triton_form, 1, name="addr")
     assert (report.status, report.live_versions) == ("written", [1])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 from nerwheel.serving.config import parse_config
 from nerwheel.serving.deploy import DeployError, deploy
 from nerwheel.serving.repository import ModelRepository, RepositoryError, build_repository
-from nerwheel.storage import Storage
 
 
 def test_build_cpu_repository_bundles_artifacts_and_the_shell(export_v1: Path, tmp_path: Path) -> None:
@@ -92,13 +90,7 @@ def _deploy_at_once(export: Path, root: str, n: int) -> list:
 def test_concurrent_deploys_get_distinct_versions(where: str, export_v1: Path, tmp_path: Path,
                                                   request: pytest.FixtureRequest) -> None:
     """Deploys racing on one repository never share (or overwrite) a version number."""
-    if where == "s3":
-        endpoint = request.getfixturevalue("s3_server")
-        bucket = f"race-{uuid.uuid4().hex[:12]}"
-        Storage(endpoint).ensure_bucket(bucket)
-        root = f"s3://{bucket}/repo"
-    else:
-        root = str(tmp_path / "repo")
+    root = f"{request.getfixturevalue('s3_bucket')}/repo" if where == "s3" else str(tmp_path / "repo")
     reports = _deploy_at_once(export_v1, root, 4)
     assert [r.status for r in reports] == ["written"] * 4
     assert sorted(r.version for r in reports) == [1, 2, 3, 4]
