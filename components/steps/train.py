@@ -19,11 +19,15 @@ def parse_override_list(overrides: str) -> list[str]:
     Items are separated by ``;`` or newlines (values may hold commas). A key that has its own
     pipeline parameter is refused, so one setting never has two sources.
     """
+    from nerwheel.model.config import RENAMES
+
     items = [p.strip() for chunk in overrides.splitlines() for p in chunk.split(";") if p.strip()]
     for item in items:
         key = item.partition("=")[0].strip()
-        if key in OWN_PARAMETERS or key == "training.max_epochs":
-            raise ValueError(f"train override {item!r} sets {key}, which has its own pipeline parameter; "
+        canonical = RENAMES.canonical(key)  # model.name is model.model_id, training.max_epochs training.epochs
+        if canonical in OWN_PARAMETERS:
+            named = key if key == canonical else f"{key} ({canonical})"
+            raise ValueError(f"train override {item!r} sets {named}, which has its own pipeline parameter; "
                              "set that parameter instead")
     return items
 

@@ -187,6 +187,8 @@ def test_train_overrides_may_not_shadow_pipeline_parameters() -> None:
         parse_override_list("training.batch_size=8; training.epochs=3")
     with pytest.raises(ValueError, match="sets model.model_id"):
         parse_override_list("model.model_id=e5-small")
+    with pytest.raises(ValueError, match=r"sets model.name \(model.model_id\), which has its own pipeline parameter"):
+        parse_override_list("model.name=e5-small")  # the Hugging Face spelling of the same key
 
 
 def test_evaluate_scalars_name_every_mode_and_type() -> None:

@@ -170,3 +170,62 @@ def test_predict_without_out_writes_jsonl_to_stdout(tiny_model, tmp_path):
     res = _run("predict", src, "--model", tiny_model, "--rejects", tmp_path / "bad.jsonl")
     assert res.exit_code == 0 and len(res.stdout.splitlines()) == 3
     assert [json.loads(r)["line"] for r in (tmp_path / "bad.jsonl").read_text().splitlines()] == [2]
+
+
+HF_STYLE = """\
+model:
+  name: tiny
+  num_labels: {num_labels}
+  max_length: 32
+  tiny: {{hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64}}
+training:
+  epochs: 2
+  batch_size: 8
+  learning_rate: 2.0e-5
+  stride: 8
+  threads: 1
+scheduler:
+  num_warmup_steps: 2
+early_stopping:
+  patience: 10
+logging:
+  steps: 2
+  eval_steps: 3
+output:
+  output_dir: {out}
+  model_name: hf
+  timestamp: false
+  save_strategy: steps
+  save_steps: 3
+  save_total_limit: 2
+  plots: false
+"""
+
+
+def test_train_honours_a_hugging_face_yaml_verbatim(tmp_path, caplog):
+    """name/num_labels/max_length, num_warmup_steps, logging.steps/eval_steps and step-based saving all take effect;
+    a fine-tuning learning rate on tiny is warned about."""
+    from nerwheel.labels import TagSet
+
+    records = make_records(40, seed=5)
+    write_records(records, tmp_path / "train.jsonl")
+    n_tags = len(TagSet.from_records(records).tags)
+    cfg = tmp_path / "hf.yaml"
+    cfg.write_text(HF_STYLE.format(num_labels=n_tags, out=tmp_path / "runs"), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="nerwheel.stages.train"):
+        res = _run("train", "--config", cfg, "--train", tmp_path / "train.jsonl")
+    assert res.exit_code == 0, res.output
+    assert "training.learning_rate=2e-05 is outside the usual range: the tiny backbone is trained from scratch and " \
+           "usually takes 1e-4 to 3e-3 (default 1e-3)" in caplog.text
+    model_dir = tmp_path / "runs" / "hf"
+    card = ModelCard.read(model_dir)
+    assert card.sequence_length == 32 and card.training["scheduler"]["warmup_steps"] == 2
+    assert len(card.tags) == n_tags
+    epochs = [json.loads(x) for x in (model_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    steps_per_epoch = epochs[0]["step"]  # 36 train records (4 carved out for dev) in batches of 8: 5 steps
+    assert steps_per_epoch == 5 and [e["step"] for e in epochs] == [5, 10]
+    rows = [json.loads(x) for x in (model_dir / "steps.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in rows if "train_loss" in r] == [2, 4, 6, 8, 10]
+    assert [r["step"] for r in rows if "dev" in r] == [3, 6, 9]
+    kept = sorted(p.name for p in (model_dir / "checkpoints").iterdir())
+    assert len(kept) == 2 and set(kept) <= {"step-3", "step-6", "step-9"} and "step-9" in kept

@@ -47,7 +47,8 @@ def _read(path: str | Path, fmt: str | None = None, *, what: str) -> tuple[list[
 @click.command()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML (.yaml/.yml) or INI (.ini/.cfg) config; see --create-config.")
-@click.option("--create-config", type=click.Path(dir_okay=False), help="Write a commented default YAML config and exit.")
+@click.option("--create-config", type=click.Path(dir_okay=False),
+              help="Write the commented default config and exit: INI for .ini/.cfg/.conf, YAML otherwise.")
 @click.option("--model-id", help="Backbone: tiny, e5-small, a Hugging Face dir or hub id, or a nerwheel model dir.")
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False), help="Continue training this nerwheel model.")
 @click.option("--head", type=click.Choice(["crf", "softmax"]), help="Output head.")
@@ -58,21 +59,23 @@ def _read(path: str | Path, fmt: str | None = None, *, what: str) -> tuple[list[
 @click.option("--output-dir", help="Parent folder of the trained model.")
 @click.option("--model-name", help="Model folder name (a timestamp is appended).")
 @click.option("--epochs", type=int, help="Maximum epochs.")
-@click.option("--batch-size", type=int)
-@click.option("--learning-rate", type=float)
+@click.option("--batch-size", type=int, help="Examples per optimiser step before accumulation [32].")
+@click.option("--learning-rate", type=float,
+              help="Encoder learning rate [1e-3 for tiny, trained from scratch; 5e-5 for a pretrained encoder].")
 @click.option("--sequence-length", type=int, help="Tokens per window, special tokens included.")
-@click.option("--seed", type=int)
+@click.option("--seed", type=int, help="Seed for data order, dropout, initialisation and the dev split [42].")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Any config key, e.g. --set early_stopping.patience=5 (repeatable).")
 def train(config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file, output_dir,
           model_name, epochs, batch_size, learning_rate, sequence_length, seed, sets):
     """Train a BERT(+CRF) token classifier; prints the model directory."""
-    from nerwheel.model.config import default_yaml, load_config, merge_overrides, parse_overrides
+    from nerwheel.configfile import INI_SUFFIXES
+    from nerwheel.model.config import load_config, merge_overrides, parse_overrides, write_default
 
     if create_config:
-        Path(create_config).parent.mkdir(parents=True, exist_ok=True)
-        Path(create_config).write_text(default_yaml(), encoding="utf-8")
-        click.echo(f"wrote {create_config}", err=True)
+        path = write_default(create_config)
+        click.echo(f"wrote {path} ({'INI' if path.suffix.lower() in INI_SUFFIXES else 'YAML'}); "
+                   f"use it with: nerwheel train --config {path}", err=True)
         return
     flags = {
         "model": {"model_id": model_id, "init_from": init_from, "head": head},

@@ -5,38 +5,42 @@ Users arrive with configs of two shapes and both are accepted as they are:
 - INI: ``[model] model_id``, ``[data] train_file/test_file``,
   ``[training] max_epochs/batch_size/learning_rate/sequence_length``,
   ``[output] output_dir/model_name``;
-- YAML: ``training`` (epochs, batch_size, learning_rate, warmup_ratio,
+- YAML from a Hugging Face training setup: ``model`` (name, num_labels,
+  max_length), ``training`` (epochs, batch_size, learning_rate, warmup_ratio,
   gradient_accumulation_steps, fp16), ``optimizer`` (weight_decay,
-  adam_epsilon), ``scheduler``, ``early_stopping`` (patience, min_delta),
-  ``output`` (save_total_limit).
+  adam_epsilon), ``scheduler`` (type, num_warmup_steps), ``early_stopping``
+  (patience, min_delta), ``logging`` (steps, eval_steps), ``output``
+  (save_strategy, save_steps, save_total_limit).
 
-Every section forbids unknown keys, and the error names the key, the file and
-the keys that are allowed. :func:`default_yaml` writes the commented default
-from the field descriptions below, so the documentation cannot drift from the
-code.
+Keys from other tools are mapped onto ours in one table, :data:`RENAMES`
+(``model.name`` -> ``model.model_id``, ``model.max_length`` ->
+``training.sequence_length``, ...); ``model.num_labels`` is not a setting but a
+claim, checked against the labels the data has (:func:`check_num_labels`).
+Every section forbids unknown keys; reading, overrides and the one-line-per-key
+errors ("did you mean") are the task-neutral :mod:`nerwheel.configfile`.
+:func:`write_default` writes the commented default, INI or YAML by suffix, from
+the field descriptions below, so the documentation cannot drift from the code.
 """
 
 from __future__ import annotations
 
-import configparser
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["SPECIAL_TOKENS", "ConfigError", "TrainConfig", "default_yaml", "load_config", "merge_overrides",
-           "parse_overrides", "validate"]
+from nerwheel.configfile import ConfigError, Layer, Renames, load, merge_overrides, parse_overrides, render
+from nerwheel.configfile import validate as validate_layers
+
+__all__ = ["RENAMES", "SPECIAL_TOKENS", "ConfigError", "TrainConfig", "check_num_labels", "default_learning_rate",
+           "default_yaml", "learning_rate_warning", "load_config", "merge_overrides", "parse_overrides", "validate",
+           "write_default"]
 
 
 #: Special tokens around each window ([CLS] ... [SEP] for BERT, <s> ... </s> for XLM-R / e5-small).
 SPECIAL_TOKENS = 2
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; the message names the key and the fix."""
 
 
 class Section(BaseModel):
@@ -75,13 +79,17 @@ class ModelSettings(Section):
 
     model_id: str = Field(
         "tiny",
-        description="backbone: `tiny`, `e5-small`, a Hugging Face model directory or hub id, or a nerwheel model "
-        "directory to continue training from",
+        description="backbone (Hugging Face YAML: model.name): `tiny`, `e5-small`, a Hugging Face model directory "
+        "or hub id, or a nerwheel model directory to continue training from",
     )
     head: Literal["crf", "softmax"] = Field("crf", description="crf (learned transitions) or softmax")
     scheme: Literal["BIO", "BIOES", "BMES"] = Field("BIO", description="tagging scheme")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the linear head")
     init_from: str | None = Field(None, description="nerwheel model directory to continue training from")
+    num_labels: int | None = Field(
+        None, gt=0, description="classifier outputs as Hugging Face counts them (NER: O + B-/I- per type); only "
+        "checked against the data, which decides them"
+    )
     cache_dir: str | None = Field(
         None, description="where the converted e5-small directory is kept (default: $NERWHEEL_CACHE/e5-small or "
         "~/.cache/nerwheel/e5-small)"
@@ -103,7 +111,7 @@ class DataSettings(Section):
 class TrainingSettings(Section):
     """The optimisation loop."""
 
-    epochs: int = Field(10, gt=0, validation_alias=AliasChoices("epochs", "max_epochs"), description="maximum epochs")
+    epochs: int = Field(10, gt=0, description="maximum epochs (INI: max_epochs)")
     batch_size: int = Field(32, gt=0, description="examples per optimiser step (before accumulation)")
     eval_batch_size: int = Field(64, gt=0, description="windows per forward pass when evaluating")
     learning_rate: float | None = Field(
@@ -115,7 +123,9 @@ class TrainingSettings(Section):
     fp16: bool = Field(False, description="float16 autocast + loss scaling (CUDA only; ignored on CPU)")
     bf16: bool = Field(False, description="bfloat16 autocast (CUDA only; ignored on CPU)")
     seed: int = Field(42, description="seed for data order, dropout, initialisation and the dev split")
-    sequence_length: int = Field(128, ge=8, description="tokens per window, special tokens included")
+    sequence_length: int = Field(
+        128, ge=8, description="tokens per window, special tokens included (Hugging Face YAML: model.max_length)"
+    )
     stride: int = Field(32, ge=0, description="overlap between consecutive windows of a long text, in tokens")
     length_bucketing: bool = Field(True, description="batch examples of similar length together (less padding)")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
@@ -162,15 +172,32 @@ class SchedulerSettings(Section):
     """Learning-rate schedule after warm-up."""
 
     type: Literal["linear", "constant", "cosine"] = Field("linear", description="linear, constant or cosine decay")
-    warmup_steps: int | None = Field(None, ge=0, description="warm-up steps; overrides training.warmup_ratio")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="warm-up steps; overrides training.warmup_ratio (Hugging Face: num_warmup_steps)"
+    )
 
 
 class EarlyStoppingSettings(Section):
     """Stop when dev strict F1 stops improving."""
 
     enabled: bool = Field(True, description="stop early when dev strict F1 stalls")
-    patience: int = Field(3, ge=1, description="epochs without improvement before stopping")
+    patience: int = Field(
+        3, ge=1, description="evaluations without improvement before stopping (one per epoch, more with "
+        "logging.eval_steps)"
+    )
     min_delta: float = Field(0.001, ge=0, description="smallest F1 gain that counts as improvement")
+
+
+class LoggingSettings(Section):
+    """Progress within an epoch (a line per epoch goes to metrics.jsonl regardless)."""
+
+    steps: int | None = Field(
+        None, gt=0, description="every N optimiser steps, log train loss and learning rate (to steps.jsonl)"
+    )
+    eval_steps: int | None = Field(
+        None, gt=0, description="every N optimiser steps, also score dev (to steps.jsonl); each evaluation can "
+        "become the best model and counts for early stopping"
+    )
 
 
 class OutputSettings(Section):
@@ -179,8 +206,34 @@ class OutputSettings(Section):
     output_dir: str = Field("models", description="parent folder of trained models")
     model_name: str = Field("nerwheel", description="name of the model folder (a timestamp is appended)")
     timestamp: bool = Field(True, description="append -YYYYmmdd-HHMMSS to the folder name")
-    save_total_limit: int = Field(1, ge=0, description="epoch checkpoints kept under checkpoints/ (best always kept)")
+    save_strategy: Literal["epoch", "steps", "best", "no"] = Field(
+        "epoch", description="when to write a checkpoint under checkpoints/: every epoch, every save_steps "
+        "optimiser steps, when dev F1 improves, or never (the final model is always written)"
+    )
+    save_steps: int | None = Field(None, gt=0, description="optimiser steps between checkpoints (save_strategy: steps)")
+    save_total_limit: int = Field(
+        1, ge=0, description="checkpoints kept under checkpoints/ (the best is always kept; with 1, epoch saving "
+        "writes only improvements)"
+    )
     plots: bool = Field(True, description="write the training-curve PNG")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _save_steps_alone(cls, data: Any) -> Any:
+        """``save_steps`` without ``save_strategy`` means step-based saving, as in Hugging Face."""
+        if isinstance(data, dict) and data.get("save_steps") is not None and "save_strategy" not in data:
+            return {**data, "save_strategy": "steps"}
+        return data
+
+    @model_validator(mode="after")
+    def _steps_need_a_count(self) -> OutputSettings:
+        if self.save_strategy == "steps" and self.save_steps is None:
+            raise ValueError("output.save_strategy is steps but output.save_steps is not set; add output.save_steps "
+                             "(e.g. 500) or use save_strategy: epoch")
+        if self.save_strategy != "steps" and self.save_steps is not None:
+            raise ValueError(f"output.save_steps={self.save_steps} is only used with output.save_strategy: steps "
+                             f"(it is {self.save_strategy}); set save_strategy: steps or remove save_steps")
+        return self
 
 
 class TrainConfig(Section):
@@ -192,6 +245,7 @@ class TrainConfig(Section):
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings, description="AdamW")
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings, description="learning-rate schedule")
     early_stopping: EarlyStoppingSettings = Field(default_factory=EarlyStoppingSettings, description="early stopping")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="progress within an epoch")
     output: OutputSettings = Field(default_factory=OutputSettings, description="output folder")
 
     def run_dir(self, now: datetime | None = None) -> Path:
@@ -201,142 +255,97 @@ class TrainConfig(Section):
         return Path(self.output.output_dir) / name
 
 
-# -- reading -----------------------------------------------------------------------------------------
-def _read_file(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".ini", ".cfg", ".conf"):
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # keep key case: the error must name the key as the user wrote it
-        try:
-            parser.read_string(text, source=str(path))
-        except configparser.Error as exc:
-            raise ConfigError(f"{path}: not a valid INI file: {exc}") from None
-        data: dict[str, Any] = {}
-        for section in parser.sections():
-            node = data
-            for part in section.split("."):  # [model.lora] -> model: {lora: {...}}
-                node = node.setdefault(part, {})
-            node.update({k: _ini_value(v) for k, v in parser.items(section)})
-        return data
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections ({', '.join(TrainConfig.model_fields)})")
-    return data
-
-
-def _ini_value(raw: str) -> Any:
-    """INI values are strings; read empty as null and lists written as YAML flow ([a, b])."""
-    raw = raw.strip()
-    if raw == "" or raw.lower() in ("none", "null"):
-        return None
-    if raw.startswith("["):
-        return yaml.safe_load(raw)
-    return raw
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["training.batch_size=16", "model.head=softmax"]`` -> a nested dict (values read as YAML scalars)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. training.epochs=5)")
-        parts = key.strip().split(".")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
-def merge_overrides(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` on top of ``base``, section by section (nested mappings merge, values replace)."""
-    out = dict(base)
-    for k, v in extra.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = merge_overrides(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Keys accepted at ``loc`` (the parent of a rejected key), aliases included."""
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        ann = field.annotation if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    keys = []
-    for name, field in model.model_fields.items():
-        keys.append(name)
-        if isinstance(field.validation_alias, AliasChoices):
-            keys.extend(str(a) for a in field.validation_alias.choices if a != name)
-    return keys
+# -- keys from other tools ------------------------------------------------------------------------------
+#: Keys users bring from other setups (INI ``max_epochs``, Hugging Face YAML) -> the key that holds the setting here.
+RENAMES = Renames({
+    "training.max_epochs": "training.epochs",
+    "model.name": "model.model_id",
+    "model.max_length": "training.sequence_length",
+    "scheduler.num_warmup_steps": "scheduler.warmup_steps",
+})
 
 
 def validate(data: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            key = ".".join(str(p) for p in loc)
-            if err["type"] == "extra_forbidden":
-                parent = ".".join(str(p) for p in loc[:-1])
-                where = f"in [{parent}]" if parent else "at the top level"
-                lines.append(f"unknown key {key!r}; allowed keys {where} are: {', '.join(_allowed(TrainConfig, loc[:-1]))}")
-            elif err["type"] == "value_error":  # a validator's own sentence names the keys and the fix
-                msg = err["msg"].removeprefix("Value error, ")
-                lines.append(msg if not key or key in msg else f"{key}: {msg}")
-            else:
-                lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(f"{source}: " + "; ".join(lines)) from None
+    """An in-memory config dict (foreign keys accepted) as a :class:`TrainConfig`."""
+    return validate_layers(TrainConfig, Layer(dict(data), source), renames=RENAMES)
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a YAML (``.yaml``/``.yml``) or INI (``.ini``/``.cfg``) config, then apply ``overrides`` on top."""
-    data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
-    source = str(path) if path is not None else "config"
-    if overrides:
-        data = merge_overrides(data, overrides)
-        source += " (with overrides)"
-    return validate(data, source=source)
+    return load(TrainConfig, path, overrides, renames=RENAMES)
+
+
+# -- checks that need the data or the backbone ------------------------------------------------------------
+def check_num_labels(declared: int | None, labels: list[str] | tuple[str, ...], *, what: str = "tags") -> None:
+    """``model.num_labels``, when given, must equal the classifier's outputs the data implies.
+
+    Hugging Face counts outputs: for NER the tags (``O`` plus ``B-``/``I-``...
+    per type), for classification the classes. nerwheel derives them from the
+    data, so the key can only confirm the count, never change it.
+    """
+    if declared is None or declared == len(labels):
+        return
+    shown = ", ".join(labels[:12]) + (f", ... ({len(labels)} in all)" if len(labels) > 12 else "")
+    raise ConfigError(f"model.num_labels={declared} does not match the data: it has {len(labels)} {what} ({shown}); "
+                      f"set model.num_labels: {len(labels)} or remove the key (nerwheel counts them from the data)")
+
+
+#: Usual learning rates: a from-scratch encoder vs fine-tuning a pretrained one.
+_LR_RANGES = {"scratch": (1e-4, 3e-3), "pretrained": (1e-5, 1e-4)}
+
+
+def default_learning_rate(backbone: str) -> float:
+    """1e-3 for ``tiny`` (trained from scratch), 5e-5 for a pretrained encoder."""
+    return 1e-3 if backbone == "tiny" else 5e-5
+
+
+def learning_rate_warning(backbone: str, learning_rate: float | None) -> str | None:
+    """A sentence when ``learning_rate`` is far outside the usual range for this kind of backbone.
+
+    The common mistake: a pretrained fine-tuning rate (2e-5) carried over to
+    ``tiny``, which starts from random weights and barely moves at that rate.
+    """
+    if learning_rate is None:
+        return None
+    kind = "scratch" if backbone == "tiny" else "pretrained"
+    lo, hi = _LR_RANGES[kind]
+    if lo / 3 <= learning_rate <= hi * 3:
+        return None
+    what = ("the tiny backbone is trained from scratch" if kind == "scratch"
+            else f"{backbone} is a pretrained encoder being fine-tuned")
+    if kind == "scratch" and learning_rate < lo:
+        consequence = "it will barely learn; that rate suits fine-tuning a pretrained encoder"
+    else:
+        consequence = "it will likely diverge or forget" if learning_rate > hi else "it will learn very slowly"
+    return (f"training.learning_rate={learning_rate:g} is outside the usual range: {what} and usually "
+            f"takes {_sci(lo)} to {_sci(hi)} (default {_sci(default_learning_rate(backbone))}); {consequence}. "
+            "Remove the key to use the default")
+
+
+def _sci(x: float) -> str:
+    """1e-4 rather than 0.0001 or 1e-04: how learning rates are written."""
+    mantissa, exp = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exp)}"
 
 
 # -- the commented default -----------------------------------------------------------------------------
+def _header(ini: bool) -> list[str]:
+    other = ("YAML works too (--create-config train.yaml)" if ini
+             else "INI works too (--create-config train.ini): [model] model_id = tiny / [training] max_epochs = 10")
+    return [f"nerwheel training config ({'INI' if ini else 'YAML'}). Every key is optional; shown are the defaults.",
+            other,
+            "Keys from other setups (INI, Hugging Face) are read as ours: " + ", ".join(f"{k} -> {v}" for k, v in
+                                                                           RENAMES.table.items()),
+            "Override any key on the command line: nerwheel train --set training.epochs=5"]
+
+
 def default_yaml() -> str:
     """The default config as YAML, every key commented from its field description."""
-    lines = [
-        "# nerwheel training config (YAML). Every key is optional; shown are the defaults.",
-        "# INI works too: [model] model_id = tiny / [training] max_epochs = 10 ...",
-        "# Override any key on the command line: nerwheel train --set training.epochs=5",
-        "",
-    ]
-    _emit(TrainConfig(), lines, indent=0)
-    return "\n".join(lines) + "\n"
+    return render(TrainConfig(), header=_header(False))
 
 
-def _emit(obj: BaseModel, lines: list[str], indent: int) -> None:
-    pad = "  " * indent
-    for name, field in type(obj).model_fields.items():
-        value = getattr(obj, name)
-        if isinstance(value, BaseModel):
-            if indent == 0:
-                lines.append("")
-            doc = (type(value).__doc__ or "").strip().splitlines()[0]
-            lines.append(f"{pad}# {doc}")
-            lines.append(f"{pad}{name}:")
-            _emit(value, lines, indent + 1)
-            continue
-        if field.description:
-            lines.append(f"{pad}# {field.description}")
-        dumped = yaml.safe_dump({name: value}, default_flow_style=True, allow_unicode=True).strip()
-        lines.append(f"{pad}{dumped[1:-1]}")  # strip the flow-style braces
+def write_default(path: str | Path) -> Path:
+    """The commented default config at ``path``: INI for ``.ini``/``.cfg``/``.conf``, YAML otherwise."""
+    from nerwheel.configfile import INI_SUFFIXES, dump
+
+    return dump(TrainConfig(), path, header=_header(Path(path).suffix.lower() in INI_SUFFIXES))

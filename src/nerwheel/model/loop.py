@@ -128,6 +128,47 @@ def evaluate_model(model: TokenClassifier, card: ModelCard, encoder: TextEncoder
     return M.evaluate(records, tagger.predict([r.text for r in records], scores=False))
 
 
+@dataclass
+class _Checkpoints:
+    """Checkpoints under ``run_dir/checkpoints`` as ``output.save_strategy`` says, rotated to ``save_total_limit``.
+
+    The checkpoint written at the best evaluation is never rotated out.
+    """
+
+    run_dir: Path
+    strategy: str
+    every: int | None
+    limit: int
+    save: Callable[[Path, dict[str, Any]], None]
+    written: list[tuple[str, Path]] = field(default_factory=list)
+    best: str | None = None
+
+    def after_step(self, step: int, metrics: dict[str, Any], best_now: bool) -> None:
+        if self.strategy == "steps" and self.every and step % self.every == 0:
+            self._write(f"step-{step}", metrics, best_now)
+
+    def after_evaluation(self, name: str, metrics: dict[str, Any], improved: bool, *, epoch_end: bool) -> None:
+        if self.strategy == "best" and improved:
+            self._write(name, metrics, True)
+        elif self.strategy == "epoch" and epoch_end and (self.limit > 1 or (self.limit == 1 and improved)):
+            self._write(name, metrics, improved)  # with room for one, only the best is worth writing
+
+    def _write(self, name: str, metrics: dict[str, Any], best: bool) -> None:
+        if self.limit == 0:
+            return
+        path = self.run_dir / "checkpoints" / name
+        self.save(path, metrics)
+        self.written.append((name, path))
+        if best:
+            self.best = name
+        _rotate(self.written, self.best, self.limit)
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def fit(
     model: TokenClassifier,
     train: Sequence[Feature],
@@ -140,8 +181,14 @@ def fit(
     run_dir: Path,
     save: Callable[[Path, dict[str, Any]], None],
 ) -> FitResult:
-    """Train ``model`` in place; on return it holds the best epoch's weights."""
-    t = config.training
+    """Train ``model`` in place; on return it holds the best evaluation's weights.
+
+    Dev is scored after every epoch (one line in ``metrics.jsonl``) and, with
+    ``logging.eval_steps``, every that many optimiser steps too (lines in
+    ``steps.jsonl``, beside the ``logging.steps`` loss lines); every evaluation
+    can become the best and counts for early stopping.
+    """
+    t, every, out = config.training, config.logging, config.output
     seed_everything(t.seed)
     device = resolve_device(t.device)
     model.to(device)
@@ -155,19 +202,32 @@ def fit(
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_ratio=t.warmup_ratio,
                                 settings=config.scheduler)
     stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
-    log_path = run_dir / "metrics.jsonl"
+    checkpoints = _Checkpoints(run_dir, out.save_strategy, out.save_steps, out.save_total_limit, save)
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, best_metrics = 0, {}
-    checkpoints: list[tuple[int, Path]] = []
+    best_epoch, best_metrics, latest_metrics = 0, {}, {}
     started = time.perf_counter()
     stopped_early = False
+    step = 0
+
+    def consider(metrics: dict[str, Any], score: float, epoch: int) -> bool:
+        """Record an evaluation; keep the weights when it is the best so far."""
+        nonlocal best_state, best_epoch, best_metrics, latest_metrics
+        latest_metrics = metrics
+        improved = stopper.update(score)
+        if improved:
+            best_epoch, best_metrics = epoch, metrics
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return improved
+
+    def should_stop() -> bool:
+        return bool(config.early_stopping.enabled and dev and stopper.should_stop)
 
     for epoch in range(1, t.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         plan = batches(lengths, t.batch_size, rng=rng, bucketing=t.length_bucketing)
-        total_loss, n_batches = 0.0, 0
+        total_loss, n_batches, window_loss, window_batches = 0.0, 0, 0.0, 0
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", leave=False, disable=None)
         for i, idx in enumerate(bar):
@@ -176,50 +236,68 @@ def fit(
                 emissions = model(batch["input_ids"], batch["attention_mask"])
             loss = model.loss(emissions.float(), batch["labels"]) / t.gradient_accumulation_steps
             (scaler.scale(loss) if scaler else loss).backward()
-            total_loss += loss.detach().item() * t.gradient_accumulation_steps
-            n_batches += 1
-            if (i + 1) % t.gradient_accumulation_steps == 0 or i + 1 == len(plan):
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if t.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            batch_loss = loss.detach().item() * t.gradient_accumulation_steps
+            total_loss, window_loss = total_loss + batch_loss, window_loss + batch_loss
+            n_batches, window_batches = n_batches + 1, window_batches + 1
             bar.set_postfix(loss=f"{total_loss / n_batches:.4f}")
+            if not ((i + 1) % t.gradient_accumulation_steps == 0 or i + 1 == len(plan)):
+                continue
+            if scaler:
+                scaler.unscale_(optimizer)
+            if t.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            at = {"step": step, "epoch": round(epoch - 1 + (i + 1) / len(plan), 3)}
+            if every.steps and step % every.steps == 0:
+                row = {**at, "train_loss": round(window_loss / window_batches, 6),
+                       "learning_rate": scheduler.get_last_lr()[0]}
+                _append(run_dir / "steps.jsonl", row)
+                log.info("step %d (epoch %.2f): loss %.4f lr %.3g", step, at["epoch"], row["train_loss"],
+                         row["learning_rate"])
+                window_loss, window_batches = 0.0, 0
+            improved = False
+            if every.eval_steps and dev and step % every.eval_steps == 0:
+                metrics = evaluate_model(model, card, encoder, dev, t.eval_batch_size)
+                improved = consider(metrics, metrics["overall"]["strict"]["f1"], epoch)
+                _append(run_dir / "steps.jsonl", {**at, "dev": _dev_summary(metrics), "best": improved})
+                log.info("step %d: dev strict F1 %.4f%s", step, metrics["overall"]["strict"]["f1"],
+                         " (best)" if improved else "")
+                checkpoints.after_evaluation(f"step-{step}", metrics, improved, epoch_end=False)
+            checkpoints.after_step(step, latest_metrics, improved)
+            if should_stop():
+                break
         bar.close()
         train_seconds = time.perf_counter() - epoch_start
+        if should_stop():  # stopped by a step evaluation: this epoch is not scored again
+            stopped_early = True
+            log.info("early stop at step %d: no strict F1 gain > %s for %d evaluations", step,
+                     config.early_stopping.min_delta, stopper.patience)
+            break
 
         dev_metrics = evaluate_model(model, card, encoder, dev, t.eval_batch_size) if dev else {}
         score = dev_metrics["overall"]["strict"]["f1"] if dev_metrics else float(epoch)  # no dev: latest is best
-        improved = stopper.update(score)
+        improved = consider(dev_metrics, score, epoch)
         row = {
-            "epoch": epoch, "train_loss": round(total_loss / max(1, n_batches), 6),
+            "epoch": epoch, "step": step, "train_loss": round(total_loss / max(1, n_batches), 6),
             "learning_rate": scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
             "eval_seconds": round(time.perf_counter() - epoch_start - train_seconds, 2),
             "dev": _dev_summary(dev_metrics) if dev_metrics else None, "best": improved,
         }
         history.append(row)
-        with log_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        _append(run_dir / "metrics.jsonl", row)
         log.info("epoch %d: loss %.4f dev strict F1 %s%s", epoch, row["train_loss"],
                  row["dev"]["strict_f1"] if row["dev"] else "-", " (best)" if improved else "")
-        if improved:
-            best_epoch, best_metrics = epoch, dev_metrics
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        limit = config.output.save_total_limit
-        if limit > 1 or (limit == 1 and improved):  # with room for one, only the best is worth writing
-            path = run_dir / "checkpoints" / f"epoch-{epoch}"
-            save(path, dev_metrics)
-            checkpoints.append((epoch, path))
-            _rotate(checkpoints, best_epoch, limit)
-        if config.early_stopping.enabled and dev and stopper.should_stop:
+        checkpoints.after_evaluation(f"epoch-{epoch}", dev_metrics, improved, epoch_end=True)
+        if should_stop():
             stopped_early = True
-            log.info("early stop after epoch %d: no strict F1 gain > %s for %d epochs", epoch,
+            log.info("early stop after epoch %d: no strict F1 gain > %s for %d evaluations", epoch,
                      config.early_stopping.min_delta, stopper.patience)
             break
 
@@ -227,13 +305,13 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(history, best_epoch, copy.deepcopy(best_metrics), time.perf_counter() - started, stopped_early,
-                     [str(p) for _, p in checkpoints])
+                     [str(p) for _, p in checkpoints.written])
 
 
-def _rotate(checkpoints: list[tuple[int, Path]], best_epoch: int, limit: int) -> None:
+def _rotate(checkpoints: list[tuple[str, Path]], best: str | None, limit: int) -> None:
     """Delete the oldest checkpoints beyond ``limit``; the best one is never deleted."""
     while len(checkpoints) > limit:
-        victim = next((c for c in checkpoints if c[0] != best_epoch), None)
+        victim = next((c for c in checkpoints if c[0] != best), None)
         if victim is None:
             return
         shutil.rmtree(victim[1], ignore_errors=True)

@@ -8,7 +8,8 @@ Hugging Face directory + ``nerwheel.json`` (:mod:`nerwheel.model.card`).
 
 Output: ``<output_dir>/<model_name>-<timestamp>/`` with ``config.json``,
 ``model.safetensors``, ``crf.safetensors`` (CRF head), tokenizer files,
-``nerwheel.json``, ``metrics.jsonl`` (one line per epoch), ``training_curve.png``,
+``nerwheel.json``, ``metrics.jsonl`` (one line per epoch), ``steps.jsonl`` (with
+``logging.steps``/``eval_steps``: a line per that many optimiser steps), ``training_curve.png``,
 ``train_config.yaml`` (the resolved config), ``rejects.jsonl`` (input records
 not used, with file, line and reason) and, when the keep-longest overlap policy
 removed spans, ``dropped_spans.jsonl``. ``nerwheel.json``'s ``data`` section
@@ -32,7 +33,7 @@ from nerwheel.formats.base import ReadResult, Reject
 from nerwheel.labels import TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard, file_sha256
-from nerwheel.model.config import TrainConfig
+from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.records import Record
 
@@ -243,10 +244,6 @@ def write_input_report(run_dir: Path, inputs: TrainInputs) -> None:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _default_lr(backbone: Backbone) -> float:
-    return 1e-3 if backbone.name == "tiny" else 5e-5
-
-
 def _write_model(directory: Path, model: Any, backbone: Backbone, card: ModelCard) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     model.save(directory)
@@ -277,6 +274,10 @@ def train(
     backbone = load_backbone(config.model, texts=[r.text for r in inputs.train], sequence_length=t.sequence_length)
     extra = backbone.previous_card.labels if backbone.previous_card else ()
     tagset = TagSet.from_records(inputs.train + inputs.dev, scheme=config.model.scheme, extra=extra)
+    prefixes = "-/".join(c for c in config.model.scheme if c != "O")
+    check_num_labels(config.model.num_labels, tagset.tags, what=f"{config.model.scheme} tags (O + {prefixes}- per type)")
+    if warning := learning_rate_warning(backbone.name, t.learning_rate):
+        log.warning(warning)
     encoder = TextEncoder(backbone.tokenizer, sequence_length=t.sequence_length, stride=t.stride,
                           pad_id=backbone.pad_id)
     features, stats = build_features(inputs.train, encoder, tagset)
@@ -292,7 +293,7 @@ def train(
         raise FileExistsError(f"{run_dir}: already exists and is not empty; choose another output.model_name")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_input_report(run_dir, inputs)
-    learning_rate = t.learning_rate or _default_lr(backbone)
+    learning_rate = t.learning_rate or default_learning_rate(backbone.name)
     card = ModelCard.new(
         tagset, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
         pad_id=backbone.pad_id, name=run_dir.name,
