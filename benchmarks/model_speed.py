@@ -66,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from nerwheel.formats import read_records
-    from nerwheel.model.runtime import ONNX_INT8_FILE, OnnxTagger, TorchTagger
+    from nerwheel.model.layout import EXPORT_SUBDIR, ONNX_INT8_FILE
+    from nerwheel.model.runtime import OnnxTagger, TorchTagger
     from nerwheel.stages.export import export
-    from nerwheel.stages.predict import EXPORT_SUBDIR
 
     if args.threads:
         torch.set_num_threads(args.threads)

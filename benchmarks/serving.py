@@ -165,17 +165,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if server is not None:
                 server.stop()
 
+    from nerwheel.model.layout import find_export, is_model_dir
     from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
     model = Path(args.model)
-    if (model / "config.json").is_file():
+    if is_model_dir(model):
         import torch
 
         torch.set_num_threads(args.threads)
         torch_tagger = TorchTagger.from_dir(model, device="cpu")
         results["pytorch_in_process"] = run_in_process(torch_tagger.predict, texts, batch_size=args.batch_size,
                                                        duration=args.duration)
-    export = next((d for d in (model, model / "onnx") if (d / "model.onnx").is_file()), None)
+    export = find_export(model)
     if export is not None:
         onnx_tagger = OnnxTagger(export, threads=args.threads)
         results["onnx_in_process"] = run_in_process(onnx_tagger.predict, texts, batch_size=args.batch_size,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nerwheel.errors import ConfigError
 from nerwheel.components.images import STAGES
 
 __all__ = ["STAGES", "load"]
@@ -22,5 +23,5 @@ __all__ = ["STAGES", "load"]
 def load(stage: str) -> Any:
     """The KFP component of ``stage`` (``nerwheel.components.<stage>.<stage>``)."""
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; the pipeline's stages are: {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage {stage!r}; the pipeline's stages are: {', '.join(STAGES)}")
     return getattr(importlib.import_module(f"nerwheel.components.{stage}"), stage)

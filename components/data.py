@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nerwheel.errors import ConfigError
 from nerwheel.formats import ReadResult, read_records, write_records, write_rejects
 from nerwheel.records import Record
 
@@ -44,7 +45,7 @@ def sample_path(name: str) -> Path:
     from nerwheel.data.sample import sample_path as bundled
 
     if name not in SAMPLE_FILES:
-        raise ValueError(f"unknown sample file {name!r}; the sample data set has: {', '.join(SAMPLE_FILES)}")
+        raise ConfigError(f"unknown sample file {name!r}; the sample data set has: {', '.join(SAMPLE_FILES)}")
     return bundled(SAMPLE_FILES[name])
 
 
@@ -100,10 +101,10 @@ def write_dataset(path: str | os.PathLike[str], records: Iterable[Record], *, re
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return p
+    """An artifact's JSON document, keys sorted (:func:`nerwheel.storage.write_json`: atomic)."""
+    from nerwheel.storage import write_json as write
+
+    return write(path, obj, sort_keys=True)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

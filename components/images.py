@@ -13,6 +13,7 @@ same environment gives the same bytes.
 
 import os
 
+from nerwheel.errors import ConfigError
 import nerwheel
 
 __all__ = ["DEFAULT_REGISTRY", "STAGES", "STAGE_EXTRAS", "image", "image_name", "registry", "tag"]
@@ -49,7 +50,7 @@ def tag() -> str:
 def image_name(stage: str) -> str:
     """The repository name of a stage's image, without registry or tag (``nerwheel-train``)."""
     if stage not in STAGE_EXTRAS:
-        raise ValueError(f"unknown stage {stage!r}; stages with an image are: {', '.join(STAGES)}")
+        raise ConfigError(f"unknown stage {stage!r}; stages with an image are: {', '.join(STAGES)}")
     return f"nerwheel-{stage}"
 
 

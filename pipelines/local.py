@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from nerwheel.errors import NerwheelError
+
 __all__ = ["LocalRun", "LocalRunError", "RunSummary", "run_local"]
 
 #: Pipeline arguments of the embedded default on a laptop, where the pipeline's own defaults (sized for a GPU
@@ -48,7 +50,7 @@ LOCAL_DEFAULTS: dict[str, Any] = {
 }
 
 
-class LocalRunError(RuntimeError):
+class LocalRunError(NerwheelError, RuntimeError):
     """The local pipeline run failed; the message names the task and the log file."""
 
 

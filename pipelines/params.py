@@ -9,19 +9,21 @@ silently ignored setting on a cluster run.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["ParamError", "Parameter", "check_arguments", "load_params_file", "parameters"]
+from nerwheel.errors import ConfigError
+
+__all__ = ["ParamError", "Parameter", "check_arguments", "coerce", "load_params_file", "parameters", "parse_assignments"]
 
 _TYPES: dict[str, type] = {"String": str, "Integer": int, "Float": float, "Boolean": bool}
 
 
-class ParamError(ValueError):
+class ParamError(ConfigError):
     """A pipeline argument that the pipeline does not take, or of the wrong type."""
 
 
@@ -45,8 +47,19 @@ def parameters(pipeline: Any = None) -> dict[str, Parameter]:
     return out
 
 
-def _coerce(p: Parameter, value: Any, source: str) -> Any:
+def coerce(p: Parameter, value: Any, source: str, *, text: bool = False) -> Any:
+    """``value`` as parameter ``p`` takes it, or a :class:`ParamError` naming ``source``, the type and the default.
+
+    A value from a file keeps its YAML/JSON type (ints widen to floats); ``text=True`` reads a
+    ``NAME=VALUE`` string (``--set``): numbers are parsed, a boolean is true for 1/true/yes.
+    """
     want = p.type
+    if text and want is not str:
+        try:
+            return (value.lower() in ("1", "true", "yes")) if want is bool else want(value)
+        except ValueError:
+            what = {int: "an integer", float: "a number"}.get(want, want.__name__)
+            raise ParamError(f"{source}: {p.name} takes {what}") from None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if want is str and isinstance(value, Path):
@@ -63,7 +76,7 @@ def check_arguments(arguments: Mapping[str, Any], pipeline: Any = None, *, sourc
     if unknown:
         raise ParamError(f"{source}: unknown pipeline parameter(s) {', '.join(unknown)}; "
                          f"the pipeline takes: {', '.join(params)}")
-    out = {k: _coerce(params[k], v, source) for k, v in arguments.items()}
+    out = {k: coerce(params[k], v, source) for k, v in arguments.items()}
     _check_gate_policy(out, source)
     return out
 
@@ -86,6 +99,19 @@ def _check_gate_policy(arguments: Mapping[str, Any], source: str) -> None:
         names = {f: n for n, f in GATE_PARAMETERS.items()}
         problems = "; ".join(f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in e.errors())
         raise ParamError(f"{source}: bad gate setting ({problems})") from None
+
+
+def parse_assignments(pairs: Iterable[str], pipeline: Any = None) -> dict[str, Any]:
+    """``--set name=value`` pairs, typed by the pipeline's parameter list."""
+    params = parameters(pipeline)
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or name not in params:
+            raise ParamError(f"--set {pair!r}: expected NAME=VALUE with NAME one of: {', '.join(params)}")
+        out[name] = coerce(params[name], raw, f"--set {pair!r}", text=True)
+    return out
 
 
 def load_params_file(path: str | Path, pipeline: Any = None) -> dict[str, Any]:

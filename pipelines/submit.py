@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nerwheel.errors import NerwheelError
+
 __all__ = ["Call", "SubmitError", "SubmitRequest", "kfp_cron", "plan", "submit"]
 
 
-class SubmitError(ValueError):
+class SubmitError(NerwheelError, ValueError):
     """A submission that cannot be made as asked (bad schedule, bad host)."""
 
 

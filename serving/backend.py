@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from nerwheel.errors import ConfigError, NerwheelError
 from nerwheel.records import Entity
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ DEFAULT_TAGGER = "nerwheel.model.runtime:OnnxTagger"
 TAG_PAD = -1
 
 
-class RequestError(ValueError):
+class RequestError(NerwheelError, ValueError):
     """One request is unusable; the message is what the client sees."""
 
 
@@ -223,7 +224,7 @@ def build_handler(role: str, folder: Path, config: dict[str, Any]) -> ServedHand
         from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
 
         return TokenizeHandler.from_folder(folder, limits) if role == "tokenize" else DecodeHandler.from_folder(folder)
-    raise ValueError(f"unknown nerwheel_role {role!r}; expected tagger, tokenize or decode")
+    raise ConfigError(f"unknown nerwheel_role {role!r}; expected tagger, tokenize or decode")
 
 
 def model_class(pb_utils: Any) -> type:

@@ -21,6 +21,7 @@ from types import TracebackType
 
 import numpy as np
 
+from nerwheel.errors import NerwheelError
 from nerwheel.records import Entity
 
 __all__ = ["Client", "Prediction", "ServingError"]
@@ -28,7 +29,7 @@ __all__ = ["Client", "Prediction", "ServingError"]
 RETRYABLE = ("StatusCode.UNAVAILABLE",)
 
 
-class ServingError(RuntimeError):
+class ServingError(NerwheelError, RuntimeError):
     """The server refused or failed a request; ``status`` is the gRPC status name."""
 
     def __init__(self, message: str, status: str | None = None) -> None:

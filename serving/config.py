@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from nerwheel.errors import ConfigError
+from nerwheel.model.layout import ONNX_FILE
+
 __all__ = [
     "INPUT_TEXT",
     "OUTPUT_ENTITIES",
@@ -66,12 +69,12 @@ class ServingOptions:
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_text_length", "instances", "intra_op_threads"):
             if getattr(self, name) < 1:
-                raise ValueError(f"ServingOptions.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"ServingOptions.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queue_delay_us < 0:
-            raise ValueError(f"ServingOptions.max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
+            raise ConfigError(f"ServingOptions.max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
         bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
         if bad:
-            raise ValueError(f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]")
+            raise ConfigError(f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]")
 
     @property
     def parameters(self) -> dict[str, str]:
@@ -164,7 +167,7 @@ def gpu_model_configs(
 
     model = _base(onnx, version, opts)
     model.backend = "onnxruntime"
-    model.default_model_filename = "model.onnx"
+    model.default_model_filename = ONNX_FILE
     model.input.extend(_io([_IDS, _MASK], mc.ModelInput))
     model.output.extend(_io([emissions], mc.ModelOutput))
     model.dynamic_batching.CopyFrom(_batching(opts))

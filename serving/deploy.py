@@ -51,6 +51,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from nerwheel.errors import NerwheelError
+from nerwheel.model.layout import find_export, is_model_dir
 from nerwheel.serving.backend import load_tagger
 from nerwheel.serving.config import ServingOptions, cpu_model_config, gpu_model_configs, with_versions
 from nerwheel.serving.repository import (
@@ -76,7 +78,7 @@ DEFAULT_PROBE_TEXTS: tuple[str, ...] = (
 )
 
 
-class DeployError(RuntimeError):
+class DeployError(NerwheelError, RuntimeError):
     """A deploy that could not even be attempted (bad model folder, unreachable repository)."""
 
 
@@ -116,10 +118,10 @@ def resolve_export(model: str | Path, workdir: Path, storage: Storage) -> Path:
         storage.download_dir(model, local)
         model = str(local)
     path = Path(model)
-    for candidate in (path, path / "onnx"):  # `nerwheel export MODEL` writes into MODEL/onnx by default
-        if (candidate / "model.onnx").is_file():
-            return check_export_dir(candidate)
-    if (path / "nerwheel.json").is_file() and (path / "config.json").is_file():
+    found = find_export(path)  # the folder itself, or MODEL/onnx where `nerwheel export MODEL` writes
+    if found is not None:
+        return check_export_dir(found)
+    if is_model_dir(path):
         from nerwheel.stages.export import export  # heavy (torch): only when a model folder must be exported
 
         out = workdir / "export"

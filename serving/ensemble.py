@@ -29,7 +29,8 @@ def load_decoder(folder: str | Path) -> Any:
     from nerwheel.decode import CrfParams
     from nerwheel.model.card import ModelCard
     from nerwheel.model.encoding import TextEncoder
-    from nerwheel.model.runtime import CRF_NPZ, TOKENIZER_FILE, Tagger
+    from nerwheel.model.layout import CRF_NPZ, TOKENIZER_FILE
+    from nerwheel.model.runtime import Tagger
 
     folder = Path(folder)
     card = ModelCard.read(folder)

@@ -4,7 +4,7 @@ Layout, per model name::
 
     <repository>/<name>/config.pbtxt        version_policy { specific { versions: [live] } }
     <repository>/<name>/<version>/model.py  the python-backend shell (model_shell.py)
-    <repository>/<name>/<version>/model.onnx, crf.npz, tokenizer.json, nerwheel.json
+    <repository>/<name>/<version>/model.onnx, crf.npz, tokenizer.json, nerwheel.json  (the export's files)
 
 Versions are integers and never rewritten: a deploy writes the next one, and
 ``config.pbtxt`` names the version that is live. Because that file is written
@@ -31,6 +31,15 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from nerwheel.errors import ConfigError, NerwheelError
+from nerwheel.model.layout import (
+    CARD_FILE,
+    CRF_NPZ,
+    EXPORT_FILES,
+    ONNX_FILE,
+    TOKENIZER_FILE,
+    missing_export_files,
+)
 from nerwheel.serving.config import (
     ServingOptions,
     cpu_model_config,
@@ -42,7 +51,7 @@ from nerwheel.serving.config import (
 from nerwheel.storage import ObjectInfo, Storage, StorageNotFound, get_storage, is_s3, join
 
 __all__ = [
-    "EXPORT_FILES",
+    "EXPORT_FILES",  # the export's files (nerwheel.model.layout), re-exported
     "ModelRepository",
     "RepositoryError",
     "build_repository",
@@ -54,20 +63,16 @@ __all__ = [
 ]
 
 SHELL = Path(__file__).with_name("model_shell.py")
-# The export contract (docs/architecture.md): required files, then optional ones.
-EXPORT_REQUIRED = ("model.onnx", "tokenizer.json", "nerwheel.json")
-EXPORT_OPTIONAL = ("crf.npz", "model.int8.onnx")
-EXPORT_FILES = EXPORT_REQUIRED + EXPORT_OPTIONAL
 CLAIM_SUFFIX = ".claim"  # <name>/<version>.claim: a version number taken by a deploy
 
 
-class RepositoryError(RuntimeError):
+class RepositoryError(NerwheelError, RuntimeError):
     """The repository or an export folder is not what a deploy needs."""
 
 
 def check_export_dir(export_dir: str | Path) -> Path:
     path = Path(export_dir)
-    missing = [f for f in EXPORT_REQUIRED if not (path / f).is_file()]
+    missing = missing_export_files(path)
     if missing:
         raise RepositoryError(
             f"{path} is not an export folder: missing {', '.join(missing)} (run `nerwheel export MODEL_DIR OUT`)"
@@ -100,10 +105,10 @@ def stage_gpu_versions(
         folder = root / model / str(version)
         folder.mkdir(parents=True, exist_ok=True)
         if cfg.backend == "python":
-            _copy_artifacts(src, folder, ("tokenizer.json", "nerwheel.json", "crf.npz"))
+            _copy_artifacts(src, folder, (TOKENIZER_FILE, CARD_FILE, CRF_NPZ))
             shutil.copy2(SHELL, folder / "model.py")
         elif cfg.backend == "onnxruntime":
-            _copy_artifacts(src, folder, ("model.onnx",))
+            _copy_artifacts(src, folder, (ONNX_FILE,))
         else:  # the ensemble has no files, but S3 has no empty folders: leave a note Triton ignores
             (folder / "ENSEMBLE.md").write_text(f"Ensemble of {', '.join(m for m in configs if m != name)}.\n")
         (root / model / "config.pbtxt").write_text(to_pbtxt(cfg), encoding="utf-8")
@@ -127,7 +132,7 @@ def build_repository(
         stage_cpu_version(export_dir, out / name / str(version))
         (out / name / "config.pbtxt").write_text(to_pbtxt(cpu_model_config(name, version, options)), encoding="utf-8")
     else:
-        raise ValueError(f"unknown repository variant {variant!r}; expected 'cpu' or 'gpu'")
+        raise ConfigError(f"unknown repository variant {variant!r}; expected 'cpu' or 'gpu'")
     return out
 
 
@@ -250,7 +255,7 @@ class ModelRepository:
         versions make every deploy slower; nothing else reads them.
         """
         if keep < 1:
-            raise ValueError(f"keep must be >= 1, got {keep}")
+            raise ConfigError(f"keep must be >= 1, got {keep}")
         live = set(self.live_versions(name))
         doomed = [v for v in self.versions(name)[:-keep] if v not in live]
         for v in doomed:

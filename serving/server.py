@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from nerwheel.errors import NerwheelError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -51,7 +53,7 @@ SITE_PACKAGES_ENV = "NERWHEEL_SITE_PACKAGES"
 LOCALHOST = "127.0.0.1"
 
 
-class TritonError(RuntimeError):
+class TritonError(NerwheelError, RuntimeError):
     """Triton could not be found, started or reached."""
 
 

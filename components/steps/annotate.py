@@ -15,6 +15,7 @@ def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_m
 
     from nerwheel.components.data import read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
+    from nerwheel.components.steps import parameter_hints
     from nerwheel.stages.annotate import annotate, build_teachers
 
     texts = read_dataset(resolve_uri(texts_uri, "texts"), format="text")
@@ -24,10 +25,10 @@ def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_m
 
         configs = [LLMConfig(base_url=llm_endpoint.strip(), model=llm_model.strip(), max_tokens=llm_max_tokens)]
         seed = read_dataset(resolve_uri(seed_uri, "seed")).records
-    teachers = build_teachers([teacher], configs, examples=seed)
-    result = annotate(texts.records, teachers)
-    rejects = [_as_reject(r) for r in result.rejects()] + list(texts.rejects)
-    write_dataset(out_path, result.records, rejects=rejects)
+    with parameter_hints():
+        teachers = build_teachers([teacher], configs, examples=seed)
+    result = annotate(texts.records, teachers, input_rejects=texts.rejects)
+    write_dataset(out_path, result.records, rejects=result.reject_items())
 
     labels: dict[str, int] = {}
     for rec in result.records:
@@ -39,15 +40,4 @@ def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_m
     s = result.stats
     return {"texts": float(len(texts.records)), "texts_rejected": float(len(texts.rejects)),
             "labelled": float(s["labelled"]), "failed": float(s["failed"]), "entities": float(s["entities_kept"]),
-            "entities_rejected": float(len(result.entity_rejects))}
-
-
-def _as_reject(item: dict):  # noqa: ANN202 - a nerwheel.formats Reject
-    """An annotate reject (failed record or refused entity) in the one rejects format."""
-    import json
-
-    from nerwheel.formats import Reject
-
-    where = f"{item.get('kind')} {item.get('id')}" + (f" ({item['teacher']})" if item.get("teacher") else "")
-    return Reject(file="annotate", line=0, reason=f"{where}: {item.get('reason', '')}",
-                  raw=json.dumps(item, ensure_ascii=False), kind=f"annotate-{item.get('kind', 'record')}")
+            "entities_rejected": float(len(result.entity_items))}

@@ -23,6 +23,7 @@ def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: s
     from pathlib import Path
 
     from nerwheel.components.data import read_json
+    from nerwheel.errors import ConfigError, NerwheelError
     from nerwheel.serving.deploy import deploy
 
     from nerwheel import storage
@@ -31,7 +32,7 @@ def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: s
         repository = published = repository_uri.strip()
     else:
         if triton_url.strip():
-            raise ValueError("triton_url is set but repository_uri is empty: Triton can only load a repository it "
+            raise ConfigError("triton_url is set but repository_uri is empty: Triton can only load a repository it "
                              "can read; set repository_uri (e.g. s3://bucket/triton-repository)")
         repository = str(Path(deployment_path) / "repository")
         published = storage.join(deployment_uri or deployment_path, "repository")
@@ -40,7 +41,7 @@ def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: s
               "metrics": read_json(scores_path).get("overall")}
     if not report.ok:
         _write(record, deployment_path, report_path)
-        raise RuntimeError(f"deploy of {model_name} version {report.version} to {repository} ended "
+        raise NerwheelError(f"deploy of {model_name} version {report.version} to {repository} ended "
                            f"'{report.status}': {report.error or report.mismatches}")
     if gitops_repo_url.strip():
         from nerwheel.gitops import update_model_version

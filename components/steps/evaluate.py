@@ -2,8 +2,10 @@
 
 Both models are scored here, on the same records in the same task, so the gate
 always compares like with like. Which model is production is decided by
-:func:`nerwheel.components.production.find_production`: the one named, else the
+:func:`nerwheel.serving.production.find_production`: the one named, else the
 version live in the Triton repository, else none (the candidate is the first).
+Production is scored through :class:`nerwheel.stages.evaluate.MetricsSource`,
+as ``nerwheel gate`` scores its two sides.
 """
 
 __all__ = ["run", "scalars"]
@@ -11,14 +13,11 @@ __all__ = ["run", "scalars"]
 
 def scalars(metrics: dict) -> dict[str, float]:
     """The numbers the KFP UI shows: overall strict/partial/type P/R/F1, token accuracy, per-type strict F1."""
+    from nerwheel.components.steps import flatten_metrics
+
     overall = metrics["overall"]
-    out: dict[str, float] = {}
-    for kind in ("strict", "exact", "partial", "type"):
-        for name in ("precision", "recall", "f1"):
-            if kind in overall and name in overall[kind]:
-                out[f"{kind}_{name}"] = float(overall[kind][name])
-    if "token_accuracy" in overall:
-        out["token_accuracy"] = float(overall["token_accuracy"])
+    shown = ("strict", "exact", "partial", "type", "token_accuracy")
+    out = flatten_metrics({k: overall[k] for k in shown if k in overall})
     for label, per in sorted(metrics.get("per_type", {}).items()):
         if "strict" in per:
             out[f"f1_{label}"] = float(per["strict"]["f1"])
@@ -42,21 +41,21 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
 
     from nerwheel import storage
     from nerwheel.components.data import read_dataset, resolve_uri, write_json
-    from nerwheel.components.production import find_production
-    from nerwheel.stages.evaluate import evaluate
-    from nerwheel.stages.predict import load_predictor
+    from nerwheel.errors import DataError
+    from nerwheel.serving.production import find_production
+    from nerwheel.stages.evaluate import MetricsSource, evaluate
 
     data = read_dataset(resolve_uri(eval_uri, "eval"))
     if not data.records:
-        raise ValueError(f"{data.source}: no usable eval records ({len(data.rejects)} rejected)")
+        raise DataError(f"{data.source}: no usable eval records ({len(data.rejects)} rejected)")
     production = find_production(production_model_uri, repository_uri, model_name,
                                  from_repository=production_from_repository)
     with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp, contextlib.ExitStack() as stack:
-        prod_predictor = prod_dir = None
+        prod = None
         if production.uri is not None:  # loaded first: a production model that cannot run fails before any work
             prod_dir = stack.enter_context(storage.get_storage().local_dir(production.uri))
             try:
-                prod_predictor = load_predictor(prod_dir)
+                prod = MetricsSource.open(prod_dir)
             except FileNotFoundError as e:  # e.g. a GPU ensemble's version folder holds no model.onnx
                 raise FileNotFoundError(
                     f"production model {production.uri} ({production.note}) cannot be evaluated: {e}; set "
@@ -64,9 +63,8 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
                 ) from None
         candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate", rejects=data.rejects)
         production_metrics = None
-        if prod_predictor is not None:
-            production_metrics = evaluate(prod_dir, data.records, Path(tmp) / "production", predictor=prod_predictor,
-                                          plots=False, rejects=data.rejects)
+        if prod is not None:
+            production_metrics = prod.score(data.records, Path(tmp) / "production", rejects=data.rejects)
             production_metrics["model"] = production.uri  # not the temporary download folder
         _report(candidate, production_metrics, production.note, data.summary(), Path(tmp) / "candidate",
                 report_path)

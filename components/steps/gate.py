@@ -15,12 +15,13 @@ def run(*, candidate_path: str, production_path: str, min_delta: float, max_type
     from pathlib import Path
 
     from nerwheel.components.data import read_json, write_json
+    from nerwheel.errors import DataError
     from nerwheel.stages.gate import GatePolicy, gate
 
     candidate = read_json(candidate_path)
     production = read_json(production_path)
     if not isinstance(production, dict) or "metrics" not in production or "note" not in production:
-        raise ValueError(f"{production_path}: expected the evaluate step's production record "
+        raise DataError(f"{production_path}: expected the evaluate step's production record "
                          "{uri, how, note, metrics}")
     policy = GatePolicy(min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
                         min_support=min_support, metric=metric)

@@ -19,6 +19,7 @@ def run(*, seed_uri: str, annotated_path: str, synthetic_path: str, teacher: str
 
     from nerwheel.components.data import read_artifact, read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
+    from nerwheel.components.steps import parameter_hints
     from nerwheel.stages.merge import MergeConfig, SourceInput, merge
     from nerwheel.stages.split import drop_leaks
 
@@ -26,8 +27,9 @@ def run(*, seed_uri: str, annotated_path: str, synthetic_path: str, teacher: str
     evaluation = read_dataset(resolve_uri(eval_uri, "eval"))
     extras = [SourceInput("annotated", read_artifact(annotated_path), teacher),
               SourceInput("synthetic", read_artifact(synthetic_path), "synthetic")]
-    cfg = MergeConfig(precedence=precedence)
-    result = merge(gold.records, extras, cfg)
+    with parameter_hints():
+        cfg = MergeConfig(precedence=precedence)
+        result = merge(gold.records, extras, cfg)
     kept, leaked = drop_leaks(result.records, evaluation.records)
     write_dataset(out_path, kept, rejects=gold.rejects, leaked=leaked)
 

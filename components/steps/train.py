@@ -19,6 +19,7 @@ def parse_override_list(overrides: str) -> list[str]:
     Items are separated by ``;`` or newlines (values may hold commas). A key that has its own
     pipeline parameter is refused, so one setting never has two sources.
     """
+    from nerwheel.errors import ConfigError
     from nerwheel.model.config import RENAMES
 
     items = [p.strip() for chunk in overrides.splitlines() for p in chunk.split(";") if p.strip()]
@@ -27,8 +28,8 @@ def parse_override_list(overrides: str) -> list[str]:
         canonical = RENAMES.canonical(key)  # model.name is model.model_id, training.max_epochs training.epochs
         if canonical in OWN_PARAMETERS:
             named = key if key == canonical else f"{key} ({canonical})"
-            raise ValueError(f"train override {item!r} sets {named}, which has its own pipeline parameter; "
-                             "set that parameter instead")
+            raise ConfigError(f"train override {item!r} sets {named}, which has its own pipeline parameter; "
+                              "set that parameter instead")
     return items
 
 
@@ -41,7 +42,9 @@ def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: st
     from pathlib import Path
 
     from nerwheel.components.data import RECORDS_FILE, read_json
-    from nerwheel.model.config import load_config, parse_overrides
+    from nerwheel.components.steps import flatten_metrics
+    from nerwheel.model.config import load_config, merge_overrides, parse_overrides
+    from nerwheel.model.layout import CARD_FILE
     from nerwheel.stages.train import train
 
     out = Path(model_path)
@@ -52,56 +55,38 @@ def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: st
         "data": {"train_file": str(Path(train_path) / RECORDS_FILE), "format": "spans"},
         "output": {"output_dir": str(out.parent), "model_name": out.name, "timestamp": False},
     }
-    config = load_config(None, overrides=_deep_merge(data, fixed))
+    config = load_config(None, overrides=merge_overrides(data, fixed))
     model_dir = Path(train(config))
     if model_dir.resolve() != out.resolve():
         raise RuntimeError(f"train wrote {model_dir}, expected the artifact folder {out}")
 
-    card = read_json(model_dir / "nerwheel.json")
+    card = read_json(model_dir / CARD_FILE)
     # The UI gets the overall figures; per-type scores stay in nerwheel.json and the report.
-    scalars = {k: v for k, v in _scalars(card.get("metrics") or {}).items() if "per_type" not in k}
+    scalars = {k: v for k, v in flatten_metrics(card.get("metrics") or {}, bools=False).items() if "per_type" not in k}
     _report(card, model_dir, report_path)
     return scalars
-
-
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _scalars(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """Flatten the numeric leaves of nerwheel.json's metrics (``dev.strict.f1`` -> ``dev_strict_f1``)."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out[name] = float(v)
-        elif isinstance(v, dict):
-            out.update(_scalars(v, f"{name}_"))
-    return out
 
 
 def _report(card: dict, model_dir, report_path: str) -> None:
     import base64
 
     from nerwheel.components.report import Report, line_chart
+    from nerwheel.components.steps import flatten_metrics
 
     rep = Report("train: model").key_values({
         "backbone": card.get("backbone"), "head": card.get("head"), "scheme": card.get("scheme"),
         "labels": ", ".join(card.get("labels") or []), "sequence_length": card.get("sequence_length"),
     })
     curves: dict[str, list[float]] = {}
-    history = model_dir / "metrics.jsonl"  # one line per epoch, written by the train stage
+    from nerwheel.model.layout import HISTORY_FILE
+
+    history = model_dir / HISTORY_FILE  # one line per epoch, written by the train stage
     if history.is_file():
         import json
 
         for line in history.read_text(encoding="utf-8").splitlines():
             row = json.loads(line) if line.strip() else {}
-            for key, value in _scalars(row).items():
+            for key, value in flatten_metrics(row, bools=False).items():
                 if key != "epoch" and ("loss" in key or key.endswith("strict_f1")):
                     curves.setdefault(key, []).append(value)
     if curves:

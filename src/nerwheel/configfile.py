@@ -27,6 +27,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+# ConfigError (nerwheel.errors, re-exported here): a config file or override that cannot be used; one line per
+# problem, each naming where, the key and the fix.
+from nerwheel.errors import ConfigError
+
 __all__ = ["INI_SUFFIXES", "ConfigError", "Layer", "Renames", "dump", "load", "merge_overrides", "parse_overrides",
            "read_file", "render", "validate"]
 
@@ -36,10 +40,6 @@ Path_ = tuple[str, ...]
 #: File suffixes read and written as INI; everything else is YAML.
 INI_SUFFIXES = (".ini", ".cfg", ".conf")
 COMMAND_LINE = "command line"
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used; one line per problem, each naming where, the key and the fix."""
 
 
 @dataclass(frozen=True)

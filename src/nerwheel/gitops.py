@@ -30,6 +30,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from nerwheel.errors import NerwheelError
+
 __all__ = ["DEFAULT_OVERLAY_FILE", "GitOpsError", "GitOpsResult", "set_env_value", "update_model_version"]
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ TOKEN_ENV = "NERWHEEL_GIT_TOKEN"
 USERNAME_ENV = "NERWHEEL_GIT_USERNAME"
 
 
-class GitOpsError(RuntimeError):
+class GitOpsError(NerwheelError, RuntimeError):
     """The overlay could not be updated (bad file, git failure, push rejected)."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nerwheel.errors import ConfigError, DataError
 from nerwheel.records import Entity, Record
 
 __all__ = [
@@ -34,7 +35,7 @@ ADDRESS_LABELS: tuple[str, ...] = (
 )
 
 
-class UnknownLabelError(ValueError):
+class UnknownLabelError(DataError):
     pass
 
 
@@ -72,7 +73,7 @@ def get_scheme(name: str | Scheme) -> Scheme:
     if key == "IOB2":
         key = "BIO"
     if key not in SCHEMES:
-        raise ValueError(f"Invalid tagging scheme: {name!r}. Allowed schemes are: {', '.join(SCHEMES)}, IOB2")
+        raise ConfigError(f"Invalid tagging scheme: {name!r}. Allowed schemes are: {', '.join(SCHEMES)}, IOB2")
     return SCHEMES[key]
 
 
@@ -80,13 +81,13 @@ def _split_tag(tag: str, scheme: Scheme) -> tuple[str, str | None]:
     if tag == scheme.outside:
         return scheme.outside, None
     if len(tag) < 3 or tag[1] not in "-_":
-        raise ValueError(
+        raise DataError(
             f"Invalid tag is found: {tag!r}. Tags look like PREFIX-label with prefix in {', '.join(scheme.prefixes)}, "
             f"or {scheme.outside!r}"
         )
     prefix, label = tag[0], tag[2:]
     if prefix not in scheme.prefixes:
-        raise ValueError(f"Invalid tag is found: {tag!r}. Allowed prefixes are: {', '.join(scheme.prefixes)}")
+        raise DataError(f"Invalid tag is found: {tag!r}. Allowed prefixes are: {', '.join(scheme.prefixes)}")
     return prefix, label
 
 
@@ -101,9 +102,9 @@ def spans_to_tags(length: int, entities: Iterable[Entity | tuple[int, int, str]]
     for e in entities:
         start, end, label = (e.start, e.end, e.label) if isinstance(e, Entity) else e
         if start < 0 or end > length or start >= end:
-            raise ValueError(f"span [{start}, {end}) out of range for length {length}")
+            raise DataError(f"span [{start}, {end}) out of range for length {length}")
         if any(t != s.outside for t in tags[start:end]):
-            raise ValueError(f"span {label}[{start}:{end}] overlaps another span; tags cannot express overlaps")
+            raise DataError(f"span {label}[{start}:{end}] overlaps another span; tags cannot express overlaps")
         if end - start == 1 and s.single:
             tags[start] = f"{s.single}-{label}"
             continue
@@ -149,7 +150,7 @@ def tags_to_spans(tags: Sequence[str], scheme: str | Scheme = "BIO", *, strict: 
         elif prefix in (s.inside, s.end):
             if start is None or label != lab:
                 if strict:
-                    raise ValueError(f"tag {tag!r} at position {i} continues no open {lab!r} span")
+                    raise DataError(f"tag {tag!r} at position {i} continues no open {lab!r} span")
                 close(i)
                 start, label = i, lab
         if prefix == s.end:
@@ -158,7 +159,7 @@ def tags_to_spans(tags: Sequence[str], scheme: str | Scheme = "BIO", *, strict: 
             nxt = tags[i + 1] if i + 1 < len(tags) else s.outside
             np_, nl = _split_tag(nxt, s)
             if not (np_ in (s.inside, s.end) and nl == lab):
-                raise ValueError(f"tag {tag!r} at position {i} is not closed by an {s.end!r} tag")
+                raise DataError(f"tag {tag!r} at position {i} is not closed by an {s.end!r} tag")
     close(len(tags))
     return spans
 
@@ -226,7 +227,7 @@ class LabelMap:
         else:
             data = json.loads(text)
         if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-            raise ValueError(f"{p}: a label map must be an object of synonym -> canonical label strings")
+            raise ConfigError(f"{p}: a label map must be an object of synonym -> canonical label strings")
         return cls(mapping=data, allowed=frozenset(allowed) if allowed is not None else None, prefix=prefix)
 
     def normalize(self, label: str) -> str | None:

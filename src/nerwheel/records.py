@@ -15,10 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from nerwheel.errors import DataError
+
 __all__ = ["Entity", "FrozenMeta", "Record", "RecordError"]
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A record or entity that breaks an invariant (offsets, span text)."""
 
 

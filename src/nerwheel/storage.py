@@ -8,7 +8,10 @@ cluster. Two guarantees hold for both kinds of location:
 * **Atomic writes.** A reader never sees half a file: locally we write a
   temporary sibling and ``os.replace`` it; on S3 a PUT is atomic per object,
   and an object whose verification fails is deleted again.
-* **Checksums.** Every write records the SHA-256 of the bytes. On S3 it is
+  :func:`write_json` is the one way a JSON document (a report, a card, a
+  decision record) is written to a local file, with the same guarantee.
+* **Checksums.** Every write records the SHA-256 of the bytes (:func:`sha256_file`
+  is the one file digest). On S3 it is
   stored as object metadata (``x-amz-meta-sha256``) and sent as the S3
   ``ChecksumSHA256`` so the server rejects corrupted uploads; after the upload
   the object's size, metadata and server checksum are checked.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -35,6 +39,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from nerwheel.errors import NerwheelError
 
 __all__ = [
     "ChecksumMismatch",
@@ -46,7 +52,9 @@ __all__ = [
     "is_s3",
     "join",
     "resolve_endpoint",
+    "sha256_file",
     "split_s3",
+    "write_json",
 ]
 
 ENDPOINT_ENV = ("NERWHEEL_S3_ENDPOINT", "AWS_ENDPOINT_URL")
@@ -55,7 +63,7 @@ _CHUNK = 1 << 20
 _REPLACED: dict[str, Any] = {}  # Storage._head's answer when an If-Match no longer holds
 
 
-class StorageError(RuntimeError):
+class StorageError(NerwheelError, RuntimeError):
     """A storage operation that cannot be completed (missing object, bad URI, refused overwrite)."""
 
 
@@ -122,7 +130,8 @@ def _local(uri: str | os.PathLike[str]) -> Path:
     return Path(s[len("file://") :] if s.startswith("file://") else s)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a local file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
@@ -327,7 +336,7 @@ class Storage:
     @staticmethod
     def _check_local(path: Path, size: int, digest: str, name: Path | None = None) -> ObjectInfo:
         """``path`` holds ``size`` bytes hashing to ``digest``; errors name ``name`` (the final path) if given."""
-        actual = _sha256_file(path)
+        actual = sha256_file(path)
         if actual != digest or path.stat().st_size != size:
             raise ChecksumMismatch(f"{name or path}: written file has sha256 {actual}, expected {digest}")
         return ObjectInfo(str(name or path), size, digest)
@@ -337,7 +346,7 @@ class Storage:
         """Copy a local file to ``uri`` (local or S3) atomically, with checksum verification."""
         src = Path(local_path)
         uri = str(uri)
-        digest, size = _sha256_file(src), src.stat().st_size
+        digest, size = sha256_file(src), src.stat().st_size
         if is_s3(uri):
             bucket, key = split_s3(uri)
             self.s3.upload_file(
@@ -372,7 +381,7 @@ class Storage:
             self.s3.download_file(bucket, key, str(tmp), Config=self._transfer_config())
             head = self._head(uri) or {}
             recorded = head.get("Metadata", {}).get(SHA256_META)
-            if recorded and _sha256_file(tmp) != recorded:
+            if recorded and sha256_file(tmp) != recorded:
                 raise ChecksumMismatch(f"{uri}: downloaded bytes do not match the recorded sha256 {recorded}")
             os.replace(tmp, dst)
         except ClientError as e:
@@ -394,7 +403,7 @@ class Storage:
         """The recorded checksum of an S3 object (computed for local files)."""
         uri = str(uri)
         if not is_s3(uri):
-            return _sha256_file(_local(uri))
+            return sha256_file(_local(uri))
         head = self._head(uri)
         if head is None:
             raise StorageError(f"{uri}: no such object")
@@ -408,7 +417,7 @@ class Storage:
         uri = str(uri)
         if not is_s3(uri):
             path = _local(uri)
-            return ObjectInfo(uri, path.stat().st_size, _sha256_file(path))
+            return ObjectInfo(uri, path.stat().st_size, sha256_file(path))
         recorded = self.sha256(uri)
         bucket, key = split_s3(uri)
         h, size = hashlib.sha256(), 0
@@ -494,7 +503,7 @@ class Storage:
             try:
                 shutil.copytree(src, tmp)
                 infos = {p.relative_to(src).as_posix(): self._check_local(
-                    tmp / p.relative_to(src), p.stat().st_size, _sha256_file(p)) for p in files}
+                    tmp / p.relative_to(src), p.stat().st_size, sha256_file(p)) for p in files}
                 if overwrite and dst.exists():
                     shutil.rmtree(dst)
                 os.replace(tmp, dst)
@@ -549,6 +558,18 @@ def _atomic_file(path: Path, expect: tuple[int, str] | None = None) -> Iterator[
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = False) -> Path:
+    """Write ``obj`` as indented UTF-8 JSON (plus a newline) to a local file, atomically; parents are made.
+
+    Values JSON has no type for (a ``Path``, a ``datetime``) are written as their ``str``.
+    """
+    p = Path(path)
+    data = json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=sort_keys, default=str) + "\n"
+    with _atomic_file(p) as f:
+        f.write(data.encode("utf-8"))
+    return p
 
 
 _DEFAULT: dict[str | None, Storage] = {}

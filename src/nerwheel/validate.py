@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from nerwheel.errors import ConfigError
 from nerwheel.formats.base import BadRecord, FormatError, ReadResult, Reject
 from nerwheel.labels import LabelMap
 from nerwheel.records import Entity, Record
@@ -79,19 +80,19 @@ class ValidationPolicy:
         if self.max_length is not None and (
             isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1
         ):
-            raise ValueError(f"max_length must be a positive integer or None, got {self.max_length!r}")
+            raise ConfigError(f"max_length must be a positive integer or None, got {self.max_length!r}")
         if self.overlaps not in OVERLAP_POLICIES:
-            raise ValueError(f"overlaps must be one of {', '.join(OVERLAP_POLICIES)}, got {self.overlaps!r}")
+            raise ConfigError(f"overlaps must be one of {', '.join(OVERLAP_POLICIES)}, got {self.overlaps!r}")
         if self.unknown_labels not in UNKNOWN_LABEL_POLICIES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown_labels must be one of {', '.join(UNKNOWN_LABEL_POLICIES)}, got {self.unknown_labels!r}")
         if self.unknown_labels == "map" and self.label_map is None:
-            raise ValueError("unknown_labels='map' needs a label_map (a synonym -> label mapping file)")
+            raise ConfigError("unknown_labels='map' needs a label_map (a synonym -> label mapping file)")
         if self.unknown_labels == "reject" and self.label_map is not None:
-            raise ValueError("a label_map is only used with unknown_labels='map'; set it, or drop the label map")
+            raise ConfigError("a label_map is only used with unknown_labels='map'; set it, or drop the label map")
         if self.allowed_labels is not None:
             if isinstance(self.allowed_labels, str) or not all(isinstance(x, str) for x in self.allowed_labels):
-                raise ValueError("allowed_labels must be a collection of label names")
+                raise ConfigError("allowed_labels must be a collection of label names")
             object.__setattr__(self, "allowed_labels", frozenset(self.allowed_labels))
 
     @classmethod
@@ -100,7 +101,7 @@ class ValidationPolicy:
         known = {f.name for f in fields(cls)} - {"label_map"}
         extra = sorted(set(data) - known - {"label_map_file"})
         if extra:
-            raise ValueError(f"unknown validation setting(s) {', '.join(extra)}; known settings are: "
+            raise ConfigError(f"unknown validation setting(s) {', '.join(extra)}; known settings are: "
                              f"{', '.join(sorted(known | {'label_map_file'}))}")
         kw = {k: v for k, v in data.items() if k in known}
         if data.get("label_map_file"):

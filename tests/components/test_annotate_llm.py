@@ -72,9 +72,9 @@ def test_llm_teacher_failures_are_counted_and_kept(scripted_llm: str, tmp_path: 
     assert record.entities[0].source.startswith("llm")
     rejects = [json.loads(ln) for ln in (tmp_path / "ann" / REJECTS_FILE).read_text().splitlines()]
     kinds = sorted(r["kind"] for r in rejects)
-    assert kinds == ["annotate-entity", "annotate-record"]
+    assert kinds == ["entity", "record"]  # the same rows `nerwheel annotate --rejects` writes: one reject form
     assert len(rejects) == scalars["failed"] + scalars["entities_rejected"]
-    refused = next(r for r in rejects if r["kind"] == "annotate-record")
-    assert REFUSED in refused["raw"] and refused["reason"]
-    invented = next(r for r in rejects if r["kind"] == "annotate-entity")
-    assert "上海市" in invented["raw"]
+    refused = next(r for r in rejects if r["kind"] == "record")
+    assert REFUSED in refused["raw"] and refused["reason"] and refused["text"] == REFUSED
+    invented = next(r for r in rejects if r["kind"] == "entity")
+    assert "上海市" in invented["raw"] and invented["teacher"] == "llm:scripted" and invented["code"]

@@ -1,6 +1,6 @@
 """Which model the candidate is gated against: the one named, the version live in the repository, or none.
 
-One home for the lookup (nerwheel.components.production), used by the evaluate step on a cluster and in
+One home for the lookup (nerwheel.serving.production), used by the evaluate step on a cluster and in
 `nerwheel run` alike. Repositories here are made by the tests, locally and on a real moto S3 server.
 """
 
@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("tritonclient")
 
-from nerwheel.components.production import find_production, live_version_uri  # noqa: E402
+from nerwheel.serving.production import find_production, live_version_uri  # noqa: E402
 from nerwheel.serving.config import cpu_model_config, with_versions  # noqa: E402
 from nerwheel.serving.repository import ModelRepository  # noqa: E402
 

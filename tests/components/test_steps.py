@@ -87,7 +87,7 @@ def test_annotate_synthesize_merge_chain(files: dict[str, Path], tmp_path: Path)
 def test_llm_teacher_needs_an_endpoint(files: dict[str, Path], tmp_path: Path) -> None:
     from nerwheel.components.steps import annotate
 
-    with pytest.raises(ValueError, match=r"teacher 'llm' needs an LLM endpoint and a model name \(CLI: --llm-url and --llm-model; pipeline: llm_endpoint and llm_model\)"):
+    with pytest.raises(ValueError, match=r"teacher 'llm' needs an LLM endpoint and a model name \(pipeline: llm_endpoint and llm_model\)"):
         annotate.run(texts_uri=str(files["texts"]), seed_uri="", teacher="llm", llm_endpoint="", llm_model="",
                      out_path=str(tmp_path / "a"), report_path=str(tmp_path / "a.html"))
     with pytest.raises(ValueError, match=r"unknown teacher\(s\) \['gpt'\]; choose from: kb, llm"):

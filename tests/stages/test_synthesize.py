@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
-from nerwheel.cli.teach import recover_text
+from nerwheel.formats.recover import recover_text
 from nerwheel.formats import read_records
 from nerwheel.kb.annotator import AddressKB
 from nerwheel.labels import ADDRESS_LABELS

@@ -2,7 +2,8 @@
 
 Sub-commands are imported lazily, so ``nerwheel data stats`` starts in a
 fraction of a second and never imports torch, tritonclient or kfp. Each area owns
-one module under :mod:`nerwheel.cli`; this file only lists them.
+one module under :mod:`nerwheel.cli`; this file only lists them, and runs every
+command inside the one error handler (:func:`nerwheel.cli.common.handle_errors`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        from nerwheel.cli.common import handle_errors
+
+        with handle_errors():
+            return super().invoke(ctx)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

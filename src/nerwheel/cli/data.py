@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from nerwheel.formats import FORMATS, FormatError, ReadResult, read_records, write_records, write_rejects
+from nerwheel.cli.common import read_input
+from nerwheel.formats import FORMATS, FormatError, ReadResult, write_records, write_rejects
+from nerwheel.storage import write_json
 from nerwheel.validate import OVERLAP_POLICIES, UNKNOWN_LABEL_POLICIES, ValidationPolicy, validate as run_validation
 
 FORMAT_CHOICE = click.Choice(sorted(FORMATS))
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn data and config errors into one clear line and exit status 1 (no traceback)."""
-    try:
-        yield
-    except (FormatError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -52,7 +44,8 @@ def _input(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _read(path: Path, fmt: str | None, read_options: tuple[str, ...]) -> ReadResult:
-    return read_records(path, fmt, progress=True, **_parse_options(read_options, "--option"))
+    """INPUT with its ``-o`` reader options; the commands print their own summaries."""
+    return read_input(path, fmt, quiet=True, progress=True, **_parse_options(read_options, "--option"))
 
 
 def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,16 +122,15 @@ def validate(input_path: Path, fmt: str | None, read_options: tuple[str, ...], r
 
     Every rejected record goes to the rejects file with its file, line and reason.
     """
-    with _errors():
-        policy = _policy(max_length, allow_empty, overlaps, allowed, label_map, unknown_labels, label_prefix, strict)
-        result = run_validation(_read(input_path, fmt, read_options), policy)
-        click.echo(result.summary())
-        msg = _write_rejects(result.rejects, rejects_path, input_path, always=rejects_path is not None)
-        if msg:
-            click.echo(msg)
-        if output is not None:
-            w = write_records(result.records, output, "spans")
-            click.echo(f"accepted: {w.written} written to {output}")
+    policy = _policy(max_length, allow_empty, overlaps, allowed, label_map, unknown_labels, label_prefix, strict)
+    result = run_validation(_read(input_path, fmt, read_options), policy)
+    click.echo(result.summary())
+    msg = _write_rejects(result.rejects, rejects_path, input_path, always=rejects_path is not None)
+    if msg:
+        click.echo(msg)
+    if output is not None:
+        w = write_records(result.records, output, "spans")
+        click.echo(f"accepted: {w.written} written to {output}")
 
 
 @data.command()
@@ -161,30 +153,29 @@ def convert(input_path: Path, fmt: str | None, read_options: tuple[str, ...], ou
     """
     if fmt and from_fmt and fmt != from_fmt:
         raise click.BadParameter(f"--format {fmt} and --from {from_fmt} disagree", param_hint="--from")
-    with _errors():
-        result = _read(input_path, from_fmt or fmt, read_options)
-        wopts = _parse_options(write_options, "--write-option")
+    result = _read(input_path, from_fmt or fmt, read_options)
+    wopts = _parse_options(write_options, "--write-option")
 
-        def origin(i: int, _r: Any) -> tuple[str, int]:
-            return result.source, result.line_of(i)
+    def origin(i: int, _r: Any) -> tuple[str, int]:
+        return result.source, result.line_of(i)
 
-        if strict:  # find the first problem in file order before writing anything where the user will look
-            with tempfile.TemporaryDirectory() as tmp:
-                trial = write_records(result.records, Path(tmp) / output_path.name, to_fmt, origin=origin,
-                                      on_unexpressible="reject", **wopts)
-            problems = sorted([*result.rejects, *trial.rejects], key=lambda r: r.line)
-            if problems:
-                raise FormatError(f"{problems[0]} (strict mode stops at the first error; nothing written)")
-        w = write_records(result.records, output_path, to_fmt, origin=origin, on_unexpressible="reject", **wopts)
-        rejects = sorted([*result.rejects, *w.rejects], key=lambda r: r.line)
-        click.echo(f"{input_path} ({result.format}) -> {output_path} ({to_fmt}): read {result.read} = "
-                   f"written {w.written} + rejected {len(rejects)} "
-                   f"({len(result.rejects)} unreadable, {len(w.rejects)} not expressible in {to_fmt})")
-        if result.notes:
-            click.echo("  notes: " + "; ".join(f"{k}: {n}" for k, n in sorted(result.notes.items())))
-        if rejects:
-            path = rejects_path or output_path.with_name(output_path.name + ".rejects.jsonl")
-            click.echo(f"rejects: {write_rejects(rejects, path)} written to {path}")
+    if strict:  # find the first problem in file order before writing anything where the user will look
+        with tempfile.TemporaryDirectory() as tmp:
+            trial = write_records(result.records, Path(tmp) / output_path.name, to_fmt, origin=origin,
+                                  on_unexpressible="reject", **wopts)
+        problems = sorted([*result.rejects, *trial.rejects], key=lambda r: r.line)
+        if problems:
+            raise FormatError(f"{problems[0]} (strict mode stops at the first error; nothing written)")
+    w = write_records(result.records, output_path, to_fmt, origin=origin, on_unexpressible="reject", **wopts)
+    rejects = sorted([*result.rejects, *w.rejects], key=lambda r: r.line)
+    click.echo(f"{input_path} ({result.format}) -> {output_path} ({to_fmt}): read {result.read} = "
+               f"written {w.written} + rejected {len(rejects)} "
+               f"({len(result.rejects)} unreadable, {len(w.rejects)} not expressible in {to_fmt})")
+    if result.notes:
+        click.echo("  notes: " + "; ".join(f"{k}: {n}" for k, n in sorted(result.notes.items())))
+    if rejects:
+        path = rejects_path or output_path.with_name(output_path.name + ".rejects.jsonl")
+        click.echo(f"rejects: {write_rejects(rejects, path)} written to {path}")
 
 
 @data.command()
@@ -196,31 +187,30 @@ def stats(input_path: Path, fmt: str | None, read_options: tuple[str, ...], as_j
     """Describe INPUT: records, entities per label, text lengths, label co-occurrence."""
     from nerwheel.stages.stats import describe
 
-    with _errors():
-        result = _read(input_path, fmt, read_options)
-        st = describe(result.records)
-        if as_json:
-            d = st.to_dict()
-            d["input"] = {"path": str(input_path), "format": result.format, "read": result.read,
-                          "rejected": len(result.rejects)}
-            click.echo(json.dumps(d, ensure_ascii=False, indent=2))
-            return
-        click.echo(result.summary())
-        tl = st.text_length
-        click.echo(f"records: {st.records} ({st.labelled_records} with entities); entities: {st.entities}; "
-                   f"records with overlapping spans: {st.overlapping_records}")
-        click.echo(f"text length (chars): min {tl.min}  p50 {tl.p50}  p90 {tl.p90}  p99 {tl.p99}  max {tl.max}  "
-                   f"mean {tl.mean}")
-        if st.per_label:
-            width = max(len(k) for k in st.per_label)
-            click.echo(f"{'label':<{width}}  entities   records  mean length")
-            for lab, d in st.per_label.items():
-                click.echo(f"{lab:<{width}}  {d['entities']:>8}  {d['records']:>8}  {d['mean_length']:>11}")
-        if st.cooccurrence:
-            click.echo(f"label co-occurrence (records containing both; top {top}):")
-            for item in st.cooccurrence[:top]:
-                a, b = item["labels"]
-                click.echo(f"  {a} + {b}: {item['records']}")
+    result = _read(input_path, fmt, read_options)
+    st = describe(result.records)
+    if as_json:
+        d = st.to_dict()
+        d["input"] = {"path": str(input_path), "format": result.format, "read": result.read,
+                      "rejected": len(result.rejects)}
+        click.echo(json.dumps(d, ensure_ascii=False, indent=2))
+        return
+    click.echo(result.summary())
+    tl = st.text_length
+    click.echo(f"records: {st.records} ({st.labelled_records} with entities); entities: {st.entities}; "
+               f"records with overlapping spans: {st.overlapping_records}")
+    click.echo(f"text length (chars): min {tl.min}  p50 {tl.p50}  p90 {tl.p90}  p99 {tl.p99}  max {tl.max}  "
+               f"mean {tl.mean}")
+    if st.per_label:
+        width = max(len(k) for k in st.per_label)
+        click.echo(f"{'label':<{width}}  entities   records  mean length")
+        for lab, d in st.per_label.items():
+            click.echo(f"{lab:<{width}}  {d['entities']:>8}  {d['records']:>8}  {d['mean_length']:>11}")
+    if st.cooccurrence:
+        click.echo(f"label co-occurrence (records containing both; top {top}):")
+        for item in st.cooccurrence[:top]:
+            a, b = item["labels"]
+            click.echo(f"  {a} + {b}: {item['records']}")
 
 
 @data.command()
@@ -243,25 +233,23 @@ def split(input_path: Path, fmt: str | None, read_options: tuple[str, ...], out_
     """
     from nerwheel.stages.split import split_dataset, subset_name
 
-    with _errors():
-        result = _read(input_path, fmt, read_options)
-        part_names = [x.strip() for x in names.split(",")] if names else None
-        res = split_dataset(result.records, ratio, fractions, seed=seed, names=part_names, deduplicate=dedup)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        first = next(iter(res.parts))
-        for name, recs in res.parts.items():
-            write_records(recs, out_dir / f"{name}.jsonl")
-        for f, recs in res.subsets.items():
-            write_records(recs, out_dir / f"{subset_name(first, f)}.jsonl")
-        manifest = {"input": str(input_path), "format": result.format, "read": result.read,
-                    "rejected": len(result.rejects), **res.manifest()}
-        if result.rejects:
-            write_rejects(result.rejects, out_dir / "rejects.jsonl")
-        (out_dir / "split.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                            encoding="utf-8")
-        click.echo(result.summary())
-        click.echo(f"dedup: {len(res.duplicates)} duplicate texts dropped ({res.conflicts} labelled differently)")
-        click.echo("parts: " + ", ".join(f"{k} {len(v)}" for k, v in res.parts.items()))
-        click.echo("subsets: " + ", ".join(f"{subset_name(first, f)} {len(v)}" for f, v in res.subsets.items()))
-        click.echo(f"leaks between {first} and the other parts: {manifest['leaks']}")
-        click.echo(f"written to {out_dir}")
+    result = _read(input_path, fmt, read_options)
+    part_names = [x.strip() for x in names.split(",")] if names else None
+    res = split_dataset(result.records, ratio, fractions, seed=seed, names=part_names, deduplicate=dedup)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = next(iter(res.parts))
+    for name, recs in res.parts.items():
+        write_records(recs, out_dir / f"{name}.jsonl")
+    for f, recs in res.subsets.items():
+        write_records(recs, out_dir / f"{subset_name(first, f)}.jsonl")
+    manifest = {"input": str(input_path), "format": result.format, "read": result.read,
+                "rejected": len(result.rejects), **res.manifest()}
+    if result.rejects:
+        write_rejects(result.rejects, out_dir / "rejects.jsonl")
+    write_json(out_dir / "split.json", manifest)
+    click.echo(result.summary())
+    click.echo(f"dedup: {len(res.duplicates)} duplicate texts dropped ({res.conflicts} labelled differently)")
+    click.echo("parts: " + ", ".join(f"{k} {len(v)}" for k, v in res.parts.items()))
+    click.echo("subsets: " + ", ".join(f"{subset_name(first, f)} {len(v)}" for f, v in res.subsets.items()))
+    click.echo(f"leaks between {first} and the other parts: {manifest['leaks']}")
+    click.echo(f"written to {out_dir}")

@@ -13,29 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from nerwheel.cli.llm_options import llm_options
 import pydantic
 
+from nerwheel.cli.common import read_input
+from nerwheel.cli.llm_options import llm_options
 from nerwheel.records import Record
+from nerwheel.storage import write_json
 
 __all__ = ["feedback", "gate", "merge", "pseudo_label"]
 
 
 # -- shared helpers ----------------------------------------------------------------------------
-def _read(path: str | Path, rejects: list[Any], *, what: str = "input", fmt: str | None = None) -> list[Record]:
-    """Read records; show the counts and first rejects on stderr, and collect every reject in ``rejects``."""
-    from nerwheel.formats import FormatError, read_records
-
-    try:
-        result = read_records(path, fmt)
-    except FormatError as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from None
-    click.echo(result.summary(), err=True)
-    for rej in result.rejects[:3]:
-        click.echo(f"  rejected {rej}", err=True)
-    rejects.extend(result.rejects)
-    return list(result.records)
+def _read(path: str | Path, rejects: list[Any], *, what: str = "input") -> list[Record]:
+    """The records of ``path``; every reject is collected in ``rejects`` (written beside the output)."""
+    return list(read_input(path, what=what, rejects=rejects).records)
 
 
 def _write(records: list[Record], out: str | Path, rejects: list[Any], fmt: str = "spans") -> None:
@@ -48,14 +39,6 @@ def _write(records: list[Record], out: str | Path, rejects: list[Any], fmt: str 
         rej_path = Path(f"{out}.rejects.jsonl")
         n = write_rejects(rejects, rej_path)
         click.echo(f"wrote {n} rejected input lines to {rej_path}", err=True)
-
-
-def _write_json(obj: Any, path: str | Path) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(p)
 
 
 def _load_config(path: str | None) -> dict[str, Any]:
@@ -112,7 +95,7 @@ def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extensio
     meta.merge. Records found in only one input are kept (original + synthetic
     fusion is one call).
     """
-    from nerwheel.stages.merge import MergeConfig, MergeError, SourceInput
+    from nerwheel.stages.merge import MergeConfig, SourceInput
     from nerwheel.stages.merge import merge as run_merge
 
     if not gold and not extras:
@@ -128,36 +111,21 @@ def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extensio
         if not Path(path).is_file():
             raise click.BadParameter(f"{path}: no such file", param_hint="--extra")
         inputs.append(SourceInput(path, _read(path, rejects, what="--extra"), kind))
-    try:
-        result = run_merge(gold_records, inputs, cfg)
-    except MergeError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = run_merge(gold_records, inputs, cfg)
     _write(result.records, out, rejects)
     if report:
-        _write_json({"config": cfg.model_dump(), "rejected_inputs": len(rejects), **result.report.to_dict()}, report)
+        write_json(report, {"config": cfg.model_dump(), "rejected_inputs": len(rejects), **result.report.to_dict()})
     click.echo(result.report.summary())
 
 
 # -- gate ------------------------------------------------------------------------------------------
-def _metrics_for(path: str, data: str | None, work_dir: Path, role: str) -> dict[str, Any]:
-    """A metrics.json file as-is, or a model directory evaluated on ``data``."""
-    p = Path(path)
-    if p.is_file():
-        try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"{p}: not a metrics JSON file ({exc.msg} at line {exc.lineno})",
-                                     param_hint=f"--{role}") from None
-    if not data:
-        raise click.UsageError(f"--{role} {p} is a model directory: give --data EVAL to evaluate it on")
-    from nerwheel.stages.evaluate import evaluate
-
+def _eval_records(data: str) -> list[Record]:
     rejects: list[Any] = []
     records = _read(data, rejects, what="--data")
     if rejects:
         raise click.ClickException(f"{data}: {len(rejects)} eval lines were rejected (first: {rejects[0]}); "
                                    "the gate needs the whole fixed eval set, fix the file")
-    return evaluate(p, records, work_dir / role, plots=False)
+    return records
 
 
 @click.command()
@@ -192,7 +160,8 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
     Exit status: 0 = promote, 3 = refused (reasons in the decision record and on
     stdout), 1/2 = error / usage error.
     """
-    from nerwheel.stages.gate import GateError, GatePolicy
+    from nerwheel.stages.evaluate import MetricsSource
+    from nerwheel.stages.gate import GatePolicy
     from nerwheel.stages.gate import gate as run_gate
 
     policy = _build(GatePolicy, _load_config(config_path), {
@@ -203,16 +172,18 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
         # A mistyped path must not turn into a silent "first model" promotion.
         raise click.BadParameter(f"{production} does not exist; omit --production for the first model",
                                  param_hint="--production")
+    sides = {"candidate": candidate, **({"production": production} if production is not None else {})}
+    for role, path in sides.items():
+        if not data and not Path(path).is_file():
+            raise click.UsageError(f"--{role} {path} is a model directory: give --data EVAL to evaluate it on")
     work = Path(work_dir) if work_dir else Path(out).parent / "gate-eval"
-    cand_metrics = _metrics_for(candidate, data, work, "candidate")
-    prod_metrics = _metrics_for(production, data, work, "production") if production is not None else None
-    try:
-        decision = run_gate(cand_metrics, prod_metrics, policy)
-    except GateError as exc:
-        raise click.ClickException(str(exc)) from None
+    sources = {role: MetricsSource.open(path) for role, path in sides.items()}
+    records = _eval_records(data) if any(s.is_model for s in sources.values()) else []
+    metrics = {role: s.score(records, work / role) for role, s in sources.items()}
+    decision = run_gate(metrics["candidate"], metrics.get("production"), policy)
     record = {"candidate_path": str(candidate), "production_path": str(production) if production else None,
               "data": str(data) if data else None, **decision.to_dict()}
-    _write_json(record, out)
+    write_json(out, record)
     click.echo(f"{decision.verdict.upper()}: " + "; ".join(decision.reasons))
     ctx.exit(decision.exit_code)
 
@@ -233,7 +204,7 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
 def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, exclude, report):
     """Label INPUT with a trained model, keeping entities above a confidence threshold."""
     from nerwheel.stages.predict import load_predictor
-    from nerwheel.stages.pseudo_label import PseudoLabelConfig, PseudoLabelError
+    from nerwheel.stages.pseudo_label import PseudoLabelConfig
     from nerwheel.stages.pseudo_label import pseudo_label as run
 
     cfg = _build(PseudoLabelConfig, {}, {
@@ -242,21 +213,22 @@ def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, ex
     rejects: list[Any] = []
     records = _read(input_path, rejects, what="INPUT")
     records, n_excluded = _exclude(records, exclude)
-    try:
-        result = run(load_predictor(model), records, cfg)
-    except PseudoLabelError as exc:
-        raise click.ClickException(str(exc)) from None
+    result = run(load_predictor(model), records, cfg)
     _write(result.records, out, rejects)
     if report:
-        _write_json({"config": cfg.model_dump(), "excluded_eval_texts": n_excluded, **result.report.to_dict()}, report)
+        write_json(report, {"config": cfg.model_dump(), "excluded_eval_texts": n_excluded,
+                            **result.report.to_dict()})
     click.echo(result.report.summary())
 
 
 def _exclude(records: list[Record], eval_paths: tuple[str, ...]) -> tuple[list[Record], int]:
+    """``records`` without eval texts (:mod:`nerwheel.leakage`; rejected eval lines still guard where readable)."""
+    from nerwheel.leakage import EvalTexts
+
     if not eval_paths:
         return records, 0
-    banned = {r.text for p in eval_paths for r in _read(p, [], what="--exclude")}
-    kept = [r for r in records if r.text not in banned]
+    guard, _ = EvalTexts.from_reads(read_input(p, what="--exclude") for p in eval_paths)
+    kept, _leaked = guard.split(records)
     if len(kept) != len(records):
         click.echo(f"skipped {len(records) - len(kept)} texts that are in the eval set", err=True)
     return kept, len(records) - len(kept)
@@ -268,6 +240,8 @@ def _teachers(
 ) -> tuple[list[Any], Any]:
     """Build the teachers as ``nerwheel annotate`` does (the KB also corrects LLM labels); returns (teachers, cache)."""
     from nerwheel.cli.llm_options import llm_configs, open_cache
+    from nerwheel.cli.common import hinted
+    from nerwheel.errors import ConfigError
     from nerwheel.stages.annotate import build_teachers
 
     chosen = tuple(dict.fromkeys(chosen or ("kb",)))
@@ -276,8 +250,8 @@ def _teachers(
     seed = _read(examples, [], what="--examples") if examples else []
     try:
         return build_teachers(chosen, configs, examples=seed, cache=cache), cache
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ConfigError as exc:
+        raise click.UsageError(hinted(exc)) from None
 
 
 @click.group(invoke_without_command=True, subcommand_metavar="[import REVIEWED --out FILE]")
@@ -332,8 +306,6 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
     built, cache = _teachers(teachers, llm_kw, Path(out), examples)
     try:
         result = run(load_predictor(model), built, texts, replay=replay_records, holdout=holdout_records, config=cfg)
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         if cache is not None:
             cache.close()
@@ -343,7 +315,7 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
         Path(labelstudio).parent.mkdir(parents=True, exist_ok=True)
         write_records(review, labelstudio, "labelstudio")
         click.echo(f"wrote {len(review)} review tasks to {labelstudio}", err=True)
-    _write_json({"config": cfg.model_dump(), **result.report.to_dict()}, report or f"{out}.report.json")
+    write_json(report or f"{out}.report.json", {"config": cfg.model_dump(), **result.report.to_dict()})
     click.echo(result.report.summary())
 
 
@@ -352,12 +324,7 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Reviewed records as gold (span JSONL).")
 def import_reviewed(reviewed, out):
     """Read reviewed Label Studio tasks back as gold; unreviewed tasks are set aside in OUT.rejects.jsonl."""
-    from nerwheel.formats import FormatError, read_records
     from nerwheel.stages.feedback import reviewed_as_gold
 
-    try:
-        result = read_records(reviewed, "labelstudio", source="annotations")
-    except FormatError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(result.summary(), err=True)
+    result = read_input(reviewed, "labelstudio", what="REVIEWED", source="annotations")
     _write(reviewed_as_gold(result.records), out, list(result.rejects))

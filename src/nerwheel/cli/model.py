@@ -9,38 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from nerwheel.records import Record
+from nerwheel.cli.common import read_input
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Config, data and model errors become one clear line and exit status 1 (no traceback)."""
-    from nerwheel.formats import FormatError
-    from nerwheel.serving.client import ServingError
-
-    try:
-        yield
-    except (FormatError, ValueError, FileNotFoundError, FileExistsError, ServingError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _read(path: str | Path, fmt: str | None = None, *, what: str) -> tuple[list[Record], list[Any]]:
-    from nerwheel.formats import read_records
-
-    result = read_records(path, fmt) if fmt else read_records(path)
-    click.echo(f"{what}: {result.summary()}", err=True)
-    for rej in result.rejects[:3]:
-        click.echo(f"  rejected {rej}", err=True)
-    return list(result.records), list(result.rejects)
 
 
 # -- train --------------------------------------------------------------------------------------------
@@ -85,14 +61,13 @@ def train(config_path, create_config, model_id, init_from, head, train_file, dev
                      "sequence_length": sequence_length, "seed": seed},
     }
     given = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()}
-    with _errors():
-        overrides = merge_overrides({s: kv for s, kv in given.items() if kv}, parse_overrides(sets))
-        config = load_config(config_path, overrides=overrides)
-        from nerwheel.model.card import ModelCard
-        from nerwheel.stages.train import input_summary
-        from nerwheel.stages.train import train as run
+    overrides = merge_overrides({s: kv for s, kv in given.items() if kv}, parse_overrides(sets))
+    config = load_config(config_path, overrides=overrides)
+    from nerwheel.model.card import ModelCard
+    from nerwheel.stages.train import input_summary
+    from nerwheel.stages.train import train as run
 
-        model_dir = run(config)
+    model_dir = run(config)
     for line in input_summary(ModelCard.read(model_dir).data, model_dir):
         click.echo(line, err=True)
     click.echo(str(model_dir))
@@ -111,10 +86,10 @@ def evaluate(model, data_path, out, fmt, runtime):
     from nerwheel.stages.evaluate import evaluate as run
     from nerwheel.stages.predict import load_predictor
 
-    with _errors():
-        records, rejects = _read(data_path, fmt, what="data")
-        predictor = load_predictor(model, runtime=runtime) if records else None
-        metrics = run(model, records, out, predictor=predictor, rejects=rejects)
+    data = read_input(data_path, fmt, what="data")
+    records, rejects = data.records, data.rejects
+    predictor = load_predictor(model, runtime=runtime) if records else None
+    metrics = run(model, records, out, predictor=predictor, rejects=rejects)
     i, o = metrics["input"], metrics["overall"]
     click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
                f"{i['rejected']} rejects with file, line and reason in {Path(out) / 'rejects.jsonl'}", err=True)
@@ -138,18 +113,15 @@ def evaluate(model, data_path, out, fmt, runtime):
 @click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
 def export(model, out, quantize, eval_path, atol, overwrite):
     """Export a trained model to ONNX; refused unless ONNX Runtime reproduces PyTorch."""
-    from nerwheel.stages.export import ExportCheckError
+    from nerwheel.model.layout import EXPORT_SUBDIR
     from nerwheel.stages.export import export as run
-    from nerwheel.stages.predict import EXPORT_SUBDIR
 
     out = out or str(Path(model) / EXPORT_SUBDIR)
-    with _errors():
-        records = _read(eval_path, what="eval")[0] if eval_path else None
-        try:
-            report = run(model, out, quantize, eval_records=records, atol=atol, overwrite=overwrite)
-        except ExportCheckError as exc:
-            raise click.ClickException(str(exc)) from None
+    records = read_input(eval_path, what="eval").records if eval_path else None
+    report = run(model, out, quantize, eval_records=records, atol=atol, overwrite=overwrite)
     click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    if report.int8 and report.fp32 is None:
+        click.echo("pass --eval GOLD to measure int8's F1 change", err=True)
 
 
 # -- predict ------------------------------------------------------------------------------------------
@@ -176,28 +148,28 @@ def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime
 
     if bool(model) == bool(url):
         raise click.UsageError("give exactly one of --model DIR or --url HOST:PORT")
-    with _errors():
-        records, rejects = _read(input_path, fmt, what="input")
-        if url:
-            from nerwheel.stages.predict import RemotePredictor
+    data = read_input(input_path, fmt, what="input")
+    records, rejects = data.records, data.rejects
+    if url:
+        from nerwheel.stages.predict import RemotePredictor
 
-            predictor: Any = RemotePredictor(url, model=served_name, batch_size=batch_size)
-        else:
-            predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size)
-        predicted = predict_records(predictor, records)
-        if out:
-            write_records(predicted, out, format="spans")
-        else:  # stdout carries the records only, so `nerwheel predict ... | jq` works
-            sys.stdout.flush()
-            stdout = sys.stdout.buffer  # UTF-8 like every JSONL file nerwheel writes, whatever the locale
-            for r in predicted:
-                stdout.write(encode(r).encode("utf-8"))
-            stdout.flush()
+        predictor: Any = RemotePredictor(url, model=served_name, batch_size=batch_size)
+    else:
+        predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size)
+    predicted = predict_records(predictor, records)
+    if out:
+        write_records(predicted, out, format="spans")
+    else:  # stdout carries the records only, so `nerwheel predict ... | jq` works
+        sys.stdout.flush()
+        stdout = sys.stdout.buffer  # UTF-8 like every JSONL file nerwheel writes, whatever the locale
+        for r in predicted:
+            stdout.write(encode(r).encode("utf-8"))
+        stdout.flush()
     click.echo(f"wrote {len(predicted)} records to {out or 'stdout'} ({type(predictor).__name__})", err=True)
     rej_path = rejects_path or (f"{out}.rejects.jsonl" if out else None)
     if rejects and rej_path:
         write_rejects(rejects, rej_path)
         click.echo(f"wrote {len(rejects)} rejected input lines to {rej_path}", err=True)
     elif rejects:
-        for rej in rejects[3:]:  # _read showed the first three
+        for rej in rejects[3:]:  # read_input showed the first three
             click.echo(f"  rejected {rej}", err=True)

@@ -4,45 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn expected failures into one clear message and exit status 1 (no traceback)."""
-    from nerwheel.pipelines.local import LocalRunError
-    from nerwheel.pipelines.params import ParamError
-    from nerwheel.pipelines.submit import SubmitError
-
-    try:
-        yield
-    except (LocalRunError, ParamError, SubmitError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _set_values(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``--set name=value`` pairs, typed by the pipeline's parameter list."""
-    from nerwheel.pipelines.params import ParamError, parameters
-
-    params = parameters()
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, raw = pair.partition("=")
-        name = name.strip()
-        if not sep or name not in params:
-            raise ParamError(f"--set {pair!r}: expected NAME=VALUE with NAME one of: {', '.join(params)}")
-        kind = params[name].type
-        try:
-            out[name] = raw if kind is str else (raw.lower() in ("1", "true", "yes")) if kind is bool else kind(raw)
-        except ValueError:
-            what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
-            raise ParamError(f"--set {pair!r}: {name} takes {what}") from None
-    return out
 
 
 @click.command("run")
@@ -83,23 +48,22 @@ def run(out_dir: Path, backbone: str, teacher: str, llm_url: str | None, llm_mod
     previous run deployed: one more turn of the flywheel.
     """
     from nerwheel.pipelines.local import LocalRun, run_local
-    from nerwheel.pipelines.params import load_params_file
+    from nerwheel.pipelines.params import load_params_file, parse_assignments
 
-    with _errors():
-        args: dict[str, Any] = load_params_file(params_file) if params_file else {}
-        args.update({"backbone": backbone, "teacher": teacher})
-        if llm_url:
-            args["llm_endpoint"] = llm_url
-        if llm_model:
-            args["llm_model"] = llm_model
-        if teacher == "llm" and not (args.get("llm_endpoint") and args.get("llm_model")):
-            raise click.UsageError("--teacher llm needs --llm-url and --llm-model (or NERWHEEL_LLM_URL / _MODEL)")
-        if epochs is not None:
-            args["epochs"] = epochs
-        args.update(_set_values(sets))
-        summary = run_local(LocalRun(out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint, s3_bucket=s3_bucket,
-                                     s3_prefix=s3_prefix, production_from_repository=not ignore_live,
-                                     echo=None if quiet or as_json else sys.stderr))
+    args: dict[str, Any] = load_params_file(params_file) if params_file else {}
+    args.update({"backbone": backbone, "teacher": teacher})
+    if llm_url:
+        args["llm_endpoint"] = llm_url
+    if llm_model:
+        args["llm_model"] = llm_model
+    if teacher == "llm" and not (args.get("llm_endpoint") and args.get("llm_model")):
+        raise click.UsageError("--teacher llm needs --llm-url and --llm-model (or NERWHEEL_LLM_URL / _MODEL)")
+    if epochs is not None:
+        args["epochs"] = epochs
+    args.update(parse_assignments(sets))
+    summary = run_local(LocalRun(out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint, s3_bucket=s3_bucket,
+                                 s3_prefix=s3_prefix, production_from_repository=not ignore_live,
+                                 echo=None if quiet or as_json else sys.stderr))
     click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) if as_json else summary.text())
 
 
@@ -116,8 +80,7 @@ def compile_(out_path: Path, list_params: bool) -> None:
         for p in parameters().values():
             click.echo(f"{p.name:22} {p.type.__name__:6} {p.default!r:45} {p.description}")
         return
-    with _errors():
-        path = compile_pipeline(out_path)
+    path = compile_pipeline(out_path)
     click.echo(f"wrote {path}")
 
 
@@ -136,17 +99,16 @@ def compile_(out_path: Path, list_params: bool) -> None:
 def submit(host: str, experiment: str, schedule: str | None, params_file: Path | None, sets: tuple[str, ...],
            run_name: str | None, namespace: str | None, pipeline_root: str | None, dry_run: bool) -> None:
     """Submit the pipeline to a Kubeflow Pipelines cluster: one run, or a recurring run with --schedule."""
-    from nerwheel.pipelines.params import load_params_file
+    from nerwheel.pipelines.params import load_params_file, parse_assignments
     from nerwheel.pipelines.submit import SubmitRequest, plan, submit as do_submit
 
-    with _errors():
-        args: dict[str, Any] = load_params_file(params_file) if params_file else {}
-        args.update(_set_values(sets))
-        req = SubmitRequest(host=host, arguments=args, experiment=experiment, run_name=run_name, schedule=schedule,
-                            namespace=namespace, pipeline_root=pipeline_root)
-        if dry_run:
-            for call in plan(req):
-                click.echo(f"{call.method}({json.dumps(call.kwargs, ensure_ascii=False, sort_keys=True)})")
-            return
-        result = do_submit(req)
+    args: dict[str, Any] = load_params_file(params_file) if params_file else {}
+    args.update(parse_assignments(sets))
+    req = SubmitRequest(host=host, arguments=args, experiment=experiment, run_name=run_name, schedule=schedule,
+                        namespace=namespace, pipeline_root=pipeline_root)
+    if dry_run:
+        for call in plan(req):
+            click.echo(f"{call.method}({json.dumps(call.kwargs, ensure_ascii=False, sort_keys=True)})")
+        return
+    result = do_submit(req)
     click.echo(f"submitted: {result}")

@@ -31,7 +31,7 @@ def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics
     Prints one JSON line with the endpoints and the models once the server is up.
     """
     from nerwheel.serving.repository import ModelRepository
-    from nerwheel.serving.server import TritonError, TritonServer, serve_forever
+    from nerwheel.serving.server import TritonServer, serve_forever
     from nerwheel.storage import Storage
 
     storage = Storage(s3_endpoint)
@@ -53,11 +53,7 @@ def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics
                                "models": status, "log": str(srv.log_file)}, ensure_ascii=False), nl=True)
         sys.stdout.flush()
 
-    try:
-        code = serve_forever(server, on_ready=ready)
-    except TritonError as e:
-        raise click.ClickException(str(e)) from None
-    sys.exit(code)
+    sys.exit(serve_forever(server, on_ready=ready))
 
 
 # Options that shape a NEW version; --pin-version only switches between existing ones.
@@ -102,10 +98,8 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
     Exit status: 0 live (or written without --triton-url), 1 rolled back or failed.
     """
     from nerwheel.serving.config import ServingOptions
-    from nerwheel.serving.deploy import DEFAULT_PROBE_TEXTS, DeployError, deploy as run_deploy, pin_version as pin
+    from nerwheel.serving.deploy import DEFAULT_PROBE_TEXTS, deploy as run_deploy, pin_version as pin
     from nerwheel.serving.deploy import report_json
-    from nerwheel.serving.repository import RepositoryError
-    from nerwheel.storage import StorageError
 
     if (model is None) == (pin_version is None):
         raise click.UsageError("give exactly one of --model (deploy a new version) and --pin-version "
@@ -115,20 +109,16 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
                  if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"{', '.join(given)} shape(s) a new version and cannot be used with --pin-version")
-    try:
-        probes = DEFAULT_PROBE_TEXTS
-        if probe_file is not None:
-            probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
-        if pin_version is not None:
-            report = pin(repository, pin_version, name=name, triton_url=triton_url, probe_texts=probes,
-                         endpoint_url=s3_endpoint, timeout_s=timeout_s)
-        else:
-            options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length,
-                                     instances=instances)
-            report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options,
-                                variant=variant, probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s,
-                                keep=keep)
-    except (DeployError, RepositoryError, StorageError, ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from None
+    probes = DEFAULT_PROBE_TEXTS
+    if probe_file is not None:
+        probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
+    if pin_version is not None:
+        report = pin(repository, pin_version, name=name, triton_url=triton_url, probe_texts=probes,
+                     endpoint_url=s3_endpoint, timeout_s=timeout_s)
+    else:
+        options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length, instances=instances)
+        report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options,
+                            variant=variant, probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s,
+                            keep=keep)
     click.echo(report_json(report))
     sys.exit(0 if report.ok else 1)

@@ -6,34 +6,18 @@ The LLM API key is never an option: it is read from ``NERWHEEL_LLM_API_KEY``
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from nerwheel.cli.common import hinted, read_input
 from nerwheel.cli.llm_options import llm_configs, llm_options, open_cache
-from nerwheel.formats import FORMATS, FormatError, ReadResult, Reject, read_records, write_records
+from nerwheel.errors import ConfigError
+from nerwheel.formats import FORMATS, ReadResult, write_records, write_rejects
+from nerwheel.storage import write_json
 
 FORMAT_CHOICE = click.Choice(sorted(FORMATS))
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except (FormatError, ValueError, OSError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _read(path: Path, fmt: str | None) -> ReadResult:
-    result = read_records(path, fmt)
-    if result.rejects:
-        click.echo(f"{result.summary()} (first: {result.rejects[0]})", err=True)
-    return result
 
 
 def _overlap_policy(value: str) -> str:
@@ -88,44 +72,41 @@ def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[
     returned but that were refused all go to the rejects file, each with its reason.
     """
     from nerwheel.stages.annotate import annotate as run
-    from nerwheel.stages.annotate import build_teachers, input_reject_row
+    from nerwheel.stages.annotate import build_teachers, input_reject
 
     labels = _labels(labels_opt)
-    with _errors():
-        read = _read(input_path, fmt)
-        configs = llm_configs(llm_kw)
-        chosen = teachers or (("llm",) if configs else ("kb",))
-        label_map = None
-        if label_map_path is not None:
-            from nerwheel.labels import ADDRESS_LABELS
-            from nerwheel.llm.definitions import load_label_map
+    read = read_input(input_path, fmt, what="INPUT")
+    configs = llm_configs(llm_kw)
+    chosen = teachers or (("llm",) if configs else ("kb",))
+    label_map = None
+    if label_map_path is not None:
+        from nerwheel.labels import ADDRESS_LABELS
+        from nerwheel.llm.definitions import load_label_map
 
-            label_map = load_label_map(label_map_path, labels or ADDRESS_LABELS)
-        seed = _read(examples, None) if examples else None
-        cache = open_cache(llm_kw, out_path) if "llm" in chosen and configs else None
-        options: dict[str, Any] = {"mode": mode, "prompt": prompt, "per_type": per_type, "cache": cache,
-                                   "kb_correct": kb_correct, "labels": labels, "label_map": label_map,
-                                   "overlap": _overlap_policy(overlaps)}
-        try:
-            built = build_teachers(chosen, configs, examples=seed.records if seed else [], **options)
-        except ValueError as exc:
-            if cache is not None:
-                cache.close()
-            raise click.UsageError(str(exc)) from None
-        try:
-            result = run(read.records, built, mode=mode, min_votes=min_votes,  # type: ignore[arg-type]
-                         input_rejects=read.rejects)
-        finally:
-            if cache is not None:
-                cache.close()
-        write_records(result.records, out_path)
-        rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
-        seed_rows = [input_reject_row(r, "examples") for r in seed.rejects] if seed else []
-        _write_jsonl(result.rejects() + seed_rows, rej)
-        if stats_path:
-            stats = {**result.stats, "examples": _counts(seed) if seed else None}
-            stats_path.parent.mkdir(parents=True, exist_ok=True)
-            stats_path.write_text(json.dumps(stats, ensure_ascii=False, indent=2), encoding="utf-8")
+        label_map = load_label_map(label_map_path, labels or ADDRESS_LABELS)
+    seed = read_input(examples, what="--examples") if examples else None
+    cache = open_cache(llm_kw, out_path) if "llm" in chosen and configs else None
+    options: dict[str, Any] = {"mode": mode, "prompt": prompt, "per_type": per_type, "cache": cache,
+                               "kb_correct": kb_correct, "labels": labels, "label_map": label_map,
+                               "overlap": _overlap_policy(overlaps)}
+    try:
+        built = build_teachers(chosen, configs, examples=seed.records if seed else [], **options)
+    except ConfigError as exc:
+        if cache is not None:
+            cache.close()
+        raise click.UsageError(hinted(exc)) from None
+    try:
+        result = run(read.records, built, mode=mode, min_votes=min_votes,  # type: ignore[arg-type]
+                     input_rejects=read.rejects)
+    finally:
+        if cache is not None:
+            cache.close()
+    write_records(result.records, out_path)
+    rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
+    write_rejects(result.reject_items() + [input_reject(r, "examples") for r in (seed.rejects if seed else [])],
+                  rej)
+    if stats_path:
+        write_json(stats_path, {**result.stats, "examples": _counts(seed) if seed else None})
     click.echo(result.summary(), err=True)
     if seed is not None:
         click.echo(f"examples {examples}: read {seed.read} = used {len(seed.records)} + rejected {len(seed.rejects)}",
@@ -135,13 +116,6 @@ def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[
 
 def _counts(read: ReadResult) -> dict[str, int]:
     return {"read": read.read, "accepted": len(read.records), "rejected": len(read.rejects)}
-
-
-def _write_jsonl(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 @click.command()
@@ -173,50 +147,43 @@ def synthesize(out_path: Path, examples: Path | None, n_short: int, n_long: int,
     still guards: its text is recovered from the raw line where the text field can be read, and the
     lines whose text cannot be recovered are named in a warning, because the guard cannot cover them.
     """
-    from nerwheel.stages.annotate import input_reject_row
+    from nerwheel.leakage import EvalTexts
+    from nerwheel.stages.annotate import input_reject
     from nerwheel.stages.synthesize import SynthesisConfig, coverage_table
     from nerwheel.stages.synthesize import synthesize as run
 
-    with _errors():
-        seed_read = _read(examples, None) if examples else None
-        seed_records = seed_read.records if seed_read else []
-        eval_reads = [_read(p, None) for p in eval_paths]
-        eval_texts = {r.text for res in eval_reads for r in res.records}
-        rows = [input_reject_row(r, "examples") for r in seed_read.rejects] if seed_read else []
-        unrecovered: list[Reject] = []
-        for res in eval_reads:
-            for r in res.rejects:
-                text = recover_text(r.raw, res.format)
-                row = input_reject_row(r, "eval")
-                row["guard"] = "text recovered, guarded" if text else "text NOT recovered: not guarded"
-                rows.append(row)
-                if text:
-                    eval_texts.add(text)
-                else:
-                    unrecovered.append(r)
-        llm = None
-        configs = llm_configs(llm_kw)
-        if n_llm and not configs:
-            raise click.UsageError("--n-llm needs --llm-url and --llm-model")
-        cache = None
-        if n_llm:
-            from nerwheel.stages.annotate import build_teachers
+    seed_read = read_input(examples, what="--examples") if examples else None
+    seed_records = seed_read.records if seed_read else []
+    eval_reads = [read_input(p, what="--eval") for p in eval_paths]
+    eval_texts, rejected = EvalTexts.from_reads(eval_reads)
+    rejects = [input_reject(r, "examples") for r in seed_read.rejects] if seed_read else []
+    unrecovered = [r for r, text in rejected if not text]
+    for r, text in rejected:
+        row = input_reject(r, "eval")
+        row.extra["guard"] = "text recovered, guarded" if text else "text NOT recovered: not guarded"
+        rejects.append(row)
+    llm = None
+    configs = llm_configs(llm_kw)
+    if n_llm and not configs:
+        raise click.UsageError("--n-llm needs --llm-url and --llm-model")
+    cache = None
+    if n_llm:
+        from nerwheel.stages.annotate import build_teachers
 
-            cache = open_cache(llm_kw, out_path)
-            llm = build_teachers(["llm"], configs[:1], examples=seed_records, cache=cache)[0]
-        cfg = SynthesisConfig(n_short=n_short, n_long=n_long, n_llm=n_llm, seed=seed, provinces=provinces,
-                              mask_digits=mask_digits)
-        try:
-            result = run(cfg, examples=seed_records, eval_texts=eval_texts, llm=llm)
-        finally:
-            if cache is not None:
-                cache.close()
-        write_records(result.records, out_path)
-        report = report_path or out_path.with_name(out_path.name + ".coverage.json")
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(result.coverage, ensure_ascii=False, indent=2), encoding="utf-8")
-        rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
-        _write_jsonl(rows, rej)
+        cache = open_cache(llm_kw, out_path)
+        llm = build_teachers(["llm"], configs[:1], examples=seed_records, cache=cache)[0]
+    cfg = SynthesisConfig(n_short=n_short, n_long=n_long, n_llm=n_llm, seed=seed, provinces=provinces,
+                          mask_digits=mask_digits)
+    try:
+        result = run(cfg, examples=seed_records, eval_texts=eval_texts, llm=llm)
+    finally:
+        if cache is not None:
+            cache.close()
+    write_records(result.records, out_path)
+    report = report_path or out_path.with_name(out_path.name + ".coverage.json")
+    write_json(report, result.coverage)
+    rej = rejects_path or out_path.with_name(out_path.name + ".rejects.jsonl")
+    write_rejects(rejects, rej)
     click.echo(coverage_table(result.coverage))
     inputs = ([("examples", examples, seed_read)] if seed_read else []) + \
         [("eval", p, res) for p, res in zip(eval_paths, eval_reads, strict=True)]
@@ -229,43 +196,3 @@ def synthesize(out_path: Path, examples: Path | None, n_short: int, n_long: int,
                    f"cannot keep their texts out of the output: {where}{more}. Fix those lines and rerun.", err=True)
     click.echo(f"wrote {len(result.records)} records to {out_path}; coverage report {report}; rejects to {rej}",
                err=True)
-
-
-_TEXT_FIELD = re.compile(r'"(?:text|address)"\s*:\s*("(?:[^"\\]|\\.)*")')
-
-
-def recover_text(raw: str, fmt: str) -> str | None:
-    """The text of a line the reader refused, where it can still be read (for the eval guard).
-
-    JSON formats: the ``text`` (``address`` for mgeo, ``data.text`` for Label Studio) field, from the
-    decoded line or, when the line is not valid JSON, from the first complete ``"text": "..."`` in it.
-    CoNLL: the first column of the sentence's lines. Plain text: the line, unless it could not be
-    decoded (a replaced byte is not the text the eval set holds).
-    """
-    if not raw or "\ufffd" in raw:
-        return None
-    if fmt == "text":
-        return raw if raw.strip() else None
-    if fmt == "conll":
-        chars = [ln.split("\t")[0] if "\t" in ln else (ln.rpartition(" ")[0] if " " in ln.strip() else ln.strip())
-                 for ln in raw.splitlines()]
-        text = "".join(c for c in chars if c)
-        return text or None
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        obj = None
-    if isinstance(obj, dict):
-        data = obj.get("data")
-        for value in (obj.get("text"), obj.get("address"), data.get("text") if isinstance(data, dict) else None):
-            if isinstance(value, str) and value.strip():
-                return value
-        return None
-    m = _TEXT_FIELD.search(raw)
-    if m is None:
-        return None
-    try:
-        value = json.loads(m.group(1))
-    except ValueError:
-        return None
-    return value if isinstance(value, str) and value.strip() else None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from nerwheel.errors import ConfigError, NerwheelError
 from nerwheel.records import Entity, Record
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class FormatError(ValueError):
+class FormatError(NerwheelError, ValueError):
     """Unusable input as a whole (unknown format, unreadable file, strict mode hit a reject)."""
 
 
@@ -67,6 +68,12 @@ class Reject:
     task starts. ``kind`` is a short, stable category (``json``, ``offsets``,
     ``span-text``, ``overlap``, ...) for summaries and tests; ``reason`` is the
     sentence a person reads. ``raw`` keeps the original text so nothing is lost.
+
+    ``extra`` holds what a stage knows beyond that (the annotate stage: the
+    record ``id``, the ``teacher``, the reader's ``code`` ...). It is written
+    flat beside the five fields (:meth:`to_dict`) and read back into ``extra``
+    (:meth:`from_dict`), so a reject keeps one form from the reader through a
+    stage to every rejects file, in the CLI and the pipeline alike.
     """
 
     file: str
@@ -74,17 +81,25 @@ class Reject:
     reason: str
     raw: str = ""
     kind: str = "invalid"
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "kind": self.kind, "reason": self.reason, "raw": self.raw}
+        """The rejects-file row: ``file``, ``line``, ``kind``, ``reason``, ``raw``, then ``extra``'s keys."""
+        row = {"file": self.file, "line": self.line, "kind": self.kind, "reason": self.reason, "raw": self.raw}
+        row.update((k, v) for k, v in self.extra.items() if k not in row)
+        return row
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Reject:
+        extra = {k: v for k, v in d.items() if k not in _REJECT_FIELDS}
         return cls(file=d["file"], line=int(d["line"]), reason=d["reason"], raw=d.get("raw", ""),
-                   kind=d.get("kind", "invalid"))
+                   kind=d.get("kind", "invalid"), extra=extra)
+
+
+_REJECT_FIELDS = ("file", "line", "kind", "reason", "raw")
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +294,7 @@ def write_encoded(
     record)`` (the input file and line when the caller knows them).
     """
     if on_unexpressible not in ("raise", "reject"):
-        raise ValueError(f"on_unexpressible must be 'raise' or 'reject', got {on_unexpressible!r}")
+        raise ConfigError(f"on_unexpressible must be 'raise' or 'reject', got {on_unexpressible!r}")
     result = WriteResult(str(path), fmt)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(header)

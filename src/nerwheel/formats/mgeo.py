@@ -34,6 +34,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nerwheel.errors import ConfigError
 from nerwheel.formats.base import BadRecord, Parsed, Reject, Unexpressible, WriteResult, write_encoded
 from nerwheel.formats.lines import parse_json_lines
 from nerwheel.formats.spans import record_id
@@ -175,5 +176,5 @@ def encode(record: Record, text_key: str = "address") -> str:
 
 def write(records: Iterable[Record], path: Path, *, text_key: str = "address", **options: Any) -> WriteResult:
     if text_key not in TEXT_KEYS:
-        raise ValueError(f"text_key must be one of {', '.join(TEXT_KEYS)}, got {text_key!r}")
+        raise ConfigError(f"text_key must be one of {', '.join(TEXT_KEYS)}, got {text_key!r}")
     return write_encoded(records, path, NAME, lambda r: encode(r, text_key), **options)

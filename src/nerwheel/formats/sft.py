@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nerwheel.errors import ConfigError
 from nerwheel.formats.base import BadRecord, Parsed, Reject, WriteResult, check_entity, write_encoded
 from nerwheel.formats.lines import parse_json_lines
 from nerwheel.formats.spans import record_id, require_text
@@ -43,7 +44,7 @@ ENDS = ("auto", "inclusive", "exclusive")
 
 def _check_end(end: str) -> None:
     if end not in ENDS:
-        raise ValueError(f"end must be one of {', '.join(ENDS)}, got {end!r}")
+        raise ConfigError(f"end must be one of {', '.join(ENDS)}, got {end!r}")
 
 
 def parse_object(obj: Any, *, default_id: str, end: str = "auto") -> Record:
@@ -102,5 +103,5 @@ def encode(record: Record, end: str = "inclusive") -> str:
 
 def write(records: Iterable[Record], path: Path, *, end: str = "inclusive", **options: Any) -> WriteResult:
     if end not in ("inclusive", "exclusive"):
-        raise ValueError(f"end must be 'inclusive' or 'exclusive' when writing, got {end!r}")
+        raise ConfigError(f"end must be 'inclusive' or 'exclusive' when writing, got {end!r}")
     return write_encoded(records, path, NAME, lambda r: encode(r, end), **options)

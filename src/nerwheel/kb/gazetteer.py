@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from nerwheel.errors import NerwheelError
+
 __all__ = ["ADMIN_LEVELS", "Gazetteer", "Place", "community_base", "load_gazetteer", "short_name"]
 
 log = logging.getLogger(__name__)
@@ -171,7 +173,7 @@ def _package_file(package: str, relative: str) -> Path | None:
 def _load_cpca(gaz: Gazetteer) -> dict[str, Place]:
     path = _package_file("cpca", "resources/adcodes.csv")
     if path is None:
-        raise RuntimeError("the address knowledge base needs cpca==0.5.5 (pip install 'nerwheel[kb]')")
+        raise NerwheelError("the address knowledge base needs cpca==0.5.5 (pip install 'nerwheel[kb]')")
     rows = []
     with open(path, encoding="utf-8") as f:
         for row in csv.DictReader(f):

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from nerwheel.errors import NerwheelError
 from nerwheel.llm.cache import ResponseCache, cache_key
 from nerwheel.llm.config import LLMConfig, api_key_from_env
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-class LLMError(RuntimeError):
+class LLMError(NerwheelError, RuntimeError):
     """A request that failed for good (non-retryable status, or retries exhausted)."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from nerwheel.errors import ConfigError
 from nerwheel.labels import ADDRESS_LABELS, LabelMap
 
 __all__ = ["LABEL_DEFINITIONS", "LABEL_SYNONYMS", "POS_PREFIX", "POS_TAGS", "address_label_map", "load_label_map",
@@ -97,11 +98,11 @@ def load_label_map(path: str | Path, labels: Iterable[str] = ADDRESS_LABELS) -> 
         user = LabelMap.load(path)
     except Exception as exc:  # bad JSON, bad YAML (yaml.YAMLError), unreadable file: one message naming the file
         msg = str(exc) if str(exc).startswith(str(path)) else f"{path}: cannot read the label map: {exc}"
-        raise ValueError(msg) from None
+        raise ConfigError(msg) from None
     bad = {k: v for k, v in user.mapping.items() if v not in allowed}
     if bad:
         shown = ", ".join(f"{k!r} -> {v!r}" for k, v in list(bad.items())[:5])
-        raise ValueError(f"{path}: label map entries point outside the target labels ({shown}); "
+        raise ConfigError(f"{path}: label map entries point outside the target labels ({shown}); "
                          f"targets must be one of: {', '.join(allowed)} (or add the target to --labels)")
     return address_label_map(allowed, user.mapping)
 

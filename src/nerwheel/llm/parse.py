@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nerwheel.errors import ConfigError
 from nerwheel.llm.extract import extract_json
 
 __all__ = ["PARSERS", "Candidate", "ItemReject", "ParseResult", "get_parser", "parse_entities_v1", "parse_pos_v1"]
@@ -134,5 +135,5 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
 
 def get_parser(name: str) -> Callable[[str], ParseResult]:
     if name not in PARSERS:
-        raise ValueError(f"unknown parser {name!r}; registered parsers are: {', '.join(PARSERS)}")
+        raise ConfigError(f"unknown parser {name!r}; registered parsers are: {', '.join(PARSERS)}")
     return PARSERS[name]

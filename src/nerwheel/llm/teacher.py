@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
+from nerwheel.errors import ConfigError
 from nerwheel.labels import ADDRESS_LABELS, LabelMap
 from nerwheel.llm.cache import ResponseCache
 from nerwheel.llm.client import ChatClient, LLMError, RunStats
@@ -62,7 +63,7 @@ class LLMTeacher:
         self.mode = mode
         self.prompt = get_prompt(prompt or ("ner.v1" if mode == "entity" else "pos.v1"))
         if self.prompt.mode != mode:
-            raise ValueError(f"prompt {self.prompt.name!r} is for mode {self.prompt.mode!r}, not {mode!r}")
+            raise ConfigError(f"prompt {self.prompt.name!r} is for mode {self.prompt.mode!r}, not {mode!r}")
         self.parser = get_parser(self.prompt.parser)
         self.labels = tuple(labels)
         self.examples = select_examples(examples, per_type, None if mode == "pos" else self.labels)

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from nerwheel.errors import ConfigError
 from nerwheel.labels import TagSet
-from nerwheel.model.card import CARD_FILE, ModelCard
+from nerwheel.model.card import ModelCard
 from nerwheel.model.classifier import TokenClassifier, build_encoder
 from nerwheel.model.config import ModelSettings
+from nerwheel.model.layout import CARD_FILE, TOKENIZER_FILE
 from nerwheel.model.encoding import ensure_char_split
 from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
 
@@ -46,12 +48,12 @@ class Backbone:
             card = self.previous_card
             assert card is not None
             if card.head != settings.head:
-                raise ValueError(
+                raise ConfigError(
                     f"the model being continued has a {card.head} head but the config asks for {settings.head}; "
                     f"set model.head: {card.head}"
                 )
             if card.scheme != tagset.scheme:
-                raise ValueError(f"the model being continued uses scheme {card.scheme}; set model.scheme: {card.scheme}")
+                raise ConfigError(f"the model being continued uses scheme {card.scheme}; set model.scheme: {card.scheme}")
             self.previous.retag(tagset.tags)
             self.previous.dropout.p = settings.dropout
             return self.previous
@@ -104,7 +106,7 @@ def check_positions(config: object, sequence_length: int, source: str) -> None:
     offset = (getattr(config, "pad_token_id", 0) or 0) + 1 if roberta_style else 0
     limit = rows - offset
     if sequence_length > limit:
-        raise ValueError(
+        raise ConfigError(
             f"training.sequence_length={sequence_length} is longer than the {limit} positions backbone {source} "
             f"can read; set training.sequence_length to {limit} or less (long texts are read in sliding windows)"
         )
@@ -130,7 +132,7 @@ def _from_hf(model_id: str) -> Backbone:
     hf_tok = AutoTokenizer.from_pretrained(model_id)
     backend = getattr(hf_tok, "backend_tokenizer", None)
     if backend is None:
-        raise ValueError(
+        raise ConfigError(
             f"{model_id}: its tokenizer is not a fast (Rust) tokenizer; character offsets need one "
             "(save it with tokenizer.json)"
         )
@@ -149,7 +151,7 @@ def _from_hf(model_id: str) -> Backbone:
 def _from_nerwheel(directory: Path) -> Backbone:
     card = ModelCard.read(directory)
     model = TokenClassifier.load(directory, head=card.head)
-    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
     from transformers import AutoTokenizer
 
     specials = {k: str(v) for k, v in AutoTokenizer.from_pretrained(directory).special_tokens_map.items()

@@ -8,18 +8,18 @@ Every runtime (PyTorch, ONNX Runtime, Triton) builds its decoder from it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nerwheel.errors import DataError
 from nerwheel.labels import TagSet
+from nerwheel.model.layout import CARD_FILE
+from nerwheel.storage import sha256_file as file_sha256  # the one file digest, under its old name here
+from nerwheel.storage import write_json
 
 __all__ = ["CARD_FILE", "ModelCard", "file_sha256"]
-
-CARD_FILE = "nerwheel.json"
 
 
 class ModelCard(BaseModel):
@@ -59,18 +59,8 @@ class ModelCard(BaseModel):
             )
         card = cls.model_validate_json(path.read_text(encoding="utf-8"))
         if card.tags != card.tagset.tags:
-            raise ValueError(f"{path}: 'tags' does not match 'labels' under scheme {card.scheme}; the card is corrupt")
+            raise DataError(f"{path}: 'tags' does not match 'labels' under scheme {card.scheme}; the card is corrupt")
         return card
 
     def write(self, directory: str | Path) -> Path:
-        path = Path(directory) / CARD_FILE
-        path.write_text(json.dumps(self.model_dump(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        return path
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return write_json(Path(directory) / CARD_FILE, self.model_dump())

@@ -22,14 +22,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
 
+from nerwheel.errors import ConfigError
 from nerwheel.model.crf import CRF, pack
+from nerwheel.model.layout import CRF_FILE, WEIGHTS_FILE
 from nerwheel.model.lora import encoder_state, unwrap
 
 __all__ = ["CRF_FILE", "WEIGHTS_FILE", "TokenClassifier", "build_encoder"]
 
 log = logging.getLogger(__name__)
-WEIGHTS_FILE = "model.safetensors"
-CRF_FILE = "crf.safetensors"
 IGNORE = -100
 
 
@@ -52,7 +52,7 @@ class TokenClassifier(nn.Module):
     def __init__(self, encoder: PreTrainedModel, tags: Sequence[str], *, head: str = "crf", dropout: float = 0.1):
         super().__init__()
         if head not in ("crf", "softmax"):
-            raise ValueError(f"Invalid head: {head!r}. Allowed heads are: crf, softmax")
+            raise ConfigError(f"Invalid head: {head!r}. Allowed heads are: crf, softmax")
         self.encoder = encoder
         self.tags = list(tags)
         self.head = head
@@ -87,7 +87,7 @@ class TokenClassifier(nn.Module):
         config = unwrap(self.encoder).config
         arch = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
         if arch is None:
-            raise ValueError(f"transformers has no token-classification class for model_type {config.model_type!r}")
+            raise ConfigError(f"transformers has no token-classification class for model_type {config.model_type!r}")
         config.architectures = [arch]
         config.id2label = dict(enumerate(self.tags))
         config.label2id = {t: i for i, t in enumerate(self.tags)}

@@ -35,7 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from nerwheel.errors import ConfigError
 from nerwheel.model.e5small_file import E5File, read_e5_file, wheel_weights_path
+from nerwheel.model.layout import HF_CONFIG_FILE, WEIGHTS_FILE
+from nerwheel.storage import sha256_file
 from nerwheel.model.e5small_vocab import (
     PrunedVocabulary,
     build_tokenizer,
@@ -220,7 +223,7 @@ def save_model_dir(conv: Conversion, out_dir: str | Path, dtype: str = "float32"
     from safetensors.torch import save_file
 
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; allowed values are: {', '.join(DTYPES)}")
+        raise ConfigError(f"unknown dtype {dtype!r}; allowed values are: {', '.join(DTYPES)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch_dtype = getattr(torch, dtype)
@@ -228,7 +231,7 @@ def save_model_dir(conv: Conversion, out_dir: str | Path, dtype: str = "float32"
     config.dtype = dtype
     config.save_pretrained(out)
     save_file({k: torch.from_numpy(v).to(torch_dtype).contiguous() for k, v in conv.tensors.items()},
-              str(out / "model.safetensors"), metadata={"format": "pt"})
+              str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     wrap_tokenizer(conv.tokenizer, model_max_length=conv.config.max_position_embeddings - POSITION_OFFSET) \
         .save_pretrained(out)
     (out / INFO_FILE).write_text(json.dumps({**conv.info, "dtype": dtype}, indent=2, ensure_ascii=False) + "\n")
@@ -246,20 +249,20 @@ def save_half_copy(model_dir: str | Path, out_dir: str | Path, dtype: str = "flo
     from safetensors.torch import load_file, save_file
 
     if dtype not in ("float16", "bfloat16"):
-        raise ValueError(f"save_half_copy writes float16 or bfloat16, not {dtype!r}")
+        raise ConfigError(f"save_half_copy writes float16 or bfloat16, not {dtype!r}")
     src, out = Path(model_dir), Path(out_dir)
-    weights = src / "model.safetensors"
+    weights = src / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{src}: no model.safetensors to copy (is this a model directory?)")
     out.mkdir(parents=True, exist_ok=True)
     for item in src.iterdir():
-        if item.is_file() and item.name != "model.safetensors":
+        if item.is_file() and item.name != WEIGHTS_FILE:
             shutil.copy2(item, out / item.name)
     torch_dtype = getattr(torch, dtype)
     tensors = {k: (v.to(torch_dtype) if v.is_floating_point() else v).contiguous()
                for k, v in load_file(weights).items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    config_path = out / "config.json"
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    config_path = out / HF_CONFIG_FILE
     if config_path.is_file():
         config = json.loads(config_path.read_text())
         config["dtype"] = dtype
@@ -278,11 +281,7 @@ def _file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
+        _SHA_CACHE[key] = sha256_file(path)
     return _SHA_CACHE[key]
 
 
@@ -327,7 +326,7 @@ def ensure_model_dir(cache_dir: Path | None = None, *, corpus: Iterable[str] | N
         the pruning inputs, the dtype and :data:`CONVERTER_VERSION`.
     """
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; allowed values are: {', '.join(DTYPES)}")
+        raise ConfigError(f"unknown dtype {dtype!r}; allowed values are: {', '.join(DTYPES)}")
     src = Path(weights) if weights is not None else wheel_weights_path()
     texts = _corpus_list(corpus)
     char_list = sorted(set("".join(chars))) if chars is not None else None

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nerwheel.errors import DataError
+
 __all__ = [
     "E5File",
     "E5FormatError",
@@ -57,7 +59,7 @@ _DTYPE_NAMES = {DTYPE_F32: "f32", DTYPE_Q4_0: "Q4_0"}
 WEIGHTS_FILE = "e5-small-q4.bin"
 
 
-class E5FormatError(ValueError):
+class E5FormatError(DataError):
     """The weights file is not a readable ``E5S1`` file (names the file, the offset and a fix)."""
 
 

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from nerwheel.errors import ConfigError
+
 __all__ = ["CJK", "Encoded", "TextEncoder", "Window", "ensure_char_split", "special_ids"]
 
 IGNORE = -100
@@ -73,7 +75,7 @@ def ensure_char_split(tok: Tokenizer) -> Tokenizer:
     spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, *parts]}
     out = Tokenizer.from_str(json.dumps(spec))
     if not _splits_every_cjk_char(out):
-        raise ValueError("could not make the tokenizer split Chinese characters; its normalizer or model merges them")
+        raise ConfigError("could not make the tokenizer split Chinese characters; its normalizer or model merges them")
     return out
 
 
@@ -85,7 +87,7 @@ def special_ids(tok: Tokenizer) -> tuple[list[int], list[int]]:
     for i in range(len(full) - len(bare) + 1):
         if full[i : i + len(bare)] == bare:
             return full[:i], full[i + len(bare) :]
-    raise ValueError("the tokenizer's post-processor changes the text's own tokens; cannot find its special tokens")
+    raise ConfigError("the tokenizer's post-processor changes the text's own tokens; cannot find its special tokens")
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,9 @@ class TextEncoder:
         self.sequence_length = sequence_length
         self.content_length = sequence_length - len(self.prefix) - len(self.suffix)
         if self.content_length < 2:
-            raise ValueError(f"sequence_length={sequence_length} leaves no room for text after the special tokens")
+            raise ConfigError(f"sequence_length={sequence_length} leaves no room for text after the special tokens")
         if not 0 <= stride < self.content_length:
-            raise ValueError(
+            raise ConfigError(
                 f"stride={stride} must be >= 0 and smaller than sequence_length minus special tokens "
                 f"({self.content_length})"
             )

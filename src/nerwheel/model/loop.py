@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 from nerwheel import metrics as M
 from nerwheel.model.card import ModelCard
 from nerwheel.model.classifier import TokenClassifier
-from nerwheel.model.config import TrainConfig
+from nerwheel.model.config import ConfigError, TrainConfig
 from nerwheel.model.data import Feature, batches, collate
 from nerwheel.model.encoding import TextEncoder
+from nerwheel.model.layout import CHECKPOINTS_DIR, HISTORY_FILE, STEP_HISTORY_FILE
 from nerwheel.model.optim import build_optimizer, build_scheduler
 from nerwheel.model.runtime import TorchTagger
 from nerwheel.records import Record
@@ -63,7 +64,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"training.device={name!r} but CUDA is not available; use auto or cpu")
+        raise ConfigError(f"training.device={name!r} but CUDA is not available; use auto or cpu")
     return dev
 
 
@@ -156,7 +157,7 @@ class _Checkpoints:
     def _write(self, name: str, metrics: dict[str, Any], best: bool) -> None:
         if self.limit == 0:
             return
-        path = self.run_dir / "checkpoints" / name
+        path = self.run_dir / CHECKPOINTS_DIR / name
         self.save(path, metrics)
         self.written.append((name, path))
         if best:
@@ -258,7 +259,7 @@ def fit(
             if every.steps and step % every.steps == 0:
                 row = {**at, "train_loss": round(window_loss / window_batches, 6),
                        "learning_rate": scheduler.get_last_lr()[0]}
-                _append(run_dir / "steps.jsonl", row)
+                _append(run_dir / STEP_HISTORY_FILE, row)
                 log.info("step %d (epoch %.2f): loss %.4f lr %.3g", step, at["epoch"], row["train_loss"],
                          row["learning_rate"])
                 window_loss, window_batches = 0.0, 0
@@ -266,7 +267,7 @@ def fit(
             if every.eval_steps and dev and step % every.eval_steps == 0:
                 metrics = evaluate_model(model, card, encoder, dev, t.eval_batch_size)
                 improved = consider(metrics, metrics["overall"]["strict"]["f1"], epoch)
-                _append(run_dir / "steps.jsonl", {**at, "dev": _dev_summary(metrics), "best": improved})
+                _append(run_dir / STEP_HISTORY_FILE, {**at, "dev": _dev_summary(metrics), "best": improved})
                 log.info("step %d: dev strict F1 %.4f%s", step, metrics["overall"]["strict"]["f1"],
                          " (best)" if improved else "")
                 checkpoints.after_evaluation(f"step-{step}", metrics, improved, epoch_end=False)
@@ -291,7 +292,7 @@ def fit(
             "dev": _dev_summary(dev_metrics) if dev_metrics else None, "best": improved,
         }
         history.append(row)
-        _append(run_dir / "metrics.jsonl", row)
+        _append(run_dir / HISTORY_FILE, row)
         log.info("epoch %d: loss %.4f dev strict F1 %s%s", epoch, row["train_loss"],
                  row["dev"]["strict_f1"] if row["dev"] else "-", " (best)" if improved else "")
         checkpoints.after_evaluation(f"epoch-{epoch}", dev_metrics, improved, epoch_end=True)

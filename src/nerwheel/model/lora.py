@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nerwheel.errors import ConfigError
 from nerwheel.model.config import LoraSettings
 
 __all__ = ["apply_lora", "encoder_state", "unwrap"]
@@ -22,7 +23,7 @@ def apply_lora(encoder: nn.Module, settings: LoraSettings) -> nn.Module:
     names = {n.rsplit(".", 1)[-1] for n, _ in encoder.named_modules()}
     missing = [t for t in settings.target_modules if t not in names]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"model.lora.target_modules {missing} do not exist in this encoder; linear layers it has include: "
             f"{', '.join(sorted(n for n in names if n and not n.isdigit())[:20])}"
         )

@@ -20,17 +20,13 @@ import numpy as np
 from nerwheel.decode import CrfParams, marginals, tags_to_entities, viterbi
 from nerwheel.model.card import ModelCard
 from nerwheel.model.encoding import Encoded, TextEncoder, Window
+from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
 from nerwheel.records import Entity
 
 if TYPE_CHECKING:
     from nerwheel.model.classifier import TokenClassifier
 
 __all__ = ["ONNX_FILE", "ONNX_INT8_FILE", "OnnxTagger", "Tagger", "TorchTagger"]
-
-ONNX_FILE = "model.onnx"
-ONNX_INT8_FILE = "model.int8.onnx"
-CRF_NPZ = "crf.npz"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 class Tagger:

@@ -12,8 +12,10 @@ agreement score (the share of spans all answering teachers agree on).
 
 Counts reconcile by construction and are checked (:meth:`AnnotateResult.check`):
 lines read = labelled + failed + rejected on input (the reader's rejects, passed
-in as ``input_rejects``, are kept as rows of kind ``input``); per teacher,
-entities returned = accepted + rejected. A teacher whose answer for a record
+in as ``input_rejects``, are kept with kind ``input``); per teacher, entities
+returned = accepted + rejected. Every reject is a :class:`~nerwheel.formats.Reject`
+(kind ``input``, ``record`` or ``entity``; the record ``id``, the ``teacher``
+and the codes in its ``extra``): the CLI and the pipeline write the same rows. A teacher whose answer for a record
 was cut off has *failed* that record (see :mod:`nerwheel.llm.teacher`): with
 several teachers the record is labelled from those that answered completely.
 In ``pos`` mode the teachers' ``pos:`` labels are added to a record's existing
@@ -27,15 +29,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from nerwheel.errors import ConfigError
+from nerwheel.formats.base import Reject
 from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.llm.validate import EntityReject, OverlapPolicy, TeacherOutput
 from nerwheel.records import Entity, Record
 
 if TYPE_CHECKING:
-    from nerwheel.formats import Reject
     from nerwheel.labels import LabelMap
 
-__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers", "input_reject_row"]
+__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers", "input_reject",
+           "input_reject_row"]
+
+STAGE = "annotate"  # the ``file`` of rejects the stage itself makes (line 0: a record, not a line; ``id`` names it)
 
 
 class Teacher(Protocol):
@@ -104,14 +110,13 @@ def build_teachers(
     kinds = list(dict.fromkeys(kinds))
     unknown = [k for k in kinds if k not in ("kb", "llm")]
     if unknown:
-        raise ValueError(f"unknown teacher(s) {unknown}; choose from: kb, llm")
+        raise ConfigError(f"unknown teacher(s) {unknown}; choose from: kb, llm")
     if "llm" in kinds and not llm_configs:
-        raise ValueError("teacher 'llm' needs an LLM endpoint and a model name (CLI: --llm-url and --llm-model; "
-                         "pipeline: llm_endpoint and llm_model)")
+        raise ConfigError("teacher 'llm' needs an LLM endpoint and a model name", field="llm")
     if mode == "pos" and "kb" in kinds:
-        raise ValueError("the knowledge base labels address entities only; use the llm teacher for mode 'pos'")
+        raise ConfigError("the knowledge base labels address entities only; use the llm teacher for mode 'pos'")
     if mode == "pos" and (labels is not None or label_map is not None):
-        raise ValueError("a target label set and a label map apply to mode 'entity'; mode 'pos' uses the POS tags")
+        raise ConfigError("a target label set and a label map apply to mode 'entity'; mode 'pos' uses the POS tags")
     needs_kb = "kb" in kinds or ("llm" in kinds and kb_correct and mode == "entity")
     kb = KBTeacher(labels=labels) if needs_kb else None
     built: list[Teacher] = [kb] if (kb is not None and "kb" in kinds) else []
@@ -134,36 +139,61 @@ class FailedRecord:
     reasons: dict[str, str]  # teacher name -> why
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"kind": "record", "id": self.record.id, "text": self.record.text,
-                               "reason": "; ".join(f"{k}: {v}" for k, v in self.reasons.items()),
-                               "reasons": self.reasons}
+    def to_reject(self) -> Reject:
+        extra: dict[str, Any] = {"id": self.record.id, "text": self.record.text, "reasons": self.reasons}
         salvaged = {k: d["salvaged_entities"] for k, d in self.details.items() if d.get("salvaged_entities")}
         if salvaged:
-            row["salvaged"] = salvaged
+            extra["salvaged"] = salvaged
         if self.details:
-            row["teachers"] = self.details
-        return row
+            extra["teachers"] = self.details
+        return Reject(STAGE, 0, "; ".join(f"{k}: {v}" for k, v in self.reasons.items()), self.record.text,
+                      kind="record", extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.to_reject().to_dict()
+
+
+def input_reject(reject: Reject, role: str = "input") -> Reject:
+    """A reader's reject as the stage keeps it: ``kind`` is the input's role (``input``, ``examples``,
+    ``eval``), ``code`` (in ``extra``) the reader's reject kind; file, line, reason and raw line as read."""
+    return Reject(reject.file, reject.line, reject.reason, reject.raw, kind=role, extra={"code": reject.kind})
 
 
 def input_reject_row(reject: Reject, role: str = "input") -> dict[str, Any]:
-    """A reader's reject as a rejects-file row: ``kind`` is the input's role (``input``, ``examples``,
-    ``eval``), ``code`` the reader's reject kind, with the file, line, reason and the raw line."""
-    return {"kind": role, "file": reject.file, "line": reject.line, "code": reject.kind, "reason": reject.reason,
-            "raw": reject.raw}
+    """:func:`input_reject` as a rejects-file row."""
+    return input_reject(reject, role).to_dict()
+
+
+def _entity_reject(record: Record, teacher: str, rej: EntityReject) -> Reject:
+    facts = {k: v for k, v in rej.to_dict().items() if k != "reason"}
+    return Reject(STAGE, 0, rej.reason, rej.text or "", kind="entity", extra={"id": record.id, "teacher": teacher,
+                                                                                **facts})
 
 
 @dataclass
 class AnnotateResult:
     records: list[Record] = field(default_factory=list)
     failed: list[FailedRecord] = field(default_factory=list)
-    entity_rejects: list[dict[str, Any]] = field(default_factory=list)
-    input_rejects: list[dict[str, Any]] = field(default_factory=list)
+    entity_items: list[Reject] = field(default_factory=list)
+    input_items: list[Reject] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def entity_rejects(self) -> list[dict[str, Any]]:
+        """Refused entities as rejects-file rows (``code``, ``text``, ``label``, ``teacher``, ``id`` ...)."""
+        return [r.to_dict() for r in self.entity_items]
+
+    @property
+    def input_rejects(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.input_items]
+
+    def reject_items(self) -> list[Reject]:
+        """Lines rejected on input, failed records and refused entities, in that order."""
+        return self.input_items + [f.to_reject() for f in self.failed] + self.entity_items
+
     def rejects(self) -> list[dict[str, Any]]:
-        """Lines rejected on input, failed records and refused entities, one dict each (the ``--rejects`` JSONL)."""
-        return self.input_rejects + [f.to_dict() for f in self.failed] + self.entity_rejects
+        """:meth:`reject_items` as rejects-file rows (what ``--rejects`` and the pipeline's rejects.jsonl hold)."""
+        return [r.to_dict() for r in self.reject_items()]
 
     def check(self) -> None:
         """Raise ``AssertionError`` naming the count that does not reconcile."""
@@ -221,16 +251,16 @@ def annotate(
         teachers = [teachers]  # type: ignore[list-item]
     teachers = list(teachers)  # type: ignore[arg-type]
     if not teachers:
-        raise ValueError("annotate needs at least one teacher")
+        raise ConfigError("annotate needs at least one teacher")
     names = [t.name for t in teachers]
     if len(set(names)) != len(names):
-        raise ValueError(f"teacher names must be unique, got {names}")
+        raise ConfigError(f"teacher names must be unique, got {names}")
     outputs = {t.name: t.label(records) for t in teachers}
     for name, outs in outputs.items():
         if len(outs) != len(records):
             raise RuntimeError(f"teacher {name} returned {len(outs)} outputs for {len(records)} records")
 
-    result = AnnotateResult(input_rejects=[input_reject_row(r) for r in input_rejects])
+    result = AnnotateResult(input_items=[input_reject(r) for r in input_rejects])
     per_teacher = {n: {"returned": 0, "accepted": 0, "rejected": 0, "failed": 0, "reject_codes": Counter()}
                    for n in names}
     dropped_by_vote = 0
@@ -246,8 +276,7 @@ def annotate(
             t["accepted"] += len(out.entities)
             t["rejected"] += len(out.rejects)
             t["reject_codes"].update(r.code for r in out.rejects)
-            for r in out.rejects:
-                result.entity_rejects.append({"kind": "entity", "id": record.id, "teacher": name, **r.to_dict()})
+            result.entity_items.extend(_entity_reject(record, name, r) for r in out.rejects)
             if out.error is not None:
                 t["failed"] += 1
                 errors[name] = out.error
@@ -287,8 +316,8 @@ def annotate(
         result.records.append(record.with_entities(entities).with_meta(annotate=info))
 
     result.stats = {
-        "read": len(records) + len(result.input_rejects),
-        "rejected_on_input": len(result.input_rejects),
+        "read": len(records) + len(result.input_items),
+        "rejected_on_input": len(result.input_items),
         "records_in": len(records),
         "labelled": len(result.records),
         "failed": len(result.failed),

@@ -13,20 +13,26 @@ Writes into ``out_dir``:
   line, reason; empty when none), counted in ``metrics.json`` as ``input``:
   ``{"read", "accepted", "rejected"}`` with read = accepted + rejected;
 - ``f1_by_type.png`` and ``confusion.png`` (character-level, by type).
+
+:class:`MetricsSource` is one side of the gate: a ``metrics.json`` read as it
+is, or a model loaded and scored here. ``nerwheel gate`` and the pipeline's
+evaluate step both get the metrics they compare through it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nerwheel import metrics as M
+from nerwheel.errors import DataError
 from nerwheel.formats.base import Reject
 from nerwheel.records import Record
 
-__all__ = ["REJECTS_FILE", "evaluate", "input_counts", "render_report"]
+__all__ = ["REJECTS_FILE", "MetricsSource", "evaluate", "input_counts", "render_report"]
 
 
 REJECTS_FILE = "rejects.jsonl"
@@ -66,6 +72,7 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
     """
     from nerwheel.formats import write_records, write_rejects
     from nerwheel.stages.predict import load_predictor, predict_records
+    from nerwheel.storage import write_json
 
     records, rejects = list(records), list(rejects)
     out = Path(out_dir)
@@ -73,14 +80,14 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
     write_rejects(rejects, out / REJECTS_FILE)
     if not records:
         first = f"; first: {rejects[0]}" if rejects else ""
-        raise ValueError(f"no records to evaluate: the gold data is empty ({len(rejects)} lines rejected, listed in "
+        raise DataError(f"no records to evaluate: the gold data is empty ({len(rejects)} lines rejected, listed in "
                          f"{out / REJECTS_FILE}{first})")
     predictor = predictor or load_predictor(model_dir)
     predicted = predict_records(predictor, records)
     pred = [r.entities for r in predicted]
     metrics = {"input": input_counts(records, rejects), **M.evaluate(records, pred)}
     metrics["model"] = str(model_dir)
-    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "metrics.json", metrics)
     (out / "report.txt").write_text(render_report(metrics), encoding="utf-8")
     with (out / "errors.jsonl").open("w", encoding="utf-8") as f:
         for row in M.error_rows(records, pred):
@@ -93,3 +100,38 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
         labels, matrix = M.confusion([r.text for r in records], [r.entities for r in records], pred)
         confusion_matrix_png(labels, matrix, out / "confusion.png")
     return metrics
+
+
+@dataclass
+class MetricsSource:
+    """One side of the gate: a ``metrics.json`` file read as it is, or a model loaded and ready to be scored.
+
+    :meth:`open` loads a model at once, so a production model that cannot run fails before anything is
+    scored (never a silent "first model"); :meth:`score` then evaluates it on the fixed eval records
+    (no plots: the gate reads numbers). A metrics file is returned as it is, whatever the records.
+    """
+
+    path: Path
+    metrics: dict[str, Any] | None = None
+    predictor: Any = None
+
+    @property
+    def is_model(self) -> bool:
+        return self.metrics is None
+
+    @classmethod
+    def open(cls, source: str | Path) -> MetricsSource:
+        from nerwheel.stages.predict import load_predictor
+
+        path = Path(source)
+        if path.is_file():
+            try:
+                return cls(path, metrics=json.loads(path.read_text(encoding="utf-8")))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: not a metrics JSON file ({exc.msg} at line {exc.lineno})") from None
+        return cls(path, predictor=load_predictor(path))
+
+    def score(self, records: Sequence[Record], out_dir: str | Path, *, rejects: Sequence[Reject] = ()) -> dict[str, Any]:
+        if self.metrics is not None:
+            return self.metrics
+        return evaluate(self.path, records, out_dir, predictor=self.predictor, plots=False, rejects=rejects)

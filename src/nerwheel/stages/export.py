@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nerwheel.errors import ConfigError, NerwheelError
 from nerwheel.records import Record
 
 __all__ = ["ExportCheckError", "ExportReport", "export"]
@@ -29,7 +30,7 @@ __all__ = ["ExportCheckError", "ExportReport", "export"]
 log = logging.getLogger(__name__)
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(NerwheelError, RuntimeError):
     """The ONNX graph does not reproduce the PyTorch model; ``failures`` names each failed check."""
 
     def __init__(self, failures: Sequence[str]) -> None:
@@ -96,10 +97,11 @@ def export(
     from nerwheel.model.card import ModelCard
     from nerwheel.model.classifier import TokenClassifier
     from nerwheel.model.onnx_export import OPSET, check_export, quantize_int8, sample_texts, write_onnx
-    from nerwheel.model.runtime import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE, OnnxTagger, TorchTagger
+    from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
+    from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
     if quantize not in (None, "int8"):
-        raise ValueError(f"Invalid quantize: {quantize!r}. Allowed values are: int8")
+        raise ConfigError(f"Invalid quantize: {quantize!r}. Allowed values are: int8")
     started = time.perf_counter()
     src, out = Path(model_dir), Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:

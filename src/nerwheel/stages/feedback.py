@@ -173,7 +173,7 @@ def sample_replay(
     Replayed entities without a source get ``source`` (earlier training data is
     gold unless it says otherwise), so the feedback set merges without a kind.
     """
-    from nerwheel.stages.split import normalize_text
+    from nerwheel.leakage import normalize_text
 
     excluded = {normalize_text(t) for t in exclude_texts}
     pool = [r for r in replay if normalize_text(r.text) not in excluded]
@@ -295,7 +295,7 @@ def feedback(
     records), the report, and both sides' labels for the disagreement records.
     """
     from nerwheel.stages.annotate import annotate
-    from nerwheel.stages.split import drop_leaks
+    from nerwheel.leakage import drop_leaks
 
     cfg = config or FeedbackConfig()
     report = FeedbackReport()

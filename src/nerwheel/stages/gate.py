@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nerwheel.errors import NerwheelError
+
 __all__ = ["EXIT_PROMOTE", "EXIT_REFUSE", "GateDecision", "GateError", "GatePolicy", "gate"]
 
 #: Process exit codes of ``nerwheel gate`` so scripts can branch (1 and 2 stay errors / usage errors).
@@ -48,7 +50,7 @@ EXIT_PROMOTE = 0
 EXIT_REFUSE = 3
 
 
-class GateError(ValueError):
+class GateError(NerwheelError, ValueError):
     """Metrics the gate cannot read (a missing field), named by path."""
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nerwheel.errors import NerwheelError
 from nerwheel.records import Entity, Record
 
 __all__ = [
@@ -69,7 +70,7 @@ CONFLICT_KINDS: tuple[str, ...] = ("boundary", "type", "overlap", "not_in_gold",
 GOLD = "gold"
 
 
-class MergeError(ValueError):
+class MergeError(NerwheelError, ValueError):
     """Inputs the merge cannot interpret (an unranked source kind, an entity with no source)."""
 
 

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from nerwheel.model.layout import EXPORT_SUBDIR, ONNX_FILE, find_export, is_model_dir
 from nerwheel.records import Entity, Record
 
 __all__ = ["EXPORT_SUBDIR", "Predictor", "RemotePredictor", "load_predictor", "predict_records"]
 
-EXPORT_SUBDIR = "onnx"
 _URL = re.compile(r"^(grpc://)?[\w.\-]+:\d+$")
 
 
@@ -55,7 +55,7 @@ def load_predictor(
     **remote_options: Any,
 ) -> Predictor:
     """The fastest local runtime for ``path_or_url`` (``runtime`` forces one), or a Triton client for a URL."""
-    from nerwheel.model.runtime import ONNX_FILE, OnnxTagger, TorchTagger
+    from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
     target = str(path_or_url)
     if is_url(target):
@@ -63,13 +63,14 @@ def load_predictor(
     path = Path(target)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory (and not a host:port URL)")
-    exports = [d for d in (path, path / EXPORT_SUBDIR) if (d / ONNX_FILE).is_file()]
-    if runtime in ("auto", "onnx") and exports:
-        return OnnxTagger(exports[0], int8=int8, batch_size=batch_size)
+    export = find_export(path)
+    if runtime in ("auto", "onnx") and export is not None:
+        return OnnxTagger(export, int8=int8, batch_size=batch_size)
     if runtime == "onnx":
         raise FileNotFoundError(f"{path}: no {ONNX_FILE} here or in {EXPORT_SUBDIR}/; run `nerwheel export` first")
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: neither an export (model.onnx) nor a trained model directory (config.json)")
+    if not is_model_dir(path):
+        raise FileNotFoundError(f"{path}: neither an export ({ONNX_FILE}) nor a trained model directory "
+                                "(config.json, nerwheel.json)")
     return TorchTagger.from_dir(path, batch_size=batch_size)
 
 

@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nerwheel.errors import NerwheelError
 from nerwheel.records import Entity, Record
 from nerwheel.stages.feedback import Predictor
 
 __all__ = ["PseudoLabelConfig", "PseudoLabelError", "PseudoLabelReport", "PseudoLabelResult", "pseudo_label"]
 
 
-class PseudoLabelError(ValueError):
+class PseudoLabelError(NerwheelError, ValueError):
     """The predictor's output cannot be thresholded (no per-entity scores)."""
 
 

@@ -9,21 +9,20 @@ Every ordering here comes from a seeded hash of the record's *normalised text*
   split can never leak an evaluation text into training (``find_leaks`` checks
   the same property for splits made elsewhere, e.g. by the flywheel).
 
-Normalisation (:func:`normalize_text`) is Unicode NFKC (full-width digits and
-letters, the ideographic space) plus whitespace collapsed to one space and
-stripped: "朝阳区 ０号" and "朝阳区 0号 " are the same text for leakage.
+What "the same text" means (:func:`normalize_text`: NFKC, whitespace collapsed)
+is the eval-text rule of :mod:`nerwheel.leakage`, re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nerwheel.errors import ConfigError
+from nerwheel.leakage import drop_leaks, find_leaks, normalize_text
 from nerwheel.records import Record
 
 __all__ = [
@@ -43,12 +42,6 @@ __all__ = [
 
 DEFAULT_RATIO = (8.0, 2.0)
 DEFAULT_FRACTIONS = (0.25, 0.5, 1.0)
-_WS = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """The comparison form of a text for dedup-by-meaning and leakage: NFKC, whitespace collapsed, stripped."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
 def _rank(key: str, seed: int) -> bytes:
@@ -61,9 +54,9 @@ def parse_ratio(spec: str | Sequence[float]) -> tuple[float, ...]:
     try:
         weights = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
-        raise ValueError(f"invalid ratio {spec!r}; write it like 8:2 or 80:10:10") from None
+        raise ConfigError(f"invalid ratio {spec!r}; write it like 8:2 or 80:10:10") from None
     if len(weights) < 2 or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"invalid ratio {spec!r}; need two or more non-negative parts, e.g. 8:2 or 8:1:1")
+        raise ConfigError(f"invalid ratio {spec!r}; need two or more non-negative parts, e.g. 8:2 or 8:1:1")
     return weights
 
 
@@ -73,9 +66,9 @@ def parse_fractions(spec: str | Sequence[float]) -> tuple[float, ...]:
     try:
         fr = sorted({float(p) for p in parts})
     except (TypeError, ValueError):
-        raise ValueError(f"invalid fractions {spec!r}; write them like 0.25,0.5,1.0") from None
+        raise ConfigError(f"invalid fractions {spec!r}; write them like 0.25,0.5,1.0") from None
     if not fr or any(not (0 < f <= 1) for f in fr):
-        raise ValueError(f"invalid fractions {spec!r}; each must be in (0, 1], e.g. 0.25,0.5,1.0")
+        raise ConfigError(f"invalid fractions {spec!r}; each must be in (0, 1], e.g. 0.25,0.5,1.0")
     return tuple(fr)
 
 
@@ -84,7 +77,7 @@ def default_names(n: int) -> tuple[str, ...]:
         return ("train", "dev")
     if n == 3:
         return ("train", "dev", "test")
-    raise ValueError(f"a {n}-way ratio needs explicit names (e.g. names=train,dev,test,extra)")
+    raise ConfigError(f"a {n}-way ratio needs explicit names (e.g. names=train,dev,test,extra)")
 
 
 @dataclass(frozen=True)
@@ -139,7 +132,7 @@ def split_records(
     weights = parse_ratio(ratio)
     names = tuple(names) if names is not None else default_names(len(weights))
     if len(names) != len(weights) or len(set(names)) != len(names):
-        raise ValueError(f"need {len(weights)} distinct names for ratio {ratio!r}, got {list(names)}")
+        raise ConfigError(f"need {len(weights)} distinct names for ratio {ratio!r}, got {list(names)}")
     records = list(records)
     n = len(records)
     total = sum(weights)
@@ -181,22 +174,6 @@ def nested_fractions(
         take = set(order[: math.ceil(f * len(records) - 1e-9)])
         out[f] = [r for i, r in enumerate(records) if i in take]
     return out
-
-
-def find_leaks(train: Iterable[Record], evaluation: Iterable[Record]) -> list[Record]:
-    """Training records whose normalised text equals an evaluation text (they must not be trained on)."""
-    seen = {normalize_text(r.text) for r in evaluation}
-    return [r for r in train if normalize_text(r.text) in seen]
-
-
-def drop_leaks(train: Iterable[Record], evaluation: Iterable[Record]) -> tuple[list[Record], list[Record]]:
-    """``(kept, leaked)``: the training records without, and with, an evaluation text."""
-    seen = {normalize_text(r.text) for r in evaluation}
-    kept: list[Record] = []
-    leaked: list[Record] = []
-    for r in train:
-        (leaked if normalize_text(r.text) in seen else kept).append(r)
-    return kept, leaked
 
 
 def subset_name(part: str, fraction: float) -> str:

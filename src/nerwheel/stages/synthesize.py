@@ -12,7 +12,7 @@ Three kinds of text:
 Pools come from the knowledge base (administrative chains that respect the
 hierarchy, village names of the town) and from labelled examples (their entity
 texts per type), plus small hand-written stems. Texts are deduplicated, and no
-text equal to a text of a given eval set is ever emitted. Everything is driven
+eval text (:mod:`nerwheel.leakage`: equal after normalisation) is ever emitted. Everything is driven
 by one seeded ``random.Random``: the same config gives the same output.
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from nerwheel.labels import ADDRESS_LABELS
+from nerwheel.leakage import EvalTexts
 from nerwheel.records import Entity, Record
 
 __all__ = ["SynthesisConfig", "SynthesisResult", "coverage_table", "synthesize"]
@@ -324,7 +325,7 @@ def synthesize(
     config: SynthesisConfig,
     *,
     examples: Sequence[Record] = (),
-    eval_texts: Collection[str] = (),
+    eval_texts: Collection[str] | EvalTexts = (),
     gazetteer: Any = "default",
     llm: Any = None,
 ) -> SynthesisResult:
@@ -341,7 +342,7 @@ def synthesize(
         gazetteer = load_gazetteer()
     rng = random.Random(config.seed)
     pools = _Pools(config, rng, examples, gazetteer)
-    forbidden = set(eval_texts)
+    forbidden = EvalTexts.of(eval_texts)
     seen: set[str] = set()
     skipped = Counter()
     out: list[Record] = []

@@ -29,12 +29,14 @@ from typing import Any
 
 import yaml
 
+from nerwheel.errors import DataError
 from nerwheel.formats.base import ReadResult, Reject
 from nerwheel.labels import TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard, file_sha256
 from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
 from nerwheel.model.encoding import TextEncoder
+from nerwheel.model.layout import DROPPED_SPANS_FILE, REJECTS_FILE, TRAIN_CONFIG_FILE
 from nerwheel.records import Record
 
 __all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs", "input_summary", "records_sha256",
@@ -43,12 +45,10 @@ __all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs"
 log = logging.getLogger(__name__)
 
 
-class TrainDataError(ValueError):
+class TrainDataError(DataError):
     """Training cannot start with the data given (no file, no records, no entities)."""
 
 
-REJECTS_FILE = "rejects.jsonl"
-DROPPED_SPANS_FILE = "dropped_spans.jsonl"
 NOTE_OVERLAP_RECORDS = "records with overlapping entities resolved (keep-longest)"
 
 
@@ -300,7 +300,7 @@ def train(
         data={**inputs.fingerprints, "alignment": stats.to_dict()},
         training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate, **backbone.info},
     )
-    (run_dir / "train_config.yaml").write_text(
+    (run_dir / TRAIN_CONFIG_FILE).write_text(
         yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
     )
     log.info("training %s (%s head, %d tags) on %d windows from %d records; dev %d records -> %s",

@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 
+from nerwheel.errors import ConfigError
 from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.llm.definitions import LABEL_DEFINITIONS, POS_PREFIX, POS_TAGS
 from nerwheel.records import Record
@@ -108,7 +109,7 @@ PROMPTS: dict[str, Prompt] = {
 
 def get_prompt(name: str) -> Prompt:
     if name not in PROMPTS:
-        raise ValueError(f"unknown prompt {name!r}; versions available: {', '.join(PROMPTS)}")
+        raise ConfigError(f"unknown prompt {name!r}; versions available: {', '.join(PROMPTS)}")
     return PROMPTS[name]
 
 

@@ -8,7 +8,8 @@ holds an export (``model.onnx``, ``nerwheel.json``, the tokenizer), which
 :func:`nerwheel.stages.predict.load_predictor` runs. Only a repository with no
 live version makes the candidate the first model. The local ``nerwheel run``
 and a cluster run both get this through the evaluate step; this module is the
-one place that decides it.
+one place that decides it. It is serving knowledge (what Triton serves), so it
+lives beside the repository reader, not in the KFP wrapper layer.
 
 Which version is live is read by :func:`nerwheel.serving.repository.live_version`
 (the repository's own ``config.pbtxt`` reader), never parsed here.
@@ -43,12 +44,13 @@ def live_version_uri(repository: str, name: str) -> str | None:
     refused access is an error, never a reason to promote a "first" model.
     """
     from nerwheel import storage
+    from nerwheel.errors import ConfigError
     from nerwheel.serving.repository import live_version, resolve_repository
 
     uri, endpoint = resolve_repository(repository)
     ours = storage.resolve_endpoint()
     if endpoint and endpoint.rstrip("/") != (ours or "").rstrip("/"):
-        raise ValueError(f"repository {repository!r} names the S3 endpoint {endpoint}, but this task reaches S3 "
+        raise ConfigError(f"repository {repository!r} names the S3 endpoint {endpoint}, but this task reaches S3 "
                          f"through {ours or 'AWS'}; give it as {uri} (the endpoint comes from the environment)")
     s3_errors: tuple[type[Exception], ...] = ()
     if storage.is_s3(uri):
