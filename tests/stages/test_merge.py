@@ -153,9 +153,9 @@ def test_new_record_with_taken_id_is_renamed():
 
 
 def test_unranked_kind_and_missing_source_are_clear_errors():
-    with pytest.raises(MergeError, match=r"kind 'rules'.*add it with --precedence"):
+    with pytest.raises(MergeError, match=r"kind 'rules'.*add it to precedence"):
         merge(None, [SourceInput("r.jsonl", [rec(ent(0, 3, "prov", "rules:v1"))])])
-    with pytest.raises(MergeError, match=r"r.jsonl: record 'r1' entity prov\[0:3\] has no source.*--extra KIND="):
+    with pytest.raises(MergeError, match=r"r.jsonl: record 'r1' entity prov\[0:3\] has no source; give the input a kind"):
         merge(None, [SourceInput("r.jsonl", [rec(ent(0, 3, "prov"))])])
 
 

@@ -103,7 +103,8 @@ def load_label_map(path: str | Path, labels: Iterable[str] = ADDRESS_LABELS) -> 
     if bad:
         shown = ", ".join(f"{k!r} -> {v!r}" for k, v in list(bad.items())[:5])
         raise ConfigError(f"{path}: label map entries point outside the target labels ({shown}); "
-                         f"targets must be one of: {', '.join(allowed)} (or add the target to --labels)")
+                          f"targets must be one of: {', '.join(allowed)} (or add the target to the target labels)",
+                          field="labels")
     return address_label_map(allowed, user.mapping)
 
 

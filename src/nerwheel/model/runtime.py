@@ -128,7 +128,7 @@ class OnnxTagger(Tagger):
         card = ModelCard.read(directory)
         model_file = directory / (ONNX_INT8_FILE if int8 else ONNX_FILE)
         if not model_file.exists():
-            hint = " (export with --quantize int8)" if int8 else ""
+            hint = " (export with quantize='int8')" if int8 else ""
             raise FileNotFoundError(f"{model_file}: missing; not an export directory{hint}")
         crf_file = directory / CRF_NPZ
         crf = None

@@ -64,8 +64,8 @@ class ExportReport:
                 "int8": self.int8, "seconds": round(self.seconds, 2), "notes": self.notes}
 
 
-NO_GOLD_NOTE = ("no gold records given (--eval), so no F1 change is reported: agreement_f1_vs_fp32 is the int8 "
-                "model's strict F1 against the fp32 model's predictions on the parity sample")
+NO_GOLD_NOTE = ("no gold records given (eval_records), so no F1 change is reported: agreement_f1_vs_fp32 is the "
+                "int8 model's strict F1 against the fp32 model's predictions on the parity sample")
 
 
 def export(
@@ -178,5 +178,5 @@ def export(
                      f"agreement with fp32 {int8_report['agreement_f1_vs_fp32']:.4f} on {len(texts)} parity texts")
     elif int8_report:
         notes.append(f"int8: {NO_GOLD_NOTE} ({int8_report['agreement_f1_vs_fp32']:.4f} on {len(texts)} texts); "
-                     "pass --eval GOLD to measure the F1 change")
+                     "give gold eval_records to measure the F1 change")
     return ExportReport(out, files, check.to_dict(), int8_report, time.perf_counter() - started, notes, fp32_report)

@@ -11,9 +11,9 @@ Rules, in the order they apply (all configurable in :class:`MergeConfig`):
 * **Source kind.** An entity's kind is the prefix of ``Entity.source`` before
   ``:`` (``llm:qwen`` -> ``llm``); a joint source from the annotate stage
   (``kb+llm:qwen``) counts as a vote from each; an entity without a source takes the kind of
-  the input it came from (``gold`` for the gold input, ``KIND`` for
-  ``--extra KIND=FILE``). A kind missing from ``precedence`` is an error, not a
-  silent last place.
+  the input it came from (``gold`` for the gold input, :attr:`SourceInput.kind` for
+  the others). A kind missing from ``precedence`` is an error, not a silent last
+  place.
 * **Matching.** Records are matched by id when the id exists and the text is
   the same, otherwise by exact text. Records found in one input only are kept
   (this is how original + synthetic data are fused) and counted as
@@ -224,7 +224,7 @@ def _entity_sources(e: Entity, src: SourceInput, rec: Record) -> list[str]:
         return [src.kind]
     raise MergeError(
         f"{src.name}: record {rec.id!r} entity {e.label}[{e.start}:{e.end}] has no source; "
-        f"name the input's kind with --extra KIND={src.name} (e.g. kb=..., llm=..., model=...)"
+        "give the input a kind (SourceInput.kind: kb, llm, model, ...)", field="kind"
     )
 
 
@@ -281,7 +281,7 @@ class _Merger:
         if kind not in self.cfg.precedence:
             raise MergeError(
                 f"{where}: source {source!r} has kind {kind!r}, which is not in the precedence "
-                f"({','.join(self.cfg.precedence)}); add it with --precedence"
+                f"({','.join(self.cfg.precedence)}); add it to precedence", field="precedence"
             )
         return kind
 
@@ -407,7 +407,7 @@ def merge(
         if kind is not None and kind not in cfg.precedence:
             raise MergeError(
                 f"{src.name}: input kind {kind!r} is not in the precedence ({','.join(cfg.precedence)}); "
-                "add it with --precedence"
+                "add it to precedence", field="precedence"
             )
         inputs.append(SourceInput(name, src.records, kind))
     for src in inputs:

@@ -65,7 +65,7 @@ class SynthesisConfig(BaseModel):
     seed: int = 0
     mask_digits: float = Field(0.8, ge=0, le=1, description="Share of numbers written as 0s, like the MGeo data")
     provinces: tuple[str, ...] = Field((), description="Sample administrative chains only from these provinces")
-    example_share: float = Field(0.5, ge=0, le=1, description="Chance to take an entity from --examples when it has one")
+    example_share: float = Field(0.5, ge=0, le=1, description="Chance to take an entity from the examples when it has one")
     labels: tuple[str, ...] = ADDRESS_LABELS
 
 

@@ -159,7 +159,7 @@ def resolve_inputs(
             continue
         if not path:
             if role == "train":
-                raise TrainDataError("no training data: set data.train_file (or pass --train FILE)")
+                raise TrainDataError("no training data: set data.train_file", field="data.train_file")
             parts[role] = None
             continue
         result = _read(path, d.format)
