@@ -5,8 +5,9 @@ Teachers are anything with a ``name`` and ``label(records) -> list[TeacherOutput
 :class:`nerwheel.llm.teacher.LLMTeacher`. With K teachers, each span
 ``(start, end, label)`` collects the names of the teachers that produced it;
 spans with at least ``min_votes`` votes are kept (default: a majority of the
-teachers that answered), their ``Entity.source`` lists the voters
-(``kb+llm:qwen``) and ``Entity.score`` is the vote share. The record's
+teachers that answered), overlaps settled by more votes, then longer, then
+earlier; their ``Entity.source`` lists the voters in the joint-source format
+(``kb+llm:qwen``) and ``Entity.score`` is the vote share (:mod:`nerwheel.votes`). The record's
 ``meta["annotate"]`` keeps every span's votes, per-teacher counts and an
 agreement score (the share of spans all answering teachers agree on).
 
@@ -24,7 +25,7 @@ entities; in ``entity`` mode they replace them.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -34,6 +35,7 @@ from nerwheel.formats.base import Reject
 from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.llm.validate import EntityReject, OverlapPolicy, TeacherOutput
 from nerwheel.records import Entity, Record
+from nerwheel.votes import Candidate, joint_source, pick, vote_share
 
 if TYPE_CHECKING:
     from nerwheel.labels import LabelMap
@@ -224,14 +226,10 @@ class AnnotateResult:
         return "\n".join(lines)
 
 
-def _resolve(spans: list[tuple[tuple[int, int, str], list[str]]]) -> list[tuple[tuple[int, int, str], list[str]]]:
-    """Non-overlapping spans: more votes first, then longer, then earlier."""
-    order = sorted(spans, key=lambda s: (-len(s[1]), -(s[0][1] - s[0][0]), s[0][0], s[0][2]))
-    kept: list[tuple[tuple[int, int, str], list[str]]] = []
-    for key, voters in order:
-        if all(key[1] <= k[0] or k[1] <= key[0] for k, _ in kept):
-            kept.append((key, voters))
-    return sorted(kept)
+def _resolve(candidates: list[Candidate]) -> list[Candidate]:
+    """Non-overlapping spans: more votes first, then longer, then earlier; returned in text order."""
+    order = sorted(candidates, key=lambda c: (-c.votes, -c.length, c.entity.start, c.entity.label))
+    return sorted(pick(order)[0], key=lambda c: c.entity.key)
 
 
 def annotate(
@@ -287,20 +285,19 @@ def annotate(
         if not answered:
             result.failed.append(FailedRecord(record, errors, details))
             continue
-        votes: dict[tuple[int, int, str], list[str]] = defaultdict(list)
+        votes: dict[tuple[int, int, str], Candidate] = {}
         for name, out in answered.items():
             for e in out.entities:
-                if name not in votes[e.key]:
-                    votes[e.key].append(name)
+                a, b, lab = e.key
+                votes.setdefault(e.key, Candidate(Entity(a, b, lab, record.text[a:b]))).vote(name)
         need = min_votes or (len(answered) // 2 + 1)
-        passing = [(k, v) for k, v in votes.items() if len(v) >= need]
-        kept = _resolve(passing)
+        kept = _resolve([c for c in votes.values() if c.votes >= need])
         dropped_by_vote += len(votes) - len(kept)
         n = len(answered)
-        agreement = sum(1 for v in votes.values() if len(v) == n) / len(votes) if votes else 1.0
+        agreement = sum(1 for c in votes.values() if c.votes == n) / len(votes) if votes else 1.0
         agreements.append(agreement)
-        entities = [Entity(a, b, lab, record.text[a:b], source="+".join(v), score=round(len(v) / n, 4))
-                    for (a, b, lab), v in kept]
+        entities = [Entity(c.entity.start, c.entity.end, c.entity.label, c.entity.text,
+                           source=joint_source(c.sources), score=vote_share(c.votes, n)) for c in kept]
         if mode == "pos":
             entities = [*record.entities, *entities]
         info: dict[str, Any] = {
@@ -311,8 +308,8 @@ def annotate(
         if errors:
             info["errors"] = errors
         if len(teachers) > 1:
-            info["votes"] = [{"start": a, "end": b, "label": lab, "teachers": v}
-                             for (a, b, lab), v in sorted(votes.items())]
+            info["votes"] = [{"start": a, "end": b, "label": lab, "teachers": list(c.sources)}
+                             for (a, b, lab), c in sorted(votes.items())]
         result.records.append(record.with_entities(entities).with_meta(annotate=info))
 
     result.stats = {

@@ -37,7 +37,9 @@ Rules, in the order they apply (all configurable in :class:`MergeConfig`):
 
 The output entity's ``source`` is its highest-precedence supporter and its
 ``score`` the vote share (supporting sources / sources that saw the record);
-the full list of supporters per entity is in ``record.meta["merge"]``.
+the full list of supporters per entity is in ``record.meta["merge"]``. The
+joint-source format, candidates and the overlap pick are :mod:`nerwheel.votes`,
+shared with the annotate stage.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nerwheel.errors import NerwheelError
 from nerwheel.records import Entity, Record
+from nerwheel.votes import Candidate, blocker, pick, source_kind, vote_share, voters
 
 __all__ = [
     "CONFLICT_KINDS",
@@ -72,13 +75,6 @@ GOLD = "gold"
 
 class MergeError(NerwheelError, ValueError):
     """Inputs the merge cannot interpret (an unranked source kind, an entity with no source)."""
-
-
-def source_kind(source: str | None) -> str | None:
-    """The kind of a source name: the part before ``:`` (``llm:qwen2.5`` -> ``llm``), lower-cased."""
-    if not source:
-        return None
-    return source.split(":", 1)[0].strip().lower() or None
 
 
 def is_extension_label(label: str) -> bool:
@@ -188,23 +184,6 @@ class MergeResult:
 
 # ------------------------------------------------------------------------------------------------
 @dataclass
-class _Candidate:
-    """One distinct span (offsets + label) with everyone who voted for it."""
-
-    entity: Entity
-    sources: dict[str, float | None] = field(default_factory=dict)  # source name -> its score
-    inputs: set[str] = field(default_factory=set)
-
-    @property
-    def votes(self) -> int:
-        return len(self.sources)
-
-    def mean_score(self) -> float:
-        s = [v for v in self.sources.values() if v is not None]
-        return sum(s) / len(s) if s else 0.0
-
-
-@dataclass
 class _Group:
     """All input records that carry the same text."""
 
@@ -219,7 +198,7 @@ class _Group:
 def _entity_sources(e: Entity, src: SourceInput, rec: Record) -> list[str]:
     """Who produced ``e``: ``kb+llm:qwen`` (annotate's joint vote) is two sources, ``kb`` and ``llm:qwen``."""
     if e.source:
-        return [s.strip() for s in e.source.split("+") if s.strip()]
+        return voters(e.source)
     if src.kind:
         return [src.kind]
     raise MergeError(
@@ -285,7 +264,7 @@ class _Merger:
             )
         return kind
 
-    def tier(self, cand: _Candidate) -> int:
+    def tier(self, cand: Candidate) -> int:
         """Best precedence rank the candidate earns; ``len(precedence)`` when only unagreed kinds back it."""
         by_kind: dict[str, int] = Counter(source_kind(s) or s for s in cand.sources)
         ranks = [
@@ -294,26 +273,25 @@ class _Merger:
         ]
         return min(ranks) if ranks else len(self.cfg.precedence)
 
-    def best_source(self, cand: _Candidate) -> str:
+    def best_source(self, cand: Candidate) -> str:
         return min(cand.sources, key=lambda s: (self.cfg.rank(source_kind(s) or s), s))
 
     def merge_group(self, g: _Group) -> Record:
         cfg, report = self.cfg, self.report
-        targets: dict[tuple[int, int, str], _Candidate] = {}
-        extensions: dict[tuple[int, int, str], _Candidate] = {}
-        voters: set[str] = set()
+        targets: dict[tuple[int, int, str], Candidate] = {}
+        extensions: dict[tuple[int, int, str], Candidate] = {}
+        seen_by: set[str] = set()  # every source that saw the record: what the vote share is out of
         for src, rec in g.members:
             if src.kind:
-                voters.add(src.kind)
+                seen_by.add(src.kind)
             for e in rec.entities:
                 pool = extensions if is_extension_label(e.label) else targets
-                cand = pool.setdefault(e.key, _Candidate(Entity(e.start, e.end, e.label, e.text)))
+                cand = pool.setdefault(e.key, Candidate(Entity(e.start, e.end, e.label, e.text)))
                 cand.inputs.add(src.name)
                 for s in _entity_sources(e, src, rec):
                     self.kind_of(s, f"{src.name}: record {rec.id!r}")
-                    voters.add(s)
-                    prev = cand.sources.get(s)
-                    cand.sources[s] = e.score if prev is None else max(prev, e.score or prev)
+                    seen_by.add(s)
+                    cand.vote(s, e.score)
 
         gold_inputs = {src.name for src, _ in g.members if src.kind == GOLD}
         if len(g.members) == 1:
@@ -324,35 +302,29 @@ class _Merger:
             targets.items(),
             key=lambda kv: (tiers[kv[0]], -kv[1].votes, -kv[1].mean_score(), -(kv[0][1] - kv[0][0]), kv[0]),
         )
-        accepted: list[_Candidate] = []
         if gold_inputs and not cfg.fill_gold:
             accepted = [c for _, c in ordered if c.inputs & gold_inputs]
             for _, c in ordered:
                 if c.inputs & gold_inputs:
                     continue
-                winner = next((a for a in accepted if a.entity.overlaps(c.entity)), None)
+                winner = blocker(c, accepted)
                 kind = _conflict_kind(c.entity, winner.entity) if winner else "not_in_gold"
                 self._report(kind, g, c, winner)
         else:
-            for _, c in ordered:
-                winner = next(
-                    (a for a in accepted if a.entity.overlaps(c.entity)
-                     and not (a.inputs & gold_inputs and c.inputs & gold_inputs)),
-                    None,
-                )
-                if winner is None:
-                    accepted.append(c)
-                else:
-                    self._report(_conflict_kind(c.entity, winner.entity), g, c, winner)
+            def both_gold(a: Candidate, c: Candidate) -> bool:  # two gold spans never push each other out
+                return bool(a.inputs & gold_inputs and c.inputs & gold_inputs)
 
-        n_voters = max(len(voters), 1)
+            accepted, rejected = pick((c for _, c in ordered), both_gold)
+            for c, winner in rejected:
+                self._report(_conflict_kind(c.entity, winner.entity), g, c, winner)
+
         out: list[Entity] = []
         provenance: list[dict[str, Any]] = []
         kept_ext = list(extensions.values()) if cfg.keep_extension_labels else []
         for c in accepted + kept_ext:
             best = self.best_source(c)
             e = c.entity
-            out.append(Entity(e.start, e.end, e.label, e.text, source=best, score=round(c.votes / n_voters, 4)))
+            out.append(Entity(e.start, e.end, e.label, e.text, source=best, score=vote_share(c.votes, len(seen_by))))
             p = _ent_dict(e, c.sources)
             scores = {s: v for s, v in c.sources.items() if v is not None}
             if scores:
@@ -367,12 +339,12 @@ class _Merger:
             meta.update(rec.meta)
         meta["merge"] = {
             "inputs": [src.name for src, _ in g.members],
-            "voters": sorted(voters),
+            "voters": sorted(seen_by),
             "entities": sorted(provenance, key=lambda p: (p["start"], p["end"], p["label"])),
         }
         return Record(g.id, g.text, tuple(out), meta)
 
-    def _report(self, kind: str, g: _Group, loser: _Candidate, winner: _Candidate | None) -> None:
+    def _report(self, kind: str, g: _Group, loser: Candidate, winner: Candidate | None) -> None:
         w = self.best_source(winner) if winner else GOLD
         pair = f"{source_kind(w) or w}>{source_kind(self.best_source(loser)) or ''}"
         example = {

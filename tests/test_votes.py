@@ -1,0 +1,55 @@
+"""Vote fusion (nerwheel.votes): one joint-source format, one overlap pick, shared by annotate and merge."""
+
+from __future__ import annotations
+
+from nerwheel.records import Entity, Record
+from nerwheel.stages.annotate import annotate
+from nerwheel.stages.merge import SourceInput, merge
+from nerwheel.votes import Candidate, blocker, joint_source, pick, source_kind, vote_share, voters
+
+
+def cand(start: int, end: int, label: str, *names: str) -> Candidate:
+    c = Candidate(Entity(start, end, label, "浙江省杭州市西湖区"[start:end]))
+    for n in names:
+        c.vote(n)
+    return c
+
+
+def test_joint_source_round_trips_and_kinds() -> None:
+    assert joint_source(["kb", "llm:qwen"]) == "kb+llm:qwen"
+    assert voters("kb+llm:qwen") == ["kb", "llm:qwen"] and voters(" kb + ") == ["kb"] and voters(None) == []
+    assert [source_kind(s) for s in ("llm:Qwen2.5", "KB", "", None)] == ["llm", "kb", None, None]
+    assert vote_share(2, 3) == 0.6667 and vote_share(1, 0) == 1.0
+
+
+def test_a_repeated_vote_counts_once_and_keeps_the_higher_score() -> None:
+    c = cand(0, 3, "prov")
+    c.vote("m", 0.4)
+    c.vote("m", 0.9)
+    c.vote("m", None)
+    assert c.votes == 1 and c.sources == {"m": 0.9} and c.mean_score() == 0.9
+
+
+def test_pick_keeps_in_order_and_names_the_winner_of_each_overlap() -> None:
+    a, b, c = cand(0, 6, "city", "x", "y"), cand(3, 6, "city", "x"), cand(6, 9, "district", "x")
+    kept, rejected = pick([a, b, c])
+    assert kept == [a, c] and rejected == [(b, a)] and blocker(b, kept) is a
+    kept, rejected = pick([a, b], compatible=lambda k, n: True)
+    assert kept == [a, b] and rejected == []
+
+
+def test_annotate_writes_the_joint_source_that_merge_reads_as_votes() -> None:
+    class Teacher:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def label(self, records):  # noqa: ANN001, ANN202
+            from nerwheel.llm.validate import TeacherOutput
+
+            return [TeacherOutput(entities=[Entity(0, 3, "prov", r.text[:3])]) for r in records]
+
+    fused = annotate([Record("r", "浙江省杭州市")], [Teacher("kb"), Teacher("llm:qwen")])
+    (ent,) = fused.records[0].entities
+    assert (ent.source, ent.score) == ("kb+llm:qwen", 1.0)
+    merged = merge(None, [SourceInput("annotated", fused.records)])
+    assert merged.records[0].meta["merge"]["entities"][0]["sources"] == ["kb", "llm:qwen"]
