@@ -1,14 +1,13 @@
-"""KFP component: label unlabelled texts with a teacher (:func:`nerwheel.stages.annotate.annotate`)."""
+"""KFP component: label unlabelled texts with a teacher (logic: :mod:`nerwheel.components.steps.annotate`)."""
 
-from kfp import dsl
 from kfp.dsl import HTML, Dataset, Metrics, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["annotate"]
 
 
-@dsl.component(base_image=image("annotate"), install_kfp_package=False)
+@component("annotate")
 def annotate(
     texts_uri: str,
     seed_uri: str,

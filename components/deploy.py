@@ -1,19 +1,13 @@
-"""KFP component: publish the exported model to Triton and record the version in git.
+"""KFP component: publish to Triton and record the version in git (logic: :mod:`nerwheel.components.steps.deploy`)."""
 
-Thin over :func:`nerwheel.serving.deploy.deploy` (new repository version, load,
-verify against the export's own answers, roll back on mismatch) and
-:func:`nerwheel.gitops.update_model_version` (the one-line overlay change).
-"""
-
-from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["deploy"]
 
 
-@dsl.component(base_image=image("deploy"), install_kfp_package=False)
+@component("deploy")
 def deploy(
     onnx: Input[Model],
     scores: Input[Artifact],

@@ -1,19 +1,13 @@
-"""KFP component: score the candidate and production on the fixed eval set (:mod:`nerwheel.stages.evaluate`).
+"""KFP component: score candidate and production (logic: :mod:`nerwheel.components.steps.evaluate`)."""
 
-Both models are scored here, on the same records in the same task, so the gate
-always compares like with like. With no ``production_model_uri``, production is
-the version live in the Triton repository (:mod:`nerwheel.components.production`).
-"""
-
-from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["evaluate"]
 
 
-@dsl.component(base_image=image("evaluate"), install_kfp_package=False)
+@component("evaluate")
 def evaluate(
     model: Input[Model],
     eval_uri: str,

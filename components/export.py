@@ -1,14 +1,13 @@
-"""KFP component: export the promoted model to ONNX with a parity check (:func:`nerwheel.stages.export.export`)."""
+"""KFP component: export to ONNX with a parity check (logic: :mod:`nerwheel.components.steps.export`)."""
 
-from kfp import dsl
 from kfp.dsl import HTML, Input, Metrics, Model, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["export"]
 
 
-@dsl.component(base_image=image("export"), install_kfp_package=False)
+@component("export")
 def export(
     model: Input[Model],
     quantize: str,

@@ -1,14 +1,13 @@
-"""KFP component: promote the candidate only if it beats production (:func:`nerwheel.stages.gate.gate`)."""
+"""KFP component: promote the candidate only if it beats production (logic: :mod:`nerwheel.components.steps.gate`)."""
 
-from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["gate"]
 
 
-@dsl.component(base_image=image("gate"), install_kfp_package=False)
+@component("gate")
 def gate(
     candidate: Input[Artifact],
     production: Input[Artifact],

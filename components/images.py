@@ -1,9 +1,15 @@
 """Which container image runs each stage: one registry, one tag, one table.
 
-Every component's ``base_image`` comes from :func:`image`, and every
-``images/<stage>/Dockerfile`` installs nerwheel with the extras in
-:data:`STAGE_EXTRAS`, so the image a task runs in and the code it imports are
-kept in step by one table (``tests/components/test_images.py`` checks both).
+Every component's ``base_image`` comes from :func:`image`, and every image is
+built from the table :data:`STAGE_IMAGES`: which Dockerfile, which pip extras
+of nerwheel (:data:`STAGE_EXTRAS`), which system packages. The CPU stages share
+one parametrised Dockerfile (``images/stage/Dockerfile``, build args ``BASE``,
+``EXTRAS``, ``APT_PACKAGES``); training has its own CUDA one
+(``images/train/Dockerfile``); the Triton server image is
+``images/triton/Dockerfile``. So the image a task runs in and the code it
+imports are kept in step by one table (``tests/components/test_images.py``
+checks both), and ``python -m nerwheel.components.images`` prints the build
+commands.
 
 The registry and tag are read once, when :mod:`nerwheel.components` is first
 imported: ``NERWHEEL_IMAGE_REGISTRY`` (default ``ghcr.io/nerwheel``) and
@@ -12,31 +18,57 @@ same environment gives the same bytes.
 """
 
 import os
+import shlex
+from dataclasses import dataclass
+from typing import Any
 
-from nerwheel.errors import ConfigError
 import nerwheel
 
-__all__ = ["DEFAULT_REGISTRY", "STAGES", "STAGE_EXTRAS", "image", "image_name", "registry", "tag"]
+__all__ = ["CPU_DOCKERFILE", "DEFAULT_REGISTRY", "SERVING_DOCKERFILE", "STAGES", "STAGE_EXTRAS", "STAGE_IMAGES",
+           "StageImage", "build_commands", "component", "image", "image_name", "registry", "tag"]
 
 DEFAULT_REGISTRY = "ghcr.io/nerwheel"
+CPU_DOCKERFILE = "images/stage/Dockerfile"  # every stage but train: ARG BASE, ARG EXTRAS, ARG APT_PACKAGES
+SERVING_DOCKERFILE = "images/triton/Dockerfile"  # the Triton server with nerwheel's python-backend runtime
 
 #: The pipeline's stages, in DAG order.
 STAGES: tuple[str, ...] = ("annotate", "synthesize", "merge", "train", "evaluate", "gate", "export", "deploy")
 
-#: pip extras each stage's image installs (``pip install "nerwheel[<extras>]"``).
+
+@dataclass(frozen=True)
+class StageImage:
+    """How a stage's image is built: the Dockerfile, nerwheel's pip extras, system packages (apt)."""
+
+    extras: tuple[str, ...]
+    dockerfile: str = CPU_DOCKERFILE
+    apt_packages: tuple[str, ...] = ()
+
+    def build_args(self) -> dict[str, str]:
+        """The ``--build-arg`` values (``BASE`` is left to the Dockerfile's pinned default)."""
+        args = {"EXTRAS": ",".join(self.extras)}
+        if self.apt_packages:
+            args["APT_PACKAGES"] = " ".join(self.apt_packages)
+        return args
+
+
 #: ``kfp`` is in every image because a lightweight component runs ``python3 -m kfp.dsl.executor_main``;
-#: ``s3`` because every stage reads or writes through :mod:`nerwheel.storage`.
-STAGE_EXTRAS: dict[str, tuple[str, ...]] = {
-    "annotate": ("kb", "llm", "s3", "kfp"),
-    "synthesize": ("kb", "s3", "kfp"),
-    "merge": ("s3", "kfp"),
-    "train": ("train", "s3", "kfp"),
+#: ``s3`` because every stage reads or writes through :mod:`nerwheel.storage`. A stage with the ``train``
+#: extra on the CPU Dockerfile gets the CPU build of torch first.
+STAGE_IMAGES: dict[str, StageImage] = {
+    "annotate": StageImage(("kb", "llm", "s3", "kfp")),
+    "synthesize": StageImage(("kb", "s3", "kfp")),
+    "merge": StageImage(("s3", "kfp")),
+    "train": StageImage(("train", "s3", "kfp"), dockerfile="images/train/Dockerfile"),  # CUDA base, GPU node
     # serve: the live production version is read with serving.repository (tritonclient's model-config parser)
-    "evaluate": ("train", "serve", "s3", "kfp"),
-    "gate": ("s3", "kfp"),
-    "export": ("train", "s3", "kfp"),
-    "deploy": ("serve", "s3", "kfp"),
+    "evaluate": StageImage(("train", "serve", "s3", "kfp")),
+    "gate": StageImage(("s3", "kfp")),
+    "export": StageImage(("train", "s3", "kfp")),
+    # git: the GitOps step clones, commits and pushes the overlay change
+    "deploy": StageImage(("serve", "s3", "kfp"), apt_packages=("git", "ca-certificates")),
 }
+
+#: pip extras each stage's image installs (``pip install "nerwheel[<extras>]"``).
+STAGE_EXTRAS: dict[str, tuple[str, ...]] = {stage: spec.extras for stage, spec in STAGE_IMAGES.items()}
 
 
 def registry() -> str:
@@ -49,7 +81,9 @@ def tag() -> str:
 
 def image_name(stage: str) -> str:
     """The repository name of a stage's image, without registry or tag (``nerwheel-train``)."""
-    if stage not in STAGE_EXTRAS:
+    if stage not in STAGE_IMAGES:
+        from nerwheel.errors import ConfigError
+
         raise ConfigError(f"unknown stage {stage!r}; stages with an image are: {', '.join(STAGES)}")
     return f"nerwheel-{stage}"
 
@@ -57,3 +91,26 @@ def image_name(stage: str) -> str:
 def image(stage: str) -> str:
     """The full image reference a stage's component runs in (``ghcr.io/nerwheel/nerwheel-train:0.1.0``)."""
     return f"{registry()}/{image_name(stage)}:{tag()}"
+
+
+def component(stage: str) -> Any:
+    """The ``@dsl.component`` decorator of ``stage``: its image, and no pip install at run time (kfp is in it)."""
+    from kfp import dsl
+
+    return dsl.component(base_image=image(stage), install_kfp_package=False)
+
+
+def build_commands() -> list[list[str]]:
+    """``docker build`` argv for every image (run from the repository root): the stages, then Triton."""
+    out = []
+    for stage in STAGES:
+        spec = STAGE_IMAGES[stage]
+        args = [a for k, v in spec.build_args().items() for a in ("--build-arg", f"{k}={v}")]
+        out.append(["docker", "build", "-f", spec.dockerfile, *args, "-t", image(stage), "."])
+    out.append(["docker", "build", "-f", SERVING_DOCKERFILE, "-t", f"{registry()}/nerwheel-triton:{tag()}", "."])
+    return out
+
+
+if __name__ == "__main__":
+    for argv in build_commands():
+        print(shlex.join(argv))

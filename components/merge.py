@@ -1,19 +1,13 @@
-"""KFP component: fuse gold, teacher-annotated and synthetic records (:func:`nerwheel.stages.merge.merge`).
+"""KFP component: fuse the labelled sources into the training set (logic: :mod:`nerwheel.components.steps.merge`)."""
 
-The merged set is also cleared of eval texts (:func:`nerwheel.stages.split.drop_leaks`):
-a teacher or the synthesiser can produce a text that is in the fixed eval set, and
-training on it would inflate the very score the gate decides on.
-"""
-
-from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["merge"]
 
 
-@dsl.component(base_image=image("merge"), install_kfp_package=False)
+@component("merge")
 def merge(
     seed_uri: str,
     annotated: Input[Dataset],

@@ -1,20 +1,13 @@
-"""KFP component: synthesise labelled texts (:func:`nerwheel.stages.synthesize.synthesize`).
+"""KFP component: synthesise labelled texts (logic: :mod:`nerwheel.components.steps.synthesize`)."""
 
-Entity strings come from the knowledge base plus the examples this task is given:
-the gold seed set and the teacher-labelled traffic (the edge annotate -> synthesize),
-so synthetic texts reuse the roads and buildings real traffic mentions. No
-synthetic text may equal an eval text.
-"""
-
-from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["synthesize"]
 
 
-@dsl.component(base_image=image("synthesize"), install_kfp_package=False)
+@component("synthesize")
 def synthesize(
     annotated: Input[Dataset],
     seed_uri: str,

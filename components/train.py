@@ -1,19 +1,13 @@
-"""KFP component: train the token classifier (:func:`nerwheel.stages.train.train`).
+"""KFP component: train the token classifier, on a GPU node (logic: :mod:`nerwheel.components.steps.train`)."""
 
-The only stage that wants a GPU: the pipeline asks for one on this task
-(accelerator type and limit, node selector, tolerations); the same code trains on
-CPU when none is there (``training.device: auto``).
-"""
-
-from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-from nerwheel.components.images import image
+from nerwheel.components.images import component
 
 __all__ = ["train"]
 
 
-@dsl.component(base_image=image("train"), install_kfp_package=False)
+@component("train")
 def train(
     train_data: Input[Dataset],
     backbone: str,

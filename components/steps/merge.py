@@ -20,8 +20,8 @@ def run(*, seed_uri: str, annotated_path: str, synthetic_path: str, teacher: str
     from nerwheel.components.data import read_artifact, read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
     from nerwheel.components.steps import parameter_hints
+    from nerwheel.leakage import EvalTexts
     from nerwheel.stages.merge import MergeConfig, SourceInput, merge
-    from nerwheel.stages.split import drop_leaks
 
     gold = read_dataset(resolve_uri(seed_uri, "seed"))
     evaluation = read_dataset(resolve_uri(eval_uri, "eval"))
@@ -30,7 +30,7 @@ def run(*, seed_uri: str, annotated_path: str, synthetic_path: str, teacher: str
     with parameter_hints():
         cfg = MergeConfig(precedence=precedence)
         result = merge(gold.records, extras, cfg)
-    kept, leaked = drop_leaks(result.records, evaluation.records)
+    kept, leaked = EvalTexts.from_reads([evaluation])[0].split(result.records)
     write_dataset(out_path, kept, rejects=gold.rejects, leaked=leaked)
 
     rep = result.report.to_dict()

@@ -14,10 +14,11 @@ def run(*, annotated_path: str, seed_uri: str, eval_uri: str, n_short: int, n_lo
     """Synthesise ``n_short`` + ``n_long`` records with ``seed``; returns the scalars the component logs."""
     from nerwheel.components.data import read_artifact, read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
+    from nerwheel.leakage import EvalTexts
     from nerwheel.stages.synthesize import SynthesisConfig, coverage_table, synthesize
 
     examples = [*read_dataset(resolve_uri(seed_uri, "seed")).records, *read_artifact(annotated_path)]
-    eval_texts = {r.text for r in read_dataset(resolve_uri(eval_uri, "eval")).records}
+    eval_texts, _ = EvalTexts.from_reads([read_dataset(resolve_uri(eval_uri, "eval"))])
     result = synthesize(SynthesisConfig(n_short=n_short, n_long=n_long, seed=seed), examples=examples,
                         eval_texts=eval_texts)
     write_dataset(out_path, result.records)

@@ -1,7 +1,10 @@
 """Every stage image: pinned base, installs nerwheel with the stage's extras, non-root, no credentials, and
 provides what its component runs (sh + python3 + kfp's executor + every package the component imports).
 
-No Docker engine exists here, so the Dockerfiles are read, not built.
+The CPU stages share one parametrised Dockerfile (images/stage: ARG BASE, EXTRAS, APT_PACKAGES); train has its
+CUDA one. Each check reads the Dockerfile a stage is built from with the stage's build arguments from
+components/images.py applied, so it checks that stage's image. No Docker engine exists here, so the
+Dockerfiles are read, not built.
 """
 
 from __future__ import annotations
@@ -18,15 +21,25 @@ import pytest
 pytest.importorskip("kfp")
 
 from nerwheel.components import STAGES, load  # noqa: E402
-from nerwheel.components.images import STAGE_EXTRAS, image, image_name  # noqa: E402
+from nerwheel.components.images import (  # noqa: E402
+    CPU_DOCKERFILE,
+    SERVING_DOCKERFILE,
+    STAGE_EXTRAS,
+    STAGE_IMAGES,
+    build_commands,
+    image,
+    image_name,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 SECRETISH = re.compile(r"(PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.IGNORECASE)
+_ARG_REF = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+def instructions(dockerfile: Path, build_args: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped; with ``build_args``, every
+    ``${ARG}`` of an ARG instruction is replaced by the build argument, else by the ARG's default."""
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
     out = []
     for line in text.splitlines():
@@ -34,21 +47,39 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
         if line and not line.startswith("#"):
             word, _, rest = line.partition(" ")
             out.append((word.upper(), rest.strip()))
-    return out
+    if build_args is None:
+        return out
+    values: dict[str, str] = {}
+    for word, args in out:
+        if word == "ARG":
+            name, _, default = args.partition("=")
+            values[name] = build_args.get(name, default)
+    return [(w, _ARG_REF.sub(lambda m: values.get(m.group(1), m.group(0)), a) if w != "ARG" else a) for w, a in out]
+
+
+def stage_dockerfile(stage: str) -> Path:
+    return REPO / STAGE_IMAGES[stage].dockerfile
+
+
+def stage_instructions(stage: str) -> list[tuple[str, str]]:
+    """The stage's Dockerfile as the stage's build resolves it."""
+    return instructions(stage_dockerfile(stage), STAGE_IMAGES[stage].build_args())
 
 
 def test_every_stage_and_only_stages_have_an_image() -> None:
-    stage_dirs = {p.parent.name for p in IMAGES.glob("*/Dockerfile")}
-    assert set(STAGES) <= stage_dirs
-    assert stage_dirs - set(STAGES) <= {"triton"}  # the serving image is the only non-stage one
-    assert set(STAGE_EXTRAS) == set(STAGES)
+    assert set(STAGE_IMAGES) == set(STAGES) and set(STAGE_EXTRAS) == set(STAGES)
+    used = {STAGE_IMAGES[s].dockerfile for s in STAGES} | {SERVING_DOCKERFILE}
+    on_disk = {str(p.relative_to(REPO)) for p in IMAGES.glob("*/Dockerfile")}
+    assert used == on_disk, "every Dockerfile is built, and every stage's Dockerfile exists"
+    assert {s for s in STAGES if STAGE_IMAGES[s].dockerfile != CPU_DOCKERFILE} == {"train"}  # only train is CUDA
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_base_image_is_pinned(stage: str) -> None:
-    froms = [args for word, args in instructions(IMAGES / stage / "Dockerfile") if word == "FROM"]
+    froms = [args for word, args in stage_instructions(stage) if word == "FROM"]
     assert len(froms) == 1, "one stage, one base"
     ref = froms[0].split()[0]
+    assert "$" not in ref, f"{ref}: the base must resolve from the ARG's pinned default"
     assert "@sha256:" in ref or re.search(r":\d+(\.\d+)+[-\w.]*$", ref), f"{ref}: pin an exact version or digest"
     assert not ref.endswith(":latest")
     if stage == "train":
@@ -57,26 +88,46 @@ def test_base_image_is_pinned(stage: str) -> None:
         assert ref.startswith("python:3.11.") and "slim" in ref, ref
 
 
+def test_the_cpu_dockerfile_takes_base_and_extras_and_refuses_a_build_without_extras() -> None:
+    ins = instructions(REPO / CPU_DOCKERFILE)
+    args = {a.partition("=")[0]: a.partition("=")[2] for w, a in ins if w == "ARG"}
+    assert {"BASE", "EXTRAS", "APT_PACKAGES"} <= set(args) and args["EXTRAS"] == ""
+    assert [a for w, a in ins if w == "FROM"] == ["${BASE}"]
+    runs = " ".join(a for w, a in ins if w == "RUN")
+    assert 'test -n "${EXTRAS}" ||' in runs and "exit 1" in runs
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_installs_nerwheel_with_the_stage_extras(stage: str) -> None:
-    runs = " ".join(args for word, args in instructions(IMAGES / stage / "Dockerfile") if word == "RUN")
+    ins = stage_instructions(stage)
+    runs = " ".join(args for word, args in ins if word == "RUN")
     installs = re.findall(r'pip install [^&;]*?"\.\[([a-z0-9,]+)\]"', runs)
-    assert len(installs) == 1, f"images/{stage}: expected one pip install of the package with extras"
+    assert len(installs) == 1, f"{stage_dockerfile(stage)}: expected one pip install of the package with extras"
     assert tuple(installs[0].split(",")) == STAGE_EXTRAS[stage]
-    copies = [args for word, args in instructions(IMAGES / stage / "Dockerfile") if word == "COPY"]
+    copies = [args for word, args in ins if word == "COPY"]
     for needed in ("pyproject.toml", "src", "components", "pipelines", "serving"):
-        assert any(args.split()[0] == needed for args in copies), f"images/{stage} does not copy {needed}"
+        assert any(args.split()[0] == needed for args in copies), f"{stage_dockerfile(stage)} does not copy {needed}"
     if "train" in STAGE_EXTRAS[stage] and stage != "train":
-        assert re.search(r"torch==2\.13\.0", runs), "CPU images install the pinned CPU torch first"
+        # the CPU torch is installed when the extras hold train, before nerwheel's own install
+        case = re.search(r'case ",([a-z0-9,]+)," in \*,train,\*\) pip install --index-url "\S+" torch==2\.13\.0', runs)
+        assert case and case.group(1) == ",".join(STAGE_EXTRAS[stage]), "CPU images install the pinned CPU torch first"
+        assert runs.index("torch==2.13.0") < runs.index('pip install ".['), "torch before nerwheel"
+
+
+def test_deploy_image_has_git_for_the_gitops_commit() -> None:
+    assert "git" in STAGE_IMAGES["deploy"].apt_packages
+    runs = " ".join(args for word, args in stage_instructions("deploy") if word == "RUN")
+    assert 'if [ -n "git ca-certificates" ]; then apt-get update && apt-get install --yes ' \
+           "--no-install-recommends git ca-certificates" in re.sub(r"\s+", " ", runs)
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_runs_as_a_non_root_user(stage: str) -> None:
-    ins = instructions(IMAGES / stage / "Dockerfile")
+    ins = stage_instructions(stage)
     users = [args for word, args in ins if word == "USER"]
-    assert users, f"images/{stage}: no USER instruction"
+    assert users, f"{stage_dockerfile(stage)}: no USER instruction"
     user = users[-1].split(":")[0]
-    assert user not in ("root", "0"), f"images/{stage} ends as {users[-1]}"
+    assert user not in ("root", "0"), f"{stage_dockerfile(stage)} ends as {users[-1]}"
     assert [w for w, _ in ins][-3:].count("USER") >= 1, "USER comes after every install step"
     last_user = max(i for i, (w, _) in enumerate(ins) if w == "USER")
     assert not [w for w, _ in ins[last_user:] if w == "RUN"], "nothing runs as root after USER"
@@ -84,15 +135,31 @@ def test_runs_as_a_non_root_user(stage: str) -> None:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_no_credentials_are_baked_in(stage: str) -> None:
-    for word, args in instructions(IMAGES / stage / "Dockerfile"):
+    for name, value in STAGE_IMAGES[stage].build_args().items():
+        assert not SECRETISH.search(name) and not SECRETISH.search(value), f"build arg {name}={value}"
+    for word, args in stage_instructions(stage):
         if word in ("ENV", "ARG", "LABEL"):
-            assert not SECRETISH.search(args), f"images/{stage}: {word} {args} looks like a credential"
+            assert not SECRETISH.search(args), f"{stage_dockerfile(stage)}: {word} {args} looks like a credential"
         if word in ("COPY", "ADD"):
             assert not re.search(r"\.aws|\.ssh|\.netrc|\.env\b|\.pem|id_rsa|credentials", args), args
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("**") if "**" in ignore else 0] == "**", "the build context starts from nothing"
     for pattern in ("**/.env", "**/.aws", "**/*.pem", "**/.netrc"):
         assert pattern in ignore
+
+
+def test_build_commands_come_from_the_table_and_the_readme_uses_them() -> None:
+    commands = {argv[argv.index("-t") + 1]: argv for argv in build_commands()}
+    for stage in STAGES:
+        argv = commands[image(stage)]
+        assert argv[:4] == ["docker", "build", "-f", STAGE_IMAGES[stage].dockerfile] and argv[-1] == "."
+        given = dict(argv[i + 1].split("=", 1) for i in range(len(argv)) if argv[i] == "--build-arg")
+        assert given == STAGE_IMAGES[stage].build_args()
+    assert any(SERVING_DOCKERFILE in argv for argv in commands.values())
+    out = subprocess.run([sys.executable, "-m", "nerwheel.components.images"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert len(out) == len(STAGES) + 1 and all(line.startswith("docker build -f images/") for line in out)
+    assert "python -m nerwheel.components.images" in (IMAGES / "README.md").read_text()
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -105,7 +172,7 @@ def test_component_command_is_one_the_image_provides(stage: str) -> None:
     script = container.command[2]
     assert "python3 -m kfp.dsl.executor_main" in script and "pip install" not in script
     assert "mktemp" in script and "printf" in script  # coreutils + sh: in every Debian/Ubuntu base
-    ins = instructions(IMAGES / stage / "Dockerfile")
+    ins = stage_instructions(stage)
     base = next(args for word, args in ins if word == "FROM")
     if not base.startswith("python:"):
         # A CUDA base has no python3 of its own: the image must install one and put it first on PATH.

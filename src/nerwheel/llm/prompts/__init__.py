@@ -35,27 +35,21 @@ def _env() -> jinja2.Environment:
                               autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
 
 
+def _answer_schema(key: str, tag: str, values: Sequence[str]) -> dict[str, Any]:
+    """JSON schema of ``{key: [{"text": ..., tag: one of values}]}``: the shape of every answer we ask for."""
+    item = {"type": "object", "properties": {"text": {"type": "string"}, tag: {"type": "string", "enum": list(values)}},
+            "required": ["text", tag]}
+    return {"type": "object", "properties": {key: {"type": "array", "items": item}}, "required": [key]}
+
+
 def entity_schema(labels: Sequence[str]) -> dict[str, Any]:
     """JSON schema of an entity answer (sent as ``response_format`` where supported)."""
-    return {
-        "type": "object",
-        "properties": {"entities": {"type": "array", "items": {
-            "type": "object",
-            "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": list(labels)}},
-            "required": ["text", "label"]}}},
-        "required": ["entities"],
-    }
+    return _answer_schema("entities", "label", labels)
 
 
 def pos_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {"tokens": {"type": "array", "items": {
-            "type": "object",
-            "properties": {"text": {"type": "string"}, "pos": {"type": "string", "enum": list(POS_TAGS)}},
-            "required": ["text", "pos"]}}},
-        "required": ["tokens"],
-    }
+    """JSON schema of a POS answer (tokens with their tag)."""
+    return _answer_schema("tokens", "pos", list(POS_TAGS))
 
 
 @dataclass(frozen=True)
