@@ -13,7 +13,7 @@ The candidate is gated against production: ``production_model_uri`` when given,
 else the version live in ``repository_uri`` (by default the repository the
 Triton Deployment of ``manifests/base`` serves), so a recurring run compares
 with what users are served; only an empty repository makes a first model
-(:mod:`nerwheel.components.production`).
+(:mod:`nerwheel.serving.production`).
 
 Caching is off for the tasks that read data by URI (annotate, synthesize, merge,
 evaluate): KFP's cache key holds the URI, not what is behind it, so the weekly

@@ -1,6 +1,6 @@
 """Merge step: fuse gold, teacher-annotated and synthetic records (:func:`nerwheel.stages.merge.merge`).
 
-The merged set is also cleared of eval texts (:func:`nerwheel.stages.split.drop_leaks`):
+The merged set is also cleared of eval texts (:class:`nerwheel.leakage.EvalTexts`, rejected eval lines included):
 a teacher or the synthesiser can produce a text that is in the fixed eval set, and
 training on it would inflate the very score the gate decides on.
 """

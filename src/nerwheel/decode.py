@@ -27,7 +27,7 @@ import numpy as np
 from nerwheel.labels import get_scheme, tags_to_spans
 from nerwheel.records import Entity
 
-__all__ = ["CrfParams", "allowed_transitions", "backtrack", "log_softmax", "marginals", "tags_to_entities",
+__all__ = ["CrfParams", "allowed_transitions", "backtrack", "marginals", "tags_to_entities",
            "viterbi"]
 
 # Finite stand-in for -inf: keeps max/logsumexp free of nan when a whole row is forbidden.
@@ -93,12 +93,6 @@ def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, n
                 for j, (pj, lj) in enumerate(parsed):
                     trans[i, j] = pj in continuing and lj == li
     return trans, start, end
-
-
-def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    m = x.max(axis=axis, keepdims=True)
-    y = x - m
-    return y - np.log(np.exp(y).sum(axis=axis, keepdims=True))
 
 
 def viterbi(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams) -> list[list[int]]:

@@ -65,11 +65,6 @@ def parse_object(obj: Any, *, default_id: str) -> Record:
     return Record(id=record_id(obj, default_id), text=text, entities=tuple(out), meta=meta)
 
 
-# kept for callers of the skeleton's name
-def parse_line(obj: Any, *, default_id: str) -> Record:
-    return parse_object(obj, default_id=default_id)
-
-
 def read(path: Path, *, notes: Counter[str] | None = None, **_: Any) -> Iterator[Parsed | Reject]:
     yield from parse_json_lines(path, lambda obj, rid: parse_object(obj, default_id=rid), notes=notes)
 

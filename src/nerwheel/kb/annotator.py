@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
-from nerwheel.kb.gazetteer import Gazetteer, Place, load_gazetteer, short_name
+from nerwheel.kb.gazetteer import ADMIN_LEVELS, Gazetteer, Place, load_gazetteer, short_name
 from nerwheel.kb.hierarchy import conflicts, mention
 from nerwheel.kb.rules import (ADMIN_SUFFIX_VARIANTS, ASSIST_MULTI, ASSIST_SINGLE, DIRECTION_BEFORE_DISTANCE,
                                INTERSECTION, NOISE, NUM, POI_SUFFIXES, PUNCT, SEPARATORS, CONNECTORS, SUBPOI_ENDINGS, SUFFIX_RULES,
@@ -31,8 +31,7 @@ from nerwheel.records import Entity, Record
 
 __all__ = ["AddressKB", "Correction"]
 
-ADMIN = ("prov", "city", "district", "town", "community")
-LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN)}
+LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN_LEVELS)}
 _NUM_START = re.compile(NUM)
 _NUMBER_HAO = re.compile(rf"{NUM}+号")
 _DEVZONE_SUFFIXES = tuple(w for lab, sufs, _, _ in SUFFIX_RULES if lab == "devzone" for w in sufs if len(w) > 2)
@@ -180,7 +179,7 @@ class AddressKB:
 
     def _admin_at(self, st: _State, i: int, gap_empty: bool) -> tuple[int, int, str, Place | None] | None:
         text = st.text
-        head = gap_empty and all(e.label in ADMIN for e in st.entities)
+        head = gap_empty and all(e.label in ADMIN_LEVELS for e in st.entities)
         for end, entries in self.gaz.matches_at(text, i) if i not in st.banned else ():
             extended = [(p, s, self._extend_admin(text, end, p, s)) for p, s in entries]
             best = self._choose(st, [(p, s and e == end) for p, s, e in extended], head, gap_empty, text, i,
@@ -435,7 +434,7 @@ class AddressKB:
         fixes: list[Correction] = []
         readings: dict[int, list[Place]] = {}
         for k, e in enumerate(record.entities):
-            places = [p for p, _ in self.gaz.lookup(e.text) if p.level in ADMIN]
+            places = [p for p, _ in self.gaz.lookup(e.text) if p.level in ADMIN_LEVELS]
             if places:
                 readings[k] = places
         # anchors: mentions with a single reading fix the hierarchy for the rest
@@ -446,11 +445,11 @@ class AddressKB:
             ctx = [a for a in anchors if a not in places]
             consistent = [p for p in places if all(p.related(a) for a in ctx if a.level != p.level)] or places
             levels = {p.level for p in consistent}
-            if any(p.code and p.code[:2] in ("11", "12", "31", "50") for p in consistent) and levels <= {"prov", "city"}:
+            if any(p.code and p.code[:2] in MUNICIPALITY_CODES for p in consistent) and levels <= {"prov", "city"}:
                 continue  # 上海市 is both; MGeo usage decides, not the gazetteer
             if len(levels) == 1:
                 level = levels.pop()
-                if e.label != level and (e.label in ADMIN or e.label in ("poi", "devzone")):
+                if e.label != level and (e.label in ADMIN_LEVELS or e.label in ("poi", "devzone")):
                     reason = f"kb: {e.text!r} is a {level} ({consistent[0].path()}), not {e.label}"
                     fixes.append(Correction(e.start, e.end, e.text, e.label, level, reason))
                     out[k] = Entity(e.start, e.end, level, e.text, source=e.source, score=e.score)

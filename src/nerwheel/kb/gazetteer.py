@@ -33,11 +33,14 @@ from pathlib import Path
 
 from nerwheel.errors import NerwheelError
 
-__all__ = ["ADMIN_LEVELS", "Gazetteer", "Place", "community_base", "load_gazetteer", "short_name"]
+__all__ = ["ADMIN_LEVELS", "COUNTY_AND_ABOVE", "Gazetteer", "Place", "community_base", "load_gazetteer", "short_name"]
 
 log = logging.getLogger(__name__)
 
+#: The administrative levels (labels), top down: the one definition the knowledge base and the synthesiser use.
 ADMIN_LEVELS = ("prov", "city", "district", "town", "community")
+#: Province, prefecture and county: the levels the hierarchy check covers (nerwheel.kb.hierarchy).
+COUNTY_AND_ABOVE = ADMIN_LEVELS[:3]
 MUNICIPALITIES = frozenset({"11", "12", "31", "50"})
 
 _SUFFIX = {

@@ -43,13 +43,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nerwheel.kb.gazetteer import Gazetteer, Place
+from nerwheel.kb.gazetteer import COUNTY_AND_ABOVE, Gazetteer, Place
 from nerwheel.kb.rules import ADMIN_SUFFIX_VARIANTS
 from nerwheel.records import Entity
 
 __all__ = ["CHECKED", "PLACEHOLDERS", "Conflict", "Mention", "conflicts", "mention"]
 
-CHECKED = ("prov", "city", "district")
+CHECKED = COUNTY_AND_ABOVE  # the levels checked against each other
 RANK = {lab: i for i, lab in enumerate(CHECKED)}
 PLACEHOLDERS = frozenset({"市辖区", "市辖县", "县", "区", "省直辖县级行政区划", "自治区直辖县级行政区划"})
 

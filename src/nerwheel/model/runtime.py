@@ -19,7 +19,7 @@ import numpy as np
 
 from nerwheel.decode import CrfParams, marginals, tags_to_entities, viterbi
 from nerwheel.model.card import ModelCard
-from nerwheel.model.encoding import Encoded, TextEncoder, Window
+from nerwheel.model.encoding import Encoded, TextEncoder
 from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
 from nerwheel.records import Entity
 

@@ -17,9 +17,6 @@ from nerwheel.records import Record
 
 __all__ = ["DatasetStats", "LengthStats", "describe", "percentile"]
 
-PERCENTILES = (50, 90, 99)
-
-
 def percentile(sorted_values: list[int], p: float) -> int:
     """Nearest-rank percentile of an ascending list (an actual value, never interpolated)."""
     if not sorted_values:

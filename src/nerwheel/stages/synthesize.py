@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nerwheel.kb.gazetteer import ADMIN_LEVELS, COUNTY_AND_ABOVE
 from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.leakage import EvalTexts
 from nerwheel.records import Entity, Record
@@ -139,7 +140,7 @@ class _Pools:
 
         out: dict[str, str] = {}
         if not self._districts:
-            for lab in ("prov", "city", "district", "town", "community"):
+            for lab in ADMIN_LEVELS:
                 if self.examples.get(lab):
                     out[lab] = self.rng.choice(self.examples[lab])
             return out
@@ -161,7 +162,7 @@ class _Pools:
             if municipality and p.level in ("prov", "city"):
                 # MGeo (and the KB) read 上海 as the province and 上海市 as the city, in every text
                 name = (short or name) if p.level == "prov" else name
-            elif short and p.level in ("prov", "city", "district") and self._one_level(short, p.level) \
+            elif short and p.level in COUNTY_AND_ABOVE and self._one_level(short, p.level) \
                     and self.rng.random() < 0.25:
                 name = short
             out.setdefault(p.level, name)
@@ -169,7 +170,7 @@ class _Pools:
 
     def _one_level(self, short: str, level: str) -> bool:
         """The short form names places of one level only (``吉林`` is a province and a city: written in full)."""
-        levels = {p.level for p, _ in self.gaz.lookup(short) if p.level in ("prov", "city", "district")}
+        levels = {p.level for p, _ in self.gaz.lookup(short) if p.level in COUNTY_AND_ABOVE}
         return levels == {level}
 
     def road(self) -> str:
@@ -226,8 +227,8 @@ class _Pools:
 def _short(p: _Pools, label: str) -> _Builder:
     """A short text defining ``label`` (plus the one neighbour it needs to make sense)."""
     b, rng = _Builder(), p.rng
-    admin = p.admin_chain() if label in ("prov", "city", "district", "town", "community", "village_group") else {}
-    if label in ("prov", "city", "district", "town", "community") and label in admin:
+    admin = p.admin_chain() if label in (*ADMIN_LEVELS, "village_group") else {}
+    if label in ADMIN_LEVELS and label in admin:
         if label == "town" and "district" in admin and rng.random() < 0.5:
             b.add(admin["district"], "district")
         return b.add(admin[label], label)
@@ -265,7 +266,7 @@ def _long(p: _Pools) -> _Builder:
     admin = p.admin_chain()
     sep = rng.choice(SEPARATORS)
     start = rng.choice((0, 0, 0, 1, 2))  # sometimes the province (or city too) is left out
-    for i, lab in enumerate(("prov", "city", "district")):
+    for i, lab in enumerate(COUNTY_AND_ABOVE):
         if i >= start and lab in admin and rng.random() < 0.9:
             b.add(admin[lab], lab)
     if rng.random() < 0.15:

@@ -33,11 +33,12 @@ from nerwheel.errors import DataError
 from nerwheel.formats.base import ReadResult, Reject
 from nerwheel.labels import TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
-from nerwheel.model.card import ModelCard, file_sha256
+from nerwheel.model.card import ModelCard
 from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.layout import DROPPED_SPANS_FILE, REJECTS_FILE, TRAIN_CONFIG_FILE
 from nerwheel.records import Record
+from nerwheel.storage import sha256_file
 
 __all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs", "input_summary", "records_sha256",
            "resolve_inputs", "tag_ready", "train", "write_input_report"]
@@ -168,7 +169,7 @@ def resolve_inputs(
         log.info("%s: %s", role, result.summary())
         for rej in result.rejects[:3]:
             log.warning("%s reject: %s", role, rej)
-        fp[f"{role}_file"] = {"path": path, "sha256": file_sha256(path), **_counts(result)}
+        fp[f"{role}_file"] = {"path": path, "sha256": sha256_file(path), **_counts(result)}
         rejects += result.rejects
         parts[role] = list(result.records)
         if role == "train":
