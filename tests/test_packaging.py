@@ -33,3 +33,11 @@ def test_mapped_namespaces_import_from_their_folders():
     assert Path(nerwheel.serving.__file__).parent == ROOT / "serving"
     assert Path(nerwheel.pipelines.__file__).parent == ROOT / "pipelines"
     assert Path(nerwheel.components.__file__).parent == ROOT / "components"
+
+
+def test_the_architecture_doc_states_the_namespace_mapping_pyproject_makes():
+    """docs/architecture.md tells users where components/, pipelines/ and serving/ live in `nerwheel`."""
+    _, mapping = _declared()
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    for package, folder in mapping.items():
+        assert f"| `{folder.rstrip('/')}/` | `{package}` |" in doc, f"docs/architecture.md: add `{folder}/` -> {package}"
