@@ -24,11 +24,6 @@ __all__ = ["feedback", "gate", "merge", "pseudo_label"]
 
 
 # -- shared helpers ----------------------------------------------------------------------------
-def _read(path: str | Path, rejects: list[Any], *, what: str = "input") -> list[Record]:
-    """The records of ``path``; every reject is collected in ``rejects`` (written beside the output)."""
-    return list(read_input(path, what=what, rejects=rejects).records)
-
-
 def _write(records: list[Record], out: str | Path, rejects: list[Any], fmt: str = "spans") -> None:
     from nerwheel.formats import write_records, write_rejects
 
@@ -104,13 +99,13 @@ def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extensio
         "precedence": precedence, "min_agreement": min_agreement, "fill_gold": fill_gold,
         "keep_extension_labels": keep_extension_labels}, "--config/flags")
     rejects: list[Any] = []
-    gold_records = _read(gold, rejects, what="--gold") if gold else None
+    gold_records = read_input(gold, what="--gold", rejects=rejects).records if gold else None
     inputs = []
     for value in extras:
         kind, path = _parse_extra(value)
         if not Path(path).is_file():
             raise click.BadParameter(f"{path}: no such file", param_hint="--extra")
-        inputs.append(SourceInput(path, _read(path, rejects, what="--extra"), kind))
+        inputs.append(SourceInput(path, read_input(path, what="--extra", rejects=rejects).records, kind))
     result = run_merge(gold_records, inputs, cfg)
     _write(result.records, out, rejects)
     if report:
@@ -121,7 +116,7 @@ def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extensio
 # -- gate ------------------------------------------------------------------------------------------
 def _eval_records(data: str) -> list[Record]:
     rejects: list[Any] = []
-    records = _read(data, rejects, what="--data")
+    records = read_input(data, what="--data", rejects=rejects).records
     if rejects:
         raise click.ClickException(f"{data}: {len(rejects)} eval lines were rejected (first: {rejects[0]}); "
                                    "the gate needs the whole fixed eval set, fix the file")
@@ -211,7 +206,7 @@ def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, ex
         "threshold": threshold, "mode": mode, "keep_empty": keep_empty,
         "source": source or f"model:{Path(model).name}"}, "flags")
     rejects: list[Any] = []
-    records = _read(input_path, rejects, what="INPUT")
+    records = read_input(input_path, what="INPUT", rejects=rejects).records
     records, n_excluded = _exclude(records, exclude)
     result = run(load_predictor(model), records, cfg)
     _write(result.records, out, rejects)
@@ -247,7 +242,7 @@ def _teachers(
     chosen = tuple(dict.fromkeys(chosen or ("kb",)))
     configs = llm_configs(llm_kw)
     cache = open_cache(llm_kw, out) if "llm" in chosen and configs else None
-    seed = _read(examples, [], what="--examples") if examples else []
+    seed = read_input(examples, what="--examples").records if examples else []
     try:
         return build_teachers(chosen, configs, examples=seed, cache=cache), cache
     except ConfigError as exc:
@@ -300,9 +295,9 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
         "replay_ratio": replay_ratio, "seed": seed, "teacher_labels": labels, "min_votes": min_votes,
         "model_source": f"model:{Path(model).name}"}, "--config/flags")
     rejects: list[Any] = []
-    texts = _read(input_path, rejects, what="--input")
-    replay_records = _read(replay, [], what="--replay") if replay else []
-    holdout_records = [r for p in holdout for r in _read(p, [], what="--holdout")]
+    texts = read_input(input_path, what="--input", rejects=rejects).records
+    replay_records = read_input(replay, what="--replay").records if replay else []
+    holdout_records = [r for p in holdout for r in read_input(p, what="--holdout").records]
     built, cache = _teachers(teachers, llm_kw, Path(out), examples)
     try:
         result = run(load_predictor(model), built, texts, replay=replay_records, holdout=holdout_records, config=cfg)

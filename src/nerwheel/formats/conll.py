@@ -38,6 +38,7 @@ from nerwheel.formats.base import FormatError, Parsed, Reject, Unexpressible, Wr
 from nerwheel.formats.lines import Line, iter_lines
 from nerwheel.labels import SCHEMES, Scheme, get_scheme, spans_to_tags, tags_to_spans
 from nerwheel.records import Entity, Record
+from nerwheel.storage import write_json
 
 NAME = "conll"
 CAN_EXPRESS = "non-overlapping spans in non-empty texts without line breaks; ids only with write_ids=True"
@@ -275,7 +276,7 @@ def write(
     result = write_encoded(records, path, NAME, encode_and_note, **options)
     merged = ConllSchema(chosen.name, {tag: lab for lab, tag in tag_of.items() if lab in used})
     schema_path.parent.mkdir(parents=True, exist_ok=True)
-    schema_path.write_text(json.dumps(merged.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_json(schema_path, merged.to_dict())
     return result
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from nerwheel.errors import ConfigError
 from nerwheel.model.e5small_file import E5File, read_e5_file, wheel_weights_path
 from nerwheel.model.layout import HF_CONFIG_FILE, WEIGHTS_FILE
-from nerwheel.storage import sha256_file
+from nerwheel.storage import sha256_file, write_json
 from nerwheel.model.e5small_vocab import (
     PrunedVocabulary,
     build_tokenizer,
@@ -234,7 +234,7 @@ def save_model_dir(conv: Conversion, out_dir: str | Path, dtype: str = "float32"
               str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     wrap_tokenizer(conv.tokenizer, model_max_length=conv.config.max_position_embeddings - POSITION_OFFSET) \
         .save_pretrained(out)
-    (out / INFO_FILE).write_text(json.dumps({**conv.info, "dtype": dtype}, indent=2, ensure_ascii=False) + "\n")
+    write_json(out / INFO_FILE, {**conv.info, "dtype": dtype})
     return out
 
 
@@ -266,7 +266,7 @@ def save_half_copy(model_dir: str | Path, out_dir: str | Path, dtype: str = "flo
     if config_path.is_file():
         config = json.loads(config_path.read_text())
         config["dtype"] = dtype
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_json(config_path, config, sort_keys=True)
     return out
 
 
