@@ -37,7 +37,7 @@ def parameter_hints() -> Iterator[None]:
 
 
 def flatten_metrics(tree: dict, prefix: str = "", *, bools: bool = True) -> dict[str, float]:
-    """The numeric leaves of a nested dict, named by path: the KFP UI's scalars (``dev.strict.f1`` -> ``dev_strict_f1``).
+    """The numeric leaves of a nested dict named by path, the KFP UI's scalars (``dev.strict.f1`` -> ``dev_strict_f1``).
 
     ``bools``: ``True``/``False`` leaves become 1.0/0.0 (a check that passed); without it they are left out.
     """

@@ -2,9 +2,9 @@
 
 Errors. A :class:`~nerwheel.errors.NerwheelError` (bad data, a bad setting, a
 storage or serving failure) becomes one line and exit status 1; so do a typed
-config that refused a value (pydantic's ``ValidationError``) and an ``OSError``
-(a missing, unreadable or unwritable file). Anything else is a bug in nerwheel
-and keeps its traceback. :class:`nerwheel.cli.LazyGroup` runs every command
+config that refused a value (pydantic's ``ValidationError``), an ``OSError``
+(a missing, unreadable or unwritable file) and a ``UnicodeError`` (a file that
+is not UTF-8). Anything else is a bug in nerwheel and keeps its traceback. :class:`nerwheel.cli.LazyGroup` runs every command
 inside :func:`handle_errors`; commands do not catch these themselves.
 
 Hints. Stages speak in config fields; an error that names one carries it in
@@ -52,7 +52,7 @@ def handle_errors() -> Iterator[None]:
         yield
     except NerwheelError as exc:
         raise click.ClickException(hinted(exc)) from None
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise click.ClickException(str(exc)) from None
     except ValueError as exc:
         pydantic = sys.modules.get("pydantic")  # only a typed config can have raised its ValidationError

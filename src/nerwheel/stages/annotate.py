@@ -7,20 +7,20 @@ Teachers are anything with a ``name`` and ``label(records) -> list[TeacherOutput
 spans with at least ``min_votes`` votes are kept (default: a majority of the
 teachers that answered), overlaps settled by more votes, then longer, then
 earlier; their ``Entity.source`` lists the voters in the joint-source format
-(``kb+llm:qwen``) and ``Entity.score`` is the vote share (:mod:`nerwheel.votes`). The record's
-``meta["annotate"]`` keeps every span's votes, per-teacher counts and an
-agreement score (the share of spans all answering teachers agree on).
+(``kb+llm:qwen``) and ``Entity.score`` is the vote share (:mod:`nerwheel.votes`).
+The record's ``meta["annotate"]`` keeps every span's votes, per-teacher counts
+and an agreement score (the share of spans all answering teachers agree on).
 
 Counts reconcile by construction and are checked (:meth:`AnnotateResult.check`):
 lines read = labelled + failed + rejected on input (the reader's rejects, passed
 in as ``input_rejects``, are kept with kind ``input``); per teacher, entities
 returned = accepted + rejected. Every reject is a :class:`~nerwheel.formats.Reject`
 (kind ``input``, ``record`` or ``entity``; the record ``id``, the ``teacher``
-and the codes in its ``extra``): the CLI and the pipeline write the same rows. A teacher whose answer for a record
-was cut off has *failed* that record (see :mod:`nerwheel.llm.teacher`): with
-several teachers the record is labelled from those that answered completely.
-In ``pos`` mode the teachers' ``pos:`` labels are added to a record's existing
-entities; in ``entity`` mode they replace them.
+and the codes in its ``extra``): the CLI and the pipeline write the same rows.
+A teacher whose answer for a record was cut off has *failed* that record (see
+:mod:`nerwheel.llm.teacher`): with several teachers the record is labelled from
+those that answered completely. In ``pos`` mode the teachers' ``pos:`` labels
+are added to a record's existing entities; in ``entity`` mode they replace them.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ from nerwheel.votes import Candidate, joint_source, pick, vote_share
 if TYPE_CHECKING:
     from nerwheel.labels import LabelMap
 
-__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers", "input_reject",
-           "input_reject_row"]
+__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers", "input_reject"]
 
 STAGE = "annotate"  # the ``file`` of rejects the stage itself makes (line 0: a record, not a line; ``id`` names it)
 
@@ -159,11 +158,6 @@ def input_reject(reject: Reject, role: str = "input") -> Reject:
     """A reader's reject as the stage keeps it: ``kind`` is the input's role (``input``, ``examples``,
     ``eval``), ``code`` (in ``extra``) the reader's reject kind; file, line, reason and raw line as read."""
     return Reject(reject.file, reject.line, reject.reason, reject.raw, kind=role, extra={"code": reject.kind})
-
-
-def input_reject_row(reject: Reject, role: str = "input") -> dict[str, Any]:
-    """:func:`input_reject` as a rejects-file row."""
-    return input_reject(reject, role).to_dict()
 
 
 def _entity_reject(record: Record, teacher: str, rej: EntityReject) -> Reject:

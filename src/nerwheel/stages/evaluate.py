@@ -131,7 +131,8 @@ class MetricsSource:
                 raise DataError(f"{path}: not a metrics JSON file ({exc.msg} at line {exc.lineno})") from None
         return cls(path, predictor=load_predictor(path))
 
-    def score(self, records: Sequence[Record], out_dir: str | Path, *, rejects: Sequence[Reject] = ()) -> dict[str, Any]:
+    def score(self, records: Sequence[Record], out_dir: str | Path, *,
+              rejects: Sequence[Reject] = ()) -> dict[str, Any]:
         if self.metrics is not None:
             return self.metrics
         return evaluate(self.path, records, out_dir, predictor=self.predictor, plots=False, rejects=rejects)
