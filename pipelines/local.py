@@ -128,13 +128,23 @@ class RunSummary:
 
 
 class _Progress(io.TextIOBase):
-    """Everything to the log file; task start/finish lines (colour codes removed) to ``echo``."""
+    """Everything to the log file; to ``echo``: task start/finish lines and each task's own progress lines.
+
+    A task's progress lines are nerwheel's log records (``epoch 3: loss ...``,
+    warnings) and, with ``nerwheel --progress``, its progress bars; they are
+    echoed as ``  train: epoch 3: loss ...`` under the task's start line, while
+    the KFP executor's own chatter (executor input JSON, output paths) stays in
+    the log only. Colour codes are removed.
+    """
 
     _WANTED = re.compile(r"Executing task|finished with status|Task .* failed|Pipeline .* finished")
+    _TASK = re.compile(r"Executing task '([^']+)'")
+    _RECORD = re.compile(r"^\s*\d{4}-\d\d-\d\d [\d:,.]+ (INFO|WARNING|ERROR|CRITICAL) nerwheel[\w.]*: (.*)$")
+    _BAR = re.compile(r"^\s*[^|]*\d+%\|.*\|")
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
     def __init__(self, log: TextIO, echo: TextIO | None) -> None:
-        self.log, self.echo, self._buf = log, echo, ""
+        self.log, self.echo, self._buf, self.task = log, echo, "", ""
 
     def writable(self) -> bool:
         return True
@@ -143,13 +153,25 @@ class _Progress(io.TextIOBase):
         self.log.write(s)
         if self.echo is not None:
             self._buf += s
-            *lines, self._buf = self._buf.split("\n")
+            *lines, self._buf = re.split(r"\r\n|\r|\n", self._buf)
             for line in lines:
-                clean = self._ANSI.sub("", line)
-                if self._WANTED.search(clean):
-                    self.echo.write(clean.split(" - ", 2)[-1].strip() + "\n")
+                if shown := self._shown(self._ANSI.sub("", line)):
+                    self.echo.write(shown + "\n")
                     self.echo.flush()
         return len(s)
+
+    def _shown(self, line: str) -> str | None:
+        """The line as echoed, or None when it belongs in the log only."""
+        if self._WANTED.search(line):
+            if m := self._TASK.search(line):
+                self.task = m.group(1)
+            return line.split(" - ", 2)[-1].strip()
+        if m := self._RECORD.match(line):
+            level, message = m.groups()
+            return f"  {self.task}: {'' if level == 'INFO' else level + ': '}{message}"
+        if self._BAR.match(line):
+            return f"  {self.task}: {line.strip()}"
+        return None
 
     def flush(self) -> None:
         self.log.flush()
@@ -227,7 +249,9 @@ def run_local(cfg: LocalRun) -> RunSummary:
     root = out / "pipeline-root"
     root.mkdir(parents=True, exist_ok=True)
     args: dict[str, Any] = {**LOCAL_DEFAULTS, **check_arguments(cfg.arguments, source="run arguments")}
-    env: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+    from nerwheel.progress import env as progress_env
+
+    env: dict[str, str] = {"PYTHONUNBUFFERED": "1", **progress_env()}  # tasks follow nerwheel --progress/--quiet
     s3_base = None
     if cfg.s3_endpoint:
         env["NERWHEEL_S3_ENDPOINT"] = cfg.s3_endpoint

@@ -59,6 +59,8 @@ def test_summary_reports_f1_verdict_and_every_task(default_run: dict[str, Any]) 
     # progress lines went to stderr, one start and one finish per task
     assert len(re.findall(r"^Task '\w+' finished with status SUCCESS$", default_run["stderr"], re.MULTILINE)) == 8
     assert "Pipeline 'nerwheel-flywheel' finished with status SUCCESS" in default_run["stderr"]
+    # each task's own progress lines are streamed under its name, not left in run.log only
+    assert re.search(r"^  train: epoch 1: loss \d", default_run["stderr"], re.MULTILINE), default_run["stderr"]
 
 
 def test_every_path_the_summary_prints_exists(default_run: dict[str, Any]) -> None:

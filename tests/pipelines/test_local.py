@@ -22,3 +22,30 @@ def test_progress_keeps_everything_in_the_log_and_echoes_task_lines() -> None:
             "\x1b[92mSUCCESS\x1b[0m\n")
     assert echo.getvalue() == "Executing task 'annotate'\nTask 'annotate' finished with status SUCCESS\n"
     assert log.getvalue().count("\n") == 3 and '"executor"' in log.getvalue()
+
+
+def test_progress_streams_each_tasks_own_progress_lines_under_its_name() -> None:
+    """The epoch lines of train (nerwheel's log records) and, when forced, its bars reach the terminal, named by
+    task; the executor's chatter does not."""
+    log, echo = io.StringIO(), io.StringIO()
+    p = _Progress(log, echo)
+    p.write("23:26:09.305 - INFO - Executing task \x1b[96m'train'\x1b[0m\n23:26:09.305 - INFO - Streamed logs:\n")
+    p.write("    [KFP Executor 2026-12-01 23:26:09,350 INFO]: Looking for component `train`\n")
+    p.write("    2026-12-01 23:26:12,001 INFO nerwheel.stages.train: training tiny (crf head, 39 tags) on 560 "
+            "windows\n    2026-12-01 23:26:20,5")  # a line arrives in pieces
+    p.write("00 INFO nerwheel.model.loop: epoch 1: loss 1.2345 dev strict F1 0.41 (best)\n")
+    p.write("    epoch 2/12:  50%|█████     | 9/18 [00:01<00:01,  6.1batch/s, loss=0.8]\r")
+    p.write("    epoch 2/12: 100%|██████████| 18/18 [00:03<00:00,  6.0batch/s, loss=0.7]\n")
+    p.write("    2026-12-01 23:26:30,000 WARNING nerwheel.stages.train: 3 of 900 training entities have a boundary\n")
+    p.write("    2026-12-01 23:26:31,000 INFO httpx: HTTP Request: POST http://x\n")  # not nerwheel's: log only
+    p.write("23:27:09.305 - INFO - Task \x1b[96m'train'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n")
+    assert echo.getvalue().splitlines() == [
+        "Executing task 'train'",
+        "  train: training tiny (crf head, 39 tags) on 560 windows",
+        "  train: epoch 1: loss 1.2345 dev strict F1 0.41 (best)",
+        "  train: epoch 2/12:  50%|█████     | 9/18 [00:01<00:01,  6.1batch/s, loss=0.8]",
+        "  train: epoch 2/12: 100%|██████████| 18/18 [00:03<00:00,  6.0batch/s, loss=0.7]",
+        "  train: WARNING: 3 of 900 training entities have a boundary",
+        "Task 'train' finished with status SUCCESS",
+    ]
+    assert "Looking for component" in log.getvalue() and "httpx" in log.getvalue()

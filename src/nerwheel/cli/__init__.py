@@ -58,10 +58,19 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars; only warnings and errors in the log.")
+@click.option("--progress", "show_progress", is_flag=True,
+              help="Show progress bars on stderr even when it is not a terminal (env NERWHEEL_PROGRESS=1); by "
+              "default they appear only on a terminal.")
 @click.version_option(package_name="nerwheel")
-def cli(verbose: int) -> None:
+def cli(verbose: int, quiet: bool, show_progress: bool) -> None:
     """nerwheel: a data flywheel for small, fast NER models."""
-    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    from nerwheel.progress import set_mode
+
+    if quiet and (verbose or show_progress):
+        raise click.UsageError("--quiet cannot be combined with --verbose or --progress")
+    set_mode(False if quiet else True if show_progress else None)
+    level = logging.WARNING if quiet else logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -147,8 +147,8 @@ def read_records(
     """Read one file into a :class:`ReadResult`; ``strict`` raises :class:`FormatError` at the first reject.
 
     ``options`` go to the format's reader (``scheme=``/``schema=`` for conll,
-    ``end=`` for sft, ``source=`` for labelstudio). ``progress`` shows a tqdm
-    bar when stderr is a terminal.
+    ``end=`` for sft, ``source=`` for labelstudio). ``progress`` shows a bar
+    (:mod:`nerwheel.progress`: when stderr is a terminal, or forced).
     """
     p = Path(path)
     if not p.exists():
@@ -161,10 +161,10 @@ def read_records(
     result = ReadResult(source=str(p), format=fmt)
     items = module.read(p, notes=result.notes, **options)
     if progress:
-        from tqdm import tqdm
+        from nerwheel.progress import progress as bar
 
         total = count_lines(p) if fmt in _LINE_FORMATS else None
-        items = tqdm(items, total=total, unit=" rec", desc=p.name, disable=None, leave=False)
+        items = bar(items, total=total, unit=" rec", desc=p.name, leave=False)
     try:
         for item in items:
             if strict and isinstance(item, Reject):

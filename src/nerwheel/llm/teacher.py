@@ -15,8 +15,8 @@ entity list). Nothing raises out of :meth:`LLMTeacher.label` for one bad record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Sequence
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -33,6 +33,22 @@ from nerwheel.llm.validate import EntityReject, OverlapPolicy, Placed, TeacherOu
 from nerwheel.records import Entity, Record
 
 __all__ = ["LLMTeacher"]
+
+T = TypeVar("T")
+
+
+async def _gather_with_progress(tasks: Sequence[Awaitable[T]], *, desc: str) -> list[T]:
+    """``asyncio.gather`` in order, with a bar that moves as each answer comes back (seconds per text on an LLM)."""
+    from nerwheel.progress import progress
+
+    with progress(total=len(tasks), desc=desc, unit="text") as bar:
+        async def tick(task: Awaitable[T]) -> T:
+            try:
+                return await task
+            finally:
+                bar.update(1)
+
+        return list(await asyncio.gather(*(tick(t) for t in tasks)))
 
 
 class LLMTeacher:
@@ -82,7 +98,7 @@ class LLMTeacher:
     async def alabel(self, records: Sequence[Record]) -> list[TeacherOutput]:
         async with ChatClient(self.config, cache=self.cache, transport=self.transport) as client:
             try:
-                return list(await asyncio.gather(*(self._one(client, r) for r in records)))
+                return await _gather_with_progress([self._one(client, r) for r in records], desc=self.name)
             finally:
                 self.stats = client.stats
 
@@ -102,7 +118,7 @@ class LLMTeacher:
                 text = value.get("text") if isinstance(value, dict) else None
                 return text.strip() if isinstance(text, str) and text.strip() else None
 
-            return list(await asyncio.gather(*(one(h) for h in requests)))
+            return await _gather_with_progress([one(h) for h in requests], desc=f"{self.name} writing")
 
     async def _one(self, client: ChatClient, record: Record) -> TeacherOutput:
         messages = self.prompt.messages(record.text, self.examples, self.labels)

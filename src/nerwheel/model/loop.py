@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nerwheel import metrics as M
 from nerwheel.model.card import ModelCard
@@ -33,6 +32,7 @@ from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.layout import CHECKPOINTS_DIR, HISTORY_FILE, STEP_HISTORY_FILE
 from nerwheel.model.optim import build_optimizer, build_scheduler
 from nerwheel.model.runtime import TorchTagger
+from nerwheel.progress import progress
 from nerwheel.records import Record
 
 __all__ = ["EarlyStopping", "FitResult", "evaluate_model", "fit", "resolve_device", "seed_everything",
@@ -230,7 +230,7 @@ def fit(
         plan = batches(lengths, t.batch_size, rng=rng, bucketing=t.length_bucketing)
         total_loss, n_batches, window_loss, window_batches = 0.0, 0, 0.0, 0
         optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", leave=False, disable=None)
+        bar = progress(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", leave=False)
         for i, idx in enumerate(bar):
             batch = {k: torch.from_numpy(v).to(device) for k, v in collate([train[j] for j in idx], encoder.pad_id).items()}
             with autocast():

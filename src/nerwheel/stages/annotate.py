@@ -69,7 +69,9 @@ class KBTeacher:
         self.labels = frozenset(labels) if labels is not None else None
 
     def label(self, records: Sequence[Record]) -> list[TeacherOutput]:
-        return [self._one(r.text) for r in records]
+        from nerwheel.progress import progress
+
+        return [self._one(r.text) for r in progress(records, desc=self.name, unit="text")]
 
     def _one(self, text: str) -> TeacherOutput:
         if hasattr(self.kb, "annotate_checked"):

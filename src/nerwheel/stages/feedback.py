@@ -296,6 +296,7 @@ def feedback(
     """
     from nerwheel.stages.annotate import annotate
     from nerwheel.leakage import drop_leaks
+    from nerwheel.stages.predict import predict_texts
 
     cfg = config or FeedbackConfig()
     report = FeedbackReport()
@@ -303,9 +304,7 @@ def feedback(
     report.holdout_dropped = len(leaked)
     bare = [r.with_entities(()) for r in kept]
     report.texts = len(bare)
-    predicted = model.predict([r.text for r in bare])
-    if len(predicted) != len(bare):
-        raise ValueError(f"the model returned {len(predicted)} predictions for {len(bare)} texts")
+    predicted = predict_texts(model, [r.text for r in bare], desc="model")
     team = list(teachers) if isinstance(teachers, Sequence) else [teachers]
     annotated = annotate(bare, team, min_votes=cfg.min_votes)
     report.teachers = annotated.stats

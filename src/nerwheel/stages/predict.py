@@ -21,7 +21,8 @@ from typing import Any, Literal, Protocol
 from nerwheel.model.layout import EXPORT_SUBDIR, ONNX_FILE, find_export, is_model_dir
 from nerwheel.records import Entity, Record
 
-__all__ = ["EXPORT_SUBDIR", "Predictor", "RemotePredictor", "load_predictor", "predict_records"]
+__all__ = ["CHUNK", "EXPORT_SUBDIR", "Predictor", "RemotePredictor", "load_predictor", "predict_records",
+           "predict_texts"]
 
 _URL = re.compile(r"^(grpc://)?[\w.\-]+:\d+$")
 
@@ -74,9 +75,26 @@ def load_predictor(
     return TorchTagger.from_dir(path, batch_size=batch_size)
 
 
-def predict_records(predictor: Predictor, records: Sequence[Record]) -> list[Record]:
+#: Texts handed to a predictor at once: large enough for its own batching, small enough for a live progress bar.
+CHUNK = 256
+
+
+def predict_texts(predictor: Predictor, texts: Sequence[str], *, desc: str = "predict") -> list[list[Entity]]:
+    """``predictor.predict`` over ``texts`` in chunks, with a progress bar (:mod:`nerwheel.progress`)."""
+    from nerwheel.progress import progress
+
+    out: list[list[Entity]] = []
+    with progress(total=len(texts), desc=desc, unit="text") as bar:
+        for i in range(0, len(texts), CHUNK):
+            part = predictor.predict(texts[i:i + CHUNK])
+            out += part
+            bar.update(len(part))
+    if len(out) != len(texts):
+        raise RuntimeError(f"the predictor returned {len(out)} results for {len(texts)} texts")
+    return out
+
+
+def predict_records(predictor: Predictor, records: Sequence[Record], *, desc: str = "predict") -> list[Record]:
     """``records`` in the same order, their entities replaced by the predictor's."""
-    predicted = predictor.predict([r.text for r in records])
-    if len(predicted) != len(records):
-        raise RuntimeError(f"the predictor returned {len(predicted)} results for {len(records)} texts")
+    predicted = predict_texts(predictor, [r.text for r in records], desc=desc)
     return [r.with_entities(ents) for r, ents in zip(records, predicted, strict=True)]

@@ -80,9 +80,9 @@ def pseudo_label(
 ) -> PseudoLabelResult:
     """Label ``records`` (their own entities are ignored) with ``predictor`` and keep what clears the threshold."""
     cfg = config or PseudoLabelConfig()
-    predicted = predictor.predict([r.text for r in records])
-    if len(predicted) != len(records):
-        raise PseudoLabelError(f"the predictor returned {len(predicted)} predictions for {len(records)} texts")
+    from nerwheel.stages.predict import predict_texts
+
+    predicted = predict_texts(predictor, [r.text for r in records], desc="pseudo-label")
     report = PseudoLabelReport(texts=len(records))
     out: list[Record] = []
     for rec, ents in zip(records, predicted):
