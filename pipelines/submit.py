@@ -9,16 +9,19 @@ exercised by users against their cluster.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nerwheel.errors import NerwheelError
 
-__all__ = ["Call", "SubmitError", "SubmitRequest", "kfp_cron", "plan", "submit"]
+__all__ = ["Call", "SubmitError", "SubmitRequest", "kfp_cron", "plan", "submit", "unreachable"]
 
 
 class SubmitError(NerwheelError, ValueError):
@@ -96,8 +99,50 @@ def plan(req: SubmitRequest) -> list[Call]:
     ]
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^\"')]+")
+
+
+def unreachable(host: str, exc: BaseException) -> SubmitError:
+    """One sentence for a KFP API that cannot be reached or refuses, instead of the SDK's urllib3 traceback."""
+    reason = str(getattr(exc, "reason", None) or exc)
+    if m := _ERRNO.search(reason):
+        reason = m.group(0).strip()
+    elif status := getattr(exc, "status", None):
+        reason = f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+    return SubmitError(f"cannot reach the Kubeflow Pipelines API at {host} ({reason[:200]}): check that --host is "
+                       "the KFP API URL and is reachable from here, e.g. `kubectl port-forward -n kubeflow "
+                       "svc/ml-pipeline-ui 8080:80` and --host http://localhost:8080")
+
+
+@contextmanager
+def _api_errors(host: str) -> Iterator[None]:
+    """Network and API failures of the SDK as :class:`SubmitError`; its warnings and retry log records silenced."""
+    import kfp_server_api
+    import urllib3
+
+    disabled = logging.root.manager.disable
+    # kfp.Client logs each failed health check with a full traceback, urllib3 each retry: the error says it all
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 ..."
+            yield
+    except (urllib3.exceptions.HTTPError, kfp_server_api.ApiException, OSError, TimeoutError) as exc:
+        raise unreachable(host, exc) from None
+    finally:
+        logging.disable(disabled)
+
+
 def submit(req: SubmitRequest, client: Any = None) -> Any:
-    """Make the calls of :func:`plan` on a ``kfp.Client`` for ``req.host``; returns the SDK's result."""
+    """Make the calls of :func:`plan` on a ``kfp.Client`` for ``req.host``; returns the SDK's result.
+
+    An unreachable or refusing host raises :class:`SubmitError` with one sentence saying what to check.
+    """
+    with _api_errors(req.host):
+        return _submit(req, client)
+
+
+def _submit(req: SubmitRequest, client: Any) -> Any:
     import kfp
 
     from nerwheel.pipelines.compile import compile_pipeline

@@ -107,8 +107,19 @@ class Client:
                     time.sleep(delay)
                     delay *= 2
                     continue
-                raise ServingError(f"{self.url} model {self.model!r}: {e.message()}", e.status()) from None
+                raise ServingError(self._explain(e.message() or "", e.status()), e.status()) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _explain(self, message: str, status: str | None) -> str:
+        """The server's error, with what to do where the cause is the usual one."""
+        if status in RETRYABLE:
+            reason = message.rsplit(": ", 1)[-1] if "Connection refused" in message else message
+            return (f"cannot reach Triton at {self.url} ({reason}): start it with `nerwheel serve --repository "
+                    "REPO --grpc-port PORT`, or give --url the host:port of its gRPC endpoint")
+        if "unknown model" in message.lower() or "is not found" in message:
+            return (f"{self.url} serves no model {self.model!r} ({message}): give --served-name the name it was "
+                    "deployed under (deploy --name)")
+        return f"{self.url} model {self.model!r}: {message}"
 
     def infer(self, texts: Sequence[str]) -> list[Prediction]:
         """Entities, raw tag ids and the answering model version for every text, in order."""

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
@@ -115,3 +116,42 @@ def test_gate_cli_needs_data_for_a_model_dir(tmp_path):
     (tmp_path / "model").mkdir()
     res = CliRunner().invoke(cli, ["gate", "--candidate", str(tmp_path / "model"), "--out", str(tmp_path / "d.json")])
     assert res.exit_code == 2 and "give --data EVAL" in res.output
+
+
+# -- feedback import: Label Studio's JSON and JSON-MIN exports; nothing usable is a failure --------------------
+JSON_MIN = [
+    {"id": 11, "text": "北京市朝阳区", "annotator": 3, "annotation_id": 21, "updated_at": "2024-05-01T10:00:00Z",
+     "lead_time": 4.2, "label": [{"start": 0, "end": 3, "text": "北京市", "labels": ["city"]},
+                                 {"start": 3, "end": 6, "text": "朝阳区", "labels": ["district"]}]},
+    {"id": 12, "text": "上海市浦东新区", "annotator": 3, "annotation_id": 22, "lead_time": 1.0},  # reviewed: no entity
+    {"id": 13, "text": "未审的地址"},  # exported before anyone annotated it
+]
+
+
+def test_feedback_import_reads_a_json_min_export(tmp_path):
+    path = tmp_path / "project-1-at-2024-05-01.json"
+    path.write_text(json.dumps(JSON_MIN, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "gold.jsonl"
+    res = CliRunner().invoke(cli, ["feedback", "import", str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["id"], [(e["label"], e["text"], e["source"]) for e in r["entities"]]) for r in rows] == [
+        ("11", [("city", "北京市", "gold:review"), ("district", "朝阳区", "gold:review")]), ("12", [])]
+    assert rows[0]["meta"]["review"] == {"task_id": 11, "annotation_id": 21, "annotator": 3,
+                                         "updated_at": "2024-05-01T10:00:00Z"}
+    (reject,) = [json.loads(x) for x in (tmp_path / "gold.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["kind"] == "not-reviewed" and "has not been reviewed yet" in reject["reason"]
+
+
+@pytest.mark.parametrize("tasks,hint", [
+    ([{"data": {"text": "北京市"}, "predictions": [{"model_version": "kb", "result": []}]}],
+     "submit the reviews in Label Studio (a task counts once it has an annotation), then export again"),
+    ([{"task": 1, "region": "北京市"}], "export the project from Label Studio as JSON or JSON-MIN"),
+])
+def test_feedback_import_with_nothing_usable_fails_and_says_what_to_do(tmp_path, tasks, hint):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    res = CliRunner().invoke(cli, ["feedback", "import", str(path), "--out", str(tmp_path / "gold.jsonl")])
+    assert res.exit_code == 1, res.output
+    assert f"{path}: no reviewed task could be read (1 read, 1 rejected; first: " in res.output and hint in res.output
+    assert "Traceback" not in res.output

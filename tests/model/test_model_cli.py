@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 from click.testing import CliRunner
@@ -229,3 +230,47 @@ def test_train_honours_a_hugging_face_yaml_verbatim(tmp_path, caplog):
     assert [r["step"] for r in rows if "dev" in r] == [3, 6, 9]
     kept = sorted(p.name for p in (model_dir / "checkpoints").iterdir())
     assert len(kept) == 2 and set(kept) <= {"step-3", "step-6", "step-9"} and "step-9" in kept
+
+
+def test_evaluate_on_unlabelled_data_fails_and_says_what_to_do(tiny_model, tmp_path):
+    (tmp_path / "plain.txt").write_text("浙江省杭州市西湖区文三路100号\n南京市鼓楼区中山路\n", encoding="utf-8")
+    res = _run("evaluate", "--model", tiny_model, "--data", tmp_path / "plain.txt", "--out", tmp_path / "ev")
+    assert res.exit_code == 1, res.output
+    assert "no gold labels to score against: none of the 2 records has an entity; evaluate needs labelled data" \
+        in res.output and "use `nerwheel predict` to tag unlabelled text" in res.output
+    assert not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_progress_bars_on_a_non_tty_stream_only_when_forced(tiny_model, tmp_path):
+    """stderr here is not a terminal: no bar by default; --progress (or NERWHEEL_PROGRESS=1) forces them."""
+    texts = tmp_path / "in.txt"
+    texts.write_text("".join(f"浙江省杭州市西湖区文三路{i}号\n" for i in range(300)), encoding="utf-8")
+    args = ["predict", str(texts), "--model", str(tiny_model), "--out", str(tmp_path / "out.jsonl")]
+    from nerwheel.cli import cli
+
+    plain = CliRunner().invoke(cli, args)
+    assert plain.exit_code == 0 and "%|" not in plain.stderr, plain.stderr
+    forced = CliRunner().invoke(cli, ["--progress", *args])
+    assert forced.exit_code == 0, forced.output
+    final = [ln for ln in re.split(r"[\r\n]", forced.stderr) if ln.startswith("predict: 100%|")]
+    assert final and "300/300" in final[-1] and "text/s]" in final[-1], forced.stderr  # count, rate
+    assert forced.stdout == ""  # bars never touch stdout (span JSONL goes there without --out)
+    by_env = CliRunner().invoke(cli, args, env={"NERWHEEL_PROGRESS": "1"})
+    assert "predict: 100%|" in by_env.stderr
+    quiet = CliRunner().invoke(cli, ["--quiet", *args], env={"NERWHEEL_PROGRESS": "1"})
+    assert quiet.exit_code == 0 and "%|" not in quiet.stderr
+    both = CliRunner().invoke(cli, ["--quiet", "--progress", *args])
+    assert both.exit_code == 2 and "--quiet cannot be combined with --verbose or --progress" in both.output
+
+
+def test_annotate_and_evaluate_show_progress_when_forced(tiny_model, tmp_path, address_data):
+    from nerwheel.cli import cli
+
+    (tmp_path / "texts.txt").write_text("浙江省杭州市西湖区文三路100号\n南京市鼓楼区中山路\n", encoding="utf-8")
+    res = CliRunner().invoke(cli, ["--progress", "annotate", str(tmp_path / "texts.txt"), "--out",
+                                   str(tmp_path / "kb.jsonl")])
+    assert res.exit_code == 0 and re.search(r"kb: 100%\|.*\| 2/2 \[", res.stderr), res.stderr
+    write_records(address_data["test"][:20], tmp_path / "gold.jsonl")
+    res = CliRunner().invoke(cli, ["--progress", "evaluate", "--model", str(tiny_model), "--data",
+                                   str(tmp_path / "gold.jsonl"), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0 and re.search(r"evaluate: 100%\|.*\| 20/20 \[", res.stderr), res.stderr

@@ -119,3 +119,25 @@ def test_cli_compile_writes_the_ir_and_lists_parameters(tmp_path: Path) -> None:
     listed = CliRunner().invoke(cli, ["compile", "--list-params"]).output.splitlines()
     assert [ln.split()[0] for ln in listed] == list(parameters())
 
+
+
+def test_submit_to_a_host_with_nothing_listening_is_one_sentence(tmp_path: Path) -> None:
+    """The SDK's 100-line urllib3 traceback becomes one line that says what to check."""
+    from nerwheel.serving.server import free_port
+
+    host = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(cli, ["submit", "--host", host])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot reach the Kubeflow Pipelines API at {host} ([Errno 111] Connection refused): check that "
+        "--host is the KFP API URL and is reachable from here, e.g. `kubectl port-forward -n kubeflow "
+        "svc/ml-pipeline-ui 8080:80` and --host http://localhost:8080"]
+
+
+def test_a_refusing_api_is_named_by_its_status() -> None:
+    import kfp_server_api
+
+    from nerwheel.pipelines.submit import unreachable
+
+    err = unreachable("http://h:8080", kfp_server_api.ApiException(status=403, reason="Forbidden"))
+    assert "cannot reach the Kubeflow Pipelines API at http://h:8080 (HTTP 403 Forbidden)" in str(err)

@@ -318,8 +318,22 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
 @click.argument("reviewed", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Reviewed records as gold (span JSONL).")
 def import_reviewed(reviewed, out):
-    """Read reviewed Label Studio tasks back as gold; unreviewed tasks are set aside in OUT.rejects.jsonl."""
+    """Read reviewed Label Studio tasks (JSON or JSON-MIN export) back as gold.
+
+    Unreviewed tasks are set aside in OUT.rejects.jsonl; when no task is usable the command fails (exit 1)
+    and says what to do.
+    """
+    from nerwheel.errors import DataError
     from nerwheel.stages.feedback import reviewed_as_gold
 
     result = read_input(reviewed, "labelstudio", what="REVIEWED", source="annotations")
     _write(reviewed_as_gold(result.records), out, list(result.rejects))
+    if not result.records:  # nothing came back: a wrong export or nothing reviewed, never a silent success
+        kinds = result.reject_kinds()
+        hint = ("submit the reviews in Label Studio (a task counts once it has an annotation), then export again"
+                if set(kinds) == {"not-reviewed"} else
+                "export the project from Label Studio as JSON or JSON-MIN (CSV, TSV and CoNLL exports are not "
+                "read); the reasons are in the rejects file")
+        first = f"; first: {result.rejects[0]}" if result.rejects else ""
+        raise DataError(f"{reviewed}: no reviewed task could be read ({result.read} read, {len(result.rejects)} "
+                        f"rejected{first}): {hint}")

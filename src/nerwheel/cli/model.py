@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from nerwheel.cli.common import read_input
+from nerwheel.cli.options import format_option
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ def train(config_path, create_config, model_id, init_from, head, train_file, dev
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Gold records (any format `nerwheel data` reads).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and friends.")
-@click.option("--format", "fmt", help="Input format (default: detected).")
-@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+@format_option()
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="auto: ONNX Runtime where an export exists (MODEL or MODEL/onnx), else PyTorch.")
 def evaluate(model, data_path, out, fmt, runtime):
     """Score a model on gold records: seqeval strict, exact, partial, type; errors and charts."""
     from nerwheel.stages.evaluate import evaluate as run
@@ -88,7 +90,7 @@ def evaluate(model, data_path, out, fmt, runtime):
 
     data = read_input(data_path, fmt, what="data")
     records, rejects = data.records, data.rejects
-    predictor = load_predictor(model, runtime=runtime) if records else None
+    predictor = load_predictor(model, runtime=runtime) if any(r.entities for r in records) else None
     metrics = run(model, records, out, predictor=predictor, rejects=rejects)
     i, o = metrics["input"], metrics["overall"]
     click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
@@ -136,10 +138,12 @@ def export(model, out, quantize, eval_path, atol, overwrite):
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False),
               help="Where unreadable input lines go (JSONL: file, line, reason) [OUT.rejects.jsonl; "
               "without --out: listed on stderr].")
-@click.option("--format", "fmt", help="Input format (default: detected; plain text lines work).")
-@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+@format_option("Input format (default: detected from the content; plain text lines work).")
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="auto: ONNX Runtime where an export exists (MODEL or MODEL/onnx), else PyTorch.")
 @click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Windows per forward pass (local model) or texts per request (--url).")
 def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size):
     """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL (to stdout without --out)."""
     from nerwheel.formats import write_records, write_rejects

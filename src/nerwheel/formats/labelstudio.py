@@ -3,7 +3,8 @@
 Export (``write``) makes one task per record, for a project whose labelling
 config is a ``<Labels name="label" toName="text">`` over ``<Text name="text"
 value="$text">`` (the writer also leaves that config beside the tasks as
-``<stem>.label_config.xml``)::
+``<stem>.label_config.xml``, listing every label of the schema given as
+``labels`` and every label in the records)::
 
     {"data": {"text": "...", "id": "<record id>"},
      "meta": {"record": {...record meta...}, "sources": ["kb", "llm:qwen"]},
@@ -29,6 +30,11 @@ stores; versions before the fix for HumanSignal/label-studio#1008 stored
 JavaScript UTF-16 offsets, which differ after an emoji or other astral
 character. A region whose ``value.text`` matches only under the UTF-16 reading
 is converted (and counted in the notes); one that matches neither is rejected.
+
+Label Studio's JSON-MIN export (data fields at the top level, the annotation's
+regions under the labelling config's ``from_name``, ``label`` by default) is
+read too: its tasks are reviewed annotations (source ``human``), and a task
+without an annotation is ``not-reviewed`` as above.
 
 The file is a JSON array (what Label Studio exports) or JSON lines of tasks.
 For an array, each task's line is where it starts in the file; a syntax error
@@ -117,9 +123,13 @@ def parse_task(task: Any, *, default_id: str, source: str = "annotations", from_
                text_key: str = "text", notes: Counter[str] | None = None) -> Record:
     if not isinstance(task, dict):
         raise BadRecord(f"a task must be a JSON object, got {type(task).__name__}")
+    if "data" not in task and isinstance(task.get(text_key), str):
+        return _parse_min(task, default_id=default_id, source=source, from_name=from_name or "label",
+                          text_key=text_key, notes=notes)
     data = task.get("data")
     if not isinstance(data, dict):
-        raise BadRecord("task field 'data' is missing or not an object")
+        raise BadRecord("task field 'data' is missing or not an object (export from Label Studio as JSON or "
+                        "JSON-MIN)")
     text = data.get(text_key)
     if not isinstance(text, str):
         raise BadRecord(f"task field 'data.{text_key}' is missing or not a string")
@@ -154,6 +164,38 @@ def parse_task(task: Any, *, default_id: str, source: str = "annotations", from_
             ents += _entities(text, p.get("result", []), f"predictions[{i}]", from_name=from_name,
                               source=str(mv) if mv not in (None, "", "nerwheel") else None, notes=notes)
     return Record(rid, text, tuple(ents), meta)
+
+
+#: Keys Label Studio's JSON-MIN export adds beside the data fields and the regions.
+_MIN_REVIEW = (("task_id", "id"), ("annotation_id", "annotation_id"), ("annotator", "annotator"),
+               ("updated_at", "updated_at"))
+
+
+def _parse_min(task: dict[str, Any], *, default_id: str, source: str, from_name: str, text_key: str,
+               notes: Counter[str] | None) -> Record:
+    """One task of a JSON-MIN export: data fields at the top level, the annotation's regions under ``from_name``.
+
+    JSON-MIN carries only the (latest) annotation, no predictions: a task is
+    reviewed when it has an ``annotation_id`` or regions; otherwise it is
+    ``not-reviewed``, exactly as in the full JSON export.
+    """
+    text = task[text_key]
+    regions = task.get(from_name)
+    reviewed = task.get("annotation_id") is not None or regions is not None
+    if source == "predictions":
+        raise BadRecord("a JSON-MIN export holds annotations only, no predictions; export as JSON to read "
+                        "predictions", "not-reviewed")
+    if not reviewed:
+        raise BadRecord("task has no annotation in this JSON-MIN export: it has not been reviewed yet", "not-reviewed")
+    if regions is None:
+        regions = []
+    if not isinstance(regions, list):
+        raise BadRecord(f"JSON-MIN field {from_name!r} must be a list of regions with start, end, text, labels")
+    result = [{"type": "labels", "from_name": from_name, "value": r} for r in regions]
+    ents = _entities(text, result, from_name, from_name=from_name, source="human", notes=notes)
+    review = {k: task[k2] for k, k2 in _MIN_REVIEW if task.get(k2) is not None}
+    record_id = task.get("id")
+    return Record(default_id if record_id in (None, "") else str(record_id), text, tuple(ents), {"review": review})
 
 
 def _iter_array(path: Path, notes: Counter[str] | None) -> Iterator[tuple[int, Any, str] | Reject]:
@@ -278,10 +320,16 @@ def label_config(labels: Iterable[str], *, from_name: str = "label", to_name: st
 
 
 def write(records: Iterable[Record], path: Path, *, from_name: str = "label", to_name: str = "text",
-          origin: Any = None, on_unexpressible: str = "raise") -> WriteResult:
-    """Write a JSON array of tasks (every record is expressible) and the labelling config beside it."""
+          labels: Iterable[str] = (), origin: Any = None, on_unexpressible: str = "raise") -> WriteResult:
+    """Write a JSON array of tasks (every record is expressible) and the labelling config beside it.
+
+    The config lists ``labels`` (the schema: every label a reviewer may need,
+    e.g. to add an entity no source proposed; a list, or comma-separated text
+    as ``nerwheel data convert -w labels=a,b`` gives it) plus any other label
+    the records carry.
+    """
     result = WriteResult(str(path), NAME)
-    labels: set[str] = set()
+    labels = {x.strip() for x in labels.split(",") if x.strip()} if isinstance(labels, str) else set(labels)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write("[")
         for r in records:

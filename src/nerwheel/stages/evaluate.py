@@ -12,11 +12,17 @@ Writes into ``out_dir``:
 - ``rejects.jsonl``: the gold input records that could not be read (file,
   line, reason; empty when none), counted in ``metrics.json`` as ``input``:
   ``{"read", "accepted", "rejected"}`` with read = accepted + rejected;
+  ``metrics.json``'s ``confusion`` holds the character-level confusion by
+  type (``labels``, ``matrix``: gold rows, predicted columns, ``O`` last),
+  which the pipeline also logs as KFP ``ClassificationMetrics``;
 - ``f1_by_type.png`` and ``confusion.png`` (character-level, by type).
 
 :class:`MetricsSource` is one side of the gate: a ``metrics.json`` read as it
 is, or a model loaded and scored here. ``nerwheel gate`` and the pipeline's
 evaluate step both get the metrics they compare through it.
+
+Data without a single gold entity is refused (DataError): an F1 of 0 on it
+would say nothing about the model.
 """
 
 from __future__ import annotations
@@ -82,11 +88,17 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
         first = f"; first: {rejects[0]}" if rejects else ""
         raise DataError(f"no records to evaluate: the gold data is empty ({len(rejects)} lines rejected, listed in "
                          f"{out / REJECTS_FILE}{first})")
+    if not any(r.entities for r in records):
+        raise DataError(f"no gold labels to score against: none of the {len(records)} records has an entity; "
+                         "evaluate needs labelled data (label it with `nerwheel annotate` or review it in Label "
+                         "Studio), or use `nerwheel predict` to tag unlabelled text")
     predictor = predictor or load_predictor(model_dir)
-    predicted = predict_records(predictor, records)
+    predicted = predict_records(predictor, records, desc="evaluate")
     pred = [r.entities for r in predicted]
     metrics = {"input": input_counts(records, rejects), **M.evaluate(records, pred)}
     metrics["model"] = str(model_dir)
+    labels, matrix = M.confusion([r.text for r in records], [r.entities for r in records], pred)
+    metrics["confusion"] = {"unit": "characters", "labels": labels, "matrix": matrix}
     write_json(out / "metrics.json", metrics)
     (out / "report.txt").write_text(render_report(metrics), encoding="utf-8")
     with (out / "errors.jsonl").open("w", encoding="utf-8") as f:
@@ -97,7 +109,6 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
         from nerwheel.model.plots import confusion_matrix_png, f1_bars_png
 
         f1_bars_png(metrics, out / "f1_by_type.png")
-        labels, matrix = M.confusion([r.text for r in records], [r.entities for r in records], pred)
         confusion_matrix_png(labels, matrix, out / "confusion.png")
     return metrics
 
