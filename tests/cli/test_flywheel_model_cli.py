@@ -6,11 +6,13 @@ under-trained, so model and teacher disagree and every path has work to do.
 
 import json
 import random
+import re
 
 import pytest
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
+from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.records import Entity, Record
 
 PROVS = ["浙江省", "江苏省", "广东省", "四川省"]
@@ -92,6 +94,11 @@ def test_feedback_cli_end_to_end_with_review_round_trip(micro, tmp_path):
     assert len(tasks) == rep["disagreed"]
     assert {p["model_version"] for t in tasks for p in t["predictions"]} <= {"kb", "model:prod"}
     assert any(p["model_version"] == "kb" for p in tasks[0]["predictions"])
+    # the labelling config offers every label of the schema (the KB's and the model's), not only those proposed
+    config_xml = (tmp_path / "review.label_config.xml").read_text(encoding="utf-8")
+    offered = set(re.findall(r'<Label value="([^"]+)"/>', config_xml))
+    proposed = {r["value"]["labels"][0] for t in tasks for p in t["predictions"] for r in p["result"]}
+    assert offered == set(ADDRESS_LABELS) and proposed < offered
     # a reviewer accepts the KB's proposal on the first task only
     kb = next(p for p in tasks[0]["predictions"] if p["model_version"] == "kb")
     tasks[0]["annotations"] = [{"id": 1, "completed_by": 7, "result": kb["result"]}]
@@ -107,7 +114,11 @@ def test_feedback_cli_end_to_end_with_review_round_trip(micro, tmp_path):
 
 def test_feedback_cli_usage_errors(micro, tmp_path):
     res = run("feedback", "--model", micro["model"], code=2)
-    assert "feedback needs --input, --out" in res.output
+    assert "missing --input, --out: the diff takes `nerwheel feedback --model MODEL --input TEXTS --out FILE" \
+        in res.output and "`nerwheel feedback import REVIEWED --out FILE`" in res.output
+    usage = run("feedback", "--help").output.splitlines()
+    assert usage[:2] == ["Usage: cli feedback --model MODEL --input TEXTS --out FILE [OPTIONS]",
+                         "   or: cli feedback import REVIEWED --out FILE"]
     inp = write(tmp_path / "t.jsonl", make(2, seed=9))
     res = run("feedback", "--model", micro["model"], "--input", inp, "--out", tmp_path / "o.jsonl",
               "--teacher", "llm", code=2)

@@ -11,11 +11,10 @@ from typing import Any
 import click
 
 from nerwheel.cli.common import read_input
-from nerwheel.formats import FORMATS, FormatError, ReadResult, write_records, write_rejects
+from nerwheel.cli.options import FORMAT_CHOICE, format_option
+from nerwheel.formats import FormatError, ReadResult, write_records, write_rejects
 from nerwheel.storage import write_json
 from nerwheel.validate import OVERLAP_POLICIES, UNKNOWN_LABEL_POLICIES, ValidationPolicy, validate as run_validation
-
-FORMAT_CHOICE = click.Choice(sorted(FORMATS))
 
 
 def _parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -37,8 +36,7 @@ def _input(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("-o", "--option", "read_options", multiple=True, metavar="KEY=VALUE",
                      help="Reader option, e.g. scheme=BIOES or schema=PATH (conll), end=exclusive (sft), "
                           "source=predictions (labelstudio). Repeatable.")(f)
-    f = click.option("-f", "--format", "fmt", type=FORMAT_CHOICE, default=None,
-                     help="Input format (default: detected from the content).")(f)
+    f = format_option()(f)
     return click.argument("input_path", metavar="INPUT",
                           type=click.Path(exists=True, dir_okay=False, path_type=Path))(f)
 
@@ -140,7 +138,8 @@ def validate(input_path: Path, fmt: str | None, read_options: tuple[str, ...], r
 @click.option("--from", "from_fmt", type=FORMAT_CHOICE, default=None, help="Input format (same as --format).")
 @click.option("-w", "--write-option", "write_options", multiple=True, metavar="KEY=VALUE",
               help="Writer option, e.g. scheme=BIOES or write_ids=true (conll), end=exclusive (sft), "
-                   "text_key=text (mgeo). Repeatable.")
+                   "text_key=text (mgeo), labels=prov,city,road (labelstudio: the labelling config's labels). "
+                   "Repeatable.")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write records that could not be read or expressed (default: OUTPUT.rejects.jsonl).")
 @click.option("--strict", is_flag=True, help="Stop at the first problem with exit status 1.")

@@ -187,7 +187,8 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
 @click.command("pseudo-label")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", required=True, help="Model directory, export directory or Triton URL.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Confidently labelled records (span JSONL); bad input lines go to OUT.rejects.jsonl.")
 @click.option("--threshold", type=float, help="Lowest entity confidence kept [0.9].")
 @click.option("--mode", type=click.Choice(["entity", "record"]),
               help="Keep confident entities, or whole records [entity].")
@@ -195,7 +196,9 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
 @click.option("--source", help="Source name for predicted spans [model:<model dir name>].")
 @click.option("--exclude", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Eval file(s): texts equal to one of theirs are not labelled (no leakage).")
-@click.option("--report", type=click.Path(dir_okay=False))
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Write the config and counts (texts, records and entities kept, entities dropped, per label) "
+              "as JSON.")
 def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, exclude, report):
     """Label INPUT with a trained model, keeping entities above a confidence threshold."""
     from nerwheel.stages.predict import load_predictor
@@ -249,13 +252,27 @@ def _teachers(
         raise click.UsageError(hinted(exc)) from None
 
 
-@click.group(invoke_without_command=True, subcommand_metavar="[import REVIEWED --out FILE]")
-@click.option("--model", help="Production model: model directory, export directory or Triton host:port.")
+class _FeedbackGroup(click.Group):
+    """``feedback`` runs by itself (the diff) or as ``feedback import``: the usage line shows both forms."""
+
+    USAGE = ("--model MODEL --input TEXTS --out FILE [OPTIONS]", "import REVIEWED --out FILE")
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, self.USAGE[0])
+        formatter.write_usage(ctx.command_path, self.USAGE[1], prefix="   or: ")
+
+
+_DIFF_REQUIRED = "Required (except for `feedback import`): "
+
+
+@click.group(cls=_FeedbackGroup, invoke_without_command=True)
+@click.option("--model", help=_DIFF_REQUIRED + "the production model: model directory, export directory or "
+              "Triton host:port.")
 @click.option("--teacher", "teachers", multiple=True, type=click.Choice(["kb", "llm"]),
               help="Teacher(s); repeat for several, they vote [kb].")
 @click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False),
-              help="Live texts (any format; their labels, if any, are ignored).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Feedback training set (span JSONL).")
+              help=_DIFF_REQUIRED + "live texts (any format; their labels, if any, are ignored).")
+@click.option("--out", type=click.Path(dir_okay=False), help=_DIFF_REQUIRED + "the feedback training set (span JSONL).")
 @click.option("--replay", type=click.Path(exists=True, dir_okay=False), help="Earlier training data to replay.")
 @click.option("--replay-ratio", type=float, help="Replay records per feedback record [0].")
 @click.option("--seed", type=int, help="Seed of the replay sample [0].")
@@ -284,9 +301,11 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
         return
     missing = [f"--{n}" for n, v in (("model", model), ("input", input_path), ("out", out)) if not v]
     if missing:
-        raise click.UsageError(f"feedback needs {', '.join(missing)} (or the `import` subcommand)")
+        raise click.UsageError(f"missing {', '.join(missing)}: the diff takes `nerwheel feedback "
+                               f"{_FeedbackGroup.USAGE[0]}`; to bring reviewed tasks back as gold, "
+                               f"`nerwheel feedback {_FeedbackGroup.USAGE[1]}`")
     from nerwheel.formats import write_records
-    from nerwheel.stages.feedback import FeedbackConfig, review_records
+    from nerwheel.stages.feedback import FeedbackConfig, review_labels, review_records
     from nerwheel.stages.feedback import feedback as run
     from nerwheel.stages.predict import load_predictor
 
@@ -300,7 +319,8 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
     holdout_records = [r for p in holdout for r in read_input(p, what="--holdout").records]
     built, cache = _teachers(teachers, llm_kw, Path(out), examples)
     try:
-        result = run(load_predictor(model), built, texts, replay=replay_records, holdout=holdout_records, config=cfg)
+        predictor = load_predictor(model)
+        result = run(predictor, built, texts, replay=replay_records, holdout=holdout_records, config=cfg)
     finally:
         if cache is not None:
             cache.close()
@@ -308,8 +328,11 @@ def feedback(ctx, model, teachers, input_path, out, replay, replay_ratio, seed, 
     if labelstudio:
         review = review_records(result)
         Path(labelstudio).parent.mkdir(parents=True, exist_ok=True)
-        write_records(review, labelstudio, "labelstudio")
-        click.echo(f"wrote {len(review)} review tasks to {labelstudio}", err=True)
+        schema = review_labels(predictor, built, cfg)
+        write_records(review, labelstudio, "labelstudio", labels=schema)
+        config_xml = Path(labelstudio).with_name(Path(labelstudio).stem + ".label_config.xml")
+        click.echo(f"wrote {len(review)} review tasks to {labelstudio}; labelling config ({len(schema)} labels) "
+                   f"{config_xml}", err=True)
     write_json(report or f"{out}.report.json", {"config": cfg.model_dump(), **result.report.to_dict()})
     click.echo(result.report.summary())
 

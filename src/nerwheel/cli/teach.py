@@ -13,11 +13,10 @@ import click
 
 from nerwheel.cli.common import hinted, read_input
 from nerwheel.cli.llm_options import llm_configs, llm_options, open_cache
+from nerwheel.cli.options import format_option
 from nerwheel.errors import ConfigError
-from nerwheel.formats import FORMATS, ReadResult, write_records, write_rejects
+from nerwheel.formats import ReadResult, write_records, write_rejects
 from nerwheel.storage import write_json
-
-FORMAT_CHOICE = click.Choice(sorted(FORMATS))
 
 
 def _overlap_policy(value: str) -> str:
@@ -37,14 +36,15 @@ def _labels(value: str | None) -> tuple[str, ...] | None:
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Labelled records (span JSONL).")
-@click.option("-f", "--format", "fmt", type=FORMAT_CHOICE, default=None, help="Input format (default: detected).")
+@format_option()
 @click.option("--teacher", "teachers", multiple=True, type=click.Choice(["kb", "llm"]),
               help="Teacher(s); repeat for several (default: llm when --llm-url is set, else kb).")
 @click.option("--examples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Labelled seed set the LLM's few-shot examples are chosen from.")
 @click.option("--per-type", type=click.IntRange(min=0), default=4, show_default=True,
               help="Few-shot examples per entity type.")
-@click.option("--mode", type=click.Choice(["entity", "pos"]), default="entity", show_default=True)
+@click.option("--mode", type=click.Choice(["entity", "pos"]), default="entity", show_default=True,
+              help="entity: address entities (the labels below); pos: part-of-speech spans (LLM teacher only).")
 @click.option("--prompt", default=None, help="Prompt version (default ner.v1 / pos.v1).")
 @click.option("--kb-correct/--no-kb-correct", default=True, show_default=True,
               help="Let the knowledge base relabel LLM entities it can prove wrong.")
@@ -123,13 +123,16 @@ def _counts(read: ReadResult) -> dict[str, int]:
               help="Synthesised records (span JSONL).")
 @click.option("--examples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Labelled data whose entities join the pools.")
-@click.option("--n-short", type=click.IntRange(min=0), default=200, show_default=True)
-@click.option("--n-long", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--n-short", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Short texts, each one entity type (a road, a POI, a house number, a detail ...).")
+@click.option("--n-long", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Long texts: whole addresses composed from province down to detail.")
 @click.option("--n-llm", type=click.IntRange(min=0), default=0, show_default=True,
               help="LLM-written sentences (needs --llm-url/--llm-model).")
 @click.option("--eval", "eval_paths", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Eval file(s): no synthesised text may equal one of their texts. Repeatable.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sampling; the same seed gives the same texts.")
 @click.option("--province", "provinces", multiple=True, help="Sample places only in this province (repeatable).")
 @click.option("--mask-digits", type=click.FloatRange(0, 1), default=0.8, show_default=True,
               help="Share of numbers written as 0s (MGeo data masks digits).")

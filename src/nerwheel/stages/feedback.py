@@ -355,6 +355,23 @@ def review_records(result: FeedbackResult) -> list[Record]:
     ]
 
 
+def review_labels(model: Any, teachers: Any, config: FeedbackConfig | None = None) -> list[str]:
+    """Every label a reviewer may need: the model's (its card) and each teacher's, not only those proposed.
+
+    The Label Studio labelling config is built from these, so a reviewer can add
+    an entity that neither side found.
+    """
+    from nerwheel.labels import ADDRESS_LABELS
+
+    labels: set[str] = set(getattr(getattr(model, "card", None), "labels", None) or ())
+    for t in teachers if isinstance(teachers, Sequence) else [teachers]:
+        own = getattr(t, "labels", None)
+        labels |= set(own) if own is not None else set(ADDRESS_LABELS)  # the knowledge base: address labels
+    if config is not None and config.teacher_labels:
+        labels |= set(config.teacher_labels)
+    return sorted(labels)
+
+
 def reviewed_as_gold(records: Iterable[Record]) -> list[Record]:
     """Reviewed records (as read back from Label Studio annotations) become gold: every span is
     re-sourced :data:`REVIEW_SOURCE` so :func:`nerwheel.stages.merge.merge` ranks it as gold; the
