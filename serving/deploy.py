@@ -106,8 +106,27 @@ class DeployReport:
     def ok(self) -> bool:
         return self.status in ("live", "written")
 
+    @property
+    def verification(self) -> str:
+        """How the version's answers were checked, in words.
+
+        ``verified`` alone is false whenever no server was given, which reads as
+        a failure even when the staged folder matched the export on every probe.
+        """
+        n = self.probe_texts
+        if self.verified:
+            return f"verified: Triton's answers matched the export on all {n} probe texts"
+        if self.mismatches:
+            return f"failed: {len(self.mismatches)} of {n} probe texts were answered differently from the export"
+        if self.status == "written":
+            if self.action == "deploy" and self.variant == "cpu" and n:
+                return (f"checked offline: the staged version answered all {n} probe texts exactly like the export; "
+                        "not loaded, no Triton server given (--triton-url)")
+            return "not checked: no Triton server given (--triton-url); the server picks the version up when it loads"
+        return f"not verified: {self.error or self.status}"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "verification": self.verification}
 
 
 def resolve_export(model: str | Path, workdir: Path, storage: Storage) -> Path:

@@ -47,8 +47,7 @@ def run(*, export_dir: str, scores_path: str, model_name: str, repository_uri: s
         from nerwheel.gitops import update_model_version
 
         change = update_model_version(gitops_repo_url.strip(), report.version, path=gitops_path)
-        record["gitops"] = {"repo_url": change.repo_url, "path": change.path, "old": change.old_value,
-                            "new": change.new_value, "commit": change.commit, "branch": change.branch}
+        record["gitops"] = change.record()
     _write(record, deployment_path, report_path)
     return record
 
@@ -66,8 +65,7 @@ def _write(record: dict, deployment_path: str, report_path: str) -> None:
         "",
         f"- repository: `{record['repository']}`",
         f"- previous versions: {d['previous_versions'] or 'none'}; live now: {d['live_versions']}",
-        f"- verified against the export on {d['probe_texts']} probe texts: {'yes' if d['verified'] else 'no'}"
-        f" ({len(d['mismatches'])} mismatches)",
+        f"- {d['verification']}",
         f"- files written: {len(d['files'])}",
     ]
     if d.get("error"):

@@ -62,6 +62,15 @@ class GitOpsResult:
     def changed(self) -> bool:
         return self.commit is not None
 
+    def record(self) -> dict[str, str | None]:
+        """The deployment record's ``gitops`` entry (pipeline deploy step and ``nerwheel deploy --gitops-repo``)."""
+        return {"repo_url": self.repo_url, "path": self.path, "old": self.old_value, "new": self.new_value,
+                "commit": self.commit, "branch": self.branch}
+
+    def summary(self) -> str:
+        done = f"commit {self.commit[:12]}" if self.commit else "already set, nothing to commit"
+        return f"GitOps: {self.path} {self.key} {self.old_value} -> {self.new_value} ({done} on {self.branch})"
+
 
 def set_env_value(text: str, key: str, value: str, *, source: str = "<text>") -> tuple[str, str]:
     """Replace the value of ``KEY=...`` in an env-file text; return (new text, old value).

@@ -29,7 +29,7 @@ def test_deploy_command_loads_verifies_and_reports_json(triton, export_v1: Path,
             "--triton-url", triton.url, "--max-batch-size", "8", "--probe", str(probe)]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert (report["status"], report["version"], report["probe_texts"]) == ("live", 1, 3)
     with Client(triton.url, model=model_name, batch_size=8) as client:
         assert client.extract(list(TEXTS)) == load_predictor(export_v1).predict(list(TEXTS))
@@ -41,7 +41,7 @@ def test_deploy_command_gpu_variant_writes_four_versioned_models(export_v1: Path
         result = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(repo), "-n", "addr",
                                           "--variant", "gpu"])
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["version"] == expected_version
+        assert json.loads(result.stdout)["version"] == expected_version
     repo_ = ModelRepository(str(repo))
     assert sorted(repo_.models()) == ["addr", "addr_decode", "addr_onnx", "addr_tokenize"]
     assert all(repo_.live_versions(m) == [2] for m in repo_.models())
@@ -139,3 +139,52 @@ def test_predict_url_without_out_writes_jsonl_to_stdout(triton, model_v1: Path, 
     assert [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in rows] == \
         [[(e["start"], e["end"], e["label"]) for e in r["entities"]] for r in local]
     assert sum(len(r["entities"]) for r in rows) > 0
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def test_deploy_command_records_the_version_in_gitops_and_says_how_it_was_checked(export_v1: Path,
+                                                                                   tmp_path: Path) -> None:
+    """`nerwheel deploy --gitops-repo URL --gitops-path PATH`: the pipeline's GitOps commit from the command line."""
+    bare, seed = tmp_path / "gitops.git", tmp_path / "seed"
+    _git("init", "--quiet", "--bare", "--initial-branch=main", str(bare), cwd=tmp_path)
+    _git("clone", "--quiet", str(bare), str(seed), cwd=tmp_path)
+    (seed / "deploy").mkdir()
+    (seed / "deploy" / "model-version.env").write_text("MODEL_VERSION=0\n", encoding="utf-8")
+    _git("add", ".", cwd=seed)
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "seed", cwd=seed)
+    _git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=seed)
+
+    result = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(tmp_path / "repo"), "-n", "addr",
+                                      "--gitops-repo", str(bare), "--gitops-path", "deploy/model-version.env"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["status"], report["version"], report["verified"], report["mismatches"]) == ("written", 1, False, [])
+    # no Triton was given, so nothing was loaded: the wording says what was checked instead of "verified: no"
+    assert report["verification"].startswith(f"checked offline: the staged version answered all "
+                                             f"{report['probe_texts']} probe texts exactly like the export")
+    assert report["gitops"]["path"] == "deploy/model-version.env" and (report["gitops"]["old"],
+                                                                       report["gitops"]["new"]) == ("0", "1")
+    assert "GitOps: deploy/model-version.env MODEL_VERSION 0 -> 1 (commit " in result.stderr
+    check = tmp_path / "check"
+    _git("clone", "--quiet", str(bare), str(check), cwd=tmp_path)
+    assert (check / "deploy" / "model-version.env").read_text(encoding="utf-8") == "MODEL_VERSION=1\n"
+    assert _git("rev-parse", "HEAD", cwd=check).strip() == report["gitops"]["commit"]
+
+    lonely = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(tmp_path / "repo"),
+                                      "--gitops-path", "deploy/model-version.env"])
+    assert lonely.exit_code == 2 and "--gitops-path needs --gitops-repo URL" in lonely.output
+
+
+def test_predict_url_with_nothing_listening_says_to_start_the_server(tmp_path: Path) -> None:
+    texts = tmp_path / "in.txt"
+    texts.write_text("杭州市西湖区\n", encoding="utf-8")
+    port = free_port()
+    result = CliRunner().invoke(cli, ["predict", "--url", f"127.0.0.1:{port}", str(texts)])
+    assert result.exit_code == 1, result.output
+    (error,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert error.startswith(f"Error: cannot reach Triton at 127.0.0.1:{port} (")
+    assert "start it with `nerwheel serve --repository REPO --grpc-port PORT`" in error
+    assert "Traceback" not in result.output

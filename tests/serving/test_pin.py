@@ -141,7 +141,7 @@ def test_pin_back_to_version_1_in_triton(triton, export_v1: Path, export_v2: Pat
     result = CliRunner().invoke(cli, ["deploy", "--pin-version", "1", "-r", str(triton.local_repo), "-n", model_name,
                                       "--triton-url", triton.url])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert (report["status"], report["verified"], report["live_versions"]) == ("live", True, [1])
     with Client(triton.url, model=model_name) as client:
         served = client.infer(list(TEXTS))

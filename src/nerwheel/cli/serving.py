@@ -86,15 +86,24 @@ _MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "kee
               help="Seconds to wait for the new version to load.")
 @click.option("--keep", type=click.IntRange(min=1), default=None,
               help="After success, delete all but the newest KEEP version folders (default: keep all).")
+@click.option("--gitops-repo", default=None, metavar="URL",
+              help="After success, commit MODEL_VERSION=<version> to this git repository and push (what the "
+              "pipeline's deploy step does; credentials from git's own config or NERWHEEL_GIT_TOKEN).")
+@click.option("--gitops-path", default=None, metavar="PATH",
+              help="With --gitops-repo: the env file to edit, relative to the repository root "
+              "[manifests/overlays/dev/model-version.env].")
 @click.pass_context
 def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repository: str, triton_url: str | None,
            name: str, variant: str, max_batch_size: int, max_text_length: int, instances: int,
-           probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None) -> None:
+           probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None,
+           gitops_repo: str | None, gitops_path: str | None) -> None:
     """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
 
     With --pin-version V (and no --model), make the existing version V live
     instead: config.pbtxt names V afterwards, and with --triton-url V is loaded
     and probed first (rolled back on failure). Prints the report as JSON.
+    With --gitops-repo, a successful version is also recorded in git (one commit changing
+    MODEL_VERSION in --gitops-path), as the pipeline's deploy step does.
     Exit status: 0 live (or written without --triton-url), 1 rolled back or failed.
     """
     from nerwheel.serving.config import ServingOptions
@@ -104,6 +113,8 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
     if (model is None) == (pin_version is None):
         raise click.UsageError("give exactly one of --model (deploy a new version) and --pin-version "
                                "(make an existing version live)")
+    if gitops_path and not gitops_repo:
+        raise click.UsageError("--gitops-path needs --gitops-repo URL (the repository the path is in)")
     if pin_version is not None:
         given = [f"--{p.replace('_', '-')}" for p in _MODEL_ONLY
                  if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
@@ -120,5 +131,18 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
         report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options,
                             variant=variant, probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s,
                             keep=keep)
-    click.echo(report_json(report))
+    out = report.to_dict()
+    if report.ok and gitops_repo:
+        from nerwheel.gitops import DEFAULT_OVERLAY_FILE, GitOpsError, update_model_version
+
+        try:
+            change = update_model_version(gitops_repo, report.version, path=gitops_path or DEFAULT_OVERLAY_FILE)
+        except GitOpsError as e:
+            click.echo(report_json(report))
+            raise GitOpsError(f"{name} version {report.version} is {report.status}, but the GitOps commit "
+                              f"failed: {e}") from None
+        out["gitops"] = change.record()
+        click.echo(change.summary(), err=True)
+    click.echo(f"{name} version {report.version}: {report.status}; {report.verification}", err=True)
+    click.echo(json.dumps(out, ensure_ascii=False, indent=2))
     sys.exit(0 if report.ok else 1)
