@@ -1,6 +1,6 @@
 """KFP component: score candidate and production (logic: :mod:`nerwheel.components.steps.evaluate`)."""
 
-from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Input, Metrics, Model, Output
 
 from nerwheel.components.images import component
 
@@ -16,6 +16,7 @@ def evaluate(
     model_name: str,
     production_from_repository: bool,
     metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
     scores: Output[Artifact],
     production_scores: Output[Artifact],
     report: Output[HTML],
@@ -35,10 +36,11 @@ def evaluate(
     Returns:
         The candidate's overall strict F1; scores: its metrics.json; production_scores: which model is
         production and why (uri, how, note) with its metrics.json on the same records (``null`` when
-        there is none); metrics: the UI scalars; report: HTML with per-type F1 and the seqeval report.
+        there is none); metrics: the UI scalars; confusion: the candidate's character-level confusion
+        by type, which the KFP UI draws as a matrix; report: HTML with per-type F1 and the seqeval report.
     """
     from nerwheel.components.steps import task_logging
-    from nerwheel.components.steps.evaluate import run
+    from nerwheel.components.steps.evaluate import confusion_of, run
 
     task_logging()
     values = run(model_path=model.path, eval_uri=eval_uri, production_model_uri=production_model_uri,
@@ -47,4 +49,6 @@ def evaluate(
                  production_scores_path=production_scores.path, report_path=report.path)
     for name, value in values.items():
         metrics.log_metric(name, value)
+    labels, matrix = confusion_of(scores.path)
+    confusion.log_confusion_matrix(labels, matrix)
     return values["strict_f1"]

@@ -8,7 +8,7 @@ Production is scored through :class:`nerwheel.stages.evaluate.MetricsSource`,
 as ``nerwheel gate`` scores its two sides.
 """
 
-__all__ = ["run", "scalars"]
+__all__ = ["confusion_of", "run", "scalars"]
 
 
 def scalars(metrics: dict) -> dict[str, float]:
@@ -23,6 +23,14 @@ def scalars(metrics: dict) -> dict[str, float]:
             out[f"f1_{label}"] = float(per["strict"]["f1"])
     out["n_records"] = float(metrics.get("n_records", 0))
     return out
+
+
+def confusion_of(scores_path: str) -> tuple[list[str], list[list[int]]]:
+    """The candidate's confusion (labels, matrix) from its metrics.json, for the KFP ``ClassificationMetrics``."""
+    from nerwheel.components.data import read_json
+
+    c = read_json(scores_path)["confusion"]
+    return list(c["labels"]), [[int(x) for x in row] for row in c["matrix"]]
 
 
 def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository_uri: str, model_name: str,
