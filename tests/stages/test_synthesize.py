@@ -18,7 +18,7 @@ from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.records import Entity, Record
 from nerwheel.stages.synthesize import SynthesisConfig, coverage_table, synthesize
 
-GENERATED = [lab for lab in ADDRESS_LABELS if lab != "detail"]
+GENERATED = list(ADDRESS_LABELS)  # detail included: it has its own short-text generator
 
 
 def test_every_type_is_covered_in_short_texts_and_records_are_valid() -> None:
@@ -32,6 +32,16 @@ def test_every_type_is_covered_in_short_texts_and_records_are_valid() -> None:
     assert len({r.text for r in res.records}) == len(res.records)  # dedup
     for r in res.records:
         assert all(r.text[e.start:e.end] == e.text and e.label in ADDRESS_LABELS for e in r.entities)
+
+
+def test_detail_short_texts_put_the_detail_after_the_building_or_the_room() -> None:
+    res = synthesize(SynthesisConfig(n_short=30, n_long=0, seed=3, labels=("detail",)))
+    assert len(res.records) == 30 and res.coverage["short"]["detail"] == 30
+    for r in res.records:
+        *before, last = r.entities
+        assert last.label == "detail" and last.end == len(r.text), r
+        assert before[-1].label in ("houseno", "roomno") and before[-1].end == last.start, r
+        assert re.fullmatch(r"[A-F]\d{1,3}|附\d{1,2}号|\d{1,2}-\d{1,2}", last.text), last
 
 
 def test_same_seed_same_output_other_seed_other_output() -> None:

@@ -208,6 +208,19 @@ class _Pools:
     def roomno(self) -> str:
         return self.digits(3, 4) + self.rng.choice(("室", "室", "房"))
 
+    def detail(self) -> str:
+        """A door-plate detail after the building chain: ``A00``, ``附0号``, ``0-0``.
+
+        Never a bare ``0号``: that surface is a roadno everywhere else, and one
+        surface must not carry two labels.
+        """
+        r = self.rng.random()
+        if r < 0.45:
+            return self.rng.choice("ABCDEF") + self.digits(1, 3)
+        if r < 0.75:
+            return "附" + self.digits(1, 2) + "号"
+        return self.digits(1, 2) + "-" + self.digits(1, 2)
+
     def village_group(self) -> str:
         return self.small() + self.rng.choice(("组", "组", "队"))
 
@@ -257,7 +270,14 @@ def _short(p: _Pools, label: str) -> _Builder:
         return b.add(p.poi(), "poi").add(p.assist(), "assist")
     if label == "distance":
         return b.add(p.poi(), "poi").add(p.direction(), "assist").add(p.distance(), label)
-    return b  # detail and any label without a generator
+    if label == "detail":  # after the building, or after the room: 阳光小区0幢附0号, 0单元000室A00
+        b.add(p.poi(), "poi")
+        if rng.random() < 0.6:
+            b.add(p.houseno(), "houseno")
+        else:
+            b.add(p.cellno(), "cellno").add(p.roomno(), "roomno")
+        return b.add(p.detail(), label)
+    return b  # a label without a generator (a custom --labels set)
 
 
 def _long(p: _Pools) -> _Builder:
@@ -365,7 +385,7 @@ def synthesize(
         cov[kind].update(e.label for e in rec.entities)
         return True
 
-    types = [lab for lab in config.labels if lab != "detail"]
+    types = list(config.labels)
     if types and config.n_short:
         per_type, extra = divmod(config.n_short, len(types))
         for k, lab in enumerate(types):
