@@ -45,6 +45,7 @@ __all__ = [
     "decode_texts",
     "entities_json",
     "model_class",
+    "served_source",
 ]
 
 DEFAULT_TAGGER = "nerwheel.model.runtime:OnnxTagger"
@@ -210,8 +211,18 @@ class ServedHandler(Protocol):
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]: ...
 
 
-def build_handler(role: str, folder: Path, config: dict[str, Any]) -> ServedHandler:
-    """The handler for a served model's ``nerwheel_role`` parameter: ``tagger`` (CPU), ``tokenize``/``decode`` (GPU)."""
+def served_source(name: str, version: str | int) -> str:
+    """The ``source`` of served entities: the model clients call and the version that answered."""
+    return f"model:{name}/{version}"
+
+
+def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: str | None = None) -> ServedHandler:
+    """The handler for a served model's ``nerwheel_role`` parameter: ``tagger`` (CPU), ``tokenize``/``decode`` (GPU).
+
+    ``source`` (:func:`served_source`) replaces the export's own ``model:<folder name>`` on every
+    entity, so a client (and Label Studio's ``model_version``) sees which served model and version
+    answered, not ``model:model``.
+    """
     params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
     limits = Limits.from_model_config(config)
     if role == "tagger":
@@ -219,11 +230,18 @@ def build_handler(role: str, folder: Path, config: dict[str, Any]) -> ServedHand
         # so instances do not fight over the same cores.
         options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
         tagger = load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options)
+        if source:
+            tagger.source = source  # type: ignore[attr-defined]
         return Handler(tagger, limits)  # type: ignore[return-value]
     if role in ("tokenize", "decode"):
         from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
 
-        return TokenizeHandler.from_folder(folder, limits) if role == "tokenize" else DecodeHandler.from_folder(folder)
+        if role == "tokenize":
+            return TokenizeHandler.from_folder(folder, limits)
+        decoder = DecodeHandler.from_folder(folder)
+        if source:
+            decoder.tagger.source = source
+        return decoder
     raise ConfigError(f"unknown nerwheel_role {role!r}; expected tagger, tokenize or decode")
 
 
@@ -237,7 +255,9 @@ def model_class(pb_utils: Any) -> type:
             folder = Path(args["model_repository"]) / args["model_version"]
             self.inputs = [i["name"] for i in config["input"]]
             self.outputs = [o["name"] for o in config["output"]]
-            self.handler = build_handler(params.get("nerwheel_role") or "tagger", folder, config)
+            # config.SERVED_NAME: a GPU ensemble's decode step answers for the ensemble
+            source = served_source(params.get("served_name") or args["model_name"], args["model_version"])
+            self.handler = build_handler(params.get("nerwheel_role") or "tagger", folder, config, source=source)
             log.info("nerwheel model %s version %s ready from %s", args["model_name"], args["model_version"], folder)
 
         def execute(self, requests: list[Any]) -> list[Any]:

@@ -45,6 +45,8 @@ OUTPUT_ENTITIES = "ENTITIES"
 OUTPUT_TAG_IDS = "TAG_IDS"
 # Which handler a python-backend model runs (nerwheel.serving.backend.build_handler).
 ROLE = "nerwheel_role"
+# The model clients call, when the Triton model is a step of it (entities name it: backend.served_source).
+SERVED_NAME = "served_name"
 # Tensors between the GPU ensemble's steps (names match the ONNX graph's inputs/outputs).
 INPUT_IDS, ATTENTION_MASK, EMISSIONS = "input_ids", "attention_mask", "emissions"
 
@@ -181,6 +183,7 @@ def gpu_model_configs(
     decode.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
     decode.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
     decode.parameters[ROLE].CopyFrom(mc.ModelParameter(string_value="decode"))
+    decode.parameters[SERVED_NAME].CopyFrom(mc.ModelParameter(string_value=name))  # entities name the ensemble
 
     ensemble = _base(name, version, opts)
     ensemble.platform = "ensemble"

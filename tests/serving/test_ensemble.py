@@ -55,7 +55,7 @@ def test_tokenize_refuses_texts_longer_than_one_window(export_v1: Path) -> None:
 def test_gpu_python_steps_run_in_triton(triton, export_v1: Path, model_name: str) -> None:
     import tritonclient.grpc as grpcclient
 
-    from nerwheel.serving.backend import entities_json
+    from nerwheel.serving.backend import entities_json, served_source
 
     build_repository(export_v1, triton.local_repo, name=model_name, variant="gpu")
     tagger = OnnxTagger(export_v1)
@@ -76,5 +76,7 @@ def test_gpu_python_steps_run_in_triton(triton, export_v1: Path, model_name: str
         decoded = admin.infer(f"{model_name}_decode", inputs)
         for step in ("tokenize", "decode"):
             admin.unload_model(f"{model_name}_{step}")
+    tagger.source = served_source(model_name, 1)  # the decode step names the ensemble clients call, and its version
     expected = [entities_json(e) for e in tagger.predict(texts)]
     assert [bytes(x) for x in decoded.as_numpy("ENTITIES").reshape(-1)] == expected
+    assert f'"source": "model:{model_name}/1"'.encode() in b"".join(expected)

@@ -41,6 +41,8 @@ def test_local_deploy_of_a_trained_model_serves_what_offline_predicts(triton, mo
     assert [p.entities for p in served] == offline(model_v1, SAMPLE)
     assert {p.model_version for p in served} == {"1"}
     assert sum(len(p.entities) for p in served) > 0
+    # entities name the served model and the version that answered, not the export's folder (model:model)
+    assert {e.source for p in served for e in p.entities} == {f"model:{model_name}/1"}
 
 
 def test_s3_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_name: str) -> None:
