@@ -54,10 +54,22 @@ def flatten_metrics(tree: dict, prefix: str = "", *, bools: bool = True) -> dict
     return out
 
 
-def task_logging(level: int = logging.INFO) -> None:
-    """Send nerwheel's log records to the task's stderr (the pod log the KFP UI shows).
+#: How a task writes nerwheel's log records; ``nerwheel run`` recognises its lines by it (and echoes them).
+TASK_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-    Called first thing in every component body; the KFP executor configures only its own logger.
+
+def task_logging(level: int = logging.INFO) -> None:
+    """Send nerwheel's log records to the task's stderr (the pod log the KFP UI shows), in :data:`TASK_LOG_FORMAT`.
+
+    Called first thing in every component body. The KFP executor has already given the root
+    logger its own handler and format (``[KFP Executor ...]``, which hides the logger's name), so
+    nerwheel's logger gets a handler of its own and does not also go through the root's.
     """
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("nerwheel").setLevel(level)
+    logger = logging.getLogger("nerwheel")
+    logger.setLevel(level)
+    if not any(getattr(h, "nerwheel_task", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(TASK_LOG_FORMAT))
+        handler.nerwheel_task = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False

@@ -49,3 +49,25 @@ def test_progress_streams_each_tasks_own_progress_lines_under_its_name() -> None
         "Task 'train' finished with status SUCCESS",
     ]
     assert "Looking for component" in log.getvalue() and "httpx" in log.getvalue()
+
+
+def test_a_tasks_log_records_reach_the_echo_through_task_logging() -> None:
+    """In a task the KFP executor owns the root logger (its '[KFP Executor ...]' format hides the logger name):
+    task_logging gives nerwheel's records the format the echo recognises, and only once."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys\n"
+            "logging.basicConfig(stream=sys.stderr, format='[KFP Executor %(asctime)s %(levelname)s]: %(message)s')\n"
+            "from nerwheel.components.steps import task_logging\n"
+            "task_logging(); task_logging()\n"
+            "logging.getLogger('nerwheel.model.loop').info('epoch 1: loss 2.5 dev strict F1 0.1 (best)')\n"
+            "logging.getLogger('kfp').warning('executor chatter')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    log, echo = io.StringIO(), io.StringIO()
+    p = _Progress(log, echo)
+    p.write("00:00:00.000 - INFO - Executing task 'train'\n")
+    p.write("".join(f"    {line}\n" for line in proc.stderr.splitlines()))
+    assert echo.getvalue().splitlines() == ["Executing task 'train'",
+                                            "  train: epoch 1: loss 2.5 dev strict F1 0.1 (best)"]
+    assert proc.stderr.count("epoch 1") == 1  # not twice through the root's handler too
