@@ -121,7 +121,7 @@ def test_pin_command(two_versions: str) -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["deploy", "--pin-version", "1", "-r", two_versions, "-n", "addr"])
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.output)["live_versions"] == [1] and live_version(two_versions, "addr") == 1
+    assert json.loads(ok.stdout)["live_versions"] == [1] and live_version(two_versions, "addr") == 1
     missing = runner.invoke(cli, ["deploy", "--pin-version", "9", "-r", two_versions, "-n", "addr"])
     assert missing.exit_code == 1 and "addr/9 does not exist" in missing.output
     both = runner.invoke(cli, ["deploy", "--pin-version", "1", "-m", two_versions, "-r", two_versions])
