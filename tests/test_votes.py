@@ -5,7 +5,7 @@ from __future__ import annotations
 from nerwheel.records import Entity, Record
 from nerwheel.stages.annotate import annotate
 from nerwheel.stages.merge import SourceInput, merge
-from nerwheel.votes import Candidate, blocker, joint_source, pick, source_kind, vote_share, voters
+from nerwheel.votes import Candidate, blocker, joint_source, pick, seen_by, source_kind, vote_share, voters
 
 
 def cand(start: int, end: int, label: str, *names: str) -> Candidate:
@@ -53,3 +53,24 @@ def test_annotate_writes_the_joint_source_that_merge_reads_as_votes() -> None:
     assert (ent.source, ent.score) == ("kb+llm:qwen", 1.0)
     merged = merge(None, [SourceInput("annotated", fused.records)])
     assert merged.records[0].meta["merge"]["entities"][0]["sources"] == ["kb", "llm:qwen"]
+
+
+def test_an_inputs_kind_is_no_extra_voter_beside_the_sources_it_names() -> None:
+    # --extra llm=FILE whose entities say llm:qwen: one source; --extra kb=FILE without sources: kb
+    assert seen_by([("llm", ["llm:qwen", "llm:qwen"]), ("kb", [None])]) == {"llm:qwen", "kb"}
+    assert seen_by([("llm", [])]) == {"llm"}  # it saw the record and found nothing: it still counts
+    assert seen_by([("llm", ["llm:qwen", None])]) == {"llm:qwen", "llm"}  # the unnamed entity is the kind's
+    assert seen_by([(None, ["kb+llm:qwen"]), (None, [])]) == {"kb", "llm:qwen"}
+
+
+def test_two_agreeing_sources_score_one_when_a_kind_is_given_too() -> None:
+    """The double count of issue 16: `--extra llm=FILE` and the entities' own `llm:qwen` were two voters."""
+    text = "浙江省杭州市"
+    kb = SourceInput("kb.jsonl", [Record("r", text, (Entity(0, 3, "prov", "浙江省"),))], kind="kb")
+    llm = SourceInput("llm.jsonl", [Record("r", text, (Entity(0, 3, "prov", "浙江省", source="llm:qwen"),))],
+                      kind="llm")
+    merged = merge(None, [kb, llm])
+    (ent,) = merged.records[0].entities
+    assert ent.score == 1.0 and merged.records[0].meta["merge"]["voters"] == ["kb", "llm:qwen"]
+    lone = merge(None, [kb, SourceInput("llm.jsonl", [Record("r", text, ())], kind="llm")])
+    assert lone.records[0].entities[0].score == 0.5  # the LLM saw the text and disagreed: one of two

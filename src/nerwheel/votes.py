@@ -14,7 +14,9 @@ lives here:
   that voted for it and the score each gave;
 * :func:`pick`: candidates taken in the caller's order, each kept unless it
   overlaps one kept before it (:func:`blocker` names that one);
-* :func:`vote_share`: votes over voters, the ``score`` of a fused entity.
+* :func:`seen_by`: the sources that saw a record (each counted once, an
+  input's kind only where it stands for a source), and :func:`vote_share`:
+  votes over them, the ``score`` of a fused entity.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 
 from nerwheel.records import Entity
 
-__all__ = ["JOINT", "Candidate", "blocker", "joint_source", "pick", "source_kind", "vote_share", "voters"]
+__all__ = ["JOINT", "Candidate", "blocker", "joint_source", "pick", "seen_by", "source_kind", "vote_share",
+           "voters"]
 
 JOINT = "+"  # between the voters of a joint source: kb+llm:qwen
 
@@ -44,6 +47,26 @@ def source_kind(source: str | None) -> str | None:
     if not source:
         return None
     return source.split(":", 1)[0].strip().lower() or None
+
+
+def seen_by(inputs: Iterable[tuple[str | None, Sequence[str | None]]]) -> set[str]:
+    """Every source that saw a record: what a fused entity's vote share is out of.
+
+    ``inputs``: per input that holds the record, its kind (merge's ``--extra
+    KIND=FILE``, or ``None``) and the ``source`` of each of its entities there.
+    An input counts as the sources its entities name (joint sources split); its
+    kind counts only for what it stands for: entities that name no source, or a
+    record on which the input found nothing. So ``--extra llm=FILE`` whose
+    entities say ``llm:qwen`` is one source, not two (``llm`` and
+    ``llm:qwen``), and two agreeing sources score 1.0, not 0.667.
+    """
+    out: set[str] = set()
+    for kind, sources in inputs:
+        named = {v for s in sources for v in voters(s)}
+        out |= named
+        if kind and (not sources or any(not voters(s) for s in sources)):
+            out.add(kind)
+    return out
 
 
 def vote_share(votes: int, out_of: int) -> float:

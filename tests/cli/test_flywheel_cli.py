@@ -155,3 +155,16 @@ def test_feedback_import_with_nothing_usable_fails_and_says_what_to_do(tmp_path,
     assert res.exit_code == 1, res.output
     assert f"{path}: no reviewed task could be read (1 read, 1 rejected; first: " in res.output and hint in res.output
     assert "Traceback" not in res.output
+
+
+def test_merge_vote_share_counts_a_source_given_by_kind_and_by_name_once(tmp_path):
+    kb = write_jsonl(tmp_path / "kb.jsonl", [
+        {"id": "a", "text": "浙江省杭州市", "entities": [{"start": 0, "end": 3, "label": "prov"}]}])
+    llm = write_jsonl(tmp_path / "llm.jsonl", [
+        {"id": "a", "text": "浙江省杭州市", "entities": [{"start": 0, "end": 3, "label": "prov", "source": "llm:qwen"}]}])
+    out = tmp_path / "merged.jsonl"
+    res = run("merge", "--extra", f"kb={kb}", "--extra", f"llm={llm}", "--out", out)
+    assert res.exit_code == 0, res.output
+    (row,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(e["label"], e["score"]) for e in row["entities"]] == [("prov", 1.0)]
+    assert row["meta"]["merge"]["voters"] == ["kb", "llm:qwen"]

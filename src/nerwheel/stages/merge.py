@@ -53,7 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nerwheel.errors import NerwheelError
 from nerwheel.records import Entity, Record
-from nerwheel.votes import Candidate, blocker, pick, source_kind, vote_share, voters
+from nerwheel.votes import Candidate, blocker, pick, seen_by, source_kind, vote_share, voters
 
 __all__ = [
     "CONFLICT_KINDS",
@@ -280,18 +280,16 @@ class _Merger:
         cfg, report = self.cfg, self.report
         targets: dict[tuple[int, int, str], Candidate] = {}
         extensions: dict[tuple[int, int, str], Candidate] = {}
-        seen_by: set[str] = set()  # every source that saw the record: what the vote share is out of
         for src, rec in g.members:
-            if src.kind:
-                seen_by.add(src.kind)
             for e in rec.entities:
                 pool = extensions if is_extension_label(e.label) else targets
                 cand = pool.setdefault(e.key, Candidate(Entity(e.start, e.end, e.label, e.text)))
                 cand.inputs.add(src.name)
                 for s in _entity_sources(e, src, rec):
                     self.kind_of(s, f"{src.name}: record {rec.id!r}")
-                    seen_by.add(s)
                     cand.vote(s, e.score)
+        # every source that saw the record, each once: what the vote share is out of
+        seen = seen_by((src.kind, [e.source for e in rec.entities]) for src, rec in g.members)
 
         gold_inputs = {src.name for src, _ in g.members if src.kind == GOLD}
         if len(g.members) == 1:
@@ -324,7 +322,7 @@ class _Merger:
         for c in accepted + kept_ext:
             best = self.best_source(c)
             e = c.entity
-            out.append(Entity(e.start, e.end, e.label, e.text, source=best, score=vote_share(c.votes, len(seen_by))))
+            out.append(Entity(e.start, e.end, e.label, e.text, source=best, score=vote_share(c.votes, len(seen))))
             p = _ent_dict(e, c.sources)
             scores = {s: v for s, v in c.sources.items() if v is not None}
             if scores:
@@ -339,7 +337,7 @@ class _Merger:
             meta.update(rec.meta)
         meta["merge"] = {
             "inputs": [src.name for src, _ in g.members],
-            "voters": sorted(seen_by),
+            "voters": sorted(seen),
             "entities": sorted(provenance, key=lambda p: (p["start"], p["end"], p["label"])),
         }
         return Record(g.id, g.text, tuple(out), meta)
