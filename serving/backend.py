@@ -140,11 +140,14 @@ def decode_with_tags(
 
     Tag ids are per label-bearing position (one per character for CJK text);
     they come from the same stitched emissions and transitions the tagger
-    decodes, so they agree with the entities.
+    decodes, so they agree with the entities. A span head (overlapping spans
+    have no tag path) answers with empty tag rows.
     """
     from nerwheel.decode import viterbi
 
     entities = tagger.decode(texts, encs, emissions)
+    if getattr(tagger, "spans", None) is not None:  # a span head has no tag path: TAG_IDS stays empty
+        return entities, [[] for _ in texts]
     lengths = [len(e) for e in emissions]
     num_tags = len(tagger.card.tags)
     batch = np.zeros((len(texts), max(lengths, default=0), num_tags), dtype=np.float32)

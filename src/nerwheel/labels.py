@@ -24,6 +24,7 @@ __all__ = [
     "Scheme",
     "TagSet",
     "UnknownLabelError",
+    "is_extension_label",
     "spans_to_tags",
     "tags_to_spans",
 ]
@@ -37,6 +38,16 @@ ADDRESS_LABELS: tuple[str, ...] = (
 
 class UnknownLabelError(DataError):
     pass
+
+
+def is_extension_label(label: str) -> bool:
+    """Extension labels carry a namespace prefix (``pos:n``, ``kb:city``); target labels never contain ``:``.
+
+    Teachers add them beside the target entities (part of speech, word
+    segmentation, extra types); merge keeps them, a span head learns them as
+    auxiliary outputs, and nothing reports them as target entities.
+    """
+    return ":" in label
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ adds the *policy* checks, which depend on what the data is for:
 - overlapping spans, which BIO-style tags cannot express:
   ``overlaps="reject"`` rejects the record, ``"keep-longest"`` keeps the longest
   span of each overlapping group (ties: earlier start, then label) and counts the
-  dropped ones in the notes. Exact duplicates (same offsets and label, e.g. two
+  dropped ones in the notes; ``"keep"`` keeps them all (for a span head, which
+  learns overlapping and nested spans) and counts the records that hold them. Exact duplicates (same offsets and label, e.g. two
   synonyms mapped to one label) are always collapsed and counted.
 
 :func:`validate` returns a new ReadResult; every reject carries file, line and
@@ -44,12 +45,13 @@ __all__ = [
     "validate_records",
 ]
 
-OVERLAP_POLICIES = ("reject", "keep-longest")
+OVERLAP_POLICIES = ("reject", "keep-longest", "keep")
 UNKNOWN_LABEL_POLICIES = ("reject", "map")
 DEFAULT_MAX_LENGTH = 2048
 
 NOTE_DUPLICATE_ENTITIES = "duplicate entities collapsed"
 NOTE_KEEP_LONGEST = "overlapping entities dropped (keep-longest)"
+NOTE_OVERLAPS_KEPT = "records with overlapping or nested entities kept (keep)"
 NOTE_MAPPED = "entity labels mapped"
 NOTE_DUPLICATE_IDS = "duplicate record ids"
 
@@ -166,7 +168,9 @@ def check_record(record: Record, policy: ValidationPolicy, notes: Counter[str] |
         ents, changed = unique, True
     ordered = sorted(ents)
     clash = next(((a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:] if a.overlaps(b)), None)
-    if clash is not None:
+    if clash is not None and policy.overlaps == "keep":
+        notes[NOTE_OVERLAPS_KEPT] += 1
+    elif clash is not None:
         if policy.overlaps == "reject":
             a, b = clash
             raise BadRecord(f"entities {_fmt(a)} and {_fmt(b)} overlap; tags cannot express overlaps "

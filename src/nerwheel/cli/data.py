@@ -52,7 +52,8 @@ def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Reject texts longer than this many characters (0: no limit)."),
         click.option("--allow-empty", is_flag=True, help="Accept records whose text is empty or blank."),
         click.option("--overlaps", type=click.Choice(OVERLAP_POLICIES), default="reject", show_default=True,
-                     help="Overlapping spans: reject the record, or keep the longest span."),
+                     help="Overlapping spans: reject the record, keep the longest span, or keep them all "
+                     "(data for a span head, model.head: span)."),
         click.option("--labels", "allowed", default=None, metavar="A,B,...",
                      help="The allowed labels; others are unknown."),
         click.option("--label-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer
 
@@ -20,11 +21,14 @@ from nerwheel.labels import TagSet
 from nerwheel.model.card import ModelCard
 from nerwheel.model.classifier import TokenClassifier, build_encoder
 from nerwheel.model.config import ModelSettings
+from nerwheel.model.encoding import ensure_char_split, special_ids
 from nerwheel.model.layout import CARD_FILE, TOKENIZER_FILE
-from nerwheel.model.encoding import ensure_char_split
 from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
 
 __all__ = ["Backbone", "check_positions", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
+
+if TYPE_CHECKING:
+    from nerwheel.model.span import SpanClassifier
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ class Backbone:
     special_tokens: dict[str, str]
     pad_id: int
     encoder: object | None = None  # a transformers PreTrainedModel for fresh backbones
-    previous: TokenClassifier | None = None
+    previous: Any = None  # the model being continued: a TokenClassifier or a SpanClassifier
     previous_card: ModelCard | None = None
     info: dict[str, object] = field(default_factory=dict)
 
@@ -58,6 +62,27 @@ class Backbone:
             self.previous.dropout.p = settings.dropout
             return self.previous
         return TokenClassifier(self.encoder, tagset.tags, head=settings.head, dropout=settings.dropout)  # type: ignore[arg-type]
+
+    def span_classifier(self, labels: Sequence[str], settings: ModelSettings) -> SpanClassifier:
+        """The span head to train (:mod:`nerwheel.model.span`): fresh on the encoder, or the previous one relabelled."""
+        from nerwheel.model.span import SpanClassifier
+
+        span = settings.span
+        if self.previous is not None:
+            if not isinstance(self.previous, SpanClassifier):
+                raise ValueError(f"the model being continued has a {self.previous.head} head but the config asks "
+                                 f"for span; set model.head: {self.previous.head}")
+            if self.previous.max_width != span.max_width:
+                raise ValueError(f"the model being continued has model.span.max_width={self.previous.max_width}; "
+                                 f"set model.span.max_width: {self.previous.max_width}")
+            self.previous.retag(labels)
+            self.previous.dropout.p = settings.dropout
+            self.previous.extension_weight = span.extension_weight
+            return self.previous
+        _, suffix = special_ids(self.tokenizer)
+        return SpanClassifier(self.encoder, labels, max_width=span.max_width, size=span.size,  # type: ignore[arg-type]
+                              suffix_tokens=len(suffix), dropout=settings.dropout,
+                              extension_weight=span.extension_weight)
 
 
 def is_nerwheel_model(path: str | Path) -> bool:
@@ -149,8 +174,10 @@ def _from_hf(model_id: str) -> Backbone:
 
 
 def _from_nerwheel(directory: Path) -> Backbone:
+    from nerwheel.model.heads import load_model
+
     card = ModelCard.read(directory)
-    model = TokenClassifier.load(directory, head=card.head)
+    model = load_model(directory, card)
     tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
     from transformers import AutoTokenizer
 

@@ -1,9 +1,15 @@
 """``nerwheel.json``: what a model directory or an export directory is, beside the Hugging Face files.
 
 The Hugging Face files say how to run the encoder; this card says how to read
-its output: the tag inventory and scheme, the head (CRF or softmax), the window
-geometry, and where the model came from (backbone, data fingerprints, metrics).
-Every runtime (PyTorch, ONNX Runtime, Triton) builds its decoder from it.
+its output: the tag inventory and scheme, the head (CRF, softmax or span), the
+window geometry, and where the model came from (backbone, data fingerprints,
+metrics). Every runtime (PyTorch, ONNX Runtime, Triton) builds its decoder
+from it.
+
+A span head has no tags (``tags`` is empty): ``labels`` are its outputs,
+targets first, then extension labels, and ``span`` says how to read its
+scores (``max_width``, and the decoding defaults ``threshold`` and
+``nested``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ class ModelCard(BaseModel):
     labels: list[str]
     scheme: str = "BIO"
     tags: list[str]
-    head: Literal["crf", "softmax"] = "crf"
+    head: Literal["crf", "softmax", "span"] = "crf"
     backbone: str
     sequence_length: int
     stride: int
@@ -40,6 +46,7 @@ class ModelCard(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     export: dict[str, Any] = Field(default_factory=dict)
+    span: dict[str, Any] = Field(default_factory=dict)  # span heads: max_width, threshold, nested
 
     @classmethod
     def new(cls, tagset: TagSet, **kw: Any) -> ModelCard:
@@ -48,6 +55,11 @@ class ModelCard(BaseModel):
     @property
     def tagset(self) -> TagSet:
         return TagSet(tuple(self.labels), self.scheme)
+
+    @property
+    def num_outputs(self) -> int:
+        """Columns of the ``emissions`` output: one per tag, or ``max_width x labels`` for a span head."""
+        return int(self.span["max_width"]) * len(self.labels) if self.head == "span" else len(self.tags)
 
     @classmethod
     def read(cls, directory: str | Path) -> ModelCard:
@@ -58,7 +70,10 @@ class ModelCard(BaseModel):
                 "or `nerwheel export`"
             )
         card = cls.model_validate_json(path.read_text(encoding="utf-8"))
-        if card.tags != card.tagset.tags:
+        if card.head == "span":
+            if not isinstance(card.span.get("max_width"), int) or card.tags:
+                raise DataError(f"{path}: a span-head card needs 'span.max_width' and no 'tags'; the card is corrupt")
+        elif card.tags != card.tagset.tags:
             raise DataError(f"{path}: 'tags' does not match 'labels' under scheme {card.scheme}; the card is corrupt")
         return card
 

@@ -74,6 +74,18 @@ class LoraSettings(Section):
     target_modules: list[str] = Field(["query", "key", "value"], description="encoder modules that get adapters")
 
 
+class SpanSettings(Section):
+    """The span head (`model.head: span`): overlapping and nested spans, extension labels as auxiliary outputs."""
+
+    max_width: int = Field(16, gt=0, le=128, description="longest span scored, in tokens (characters for Chinese)")
+    size: int = Field(128, gt=0, description="width of the start/end representations of the biaffine scorer")
+    extension_weight: float = Field(
+        0.5, ge=0, description="loss weight of extension labels (a namespace prefix such as pos: or kb:) relative "
+        "to target labels; 0 ignores them")
+    threshold: float = Field(0.5, gt=0, lt=1, description="lowest span probability returned")
+    nested: bool = Field(False, description="decode nested target spans by default (predict --nested asks per run)")
+
+
 class ModelSettings(Section):
     """Which encoder, which head."""
 
@@ -82,7 +94,9 @@ class ModelSettings(Section):
         description="backbone (Hugging Face YAML: model.name): `tiny`, `e5-small`, a Hugging Face model directory "
         "or hub id, or a nerwheel model directory to continue training from",
     )
-    head: Literal["crf", "softmax"] = Field("crf", description="crf (learned transitions) or softmax")
+    head: Literal["crf", "softmax", "span"] = Field(
+        "crf", description="crf (learned transitions), softmax, or span (every span up to model.span.max_width "
+        "scored per label: overlapping and nested spans)")
     scheme: Literal["BIO", "BIOES", "BMES"] = Field("BIO", description="tagging scheme")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the linear head")
     init_from: str | None = Field(None, description="nerwheel model directory to continue training from")
@@ -96,6 +110,7 @@ class ModelSettings(Section):
     )
     tiny: TinySettings = Field(default_factory=TinySettings, description="size of the `tiny` backbone")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="optional LoRA adapters")
+    span: SpanSettings = Field(default_factory=SpanSettings, description="the span head (model.head: span)")
 
 
 class DataSettings(Section):

@@ -4,7 +4,9 @@ Each record becomes one window (or several, for a text longer than
 ``sequence_length``) with ``input_ids`` and ``labels`` aligned by
 :class:`~nerwheel.model.encoding.TextEncoder`. Records must not hold
 overlapping spans (the train stage resolves them with the ``keep-longest``
-validation policy first). What alignment loses is counted, not hidden: spans
+validation policy first; the span head keeps them, with its own features in
+:mod:`nerwheel.model.span_data`). Each feature type pads its own labels
+(``collate_labels``), so :func:`collate` batches either kind. What alignment loses is counted, not hidden: spans
 whose boundary falls inside a token.
 """
 
@@ -12,20 +14,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from nerwheel.labels import TagSet, spans_to_tags
-from nerwheel.model.encoding import TextEncoder, misaligned
+from nerwheel.model.encoding import IGNORE, TextEncoder, misaligned
 from nerwheel.records import Record
 
-__all__ = ["Feature", "FeatureStats", "batches", "build_features", "collate"]
+__all__ = ["IGNORE", "Feature", "FeatureStats", "batches", "build_features", "collate"]
 
 
 @dataclass(frozen=True)
 class Feature:
     input_ids: np.ndarray  # int64 [n], special tokens included
     labels: np.ndarray  # int64 [n], -100 where no label
+
+    @staticmethod
+    def collate_labels(features: Sequence[Feature], width: int) -> np.ndarray:
+        labels = np.full((len(features), width), IGNORE, dtype=np.int64)
+        for r, f in enumerate(features):
+            labels[r, : len(f.labels)] = f.labels
+        return labels
 
 
 @dataclass
@@ -81,14 +91,13 @@ def batches(lengths: Sequence[int], batch_size: int, *, rng: np.random.Generator
     return out
 
 
-def collate(features: Sequence[Feature], pad_id: int) -> dict[str, np.ndarray]:
+def collate(features: Sequence[Any], pad_id: int) -> dict[str, np.ndarray]:
+    """Padded ``input_ids``/``attention_mask`` and the labels as the features' own type pads them."""
     width = max(len(f.input_ids) for f in features)
     ids = np.full((len(features), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(features), width), dtype=np.int64)
-    labels = np.full((len(features), width), -100, dtype=np.int64)
     for r, f in enumerate(features):
         n = len(f.input_ids)
         ids[r, :n] = f.input_ids
         mask[r, :n] = 1
-        labels[r, :n] = f.labels
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": ids, "attention_mask": mask, "labels": type(features[0]).collate_labels(features, width)}

@@ -2,8 +2,10 @@
 
 Both share everything but the forward pass (:class:`Tagger`): tokenization and
 sliding windows (:mod:`nerwheel.model.encoding`), length-bucketed batches,
-stitching window outputs, Viterbi and span building (:mod:`nerwheel.decode`).
-So a parity check between them compares exactly one thing, the emissions.
+stitching window outputs, Viterbi and span building (:mod:`nerwheel.decode`),
+or, for a span head (``card.head == "span"``), span selection
+(:mod:`nerwheel.decode_span`). So a parity check between them compares exactly
+one thing, the emissions.
 
 This module imports neither torch nor transformers at import time: the Triton
 python backend and the ONNX serving image import :class:`OnnxTagger` alone.
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nerwheel.decode import CrfParams, marginals, tags_to_entities, viterbi
+from nerwheel.decode_span import SpanDecoder, SpanLayout
 from nerwheel.model.card import ModelCard
 from nerwheel.model.encoding import Encoded, TextEncoder
 from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
@@ -33,15 +36,29 @@ class Tagger:
     """Texts in, character-offset entities out; subclasses supply :meth:`run` (the forward pass).
 
     ``batch_size`` bounds the windows per forward pass; windows are sorted by
-    length first so a batch pads little.
+    length first so a batch pads little. Span heads only: ``nested`` returns
+    nested target spans (default: the card's ``span.nested``), ``extensions``
+    adds the extension labels (``pos:``, ``kb:``...) to the output.
     """
 
-    def __init__(self, card: ModelCard, encoder: TextEncoder, crf: CrfParams | None, *, batch_size: int = 32):
+    def __init__(self, card: ModelCard, encoder: TextEncoder, crf: CrfParams | None, *, batch_size: int = 32,
+                 nested: bool | None = None, extensions: bool | None = None):
         self.card = card
         self.encoder = encoder
         self.batch_size = batch_size
-        self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
         self.source = f"model:{card.name}" if card.name else "model"
+        self.spans: SpanDecoder | None = None
+        if card.head == "span":
+            self.spans = SpanDecoder(
+                SpanLayout(tuple(card.labels), int(card.span["max_width"])),
+                threshold=float(card.span.get("threshold", 0.5)),
+                nested=bool(card.span.get("nested", False)) if nested is None else nested, extensions=bool(extensions),
+            )
+            return
+        if nested or extensions:
+            raise ValueError(f"nested and extensions apply to span heads; this model has a {card.head} head "
+                             "(train with model.head: span)")
+        self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Emissions ``[B, S, T]`` float32 for int64 ``[B, S]`` inputs."""
@@ -70,7 +87,7 @@ class Tagger:
                 outputs[(ti, wi)] = out[r, : len(row)]
         stitched = [
             self.encoder.stitch(e, ws, [outputs[(ti, wi)] for wi in range(len(ws))])
-            if len(e) else np.zeros((0, len(self.card.tags)), dtype=np.float32)
+            if len(e) else np.zeros((0, self.card.num_outputs), dtype=np.float32)
             for ti, (e, ws) in enumerate(zip(encs, plans, strict=True))
         ]
         return encs, stitched
@@ -78,7 +95,9 @@ class Tagger:
     def decode(
         self, texts: Sequence[str], encs: Sequence[Encoded], emissions: Sequence[np.ndarray], *, scores: bool = True
     ) -> list[list[Entity]]:
-        """Viterbi + spans for stitched emissions, in batches of similar length."""
+        """Viterbi + spans for stitched emissions, in batches of similar length (span heads: span selection)."""
+        if self.spans is not None:
+            return self.spans.decode(texts, encs, emissions, scores=scores, source=self.source)
         out: list[list[Entity]] = [[] for _ in texts]
         order = sorted(range(len(texts)), key=lambda i: len(emissions[i]))
         num_tags = len(self.card.tags)
@@ -120,7 +139,7 @@ class OnnxTagger(Tagger):
 
     def __init__(
         self, path: str | Path, *, int8: bool = False, batch_size: int = 32, threads: int | None = None,
-        providers: Sequence[str] | None = None,
+        providers: Sequence[str] | None = None, nested: bool | None = None, extensions: bool | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -136,7 +155,8 @@ class OnnxTagger(Tagger):
             if not crf_file.exists():
                 raise FileNotFoundError(f"{crf_file}: missing; a CRF export must carry its transitions")
             crf = CrfParams.load(str(crf_file))
-        super().__init__(card, _encoder_for(directory, card), crf, batch_size=batch_size)
+        super().__init__(card, _encoder_for(directory, card), crf, batch_size=batch_size, nested=nested,
+                         extensions=extensions)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -151,7 +171,7 @@ class OnnxTagger(Tagger):
 
 
 class TorchTagger(Tagger):
-    """A :class:`~nerwheel.model.classifier.TokenClassifier` in PyTorch (a model directory, or one in memory).
+    """A token or span classifier (:mod:`nerwheel.model.heads`) in PyTorch (a model directory, or one in memory).
 
     ``dtype="bf16"``/``"fp16"`` autocasts the forward pass (CUDA only; on CPU
     it runs float32).
@@ -159,7 +179,7 @@ class TorchTagger(Tagger):
 
     def __init__(
         self, model: TokenClassifier, card: ModelCard, encoder: TextEncoder, *, batch_size: int = 32,
-        device: Any = None, dtype: str | None = None,
+        device: Any = None, dtype: str | None = None, nested: bool | None = None, extensions: bool | None = None,
     ) -> None:
         import torch
 
@@ -170,7 +190,7 @@ class TorchTagger(Tagger):
                 model.crf.start_transitions.detach().float().cpu().numpy(),
                 model.crf.end_transitions.detach().float().cpu().numpy(),
             )
-        super().__init__(card, encoder, crf, batch_size=batch_size)
+        super().__init__(card, encoder, crf, batch_size=batch_size, nested=nested, extensions=extensions)
         self.model = model
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype or "", None)
@@ -178,15 +198,17 @@ class TorchTagger(Tagger):
             self.autocast = None
 
     @classmethod
-    def from_dir(cls, path: str | Path, *, device: Any = None, dtype: str | None = None, batch_size: int = 32) -> TorchTagger:
-        from nerwheel.model.classifier import TokenClassifier
+    def from_dir(cls, path: str | Path, *, device: Any = None, dtype: str | None = None, batch_size: int = 32,
+                 nested: bool | None = None, extensions: bool | None = None) -> TorchTagger:
+        from nerwheel.model.heads import load_model
 
         directory = Path(path)
         card = ModelCard.read(directory)
-        model = TokenClassifier.load(directory, head=card.head).eval()
+        model = load_model(directory, card).eval()
         if device is not None:
             model.to(device)
-        return cls(model, card, _encoder_for(directory, card), batch_size=batch_size, device=device, dtype=dtype)
+        return cls(model, card, _encoder_for(directory, card), batch_size=batch_size, device=device, dtype=dtype,
+                   nested=nested, extensions=extensions)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         import torch

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nerwheel.labels import is_extension_label
 from nerwheel.records import Entity, Record
-from nerwheel.stages.merge import is_extension_label
 
 if TYPE_CHECKING:
     from nerwheel.stages.annotate import Teacher

@@ -52,6 +52,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nerwheel.errors import NerwheelError
+from nerwheel.labels import is_extension_label
 from nerwheel.records import Entity, Record
 from nerwheel.votes import Candidate, blocker, pick, seen_by, source_kind, vote_share, voters
 
@@ -62,7 +63,6 @@ __all__ = [
     "MergeReport",
     "MergeResult",
     "SourceInput",
-    "is_extension_label",
     "merge",
     "source_kind",
 ]
@@ -75,11 +75,6 @@ GOLD = "gold"
 
 class MergeError(NerwheelError, ValueError):
     """Inputs the merge cannot interpret (an unranked source kind, an entity with no source)."""
-
-
-def is_extension_label(label: str) -> bool:
-    """Extension labels carry a namespace prefix (``pos:n``); target labels never contain ``:``."""
-    return ":" in label
 
 
 class MergeConfig(BaseModel):

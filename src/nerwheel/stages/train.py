@@ -14,6 +14,13 @@ Output: ``<output_dir>/<model_name>-<timestamp>/`` with ``config.json``,
 not used, with file, line and reason) and, when the keep-longest overlap policy
 removed spans, ``dropped_spans.jsonl``. ``nerwheel.json``'s ``data`` section
 counts read = accepted + rejected per input file.
+
+A span head (``model.head: span``, :mod:`nerwheel.model.span`) learns
+overlapping and nested spans, so its training records keep them all (overlap
+policy ``keep``, nothing dropped) and its windows come from
+:mod:`nerwheel.model.span_data`. Extension labels (``pos:n``, ``kb:city``)
+train as weighted auxiliary outputs; dev and test are scored on target labels
+only, so the F1 that picks the best epoch and the one reported are target F1.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import yaml
 
 from nerwheel.errors import DataError
 from nerwheel.formats.base import ReadResult, Reject
-from nerwheel.labels import TagSet
+from nerwheel.labels import TagSet, is_extension_label
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard
 from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
@@ -102,8 +109,9 @@ def _counts(result: ReadResult) -> dict[str, Any]:
     return out
 
 
-def tag_ready(result: ReadResult) -> tuple[ReadResult, list[dict[str, Any]]]:
-    """Apply what tags can express to ``result``: blank texts rejected, overlaps resolved keeping the longest.
+def tag_ready(result: ReadResult, overlaps: str = "keep-longest") -> tuple[ReadResult, list[dict[str, Any]]]:
+    """Apply what the head can learn to ``result``: blank texts rejected, overlaps resolved keeping the longest
+    (``overlaps="keep"``, for a span head: kept as they are).
 
     Returns a reconciling result (policy rejects join the reader's, with file
     and line) and one row per entity the overlap policy dropped, naming the
@@ -112,7 +120,7 @@ def tag_ready(result: ReadResult) -> tuple[ReadResult, list[dict[str, Any]]]:
     from nerwheel.formats.base import BadRecord
     from nerwheel.validate import ValidationPolicy, check_record
 
-    policy = ValidationPolicy(overlaps="keep-longest", max_length=None)
+    policy = ValidationPolicy(overlaps=overlaps, max_length=None)
     out = ReadResult(source=result.source, format=result.format, rejects=list(result.rejects),
                      notes=Counter(result.notes))
     dropped: list[dict[str, Any]] = []
@@ -150,6 +158,7 @@ def resolve_inputs(
     span removed in ``dropped_spans``, and the counts reconcile per file.
     """
     d = config.data
+    overlaps = "keep" if config.model.head == "span" else "keep-longest"
     fp: dict[str, Any] = {}
     rejects: list[Reject] = []
     dropped: list[dict[str, Any]] = []
@@ -165,7 +174,7 @@ def resolve_inputs(
             continue
         result = _read(path, d.format)
         if role == "train":  # dev and test are scored as they are; only train must fit the tags
-            result, dropped = tag_ready(result)
+            result, dropped = tag_ready(result, overlaps)
         log.info("%s: %s", role, result.summary())
         for rej in result.rejects[:3]:
             log.warning("%s reject: %s", role, rej)
@@ -175,7 +184,7 @@ def resolve_inputs(
         if role == "train":
             fp["validation"] = _policy_counts(result, dropped)
     if train is not None:  # records passed in memory: the same policy, positions for lines
-        result, dropped = tag_ready(_in_memory(parts["train"] or [], "train"))
+        result, dropped = tag_ready(_in_memory(parts["train"] or [], "train"), overlaps)
         rejects += result.rejects
         parts["train"] = list(result.records)
         fp["validation"] = {**_counts(result), **_policy_counts(result, dropped)}
@@ -252,6 +261,38 @@ def _write_model(directory: Path, model: Any, backbone: Backbone, card: ModelCar
     card.write(directory)
 
 
+def _targets_only(records: Sequence[Record]) -> list[Record]:
+    """Records without their extension-label spans: what target-label scores are computed against."""
+    return [r if not any(is_extension_label(e.label) for e in r.entities)
+            else r.with_entities([e for e in r.entities if not is_extension_label(e.label)]) for r in records]
+
+
+def _span_head(config: TrainConfig, inputs: TrainInputs, backbone: Backbone,
+               encoder: TextEncoder) -> tuple[Any, list[Any], Any, dict[str, Any]]:
+    """The span head's model, windows, alignment stats and card fields; dev/test become target-only."""
+    from nerwheel.decode_span import SpanLayout
+    from nerwheel.model.heads import span_labels
+    from nerwheel.model.span_data import build_span_features
+
+    span = config.model.span
+    extra = backbone.previous_card.labels if backbone.previous_card else ()
+    labels = span_labels(inputs.train + inputs.dev, extra=extra)
+    check_num_labels(config.model.num_labels, labels, what="span labels (targets, then extension labels)")
+    layout = SpanLayout(labels, span.max_width)
+    if not layout.targets:
+        raise TrainDataError("the training data holds extension labels only (pos:..., kb:...); a span head needs "
+                             "target labels to learn")
+    features, stats = build_span_features(inputs.train, encoder, layout)
+    if stats.too_wide:
+        log.warning("%d of %d training spans are wider than model.span.max_width=%d tokens and cannot be learned, "
+                    "e.g. %s", stats.too_wide, stats.entities, span.max_width, stats.too_wide_examples[:3])
+    inputs.dev, inputs.test = _targets_only(inputs.dev), _targets_only(inputs.test)
+    card = {"labels": list(labels), "tags": [], "span": {"max_width": span.max_width, "threshold": span.threshold,
+                                                        "nested": span.nested, "targets": list(layout.targets),
+                                                        "extensions": list(layout.extensions)}}
+    return backbone.span_classifier(labels, config.model), features, stats, card
+
+
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """metrics.json without the report text: what belongs in the card."""
     return {k: v for k, v in metrics.items() if k != "seqeval_report"}
@@ -264,7 +305,7 @@ def train(
     dev_records: Sequence[Record] | None = None,
     test_records: Sequence[Record] | None = None,
 ) -> Path:
-    """Train a token classifier as ``config`` says; returns the new model directory."""
+    """Train a token or span classifier as ``config`` says; returns the new model directory."""
     from nerwheel.model.data import build_features
     from nerwheel.model.lora import apply_lora
     from nerwheel.model.loop import evaluate_model, fit, seed_everything, torch_threads
@@ -273,19 +314,24 @@ def train(
     seed_everything(t.seed)
     inputs = resolve_inputs(config, train_records, dev_records, test_records)
     backbone = load_backbone(config.model, texts=[r.text for r in inputs.train], sequence_length=t.sequence_length)
-    extra = backbone.previous_card.labels if backbone.previous_card else ()
-    tagset = TagSet.from_records(inputs.train + inputs.dev, scheme=config.model.scheme, extra=extra)
-    prefixes = "-/".join(c for c in config.model.scheme if c != "O")
-    check_num_labels(config.model.num_labels, tagset.tags, what=f"{config.model.scheme} tags (O + {prefixes}- per type)")
     if warning := learning_rate_warning(backbone.name, t.learning_rate):
         log.warning(warning)
     encoder = TextEncoder(backbone.tokenizer, sequence_length=t.sequence_length, stride=t.stride,
                           pad_id=backbone.pad_id)
-    features, stats = build_features(inputs.train, encoder, tagset)
+    if config.model.head == "span":
+        model, features, stats, head_card = _span_head(config, inputs, backbone, encoder)
+    else:
+        extra = backbone.previous_card.labels if backbone.previous_card else ()
+        tagset = TagSet.from_records(inputs.train + inputs.dev, scheme=config.model.scheme, extra=extra)
+        prefixes = "-/".join(c for c in config.model.scheme if c != "O")
+        check_num_labels(config.model.num_labels, tagset.tags,
+                         what=f"{config.model.scheme} tags (O + {prefixes}- per type)")
+        features, stats = build_features(inputs.train, encoder, tagset)
+        model = backbone.classifier(tagset, config.model)
+        head_card = {"labels": list(tagset.labels), "scheme": tagset.scheme, "tags": tagset.tags}
     if stats.misaligned:
         log.warning("%d of %d training entities have a boundary inside a token and cannot be learned exactly, e.g. %s",
                     stats.misaligned, stats.entities, stats.examples[:3])
-    model = backbone.classifier(tagset, config.model)
     if config.model.lora.enabled:
         model.encoder = apply_lora(model.encoder, config.model.lora)
 
@@ -295,8 +341,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_input_report(run_dir, inputs)
     learning_rate = t.learning_rate or default_learning_rate(backbone.name)
-    card = ModelCard.new(
-        tagset, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
+    card = ModelCard(
+        **head_card, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
         pad_id=backbone.pad_id, name=run_dir.name,
         data={**inputs.fingerprints, "alignment": stats.to_dict()},
         training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate, **backbone.info},
@@ -304,8 +350,8 @@ def train(
     (run_dir / TRAIN_CONFIG_FILE).write_text(
         yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
     )
-    log.info("training %s (%s head, %d tags) on %d windows from %d records; dev %d records -> %s",
-             backbone.name, config.model.head, len(tagset.tags), len(features), len(inputs.train), len(inputs.dev),
+    log.info("training %s (%s head, %d outputs) on %d windows from %d records; dev %d records -> %s",
+             backbone.name, config.model.head, card.num_outputs, len(features), len(inputs.train), len(inputs.dev),
              run_dir)
 
     def save_checkpoint(path: Path, dev_metrics: dict[str, Any]) -> None:

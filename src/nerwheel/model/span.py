@@ -1,0 +1,228 @@
+"""Span head: an encoder, then a biaffine score with width features for every candidate span and every label.
+
+Why a span head beside the tagger: a BIO tag sequence holds one label per
+character, so overlapping spans (a ``pos:ns`` span over a ``city``) and nested
+ones (a ``company`` inside a ``book``) cannot both be learned; a span head
+scores each (span, label) pair independently (multi-label), so they train
+together. Following Yu et al. 2020 ("Named Entity Recognition as Dependency
+Parsing"), each token gets a start and an end representation and a span
+``(s, e)`` scores, per label ``l``::
+
+    score = start_s^T U_l end_e + w_l . [start_s; end_e] + width_l[e - s] + b_l
+
+Only spans of at most ``max_width`` tokens are scored, as a band
+``[batch, tokens, max_width, labels]`` (no ``tokens x tokens`` matrix), and
+spans that would end on a special token or padding are set to a large
+negative score inside the graph, so a window never proposes a span it cannot
+see the end of. The output is flattened to ``emissions [batch, tokens,
+max_width * labels]``: the same export contract, windows and stitching as the
+tagger (decoding: :mod:`nerwheel.decode_span`).
+
+The loss is the multi-label categorical cross-entropy of GlobalPointer (Su et
+al. 2022), per text and label, over the valid candidates only::
+
+    log(1 + sum_{negatives} exp(s)) + log(1 + sum_{positives} exp(-s))
+
+which puts the decision boundary at 0 without a flood of easy negatives
+drowning the few positives. Extension labels (``pos:``, ``kb:``) are auxiliary
+outputs: their terms are weighted by ``extension_weight``, and the loss is
+normalised by the number of target labels, so adding extension labels adds
+signal without shrinking the targets' share.
+
+Saved as a Hugging Face model directory that ``AutoModel`` loads (the
+encoder's own ``config.json`` with ``id2label`` = the span labels and a
+``nerwheel_span`` entry for the head's shape; ``model.safetensors`` with
+``<base_model_prefix>.*`` encoder weights and ``span.*`` head weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+
+from nerwheel.decode_span import SpanLayout
+from nerwheel.labels import is_extension_label
+from nerwheel.model.classifier import WEIGHTS_FILE, build_encoder
+from nerwheel.model.lora import encoder_state, unwrap
+
+__all__ = ["CONFIG_KEY", "SpanClassifier", "SpanScorer", "multilabel_loss"]
+
+CONFIG_KEY = "nerwheel_span"
+NEG = -1e4  # the score of a span that cannot exist (ends on a special token or padding)
+IGNORE = -100
+
+
+class SpanScorer(nn.Module):
+    """Hidden states ``[B, S, H]`` -> span scores ``[B, S, max_width, labels]`` (see the module docstring)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, *, max_width: int, size: int, suffix_tokens: int,
+                 init_std: float = 0.02) -> None:
+        super().__init__()
+        self.max_width = max_width
+        self.num_labels = num_labels
+        self.size = size
+        self.suffix_tokens = suffix_tokens
+        self.start = nn.Sequential(nn.Linear(hidden_size, size), nn.GELU())
+        self.end = nn.Sequential(nn.Linear(hidden_size, size), nn.GELU())
+        # U_l for every label, stored [size, labels * size] so the first product is one matrix multiply
+        self.bilinear = nn.Parameter(torch.randn(size, num_labels * size) * init_std)
+        self.start_linear = nn.Linear(size, num_labels)
+        self.end_linear = nn.Linear(size, num_labels, bias=False)
+        self.width = nn.Parameter(torch.zeros(max_width, num_labels))
+        for lin in (self.start[0], self.end[0], self.start_linear, self.end_linear):
+            nn.init.normal_(lin.weight, std=init_std)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        bsz, seq = hidden.shape[0], hidden.shape[1]
+        w, n, d = self.max_width, self.num_labels, self.size
+        start = self.start(hidden)  # [B, S, d]
+        end = self.end(hidden)
+        band = torch.arange(seq, device=hidden.device)[:, None] + torch.arange(w, device=hidden.device)[None, :]
+        ends = nn.functional.pad(end, (0, 0, 0, w))[:, band]  # [B, S, W, d]: the end of span (s, s + w)
+        left = torch.matmul(start, self.bilinear).reshape(bsz, seq, n, d)  # [B, S, L, d]
+        bilinear = torch.matmul(left, ends.transpose(2, 3)).transpose(2, 3)  # [B, S, W, L]
+        scores = bilinear + self.start_linear(start)[:, :, None, :] + self.end_linear(ends) + self.width
+        # a span may end on a content token only: attention_mask shifted past the suffix special tokens
+        content = nn.functional.pad(attention_mask[:, self.suffix_tokens:], (0, self.suffix_tokens + w))[:, band]
+        return torch.where(content[..., None] > 0, scores, torch.full_like(scores, NEG))
+
+    def retarget(self, keep: Sequence[tuple[int, int]], num_labels: int, init_std: float) -> None:
+        """New label rows: ``keep`` pairs (new index, old index) copy what the old labels learned."""
+        d = self.size
+        old_u = self.bilinear.detach().reshape(d, self.num_labels, d)
+        new_u = torch.randn(d, num_labels, d, device=old_u.device) * init_std
+        start_lin = nn.Linear(d, num_labels).to(old_u.device)
+        end_lin = nn.Linear(d, num_labels, bias=False).to(old_u.device)
+        nn.init.normal_(start_lin.weight, std=init_std)
+        nn.init.zeros_(start_lin.bias)
+        nn.init.normal_(end_lin.weight, std=init_std)
+        width = torch.zeros(self.max_width, num_labels, device=old_u.device)
+        with torch.no_grad():
+            for new, old in keep:
+                new_u[:, new] = old_u[:, old]
+                start_lin.weight[new] = self.start_linear.weight[old]
+                start_lin.bias[new] = self.start_linear.bias[old]
+                end_lin.weight[new] = self.end_linear.weight[old]
+                width[:, new] = self.width[:, old]
+        self.bilinear = nn.Parameter(new_u.reshape(d, num_labels * d))
+        self.start_linear, self.end_linear, self.width = start_lin, end_lin, nn.Parameter(width)
+        self.num_labels = num_labels
+
+
+def multilabel_loss(scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, n_targets: int) -> torch.Tensor:
+    """GlobalPointer's multi-label cross-entropy (module docstring); ``scores``/``labels`` ``[B, N, L]``."""
+    valid = labels != IGNORE
+    positive = labels == 1
+    s = scores.float().transpose(1, 2)  # [B, L, N]
+    neg_inf = torch.tensor(float("-inf"), device=s.device)
+    neg = torch.where((valid & ~positive).transpose(1, 2), s, neg_inf)
+    pos = torch.where(positive.transpose(1, 2), -s, neg_inf)
+    zero = s.new_zeros(s.shape[0], s.shape[1], 1)
+    per_label = torch.logsumexp(torch.cat([zero, neg], -1), -1) + torch.logsumexp(torch.cat([zero, pos], -1), -1)
+    return ((per_label * weights[None, :]).sum(-1) / max(1, n_targets)).mean()
+
+
+class SpanClassifier(nn.Module):
+    """``emissions = SpanScorer(Dropout(encoder(x)))`` flattened to ``[B, S, max_width * labels]``.
+
+    ``labels``: targets first, then extension labels (:class:`~nerwheel.decode_span.SpanLayout`).
+    ``suffix_tokens``: how many special tokens the tokenizer puts after a
+    window (spans must not end on them).
+    """
+
+    crf = None  # the runtime and the export ask every head for CRF transitions: a span head has none
+    head = "span"
+
+    def __init__(self, encoder: PreTrainedModel, labels: Sequence[str], *, max_width: int = 16, size: int = 128,
+                 suffix_tokens: int = 1, dropout: float = 0.1, extension_weight: float = 0.5) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.labels = list(labels)
+        self.layout = SpanLayout(tuple(self.labels), max_width)
+        self.dropout = nn.Dropout(dropout)
+        self.span = SpanScorer(encoder.config.hidden_size, len(self.labels), max_width=max_width, size=size,
+                               suffix_tokens=suffix_tokens, init_std=self._init_std)
+        self.extension_weight = extension_weight
+
+    @property
+    def _init_std(self) -> float:
+        return float(getattr(unwrap(self.encoder).config, "initializer_range", 0.02))
+
+    @property
+    def max_width(self) -> int:
+        return self.span.max_width
+
+    def label_weights(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor([self.extension_weight if is_extension_label(lab) else 1.0 for lab in self.labels],
+                            device=device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.span(self.dropout(hidden), attention_mask).flatten(2)
+
+    def loss(self, emissions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``labels`` ``[B, S, max_width, labels]``: 1 gold, 0 not, -100 no candidate (:mod:`nerwheel.model.span_data`)."""
+        bsz, seq = emissions.shape[:2]
+        n = len(self.labels)
+        return multilabel_loss(emissions.reshape(bsz, seq * self.max_width, n),
+                               labels.reshape(bsz, seq * self.max_width, n), self.label_weights(emissions.device),
+                               len(self.layout.targets))
+
+    # -- persistence ------------------------------------------------------------------------------
+    def hf_config(self) -> PretrainedConfig:
+        config = unwrap(self.encoder).config
+        config.architectures = [type(unwrap(self.encoder)).__name__]
+        config.id2label = dict(enumerate(self.labels))
+        config.label2id = {t: i for i, t in enumerate(self.labels)}
+        setattr(config, CONFIG_KEY, {"max_width": self.max_width, "size": self.span.size,
+                                     "suffix_tokens": self.span.suffix_tokens, "dropout": self.dropout.p})
+        return config
+
+    def save(self, directory: str | Path) -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.hf_config().save_pretrained(d)
+        prefix = unwrap(self.encoder).base_model_prefix
+        state = {f"{prefix}.{k}": v for k, v in encoder_state(self.encoder).items()}
+        state.update({f"span.{k}": v for k, v in self.span.state_dict().items()})
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(d / WEIGHTS_FILE),
+                  metadata={"format": "pt"})
+
+    @classmethod
+    def load(cls, directory: str | Path, *, dropout: float | None = None) -> SpanClassifier:
+        d = Path(directory)
+        config = AutoConfig.from_pretrained(d)
+        shape: dict[str, Any] | None = getattr(config, CONFIG_KEY, None)
+        if not shape:
+            raise ValueError(f"{d / 'config.json'}: no {CONFIG_KEY!r} entry; not a span-head model directory")
+        labels = [config.id2label[i] for i in range(len(config.id2label))]
+        model = cls(build_encoder(config), labels, max_width=shape["max_width"], size=shape["size"],
+                    suffix_tokens=shape["suffix_tokens"], dropout=shape["dropout"] if dropout is None else dropout)
+        state = load_file(str(d / WEIGHTS_FILE))
+        prefix = model.encoder.base_model_prefix + "."
+        model.encoder.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                                      strict=True)
+        model.span.load_state_dict({k[len("span."):]: v for k, v in state.items() if k.startswith("span.")},
+                                   strict=True)
+        return model
+
+    def retag(self, labels: Sequence[str]) -> None:
+        """Continue training with a new label inventory: labels that stay keep what they learned."""
+        old = {lab: i for i, lab in enumerate(self.labels)}
+        keep = [(j, old[lab]) for j, lab in enumerate(labels) if lab in old]
+        self.span.retarget(keep, len(labels), self._init_std)
+        self.labels = list(labels)
+        self.layout = SpanLayout(tuple(self.labels), self.max_width)
+
+    def describe(self) -> dict[str, Any]:
+        n = sum(p.numel() for p in self.parameters())
+        return {"parameters": n, "model_type": unwrap(self.encoder).config.model_type, "head": self.head,
+                "max_width": self.max_width}
