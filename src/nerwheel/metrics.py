@@ -21,8 +21,16 @@ predictions *of* that type and recall the gold spans of that type (for
 number of gold spans of the type.
 
 ``strict`` equals seqeval's ``mode="strict"`` IOB2 score on character tags
-(checked in the tests). Token accuracy is the share of characters whose BIO tag
-is right, over all characters.
+(checked in the tests) when no spans overlap. Token accuracy is the share of
+characters whose BIO tag is right, over all characters.
+
+Overlapping and nested spans (a span head's output, fusion or nested gold)
+count in every span score like any other span; character tags can hold one
+span per character, so token accuracy, the seqeval report and the confusion
+matrix leave the later of two overlapping spans out and say how many
+(:func:`untaggable`). :func:`overlapping_scores` scores those spans on their
+own: recall over the gold spans that overlap another gold span, precision over
+the predicted spans that overlap another prediction.
 """
 
 from __future__ import annotations
@@ -34,8 +42,8 @@ from typing import Any
 from nerwheel.labels import spans_to_tags
 from nerwheel.records import Entity, Record
 
-__all__ = ["MODES", "char_tags", "confusion", "error_rows", "evaluate", "match", "per_type_f1", "seqeval_report",
-           "span_scores", "token_accuracy", "untaggable"]
+__all__ = ["MODES", "char_tags", "confusion", "error_rows", "evaluate", "match", "overlapping_scores", "per_type_f1",
+           "seqeval_report", "span_scores", "token_accuracy", "untaggable"]
 
 MODES = ("strict", "exact", "partial", "type")
 Span = tuple[int, int, str]
@@ -123,6 +131,36 @@ def span_scores(
     overall["support"] = total_g
     overall["predicted"] = total_p
     return overall, per_type
+
+
+def _overlapping(spans: Sequence[Span]) -> list[bool]:
+    return [any(i != j and a[0] < b[1] and b[0] < a[1] for j, b in enumerate(spans)) for i, a in enumerate(spans)]
+
+
+def overlapping_scores(gold: Sequence[Iterable[Entity | Span]],
+                       pred: Sequence[Iterable[Entity | Span]]) -> dict[str, Any]:
+    """P/R/F1 per mode restricted to overlapping spans (nested or crossing another span of the same text).
+
+    Matching is :func:`match` over all spans of the text; recall then sums the
+    credit of the gold spans that overlap another gold span, precision that of
+    the predictions that overlap another prediction. ``gold``/``predicted``
+    count those spans.
+    """
+    sums: dict[str, Counter[str]] = {m: Counter() for m in MODES}
+    n_gold = n_pred = 0
+    for g_items, p_items in zip(gold, pred, strict=True):
+        g, p = _spans(g_items), _spans(p_items)
+        g_ov, p_ov = _overlapping(g), _overlapping(p)
+        n_gold += sum(g_ov)
+        n_pred += sum(p_ov)
+        if not (any(g_ov) or any(p_ov)):
+            continue
+        for mode in MODES:
+            gc, pc = match(g, p, mode)
+            sums[mode]["g"] += sum(c for c, ov in zip(gc, g_ov, strict=True) if ov)
+            sums[mode]["p"] += sum(c for c, ov in zip(pc, p_ov, strict=True) if ov)
+    out: dict[str, Any] = {m: _prf(sums[m]["p"], n_pred, sums[m]["g"], n_gold) for m in MODES}
+    return {"gold": n_gold, "predicted": n_pred, **out}
 
 
 def _taggable(entities: Iterable[Entity | Span]) -> list[Span]:
@@ -223,6 +261,7 @@ def evaluate(records: Sequence[Record], pred: Sequence[Iterable[Entity | Span]])
         "seqeval_report": seqeval_report(texts, gold, pred),
         "n_records": len(records),
         "gold_spans_not_in_tag_metrics": untaggable(gold),
+        "overlapping_spans": overlapping_scores(gold, pred),
     }
 
 

@@ -16,6 +16,7 @@ import click
 import pydantic
 
 from nerwheel.cli.common import read_input
+from nerwheel.cli.decode_options import decode_kwargs, decode_options
 from nerwheel.cli.llm_options import llm_options
 from nerwheel.records import Record
 from nerwheel.storage import write_json
@@ -199,8 +200,13 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
 @click.option("--report", type=click.Path(dir_okay=False),
               help="Write the config and counts (texts, records and entities kept, entities dropped, per label) "
               "as JSON.")
-def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, exclude, report):
-    """Label INPUT with a trained model, keeping entities above a confidence threshold."""
+@decode_options
+def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, exclude, report, nested, extensions):
+    """Label INPUT with a trained model, keeping entities above a confidence threshold.
+
+    A span-head model labels nested spans with --nested and adds its extension labels with --extensions (fusion
+    data for the next training round).
+    """
     from nerwheel.stages.predict import load_predictor
     from nerwheel.stages.pseudo_label import PseudoLabelConfig
     from nerwheel.stages.pseudo_label import pseudo_label as run
@@ -211,7 +217,7 @@ def pseudo_label(input_path, model, out, threshold, mode, keep_empty, source, ex
     rejects: list[Any] = []
     records = read_input(input_path, what="INPUT", rejects=rejects).records
     records, n_excluded = _exclude(records, exclude)
-    result = run(load_predictor(model), records, cfg)
+    result = run(load_predictor(model, **decode_kwargs(nested, extensions)), records, cfg)
     _write(result.records, out, rejects)
     if report:
         write_json(report, {"config": cfg.model_dump(), "excluded_eval_texts": n_excluded,

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from nerwheel.cli.common import read_input
+from nerwheel.cli.decode_options import decode_kwargs, decode_options
 from nerwheel.cli.options import format_option
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
               help="Write the commented default config and exit: INI for .ini/.cfg/.conf, YAML otherwise.")
 @click.option("--model-id", help="Backbone: tiny, e5-small, a Hugging Face dir or hub id, or a nerwheel model dir.")
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False), help="Continue training this nerwheel model.")
-@click.option("--head", type=click.Choice(["crf", "softmax"]), help="Output head.")
+@click.option("--head", type=click.Choice(["crf", "softmax", "span"]),
+              help="Output head: crf, softmax, or span (overlapping/nested spans; model.span.* settings).")
 @click.option("--train", "train_file", type=click.Path(exists=True, dir_okay=False), help="Training records.")
 @click.option("--dev", "dev_file", type=click.Path(exists=True, dir_okay=False),
               help="Validation records (default: a seeded share of --train, data.dev_ratio).")
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
               help="Any config key, e.g. --set early_stopping.patience=5 (repeatable).")
 def train(config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file, output_dir,
           model_name, epochs, batch_size, learning_rate, sequence_length, seed, sets):
-    """Train a BERT(+CRF) token classifier; prints the model directory."""
+    """Train a BERT(+CRF) token classifier or a span extractor; prints the model directory."""
     from nerwheel.configfile import INI_SUFFIXES
     from nerwheel.model.config import load_config, merge_overrides, parse_overrides, write_default
 
@@ -83,15 +85,20 @@ def train(config_path, create_config, model_id, init_from, head, train_file, dev
 @format_option()
 @click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
               help="auto: ONNX Runtime where an export exists (MODEL or MODEL/onnx), else PyTorch.")
-def evaluate(model, data_path, out, fmt, runtime):
-    """Score a model on gold records: seqeval strict, exact, partial, type; errors and charts."""
+@decode_options
+def evaluate(model, data_path, out, fmt, runtime, nested, extensions):
+    """Score a model on gold records: seqeval strict, exact, partial, type; errors and charts.
+
+    Target labels are scored; extension labels (pos:..., kb:...) only with --extensions.
+    """
     from nerwheel.stages.evaluate import evaluate as run
     from nerwheel.stages.predict import load_predictor
 
     data = read_input(data_path, fmt, what="data")
     records, rejects = data.records, data.rejects
-    predictor = load_predictor(model, runtime=runtime) if any(r.entities for r in records) else None
-    metrics = run(model, records, out, predictor=predictor, rejects=rejects)
+    predictor = (load_predictor(model, runtime=runtime, **decode_kwargs(nested, extensions))
+                 if any(r.entities for r in records) else None)
+    metrics = run(model, records, out, predictor=predictor, rejects=rejects, extensions=extensions)
     i, o = metrics["input"], metrics["overall"]
     click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
                f"{i['rejected']} rejects with file, line and reason in {Path(out) / 'rejects.jsonl'}", err=True)
@@ -144,7 +151,8 @@ def export(model, out, quantize, eval_path, atol, overwrite):
 @click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="Windows per forward pass (local model) or texts per request (--url).")
-def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size):
+@decode_options
+def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size, nested, extensions):
     """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL (to stdout without --out)."""
     from nerwheel.formats import write_records, write_rejects
     from nerwheel.formats.spans import encode
@@ -152,6 +160,9 @@ def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime
 
     if bool(model) == bool(url):
         raise click.UsageError("give exactly one of --model DIR or --url HOST:PORT")
+    if url and (nested is not None or extensions):
+        raise click.UsageError("--nested/--flat and --extensions decode a local span-head model; a served model "
+                               "decodes as its card says")
     data = read_input(input_path, fmt, what="input")
     records, rejects = data.records, data.rejects
     if url:
@@ -159,7 +170,8 @@ def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime
 
         predictor: Any = RemotePredictor(url, model=served_name, batch_size=batch_size)
     else:
-        predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size)
+        predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size,
+                                   **decode_kwargs(nested, extensions))
     predicted = predict_records(predictor, records)
     if out:
         write_records(predicted, out, format="spans")

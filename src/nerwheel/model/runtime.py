@@ -55,9 +55,9 @@ class Tagger:
                 nested=bool(card.span.get("nested", False)) if nested is None else nested, extensions=bool(extensions),
             )
             return
-        if nested or extensions:
-            raise ValueError(f"nested and extensions apply to span heads; this model has a {card.head} head "
-                             "(train with model.head: span)")
+        if nested:  # extensions: a tagger returns every label it was trained on anyway
+            raise ValueError(f"nested spans need a span head; this model has a {card.head} head (train with "
+                             "model.head: span)")
         self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

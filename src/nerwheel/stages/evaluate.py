@@ -23,6 +23,12 @@ evaluate step both get the metrics they compare through it.
 
 Data without a single gold entity is refused (DataError): an F1 of 0 on it
 would say nothing about the model.
+
+Scores are for target labels: extension labels (``pos:n``, ``kb:city``) are
+left out of gold and predictions and counted in ``metrics.json`` as
+``extension_spans_ignored`` (``extensions=True`` scores them too). Overlapping
+and nested spans count in every span score; ``overlapping_spans`` scores them
+on their own (:func:`nerwheel.metrics.overlapping_scores`).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from typing import Any
 from nerwheel import metrics as M
 from nerwheel.errors import DataError
 from nerwheel.formats.base import Reject
-from nerwheel.records import Record
+from nerwheel.labels import is_extension_label
+from nerwheel.records import Entity, Record
 
 __all__ = ["REJECTS_FILE", "MetricsSource", "evaluate", "input_counts", "render_report"]
 
@@ -46,6 +53,11 @@ REJECTS_FILE = "rejects.jsonl"
 
 def input_counts(records: Sequence[Record], rejects: Sequence[Reject]) -> dict[str, int]:
     return {"read": len(records) + len(rejects), "accepted": len(records), "rejected": len(rejects)}
+
+
+def _split_extensions(entities: Sequence[Entity]) -> tuple[list[Entity], int]:
+    kept = [e for e in entities if not is_extension_label(e.label)]
+    return kept, len(entities) - len(kept)
 
 
 def render_report(metrics: dict[str, Any]) -> str:
@@ -60,21 +72,32 @@ def render_report(metrics: dict[str, Any]) -> str:
     if metrics.get("gold_spans_not_in_tag_metrics"):
         lines.append(f"{metrics['gold_spans_not_in_tag_metrics']} gold spans overlap an earlier one: counted in the "
                      "span scores, left out of token accuracy, the seqeval report and the confusion matrix")
+    if metrics.get("extension_spans_ignored"):
+        x = metrics["extension_spans_ignored"]
+        lines.append(f"extension-label spans left out (target labels scored): {x['gold']} gold, {x['predicted']} "
+                     "predicted")
     lines += ["", f"{'mode':<10}{'precision':>10}{'recall':>10}{'f1':>10}"]
     for mode in M.MODES:
         s = o[mode]
         lines.append(f"{mode:<10}{s['precision']:>10.4f}{s['recall']:>10.4f}{s['f1']:>10.4f}")
+    ov = metrics.get("overlapping_spans")
+    if ov and (ov["gold"] or ov["predicted"]):
+        lines += ["", f"overlapping/nested spans only ({ov['gold']} gold, {ov['predicted']} predicted):"]
+        for mode in M.MODES:
+            s = ov[mode]
+            lines.append(f"{mode:<10}{s['precision']:>10.4f}{s['recall']:>10.4f}{s['f1']:>10.4f}")
     lines += ["", "seqeval classification_report (IOB2, mode=strict, character tags):", metrics["seqeval_report"]]
     return "\n".join(lines)
 
 
 def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Path, *, predictor: Any = None,
-             plots: bool = True, rejects: Sequence[Reject] = ()) -> dict[str, Any]:
+             plots: bool = True, rejects: Sequence[Reject] = (), extensions: bool = False) -> dict[str, Any]:
     """Predict ``records`` with the model, score against their gold entities, write the files above.
 
     ``rejects``: the gold file's lines the reader refused; written to
     ``rejects.jsonl`` and counted in ``metrics["input"]``, so a score is never
-    read without knowing how much of the gold set it covers.
+    read without knowing how much of the gold set it covers. ``extensions``:
+    score extension labels too (the predictor must return them).
     """
     from nerwheel.formats import write_records, write_rejects
     from nerwheel.stages.predict import load_predictor, predict_records
@@ -92,10 +115,20 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
         raise DataError(f"no gold labels to score against: none of the {len(records)} records has an entity; "
                          "evaluate needs labelled data (label it with `nerwheel annotate` or review it in Label "
                          "Studio), or use `nerwheel predict` to tag unlabelled text")
-    predictor = predictor or load_predictor(model_dir)
+    predictor = predictor or load_predictor(model_dir, extensions=extensions or None)
     predicted = predict_records(predictor, records, desc="evaluate")
+    ignored = {"gold": 0, "predicted": 0}
+    if not extensions:
+        split = [_split_extensions(r.entities) for r in records]
+        records = [r.with_entities(kept) if n else r for r, (kept, n) in zip(records, split, strict=True)]
+        ignored["gold"] = sum(n for _, n in split)
+        split = [_split_extensions(r.entities) for r in predicted]
+        predicted = [r.with_entities(kept) if n else r for r, (kept, n) in zip(predicted, split, strict=True)]
+        ignored["predicted"] = sum(n for _, n in split)
     pred = [r.entities for r in predicted]
     metrics = {"input": input_counts(records, rejects), **M.evaluate(records, pred)}
+    if ignored["gold"] or ignored["predicted"]:
+        metrics["extension_spans_ignored"] = ignored
     metrics["model"] = str(model_dir)
     labels, matrix = M.confusion([r.text for r in records], [r.entities for r in records], pred)
     metrics["confusion"] = {"unit": "characters", "labels": labels, "matrix": matrix}

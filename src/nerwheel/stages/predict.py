@@ -53,26 +53,36 @@ def load_predictor(
     runtime: Literal["auto", "onnx", "torch"] = "auto",
     int8: bool = False,
     batch_size: int = 32,
+    nested: bool | None = None,
+    extensions: bool | None = None,
     **remote_options: Any,
 ) -> Predictor:
-    """The fastest local runtime for ``path_or_url`` (``runtime`` forces one), or a Triton client for a URL."""
+    """The fastest local runtime for ``path_or_url`` (``runtime`` forces one), or a Triton client for a URL.
+
+    ``nested``/``extensions`` ask a span-head model for nested target spans and
+    for its extension labels (default: the card's ``span.nested``, no extensions).
+    """
     from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
     target = str(path_or_url)
+    decode = {"nested": nested, "extensions": extensions}
     if is_url(target):
+        if nested is not None or extensions:
+            raise ValueError(f"{target}: nested/extensions apply to a local span-head model; a served model decodes "
+                             "as its card says (model.span.nested when it was trained)")
         return RemotePredictor(target, **remote_options)
     path = Path(target)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory (and not a host:port URL)")
     export = find_export(path)
     if runtime in ("auto", "onnx") and export is not None:
-        return OnnxTagger(export, int8=int8, batch_size=batch_size)
+        return OnnxTagger(export, int8=int8, batch_size=batch_size, **decode)
     if runtime == "onnx":
         raise FileNotFoundError(f"{path}: no {ONNX_FILE} here or in {EXPORT_SUBDIR}/; run `nerwheel export` first")
     if not is_model_dir(path):
         raise FileNotFoundError(f"{path}: neither an export ({ONNX_FILE}) nor a trained model directory "
                                 "(config.json, nerwheel.json)")
-    return TorchTagger.from_dir(path, batch_size=batch_size)
+    return TorchTagger.from_dir(path, batch_size=batch_size, **decode)
 
 
 #: Texts handed to a predictor at once: large enough for its own batching, small enough for a live progress bar.
