@@ -105,7 +105,8 @@ def test_error_rows_classify_and_show_context():
 def test_evaluate_has_the_metrics_json_shape():
     rec = Record("r", "abcdef", (Entity(0, 3, "x", "abc"),))
     m = M.evaluate([rec], [[Entity(0, 3, "x", "abc")]])
-    assert set(m) == {"overall", "per_type", "seqeval_report", "n_records", "gold_spans_not_in_tag_metrics"}
+    assert set(m) == {"overall", "per_type", "seqeval_report", "n_records", "gold_spans_not_in_tag_metrics",
+                      "overlapping_spans"}
     assert set(m["overall"]) >= {"strict", "partial", "type", "token_accuracy"}
     assert set(m["per_type"]["x"]["strict"]) == {"precision", "recall", "f1", "support"}
     assert "x" in m["seqeval_report"] and m["overall"]["strict"]["f1"] == 1.0

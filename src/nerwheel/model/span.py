@@ -141,7 +141,7 @@ class SpanClassifier(nn.Module):
     crf = None  # the runtime and the export ask every head for CRF transitions: a span head has none
     head = "span"
 
-    def __init__(self, encoder: PreTrainedModel, labels: Sequence[str], *, max_width: int = 16, size: int = 128,
+    def __init__(self, encoder: PreTrainedModel, labels: Sequence[str], *, max_width: int = 16, size: int = 64,
                  suffix_tokens: int = 1, dropout: float = 0.1, extension_weight: float = 0.5) -> None:
         super().__init__()
         self.encoder = encoder
