@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequence-length", type=int, default=64)
     p.add_argument("--max-width", type=int, default=24, help="span head: longest span in tokens")
     p.add_argument("--extension-weights", default="0.5,1.0", help="CCKS: weights of the kb: extension labels")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (1: fastest on a busy machine)")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)

@@ -113,8 +113,17 @@ def select(spans: Sequence[tuple[float, int, int, int]], *, nested: bool) -> lis
     inside an accepted one or contain it, but not cross it, and a span with
     the same boundaries as an accepted one is dropped (one label per span).
     """
+    ordered = sorted(spans, key=lambda s: (-s[0], s[1], -s[2], s[3]))
+    if not nested:  # an occupancy mask: linear in the spans, whatever their number
+        taken = np.zeros(max((s[2] for s in spans), default=-1) + 1, dtype=bool)
+        flat = []
+        for cand in ordered:
+            if not taken[cand[1] : cand[2] + 1].any():
+                taken[cand[1] : cand[2] + 1] = True
+                flat.append(cand)
+        return flat
     accepted: list[tuple[float, int, int, int]] = []
-    for cand in sorted(spans, key=lambda s: (-s[0], s[1], -s[2], s[3])):
+    for cand in ordered:
         _, a, b, _ = cand
         ok = True
         for _, c, d, _ in accepted:
@@ -122,7 +131,7 @@ def select(spans: Sequence[tuple[float, int, int, int]], *, nested: bool) -> lis
             if disjoint:
                 continue
             inside = (c <= a and b <= d) or (a <= c and d <= b)
-            if not nested or not inside or (a, b) == (c, d):
+            if not inside or (a, b) == (c, d):
                 ok = False
                 break
         if ok:
@@ -145,8 +154,9 @@ class SpanDecoder:
         self.nested = nested
         self.extensions = extensions
         labels = layout.labels
-        self.group_of = [lab.split(":", 1)[0] if is_extension_label(lab) else "" for lab in labels]
-        self.is_target = np.array([g == "" for g in self.group_of])
+        group_of = [lab.split(":", 1)[0] if is_extension_label(lab) else "" for lab in labels]
+        # output groups, decoded apart: "" (target labels), then one per extension namespace
+        self.groups = [(g, np.array([i for i, x in enumerate(group_of) if x == g])) for g in sorted(set(group_of))]
 
     def decode_one(
         self, text: str, scores: np.ndarray, heads: np.ndarray, head_spans: np.ndarray, n_tokens: int, *,
@@ -162,15 +172,17 @@ class SpanDecoder:
         first, last, width = candidates(heads, n_tokens, lay.max_width)
         grid = np.asarray(scores, dtype=np.float32).reshape(len(heads), lay.max_width, len(lay.labels))
         cand = grid[first, width]  # [C, L]
-        if not extensions:
-            cand = np.where(self.is_target[None, :], cand, -np.inf)
-        ci, li = np.nonzero(cand > self.cutoff)
-        groups: dict[str, list[tuple[float, int, int, int]]] = {}
-        for c, lab in zip(ci.tolist(), li.tolist(), strict=True):
-            groups.setdefault(self.group_of[lab], []).append((float(cand[c, lab]), int(first[c]), int(last[c]), lab))
         out: list[Entity] = []
-        for group in sorted(groups):
-            for score, a, b, lab in select(groups[group], nested=nested):
+        for group, cols in self.groups:
+            if not extensions and group:
+                continue
+            # one label per span and group: its best one, if above the threshold (bounds the choice to heads x width)
+            sub = cand[:, cols]
+            best = sub.argmax(axis=1)
+            top = sub[np.arange(len(sub)), best]
+            hits = np.nonzero(top > self.cutoff)[0]
+            spans = [(float(top[c]), int(first[c]), int(last[c]), int(cols[best[c]])) for c in hits.tolist()]
+            for score, a, b, lab in select(spans, nested=nested):
                 prob = round(1.0 / (1.0 + math.exp(-score)), 4) if with_scores else None
                 out.append(Entity.at(text, int(head_spans[a][0]), int(head_spans[b][1]), lay.labels[lab],
                                      source=source, score=prob))

@@ -39,11 +39,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nerwheel.labels import spans_to_tags
+from nerwheel.labels import is_extension_label, spans_to_tags
 from nerwheel.records import Entity, Record
 
 __all__ = ["MODES", "char_tags", "confusion", "error_rows", "evaluate", "match", "overlapping_scores", "per_type_f1",
-           "seqeval_report", "span_scores", "token_accuracy", "untaggable"]
+           "seqeval_report", "span_scores", "target_records", "token_accuracy", "untaggable"]
 
 MODES = ("strict", "exact", "partial", "type")
 Span = tuple[int, int, str]
@@ -161,6 +161,21 @@ def overlapping_scores(gold: Sequence[Iterable[Entity | Span]],
             sums[mode]["p"] += sum(c for c, ov in zip(pc, p_ov, strict=True) if ov)
     out: dict[str, Any] = {m: _prf(sums[m]["p"], n_pred, sums[m]["g"], n_gold) for m in MODES}
     return {"gold": n_gold, "predicted": n_pred, **out}
+
+
+def target_records(records: Sequence[Record]) -> tuple[list[Record], int]:
+    """``records`` without their extension-label spans (``pos:n``, ``kb:city``), and how many were removed.
+
+    Target-label scores (training's dev F1, ``evaluate``, the export's gold F1)
+    are computed against these: extension labels are auxiliary outputs, never
+    target entities.
+    """
+    out, removed = [], 0
+    for r in records:
+        kept = [e for e in r.entities if not is_extension_label(e.label)]
+        removed += len(r.entities) - len(kept)
+        out.append(r if len(kept) == len(r.entities) else r.with_entities(kept))
+    return out, removed
 
 
 def _taggable(entities: Iterable[Entity | Span]) -> list[Span]:

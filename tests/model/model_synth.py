@@ -74,3 +74,33 @@ def make_mixed(n: int, seed: int = 0, joined_share: float = 0.25) -> list[Record
             text += r.text
         out.append(Record(id=f"mix-{i}", text=text, entities=tuple(ents)))
     return out
+
+
+ADMIN = ("prov", "city", "district")
+
+
+def fused(record: Record) -> Record:
+    """``record`` as fusion data: a nested target span and overlapping extension labels added.
+
+    - ``admin`` (target) covers each run of adjacent province/city/district
+      spans (two or more): the spans inside it stay, so it nests;
+    - ``kb:road`` (extension) marks every road again: the same span, another label;
+    - ``pos:ns`` (extension) marks each city name without its suffix (``杭州``
+      inside ``杭州市``): nested inside a target span.
+    """
+    ents = list(record.entities)
+    runs: list[list[Entity]] = []
+    for e in ents:
+        if e.label in ADMIN and runs and runs[-1] and runs[-1][-1].end == e.start:
+            runs[-1].append(e)
+        else:
+            runs.append([e] if e.label in ADMIN else [])
+    extra = [Entity.at(record.text, run[0].start, run[-1].end, "admin") for run in runs if len(run) >= 2]
+    extra += [Entity(e.start, e.end, "kb:road", e.text) for e in ents if e.label == "road"]
+    extra += [Entity.at(record.text, e.start, e.end - 1, "pos:ns") for e in ents if e.label == "city"]
+    return record.with_entities([*ents, *extra])
+
+
+def make_fused(n: int, seed: int = 0) -> list[Record]:
+    """Addresses (some joined by '；', :func:`make_mixed`) as fusion data (:func:`fused`)."""
+    return [fused(r) for r in make_mixed(n, seed)]

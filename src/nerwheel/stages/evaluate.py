@@ -42,8 +42,7 @@ from typing import Any
 from nerwheel import metrics as M
 from nerwheel.errors import DataError
 from nerwheel.formats.base import Reject
-from nerwheel.labels import is_extension_label
-from nerwheel.records import Entity, Record
+from nerwheel.records import Record
 
 __all__ = ["REJECTS_FILE", "MetricsSource", "evaluate", "input_counts", "render_report"]
 
@@ -53,11 +52,6 @@ REJECTS_FILE = "rejects.jsonl"
 
 def input_counts(records: Sequence[Record], rejects: Sequence[Reject]) -> dict[str, int]:
     return {"read": len(records) + len(rejects), "accepted": len(records), "rejected": len(rejects)}
-
-
-def _split_extensions(entities: Sequence[Entity]) -> tuple[list[Entity], int]:
-    kept = [e for e in entities if not is_extension_label(e.label)]
-    return kept, len(entities) - len(kept)
 
 
 def render_report(metrics: dict[str, Any]) -> str:
@@ -119,12 +113,8 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
     predicted = predict_records(predictor, records, desc="evaluate")
     ignored = {"gold": 0, "predicted": 0}
     if not extensions:
-        split = [_split_extensions(r.entities) for r in records]
-        records = [r.with_entities(kept) if n else r for r, (kept, n) in zip(records, split, strict=True)]
-        ignored["gold"] = sum(n for _, n in split)
-        split = [_split_extensions(r.entities) for r in predicted]
-        predicted = [r.with_entities(kept) if n else r for r, (kept, n) in zip(predicted, split, strict=True)]
-        ignored["predicted"] = sum(n for _, n in split)
+        records, ignored["gold"] = M.target_records(records)
+        predicted, ignored["predicted"] = M.target_records(predicted)
     pred = [r.entities for r in predicted]
     metrics = {"input": input_counts(records, rejects), **M.evaluate(records, pred)}
     if ignored["gold"] or ignored["predicted"]:

@@ -38,7 +38,7 @@ import yaml
 
 from nerwheel.errors import DataError
 from nerwheel.formats.base import ReadResult, Reject
-from nerwheel.labels import TagSet, is_extension_label
+from nerwheel.labels import TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard
 from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
@@ -261,16 +261,11 @@ def _write_model(directory: Path, model: Any, backbone: Backbone, card: ModelCar
     card.write(directory)
 
 
-def _targets_only(records: Sequence[Record]) -> list[Record]:
-    """Records without their extension-label spans: what target-label scores are computed against."""
-    return [r if not any(is_extension_label(e.label) for e in r.entities)
-            else r.with_entities([e for e in r.entities if not is_extension_label(e.label)]) for r in records]
-
-
 def _span_head(config: TrainConfig, inputs: TrainInputs, backbone: Backbone,
                encoder: TextEncoder) -> tuple[Any, list[Any], Any, dict[str, Any]]:
     """The span head's model, windows, alignment stats and card fields; dev/test become target-only."""
     from nerwheel.decode_span import SpanLayout
+    from nerwheel.metrics import target_records
     from nerwheel.model.heads import span_labels
     from nerwheel.model.span_data import build_span_features
 
@@ -286,7 +281,7 @@ def _span_head(config: TrainConfig, inputs: TrainInputs, backbone: Backbone,
     if stats.too_wide:
         log.warning("%d of %d training spans are wider than model.span.max_width=%d tokens and cannot be learned, "
                     "e.g. %s", stats.too_wide, stats.entities, span.max_width, stats.too_wide_examples[:3])
-    inputs.dev, inputs.test = _targets_only(inputs.dev), _targets_only(inputs.test)
+    inputs.dev, inputs.test = target_records(inputs.dev)[0], target_records(inputs.test)[0]
     card = {"labels": list(labels), "tags": [], "span": {"max_width": span.max_width, "threshold": span.threshold,
                                                         "nested": span.nested, "targets": list(layout.targets),
                                                         "extensions": list(layout.extensions)}}
