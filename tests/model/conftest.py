@@ -1,7 +1,8 @@
-"""Shared fixtures for the model tests: one synthetic address set, one trained tiny CRF model, one export.
+"""Shared fixtures for the model tests: one synthetic address set, one trained tiny CRF model, one export, and one
+tiny span model trained on fusion data (nested targets, overlapping extension labels).
 
-Training happens once per session (about 10 s on one core); every test that
-needs a trained model reads the same directory and must not modify it.
+Training happens once per session (about 10 s on one core each); every test
+that needs a trained model reads the same directory and must not modify it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from model_config import tiny_config
-from model_synth import make_mixed
+from model_config import SPAN_MODEL, tiny_config
+from model_synth import make_fused, make_mixed
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,3 +48,20 @@ def tiny_export(tmp_path_factory, tiny_model, address_data):
     out = tmp_path_factory.mktemp("exports") / "tiny-crf"
     report = export(tiny_model, out, quantize="int8", eval_records=address_data["test"])
     return out, report
+
+
+@pytest.fixture(scope="session")
+def fusion_data():
+    recs = make_fused(480, seed=5)
+    return {"train": recs[:360], "dev": recs[360:420], "test": recs[420:]}
+
+
+@pytest.fixture(scope="session")
+def span_model(tmp_path_factory, fusion_data) -> Path:
+    from nerwheel.stages.train import train
+
+    # stride 24: a window owns the tokens at least 12 = max_width tokens from its edges, so no span is cut off
+    cfg = tiny_config(tmp_path_factory.mktemp("span"), "tiny-span", model=SPAN_MODEL,
+                      training={"epochs": 10, "stride": 24})
+    return train(cfg, train_records=fusion_data["train"], dev_records=fusion_data["dev"],
+                 test_records=fusion_data["test"])

@@ -12,6 +12,8 @@ from pathlib import Path
 from nerwheel.model.config import TrainConfig, validate
 
 TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}
+#: The span head the span tests train (model.head: span), small like TINY.
+SPAN_MODEL = {"head": "span", "span": {"max_width": 12, "size": 32}}
 
 
 def tiny_config(out: Path, name: str, **sections: dict) -> TrainConfig:

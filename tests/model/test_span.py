@@ -1,19 +1,18 @@
 """The span head: nested and overlapping gold spans trained and decoded, extension labels kept out of target output,
 span windows and the width limit, ONNX parity, continued training, evaluation of target labels.
 
-One tiny span model is trained for the module (a few seconds on one thread) on generated fusion data
+The tiny span model (``span_model`` in conftest.py) is trained on generated fusion data
 (:func:`model_synth.fused`: a nested ``admin`` target, ``kb:road`` and ``pos:ns`` extension labels).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from model_config import tiny_config
+from model_config import SPAN_MODEL, tiny_config
 from model_synth import fused, long_record, make_fused, make_records
 from nerwheel import metrics as M
 from nerwheel.decode_span import SpanLayout, candidates
@@ -21,24 +20,6 @@ from nerwheel.labels import is_extension_label
 from nerwheel.model.card import ModelCard
 from nerwheel.model.runtime import OnnxTagger, TorchTagger
 from nerwheel.records import Entity, Record
-
-SPAN = {"head": "span", "span": {"max_width": 12, "size": 32}}
-
-
-@pytest.fixture(scope="module")
-def fusion_data():
-    recs = make_fused(480, seed=5)
-    return {"train": recs[:360], "dev": recs[360:420], "test": recs[420:]}
-
-
-@pytest.fixture(scope="module")
-def span_model(tmp_path_factory, fusion_data) -> Path:
-    from nerwheel.stages.train import train
-
-    # stride 24: a window owns the tokens at least 12 = max_width tokens from its edges, so no span is cut off
-    cfg = tiny_config(tmp_path_factory.mktemp("span"), "tiny-span", model=SPAN, training={"epochs": 10, "stride": 24})
-    return train(cfg, train_records=fusion_data["train"], dev_records=fusion_data["dev"],
-                 test_records=fusion_data["test"])
 
 
 def targets(records):
@@ -160,7 +141,7 @@ def test_continue_training_a_span_model_with_a_new_label(span_model, tmp_path):
     recs = [r.with_entities([*r.entities, *(Entity(e.start, e.end - 1, "pos:m", e.text[:-1])
                                             for e in r.entities if e.label == "roadno")])
             for r in make_fused(60, seed=8)]
-    cfg = tiny_config(tmp_path, "more", model={**SPAN, "init_from": str(span_model)}, training={"epochs": 1})
+    cfg = tiny_config(tmp_path, "more", model={**SPAN_MODEL, "init_from": str(span_model)}, training={"epochs": 1})
     card = ModelCard.read(train(cfg, train_records=recs[:50], dev_records=recs[50:]))
     assert "pos:m" in card.span["extensions"] and card.labels[: len(card.span["targets"])] == card.span["targets"]
     assert card.metrics["dev"]["overall"]["strict"]["f1"] >= 0.8  # the old labels kept what they learned
