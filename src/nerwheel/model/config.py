@@ -77,7 +77,9 @@ class LoraSettings(Section):
 class SpanSettings(Section):
     """The span head (`model.head: span`): overlapping and nested spans, extension labels as auxiliary outputs."""
 
-    max_width: int = Field(16, gt=0, le=128, description="longest span scored, in tokens (characters for Chinese)")
+    max_width: int = Field(
+        16, gt=0, le=128, description="longest span scored, in tokens (characters for Chinese); in texts longer "
+        "than one window, spans up to training.stride / 2 tokens are found across window borders")
     size: int = Field(64, gt=0, description="width of the start/end representations of the biaffine scorer")
     extension_weight: float = Field(
         0.5, ge=0, description="loss weight of extension labels (a namespace prefix such as pos: or kb:) relative "
