@@ -33,6 +33,8 @@ def test_train_head_span_keeps_overlapping_spans(tmp_path):
     assert card.head == "span" and card.span["max_width"] == 10 and "kb:road" in card.span["extensions"]
     assert card.data["validation"]["overlap_spans_dropped"] == 0
     assert "keep-longest" not in res.stderr  # nothing dropped, so no report of dropped spans
+    n = card.data["validation"]["records with overlapping or nested entities kept (keep)"]
+    assert n > 30 and f"span head: {n} training records hold overlapping or nested spans, all kept" in res.stderr
 
 
 def test_predict_nested_and_extensions_on_request(span_model, fusion_data, tmp_path):

@@ -46,6 +46,7 @@ from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.layout import DROPPED_SPANS_FILE, REJECTS_FILE, TRAIN_CONFIG_FILE
 from nerwheel.records import Record
 from nerwheel.storage import sha256_file
+from nerwheel.validate import NOTE_OVERLAPS_KEPT
 
 __all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs", "input_summary", "records_sha256",
            "resolve_inputs", "tag_ready", "train", "write_input_report"]
@@ -240,6 +241,13 @@ def input_summary(data: dict[str, Any], run_dir: Path) -> list[str]:
         lines.append(f"keep-longest: {v['overlap_spans_dropped']} overlapping spans dropped from "
                      f"{v['overlap_records_affected']} training records (tags cannot express overlaps), listed in "
                      f"{run_dir / DROPPED_SPANS_FILE}")
+    if v.get(NOTE_OVERLAPS_KEPT):
+        lines.append(f"span head: {v[NOTE_OVERLAPS_KEPT]} training records hold overlapping or nested spans, all kept")
+    a = data.get("alignment", {})
+    if a.get("too_wide") or a.get("outside_windows"):
+        lines.append(f"span head: {a.get('too_wide', 0)} spans wider than model.span.max_width and "
+                     f"{a.get('outside_windows', 0)} spans no window holds whole cannot be learned (nerwheel.json: "
+                     "data.alignment)")
     return lines
 
 
