@@ -87,5 +87,5 @@ def test_data_validate_keeps_overlaps_for_a_span_head(tmp_path):
     res = _run("data", "validate", tmp_path / "fusion.jsonl", "--overlaps", "keep")
     assert res.exit_code == 0, res.output
     assert "read 10 = accepted 10 + rejected 0" in res.output
-    res = _run("data", "validate", tmp_path / "fusion.jsonl")
-    assert "accepted 0 + rejected 10" in res.output
+    res = _run("data", "validate", tmp_path / "fusion.jsonl", "--rejects", tmp_path / "rejects.jsonl")
+    assert "accepted 0 + rejected 10" in res.output and len(_rows(tmp_path / "rejects.jsonl")) == 10
