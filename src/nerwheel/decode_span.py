@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nerwheel.errors import ConfigError, DataError
 from nerwheel.labels import is_extension_label
 from nerwheel.records import Entity
 
@@ -51,9 +52,9 @@ class SpanLayout:
 
     def __post_init__(self) -> None:
         if self.max_width < 1:
-            raise ValueError(f"max_width must be >= 1, got {self.max_width}")
+            raise ConfigError(f"model.span.max_width must be >= 1, got {self.max_width}", field="model.span.max_width")
         if not self.labels:
-            raise ValueError("a span head needs at least one label")
+            raise DataError("a span head needs at least one label; the training data holds no entities")
 
     @property
     def num_outputs(self) -> int:
@@ -102,7 +103,7 @@ def candidates(heads: np.ndarray, n_tokens: int, max_width: int) -> tuple[np.nda
 
 def _logit(p: float) -> float:
     if not 0.0 < p < 1.0:
-        raise ValueError(f"threshold must lie strictly between 0 and 1, got {p}")
+        raise ConfigError(f"model.span.threshold must lie strictly between 0 and 1, got {p}", field="model.span.threshold")
     return math.log(p / (1.0 - p))
 
 

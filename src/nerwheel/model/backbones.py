@@ -70,11 +70,11 @@ class Backbone:
         span = settings.span
         if self.previous is not None:
             if not isinstance(self.previous, SpanClassifier):
-                raise ValueError(f"the model being continued has a {self.previous.head} head but the config asks "
-                                 f"for span; set model.head: {self.previous.head}")
+                raise ConfigError(f"the model being continued has a {self.previous.head} head but the config asks "
+                                  f"for span; set model.head: {self.previous.head}", field="model.head")
             if self.previous.max_width != span.max_width:
-                raise ValueError(f"the model being continued has model.span.max_width={self.previous.max_width}; "
-                                 f"set model.span.max_width: {self.previous.max_width}")
+                raise ConfigError(f"the model being continued has model.span.max_width={self.previous.max_width}; "
+                                  f"set model.span.max_width: {self.previous.max_width}", field="model.span.max_width")
             self.previous.retag(labels)
             self.previous.dropout.p = settings.dropout
             self.previous.extension_weight = span.extension_weight

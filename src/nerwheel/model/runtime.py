@@ -21,6 +21,7 @@ import numpy as np
 
 from nerwheel.decode import CrfParams, marginals, tags_to_entities, viterbi
 from nerwheel.decode_span import SpanDecoder, SpanLayout
+from nerwheel.errors import ConfigError
 from nerwheel.model.card import ModelCard
 from nerwheel.model.encoding import Encoded, TextEncoder
 from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
@@ -56,8 +57,8 @@ class Tagger:
             )
             return
         if nested:  # extensions: a tagger returns every label it was trained on anyway
-            raise ValueError(f"nested spans need a span head; this model has a {card.head} head (train with "
-                             "model.head: span)")
+            raise ConfigError(f"nested spans need a span head; this model has a {card.head} head (train with "
+                              "model.head: span)", field="nested")
         self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

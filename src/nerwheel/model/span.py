@@ -54,8 +54,10 @@ from torch import nn
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from nerwheel.decode_span import SpanLayout
+from nerwheel.errors import DataError
 from nerwheel.labels import is_extension_label
-from nerwheel.model.classifier import WEIGHTS_FILE, build_encoder
+from nerwheel.model.classifier import build_encoder
+from nerwheel.model.layout import HF_CONFIG_FILE, WEIGHTS_FILE
 from nerwheel.model.lora import encoder_state, unwrap
 
 __all__ = ["CONFIG_KEY", "SpanClassifier", "SpanScorer", "multilabel_loss"]
@@ -211,7 +213,7 @@ class SpanClassifier(nn.Module):
         config = AutoConfig.from_pretrained(d)
         shape: dict[str, Any] | None = getattr(config, CONFIG_KEY, None)
         if not shape:
-            raise ValueError(f"{d / 'config.json'}: no {CONFIG_KEY!r} entry; not a span-head model directory")
+            raise DataError(f"{d / HF_CONFIG_FILE}: no {CONFIG_KEY!r} entry; not a span-head model directory")
         labels = [config.id2label[i] for i in range(len(config.id2label))]
         model = cls(build_encoder(config), labels, max_width=shape["max_width"], size=shape["size"],
                     suffix_tokens=shape["suffix_tokens"], dropout=shape["dropout"] if dropout is None else dropout)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from nerwheel.errors import ConfigError
 from nerwheel.model.layout import EXPORT_SUBDIR, ONNX_FILE, find_export, is_model_dir
 from nerwheel.records import Entity, Record
 
@@ -68,8 +69,8 @@ def load_predictor(
     decode = {"nested": nested, "extensions": extensions}
     if is_url(target):
         if nested is not None or extensions:
-            raise ValueError(f"{target}: nested/extensions apply to a local span-head model; a served model decodes "
-                             "as its card says (model.span.nested when it was trained)")
+            raise ConfigError(f"{target}: nested/extensions apply to a local span-head model; a served model decodes "
+                              "as its card says (model.span.nested when it was trained)", field="nested")
         return RemotePredictor(target, **remote_options)
     path = Path(target)
     if not path.exists():
