@@ -59,8 +59,9 @@ STAGE_IMAGES: dict[str, StageImage] = {
     "synthesize": StageImage(("kb", "s3", "kfp")),
     "merge": StageImage(("s3", "kfp")),
     "train": StageImage(("train", "s3", "kfp"), dockerfile="images/train/Dockerfile"),  # CUDA base, GPU node
-    # serve: the live production version is read with serving.repository (tritonclient's model-config parser)
-    "evaluate": StageImage(("train", "serve", "s3", "kfp")),
+    # serve: the live production version is read with serving.repository (tritonclient's model-config parser);
+    # llm: the classifier's label task runs here too (a model teacher needs torch, an LLM teacher the client)
+    "evaluate": StageImage(("train", "serve", "llm", "s3", "kfp")),
     "gate": StageImage(("s3", "kfp")),
     "export": StageImage(("train", "s3", "kfp")),
     # git: the GitOps step clones, commits and pushes the overlay change

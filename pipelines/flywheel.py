@@ -26,6 +26,7 @@ strings join the synthesiser's pools), hence the edge annotate -> synthesize.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kfp import dsl, kubernetes
 
@@ -40,7 +41,7 @@ from nerwheel.components.train import train
 from nerwheel.stages.gate import GatePolicy
 
 __all__ = ["DEFAULT_REPOSITORY", "DISPLAY_NAMES", "PIPELINE_NAME", "Platform", "Toleration", "build_pipeline",
-           "flywheel"]
+           "export_and_deploy", "flywheel"]
 
 PIPELINE_NAME = "nerwheel-flywheel"
 
@@ -225,23 +226,34 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         t_gate.set_display_name(DISPLAY_NAMES["gate"])
 
         tasks = [t_annotate, t_synth, t_merge, t_train, t_eval, t_gate]
-        # The gate's single return value is its verdict ("Output" is KFP's name for a return value).
-        with dsl.If(t_gate.outputs["Output"] == True, name="promoted"):  # noqa: E712 - a KFP condition
-            t_export = export(model=t_train.outputs["model"], quantize=quantize)
-            t_export.set_display_name(DISPLAY_NAMES["export"])
-
-            t_deploy = deploy(onnx=t_export.outputs["onnx"], scores=t_eval.outputs["scores"], model_name=model_name,
-                              repository_uri=repository_uri, triton_url=triton_url, gitops_repo_url=gitops_repo_url,
-                              gitops_path=gitops_path)
-            t_deploy.set_display_name(DISPLAY_NAMES["deploy"])
-            t_deploy.set_caching_options(False)  # a deploy has effects outside the pipeline: never skip it
-            kubernetes.use_secret_as_env(t_deploy, secret_name=p.git_secret,
-                                         secret_key_to_env={p.git_secret_key: p.git_env}, optional=True)
-            tasks += [t_export, t_deploy]
+        tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
+                                   model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
+                                   gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         for task in tasks:
             p.storage_access(task)
 
     return flywheel
+
+
+def export_and_deploy(p: Platform, gate_task: dsl.PipelineTask, model: Any,
+                      scores: Any, **params: Any) -> list[dsl.PipelineTask]:
+    """The promoted branch every task's DAG ends with: export, then deploy, only when the gate said promote.
+
+    ``params``: the pipeline's quantize, model_name, repository_uri, triton_url, gitops_repo_url, gitops_path.
+    """
+    # The gate's single return value is its verdict ("Output" is KFP's name for a return value).
+    with dsl.If(gate_task.outputs["Output"] == True, name="promoted"):  # noqa: E712 - a KFP condition
+        t_export = export(model=model, quantize=params["quantize"])
+        t_export.set_display_name(DISPLAY_NAMES["export"])
+
+        t_deploy = deploy(onnx=t_export.outputs["onnx"], scores=scores, model_name=params["model_name"],
+                          repository_uri=params["repository_uri"], triton_url=params["triton_url"],
+                          gitops_repo_url=params["gitops_repo_url"], gitops_path=params["gitops_path"])
+        t_deploy.set_display_name(DISPLAY_NAMES["deploy"])
+        t_deploy.set_caching_options(False)  # a deploy has effects outside the pipeline: never skip it
+        kubernetes.use_secret_as_env(t_deploy, secret_name=p.git_secret,
+                                     secret_key_to_env={p.git_secret_key: p.git_env}, optional=True)
+    return [t_export, t_deploy]
 
 
 #: The pipeline with the default :class:`Platform` (what ``nerwheel compile`` and ``nerwheel run`` use).

@@ -50,8 +50,53 @@ LOCAL_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The classifier's embedded default on a laptop: the model teacher (trained on the bundled seed messages) labels
+#: the bundled traffic, and a small tiny encoder trains on gold + teacher labels in well under a minute.
+CLASSIFY_LOCAL_DEFAULTS: dict[str, Any] = {
+    "backbone": "tiny",
+    "teacher": "model",
+    "epochs": 20,
+    "train_overrides": "model.max_length=48; training.batch_size=16; training.learning_rate=0.002; "
+                       "model.tiny.hidden_size=64; model.tiny.num_layers=2; model.tiny.num_heads=2; "
+                       "model.tiny.intermediate_size=128; early_stopping.patience=6",
+}
+
+
 class LocalRunError(NerwheelError, RuntimeError):
     """The local pipeline run failed; the message names the task and the log file."""
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """What differs between the tasks' DAGs for a local run: the pipeline, its task folders, defaults, score."""
+
+    name: str
+    pipeline: Any
+    stages: tuple[str, ...]
+    evaluate: str
+    defaults: dict[str, Any]
+    score_name: str
+    sample: Any  # role -> bundled file
+
+    def score(self, metrics: dict[str, Any]) -> float:
+        o = metrics["overall"]
+        return float(o["macro"]["f1"] if self.name == "classify" else o["strict"]["f1"])
+
+
+def _flow(task: str) -> _Flow:
+    if task == "classify":
+        from nerwheel.tasks.classify import pipeline as cp
+        from nerwheel.tasks.classify.sample import sample_path
+
+        return _Flow("classify", cp.pipeline, cp.STAGES, "classify-evaluate", CLASSIFY_LOCAL_DEFAULTS, "macro-F1",
+                     sample_path)
+    if task != "ner":
+        raise LocalRunError(f"unknown task {task!r}; the local runner knows ner and classify")
+    from nerwheel.components import STAGES
+    from nerwheel.components.data import sample_path
+    from nerwheel.pipelines.flywheel import flywheel
+
+    return _Flow("ner", flywheel, tuple(STAGES), "evaluate", LOCAL_DEFAULTS, "strict F1", sample_path)
 
 
 @dataclass
@@ -72,6 +117,7 @@ class LocalRun:
     s3_bucket: str = "nerwheel"
     s3_prefix: str = "local"
     echo: TextIO | None = None  # progress lines go here (None: quiet)
+    task: str = "ner"  # which task's DAG: ner (the flywheel) or classify
 
 
 @dataclass
@@ -97,17 +143,25 @@ class RunSummary:
     s3_run_uri: str | None = None
     s3_objects: int = 0
     manifest: str | None = None
+    task: str = "ner"
+    score_name: str = "strict F1"  # what strict_f1 holds for this task (classify: macro-F1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def text(self) -> str:
         ov = self.metrics.get("overall", {})
+        if self.task == "classify":
+            score = (f"  eval:       macro-F1 {self.strict_f1:.4f}, accuracy {ov.get('accuracy', float('nan')):.4f}, "
+                     f"ECE {ov.get('ece', float('nan')):.4f} on {self.metrics.get('n_records')} messages")
+        else:
+            score = (f"  F1 (eval):  strict {self.strict_f1:.4f}, partial "
+                     f"{ov.get('partial', {}).get('f1', float('nan')):.4f}, type "
+                     f"{ov.get('type', {}).get('f1', float('nan')):.4f} on {self.metrics.get('n_records')} records")
         lines = [
             f"nerwheel run {self.run_name}: finished in {self.seconds:.0f} s",
             f"  tasks:      {', '.join(f'{t} {s.lower()}' for t, s in self.tasks.items())}",
-            f"  F1 (eval):  strict {self.strict_f1:.4f}, partial {ov.get('partial', {}).get('f1', float('nan')):.4f}, "
-            f"type {ov.get('type', {}).get('f1', float('nan')):.4f} on {self.metrics.get('n_records')} records",
+            score,
             f"  gate:       {self.verdict.upper()}: {'; '.join(self.reasons)}",
             f"  model:      {self.model_dir}",
         ]
@@ -192,16 +246,15 @@ def _env(updates: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _stage_inputs_on_s3(arguments: dict[str, Any], base: str) -> dict[str, Any]:
+def _stage_inputs_on_s3(arguments: dict[str, Any], base: str, flow: _Flow) -> dict[str, Any]:
     """Upload the run's input files (given or bundled) to ``base/data/`` and point the arguments at them."""
     from nerwheel import storage
-    from nerwheel.components.data import resolve_uri
 
     store = storage.get_storage()
     store.ensure_bucket(base)
     out = dict(arguments)
     for param, sample in (("seed_uri", "seed"), ("texts_uri", "texts"), ("eval_uri", "eval")):
-        src = resolve_uri(str(arguments.get(param, "")), sample)
+        src = str(arguments.get(param, "")).strip() or str(flow.sample(sample))
         if storage.is_s3(src):
             continue
         dest = storage.join(base, "data", Path(src).name)
@@ -242,13 +295,14 @@ def run_local(cfg: LocalRun) -> RunSummary:
     from kfp import local
 
     from nerwheel import storage
-    from nerwheel.pipelines.flywheel import PIPELINE_NAME, flywheel
     from nerwheel.pipelines.params import check_arguments
 
+    flow = _flow(cfg.task)
     out = Path(cfg.out_dir).resolve()
     root = out / "pipeline-root"
     root.mkdir(parents=True, exist_ok=True)
-    args: dict[str, Any] = {**LOCAL_DEFAULTS, **check_arguments(cfg.arguments, source="run arguments")}
+    args: dict[str, Any] = {**flow.defaults,
+                            **check_arguments(cfg.arguments, flow.pipeline, source="run arguments")}
     from nerwheel.progress import env as progress_env
 
     env: dict[str, str] = {"PYTHONUNBUFFERED": "1", **progress_env()}  # tasks follow nerwheel --progress/--quiet
@@ -266,7 +320,7 @@ def run_local(cfg: LocalRun) -> RunSummary:
     t0 = time.monotonic()
     with _env(env):
         if s3_base:
-            args = _stage_inputs_on_s3(args, s3_base)
+            args = _stage_inputs_on_s3(args, s3_base, flow)
         if not cfg.production_from_repository:
             args["production_from_repository"] = False
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
@@ -279,14 +333,14 @@ def run_local(cfg: LocalRun) -> RunSummary:
             root_logger.setLevel(logging.WARNING)  # kfp.local logs its workspace clean-up at INFO on the root logger
             try:
                 with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
-                    flywheel(**args)
+                    flow.pipeline(**args)
             except Exception as e:  # kfp.local raises RuntimeError naming the failed task
                 raise LocalRunError(f"{e}\n  full log: {log_path}\n{_tail(log_path)}") from e
             finally:
                 root_logger.setLevel(level)
     seconds = time.monotonic() - t0
-    run_dir = _new_run_dir(root, before, PIPELINE_NAME)
-    summary = _summarise(run_dir, seconds, log_path, args)
+    run_dir = _new_run_dir(root, before, flow.pipeline.name)
+    summary = _summarise(run_dir, seconds, log_path, args, flow)
     if s3_base:
         with _env(env):
             uri = storage.join(s3_base, "pipeline-root", run_dir.name)
@@ -300,11 +354,9 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join("    " + ln for ln in text[-lines:])
 
 
-def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str, Any]) -> RunSummary:
-    from nerwheel.components import STAGES
-
-    tasks = {s: ("SUCCESS" if (run_dir / s).is_dir() else "SKIPPED") for s in STAGES}
-    scores = _read(run_dir / "evaluate" / "scores")
+def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str, Any], flow: _Flow) -> RunSummary:
+    tasks = {s: ("SUCCESS" if (run_dir / s).is_dir() else "SKIPPED") for s in flow.stages}
+    scores = _read(run_dir / flow.evaluate / "scores")
     decision = _read(run_dir / "gate" / "decision")
     deployment = None
     if tasks["deploy"] == "SUCCESS":
@@ -316,17 +368,19 @@ def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str,
         log=str(log_path),
         run_dir=str(run_dir),
         tasks=tasks,
-        strict_f1=float(scores["overall"]["strict"]["f1"]),
+        strict_f1=flow.score(scores),
         metrics=scores,
         verdict=decision["verdict"],
         reasons=list(decision["reasons"]),
         production=(decision.get("production_model") or {}).get("uri"),
-        model_dir=str(run_dir / "train" / "model"),
+        model_dir=str(run_dir / ("classify-train" if flow.name == "classify" else "train") / "model"),
         export_dir=str(run_dir / "export" / "onnx") if tasks["export"] == "SUCCESS" else None,
         repository=(deployment or {}).get("repository"),
         model_name=dep.get("name") or (args.get("model_name") if deployment else None),
         version=dep.get("version"),
         deploy_status=dep.get("status"),
+        task=flow.name,
+        score_name=flow.score_name,
     )
 
 

@@ -220,7 +220,8 @@ def served_source(name: str, version: str | int) -> str:
 
 
 def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: str | None = None) -> ServedHandler:
-    """The handler for a served model's ``nerwheel_role`` parameter: ``tagger`` (CPU), ``tokenize``/``decode`` (GPU).
+    """The handler for a served model's ``nerwheel_role`` parameter: ``tagger`` (CPU), ``classifier`` (the message
+    classifier, :mod:`nerwheel.tasks.classify.serving`), ``tokenize``/``decode`` (GPU).
 
     ``source`` (:func:`served_source`) replaces the export's own ``model:<folder name>`` on every
     entity, so a client (and Label Studio's ``model_version``) sees which served model and version
@@ -236,6 +237,10 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
         if source:
             tagger.source = source  # type: ignore[attr-defined]
         return Handler(tagger, limits)  # type: ignore[return-value]
+    if role == "classifier":
+        from nerwheel.tasks.classify.serving import ClassifyHandler
+
+        return ClassifyHandler.from_folder(folder, config)
     if role in ("tokenize", "decode"):
         from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
 
@@ -245,7 +250,7 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
         if source:
             decoder.tagger.source = source
         return decoder
-    raise ConfigError(f"unknown nerwheel_role {role!r}; expected tagger, tokenize or decode")
+    raise ConfigError(f"unknown nerwheel_role {role!r}; expected tagger, classifier, tokenize or decode")
 
 
 def model_class(pb_utils: Any) -> type:
@@ -264,7 +269,9 @@ def model_class(pb_utils: Any) -> type:
             log.info("nerwheel model %s version %s ready from %s", args["model_name"], args["model_version"], folder)
 
         def execute(self, requests: list[Any]) -> list[Any]:
-            arrays = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.inputs} for r in requests]
+            # an optional input (CONTEXT) a request did not send is simply absent from its arrays
+            arrays = [{n: t.as_numpy() for n in self.inputs
+                       if (t := pb_utils.get_input_tensor_by_name(r, n)) is not None} for r in requests]
             wanted = [set(r.requested_output_names()) or set(self.outputs) for r in requests]
             responses = []
             for result in self.handler.serve(arrays, wanted):

@@ -87,21 +87,27 @@ class Client:
         self._client = grpcclient.InferenceServerClient(self.url)
 
     # -- requests ---------------------------------------------------------------------------------
-    def _request(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    def infer_arrays(self, inputs: dict[str, Sequence[str]], outputs: Sequence[str]) -> tuple[object, str]:
+        """One request of BYTES inputs (name -> strings, each sent as ``[n, 1]``) with retries on ``UNAVAILABLE``.
+
+        Returns the tritonclient result and the answering model version. Shared by every task's client.
+        """
         from tritonclient.utils import InferenceServerException
 
-        data = np.array([[t.encode("utf-8") if isinstance(t, str) else bytes(t)] for t in texts], dtype=object)
-        inp = self._grpc.InferInput("TEXT", list(data.shape), "BYTES")
-        inp.set_data_from_numpy(data)
-        outputs = [self._grpc.InferRequestedOutput("ENTITIES"), self._grpc.InferRequestedOutput("TAG_IDS")]
+        tensors = []
+        for name, values in inputs.items():
+            data = np.array([[v.encode("utf-8") if isinstance(v, str) else bytes(v)] for v in values], dtype=object)
+            inp = self._grpc.InferInput(name, list(data.shape), "BYTES")
+            inp.set_data_from_numpy(data)
+            tensors.append(inp)
+        wanted = [self._grpc.InferRequestedOutput(name) for name in outputs]
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 res = self._client.infer(
-                    self.model, [inp], model_version=self.version, outputs=outputs, client_timeout=self.timeout
+                    self.model, tensors, model_version=self.version, outputs=wanted, client_timeout=self.timeout
                 )
-                version = res.get_response().model_version
-                return res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS"), version
+                return res, res.get_response().model_version
             except InferenceServerException as e:
                 if e.status() in RETRYABLE and attempt < self.retries:
                     time.sleep(delay)
@@ -120,6 +126,10 @@ class Client:
             return (f"{self.url} serves no model {self.model!r} ({message}): give --served-name the name it was "
                     "deployed under (deploy --name)")
         return f"{self.url} model {self.model!r}: {message}"
+
+    def _request(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
+        res, version = self.infer_arrays({"TEXT": texts}, ["ENTITIES", "TAG_IDS"])
+        return res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS"), version  # type: ignore[attr-defined]
 
     def infer(self, texts: Sequence[str]) -> list[Prediction]:
         """Entities, raw tag ids and the answering model version for every text, in order."""

@@ -25,6 +25,11 @@ the probe passed do the steps drop the old version. Swapping a step first
 would leave the ensemble that is still being served calling a version that
 is gone (see :class:`_Swap`).
 
+What differs per task (the probe inputs, the CPU ``config.pbtxt``, how the
+offline and the served answers are computed and compared) comes from the
+export's task (``nerwheel.json`` ``task``) through
+:mod:`nerwheel.serving.tasks`; the steps above are the same for every task.
+
 Any failure after the new version was written, expected or not, ends in a
 rollback: a failed load, a timeout or wrong answers are reported
 (``status == "rolled_back"``); anything else (a bug, Ctrl-C) is rolled back
@@ -53,8 +58,7 @@ from google.protobuf import json_format
 
 from nerwheel.errors import NerwheelError
 from nerwheel.model.layout import find_export, is_model_dir
-from nerwheel.serving.backend import load_tagger
-from nerwheel.serving.config import ServingOptions, cpu_model_config, gpu_model_configs, with_versions
+from nerwheel.serving.config import ServingOptions, gpu_model_configs, with_versions
 from nerwheel.serving.repository import (
     ModelRepository,
     check_export_dir,
@@ -129,6 +133,19 @@ class DeployReport:
         return {**asdict(self), "verification": self.verification}
 
 
+def served_for(export_dir: Path) -> Any:
+    """The deploy adapter (:mod:`nerwheel.serving.tasks`) of the task the export holds."""
+    from nerwheel.tasks import get_task, task_of
+
+    return get_task(task_of(export_dir)).serving()
+
+
+def served_for_task(task: str) -> Any:
+    from nerwheel.tasks import get_task
+
+    return get_task(task).serving()
+
+
 def resolve_export(model: str | Path, workdir: Path, storage: Storage) -> Path:
     """An export folder for ``model`` (export folder, trained model folder, or either on S3)."""
     model = str(model)
@@ -141,27 +158,15 @@ def resolve_export(model: str | Path, workdir: Path, storage: Storage) -> Path:
     if found is not None:
         return check_export_dir(found)
     if is_model_dir(path):
-        from nerwheel.stages.export import export  # heavy (torch): only when a model folder must be exported
+        from nerwheel.tasks import get_task, task_of  # heavy (torch): only when a model folder must be exported
 
         out = workdir / "export"
-        export(path, out)
+        get_task(task_of(path)).export(path, out)
         return check_export_dir(out)
     raise DeployError(
         f"{path} is neither an export folder (model.onnx, tokenizer.json, nerwheel.json) nor a trained model "
         "folder (config.json, nerwheel.json)"
     )
-
-
-def _entity_keys(entities: Sequence[Any]) -> list[tuple[int, int, str, str]]:
-    return [(e.start, e.end, e.label, e.text) for e in entities]
-
-
-def _compare(texts: Sequence[str], expected: Sequence[Sequence[Any]], got: Sequence[Sequence[Any]]) -> list[dict]:
-    out = []
-    for text, e, g in zip(texts, expected, got, strict=True):
-        if _entity_keys(e) != _entity_keys(g):
-            out.append({"text": text, "offline": [x.to_dict() for x in e], "served": [x.to_dict() for x in g]})
-    return out
 
 
 def deploy(
@@ -172,13 +177,15 @@ def deploy(
     triton_url: str | None = None,
     options: ServingOptions | None = None,
     variant: str = "cpu",
-    probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
+    probe_texts: Sequence[str] | None = None,
     endpoint_url: str | None = None,
     timeout_s: float = 120.0,
     keep: int | None = None,
 ) -> DeployReport:
     """Write ``model`` as the next version of ``name`` in ``repository``; load and verify it in Triton.
 
+    ``probe_texts``: the texts (messages, for a classifier) the served version
+    must answer like the export; ``None`` means the task's built-in probes.
     ``keep=N`` deletes all but the newest N version folders after a
     successful deploy (Triton copies every version folder from S3 on each
     load). Returns a report. It raises :class:`DeployError` when nothing could
@@ -196,11 +203,15 @@ def deploy(
     with tempfile.TemporaryDirectory(prefix="nerwheel-deploy-") as tmp:
         work = Path(tmp)
         export_dir = resolve_export(model, work, storage)
-        texts = [t for t in probe_texts if t.strip()]
+        served = served_for(export_dir)
+        if variant not in served.variants:
+            raise DeployError(f"the {served.task} task has no {variant!r} serving layout; use "
+                              f"{' or '.join(served.variants)}")
+        texts = served.probes(probe_texts)
         if not texts:
             raise DeployError("deploy needs at least one non-empty probe text to verify the served model")
         try:
-            expected = load_tagger(opts.tagger, export_dir).predict(texts)
+            expected = served.offline(export_dir, opts)(texts)
         except Exception as e:  # noqa: BLE001 - any failure here means the model is unusable
             raise DeployError(
                 f"{model}: the model does not load or run offline ({type(e).__name__}: {e}); nothing was deployed"
@@ -210,7 +221,7 @@ def deploy(
         version = repo.claim_version(name)
         stage = work / "stage"
         if variant == "cpu":
-            configs = {name: cpu_model_config(name, version, opts)}
+            configs = {name: served.model_config(name, version, opts, export_dir)}
             stage_cpu_version(export_dir, stage / name / str(version))
         else:
             configs = gpu_model_configs(name, version, opts)
@@ -228,8 +239,8 @@ def deploy(
         if triton_url is None:
             # Nothing to load into: check the staged folder itself loads and answers like the export.
             if variant == "cpu":
-                got = load_tagger(opts.tagger, stage / name / str(version)).predict(texts)
-                report.mismatches = _compare(texts, expected, got)
+                got = served.offline(stage / name / str(version), opts)(texts)
+                report.mismatches = served.compare(texts, expected, got)
             if report.mismatches:
                 report.error = "the staged version does not reproduce the export's predictions"
             else:
@@ -237,7 +248,7 @@ def deploy(
                     repo.write_config(model_name, cfg)
                 report.status, report.live_versions = "written", [version]
         else:
-            _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s)
+            _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s, served)
     if keep is not None and report.ok:
         for model_name in configs:  # only after a success: a rollback may need the old versions
             deleted = repo.prune(model_name, keep)
@@ -253,7 +264,7 @@ def pin_version(
     *,
     name: str = "nerwheel",
     triton_url: str | None = None,
-    probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
+    probe_texts: Sequence[str] | None = None,
     endpoint_url: str | None = None,
     timeout_s: float = 120.0,
 ) -> DeployReport:
@@ -284,18 +295,19 @@ def pin_version(
             raise
         report.status, report.live_versions = "written", [version]
     else:
-        texts = [t for t in probe_texts if t.strip()]
-        if not texts:
-            raise DeployError("pinning with a Triton URL needs at least one non-empty probe text")
         with tempfile.TemporaryDirectory(prefix="nerwheel-pin-") as tmp:
             export_dir = _version_as_export(repo, list(configs), version, Path(tmp))
+            served = served_for(export_dir)
+            texts = served.probes(probe_texts)
+            if not texts:
+                raise DeployError("pinning with a Triton URL needs at least one non-empty probe text")
             try:
-                expected = load_tagger(_tagger_spec(configs), export_dir).predict(texts)
+                expected = served.offline(export_dir, ServingOptions(tagger=_tagger_spec(configs)))(texts)
             except Exception as e:  # noqa: BLE001 - any failure here means the version is unusable
                 raise DeployError(f"{join(repo.uri, name, str(version))} does not load or run offline "
                                   f"({type(e).__name__}: {e}); nothing was changed") from e
         report.probe_texts = len(texts)
-        _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s)
+        _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s, served)
     report.seconds = round(time.monotonic() - t0, 3)
     return report
 
@@ -416,14 +428,14 @@ def _load(admin: Any, model_name: str, cfg: Any, timeout_s: float) -> None:
     admin.load_model(model_name, config=body, client_timeout=timeout_s)
 
 
-def _probe(triton_url: str, name: str, version: int, texts: list[str], batch_size: int,
-           timeout_s: float) -> list[list[Any]]:
-    """What the freshly loaded ``version`` answers on the probe texts: the answer that decides commit or rollback."""
-    from nerwheel.serving.client import Client
-
-    with Client(triton_url, model=name, version=version, timeout=timeout_s, retries=2,
-                batch_size=batch_size) as client:
-        return client.extract(texts)
+def _probe(served: Any, triton_url: str, name: str, version: int, texts: list[Any], batch_size: int,
+           timeout_s: float) -> list[Any]:
+    """What the freshly loaded ``version`` answers on the probes: the answer that decides commit or rollback."""
+    client, ask = served.served(triton_url, name, version, batch_size, timeout_s)
+    try:
+        return ask(texts)
+    finally:
+        client.close()
 
 
 def _load_and_verify(
@@ -431,9 +443,10 @@ def _load_and_verify(
     repo: ModelRepository,
     configs: dict[str, Any],
     triton_url: str,
-    texts: list[str],
-    expected: list[list[Any]],
+    texts: list[Any],
+    expected: list[Any],
     timeout_s: float,
+    served: Any = None,
 ) -> None:
     """Switch Triton to ``report.version``, probe it, commit ``config.pbtxt``; roll back on any failure.
 
@@ -454,8 +467,9 @@ def _load_and_verify(
         try:
             swap.load_new(admin, timeout_s)
             _wait_ready(admin, name, str(version), timeout_s)
-            got = _probe(triton_url, name, version, texts, max(1, configs[name].max_batch_size), timeout_s)
-            report.mismatches = _compare(texts, expected, got)
+            served = served or served_for_task("ner")
+            got = _probe(served, triton_url, name, version, texts, max(1, configs[name].max_batch_size), timeout_s)
+            report.mismatches = served.compare(texts, expected, got)
             if report.mismatches:
                 raise DeployError(f"{len(report.mismatches)} of {len(texts)} probe texts answered differently "
                                   "from the offline model")

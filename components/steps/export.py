@@ -1,4 +1,5 @@
-"""Export step: the promoted model to ONNX with a parity check (:func:`nerwheel.stages.export.export`)."""
+"""Export step: the promoted model to ONNX with a parity check (the model's task's export: NER
+:func:`nerwheel.stages.export.export`, classifier :func:`nerwheel.tasks.classify.export.export`)."""
 
 __all__ = ["run"]
 
@@ -9,9 +10,10 @@ def run(*, model_path: str, quantize: str, onnx_path: str, report_path: str) -> 
 
     from nerwheel.components.report import Report
     from nerwheel.components.steps import flatten_metrics
-    from nerwheel.stages.export import export
+    from nerwheel.tasks import get_task, task_of
 
-    result = export(Path(model_path), Path(onnx_path), quantize=quantize.strip() or None)
+    # the model's nerwheel.json names its task: the same step exports a tagger or a classifier
+    result = get_task(task_of(model_path)).export(Path(model_path), Path(onnx_path), quantize=quantize.strip() or None)
     facts = result.to_dict()
     numbers = flatten_metrics({"parity": facts["parity"], "int8": facts["int8"] or {}, "seconds": facts["seconds"]})
     files = sorted((p.name, p.stat().st_size) for p in Path(onnx_path).iterdir() if p.is_file())

@@ -1,4 +1,8 @@
-"""Gate step: promote the candidate only if it beats production (:func:`nerwheel.stages.gate.gate`)."""
+"""Gate step: promote the candidate only if it beats production (:func:`nerwheel.stages.gate.gate`).
+
+Task-agnostic: the candidate's metrics.json names its task (``"task": "classify"``; NER's has none), and the
+task's scores view (``gate_scores``) reads it; the policy is the same for every task.
+"""
 
 __all__ = ["run"]
 
@@ -25,7 +29,11 @@ def run(*, candidate_path: str, production_path: str, min_delta: float, max_type
                          "{uri, how, note, metrics}")
     policy = GatePolicy(min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
                         min_support=min_support, metric=metric)
-    decision = gate(candidate, production["metrics"], policy, production_source=production["note"])
+    from nerwheel.tasks import get_task
+
+    task = get_task(candidate.get("task") or "ner")  # a classifier's metrics.json names its task; NER's predates tasks
+    decision = gate(candidate, production["metrics"], policy, production_source=production["note"],
+                    scores=task.gate_scores)
     record = {**decision.to_dict(), "production_model": {k: production.get(k) for k in ("uri", "how", "note")}}
     write_json(decision_path, record)
     Path(report_path).write_text(_markdown(decision, policy, production["uri"]), encoding="utf-8")

@@ -64,8 +64,10 @@ def handle_errors() -> Iterator[None]:
 
 
 def read_input(path: str | Path, fmt: str | None = None, *, what: str = "input", rejects: list[Any] | None = None,
-               quiet: bool = False, **options: Any) -> ReadResult:
+               quiet: bool = False, task: Any = None, **options: Any) -> ReadResult:
     """Read records from ``path`` (any format, detected unless ``fmt``), the way every command does.
+
+    ``task`` (:func:`nerwheel.tasks.get_task`) reads its own records (the classifier's messages); default NER.
 
     Prints ``what: <summary>`` and the first three rejects on stderr (unless ``quiet``) and, when
     ``rejects`` is given, appends every reject to it. An unreadable file raises
@@ -73,7 +75,7 @@ def read_input(path: str | Path, fmt: str | None = None, *, what: str = "input",
     """
     from nerwheel.formats import read_records
 
-    result = read_records(path, fmt, **options)
+    result = task.read(path, fmt, **options) if task is not None else read_records(path, fmt, **options)
     if not quiet:
         click.echo(f"{what}: {result.summary()}", err=True)
         for rej in result.rejects[:3]:

@@ -115,9 +115,9 @@ def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extensio
 
 
 # -- gate ------------------------------------------------------------------------------------------
-def _eval_records(data: str) -> list[Record]:
+def _eval_records(data: str, task: Any) -> list[Any]:
     rejects: list[Any] = []
-    records = read_input(data, what="--data", rejects=rejects).records
+    records = read_input(data, what="--data", rejects=rejects, task=task).records
     if rejects:
         raise click.ClickException(f"{data}: {len(rejects)} eval lines were rejected (first: {rejects[0]}); "
                                    "the gate needs the whole fixed eval set, fix the file")
@@ -150,8 +150,10 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
     """Promote CANDIDATE only if it beats PRODUCTION on the same eval set.
 
     Overall F1 must rise by MIN_DELTA, and no entity type's F1 may fall by more
-    than max(MAX_TYPE_DROP, NOISE_SPANS / its gold spans). Without --production
-    the candidate is the first model and is promoted.
+    than max(MAX_TYPE_DROP, NOISE_SPANS / its gold spans). For a classifier
+    (read from the metrics or the model's nerwheel.json) the same policy applies
+    to macro-F1 and each class's F1 (support: its gold messages). Without
+    --production the candidate is the first model and is promoted.
 
     Exit status: 0 = promote, 3 = refused (reasons in the decision record and on
     stdout), 1/2 = error / usage error.
@@ -174,9 +176,14 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
             raise click.UsageError(f"--{role} {path} is a model directory: give --data EVAL to evaluate it on")
     work = Path(work_dir) if work_dir else Path(out).parent / "gate-eval"
     sources = {role: MetricsSource.open(path) for role, path in sides.items()}
-    records = _eval_records(data) if any(s.is_model for s in sources.values()) else []
+    tasks = {role: s.task.name for role, s in sources.items()}
+    if len(set(tasks.values())) > 1:  # a classifier's metrics.json names its task; NER's predates tasks
+        raise click.ClickException(f"the candidate is a {tasks['candidate']} model but production is "
+                                   f"{tasks['production']}; gate models of one task")
+    task = sources["candidate"].task
+    records = _eval_records(data, task) if any(s.is_model for s in sources.values()) else []
     metrics = {role: s.score(records, work / role) for role, s in sources.items()}
-    decision = run_gate(metrics["candidate"], metrics.get("production"), policy)
+    decision = run_gate(metrics["candidate"], metrics.get("production"), policy, scores=task.gate_scores)
     record = {"candidate_path": str(candidate), "production_path": str(production) if production else None,
               "data": str(data) if data else None, **decision.to_dict()}
     write_json(out, record)

@@ -22,7 +22,24 @@ log = logging.getLogger(__name__)
 
 
 # -- train --------------------------------------------------------------------------------------------
+def _task_option(help_text: str = "Task: ner (entity spans) or classify (messages) [from the model's nerwheel.json, "
+                 "else ner].") -> Any:
+    from nerwheel.tasks import TASKS
+
+    return click.option("--task", "task_name", type=click.Choice(list(TASKS)), default=None, help=help_text)
+
+
+def _task_for(task_name: str | None, model: str | None = None) -> Any:
+    """The task asked for, else the one the model directory holds (its nerwheel.json), else ner."""
+    from nerwheel.tasks import get_task, task_of
+
+    if task_name is None and model and Path(model).exists():
+        task_name = task_of(model)
+    return get_task(task_name)
+
+
 @click.command()
+@_task_option("Task: ner (token classifier, default) or classify (message classifier).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="YAML (.yaml/.yml) or INI (.ini/.cfg) config; see --create-config.")
 @click.option("--create-config", type=click.Path(dir_okay=False),
@@ -30,8 +47,9 @@ log = logging.getLogger(__name__)
 @click.option("--model-id", help="Backbone: tiny, e5-small, a Hugging Face dir or hub id, or a nerwheel model dir.")
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False), help="Continue training this nerwheel model.")
 @click.option("--head", type=click.Choice(["crf", "softmax", "span"]),
-              help="Output head: crf, softmax, or span (overlapping/nested spans; model.span.* settings).")
-@click.option("--train", "train_file", type=click.Path(exists=True, dir_okay=False), help="Training records.")
+              help="Output head (ner): crf, softmax, or span (overlapping/nested spans; model.span.* settings).")
+@click.option("--train", "--data-path", "train_file", type=click.Path(exists=True, dir_okay=False),
+              help="Training records (--data-path: the same).")
 @click.option("--dev", "dev_file", type=click.Path(exists=True, dir_okay=False),
               help="Validation records (default: a seeded share of --train, data.dev_ratio).")
 @click.option("--test", "test_file", type=click.Path(exists=True, dir_okay=False), help="Held-out records scored once.")
@@ -41,67 +59,104 @@ log = logging.getLogger(__name__)
 @click.option("--batch-size", type=int, help="Examples per optimiser step before accumulation [32].")
 @click.option("--learning-rate", type=float,
               help="Encoder learning rate [1e-3 for tiny, trained from scratch; 5e-5 for a pretrained encoder].")
-@click.option("--sequence-length", type=int, help="Tokens per window, special tokens included.")
+@click.option("--max-length", type=int, help="Tokens per input, special tokens included (ner: the window length).")
+@click.option("--sequence-length", type=int, help="Tokens per window, special tokens included (ner).")
 @click.option("--seed", type=int, help="Seed for data order, dropout, initialisation and the dev split [42].")
+@click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb", "mlflow"]),
+              help="Experiment tracker (W&B offline unless WANDB_MODE says otherwise).")
+@click.option("--wandb", "use_wandb", is_flag=True, help="Shorthand for --report-to wandb.")
+@click.option("--wandb-project", help="W&B project (MLflow experiment) name.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Any config key, e.g. --set early_stopping.patience=5 (repeatable).")
-def train(config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file, output_dir,
-          model_name, epochs, batch_size, learning_rate, sequence_length, seed, sets):
-    """Train a BERT(+CRF) token classifier or a span extractor; prints the model directory."""
-    from nerwheel.configfile import INI_SUFFIXES
-    from nerwheel.model.config import load_config, merge_overrides, parse_overrides, write_default
+def train(task_name, config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file,
+          output_dir, model_name, epochs, batch_size, learning_rate, max_length, sequence_length, seed, report_to,
+          use_wandb, wandb_project, sets):
+    """Train a model for the task (ner: BERT(+CRF) token classifier or span extractor; classify: message classifier).
 
+    Prints the model directory on stdout.
+    """
+    from nerwheel.configfile import INI_SUFFIXES, merge_overrides, parse_overrides
+
+    task = _task_for(task_name)
     if create_config:
-        path = write_default(create_config)
+        path = task.write_default(create_config)
         click.echo(f"wrote {path} ({'INI' if path.suffix.lower() in INI_SUFFIXES else 'YAML'}); "
-                   f"use it with: nerwheel train --config {path}", err=True)
+                   f"use it with: nerwheel train{'' if task.name == 'ner' else ' --task ' + task.name} --config "
+                   f"{path}", err=True)
         return
+    if use_wandb and report_to not in (None, "wandb"):
+        raise click.UsageError(f"--wandb means --report-to wandb, but --report-to {report_to} was given")
+    if task.name != "ner" and (init_from or head or sequence_length):
+        raise click.UsageError(f"--init-from, --head and --sequence-length are NER options; task {task.name} has "
+                               "model.max_length (--max-length)")
     flags = {
-        "model": {"model_id": model_id, "init_from": init_from, "head": head},
+        "model": {"model_id": model_id, "init_from": init_from, "head": head, "max_length": max_length},
         "data": {"train_file": train_file, "dev_file": dev_file, "test_file": test_file},
         "output": {"output_dir": output_dir, "model_name": model_name},
         "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                      "sequence_length": sequence_length, "seed": seed},
+        "logging": {"report_to": "wandb" if use_wandb else report_to, "project": wandb_project},
     }
     given = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()}
     overrides = merge_overrides({s: kv for s, kv in given.items() if kv}, parse_overrides(sets))
-    config = load_config(config_path, overrides=overrides)
-    from nerwheel.model.card import ModelCard
-    from nerwheel.stages.train import input_summary
-    from nerwheel.stages.train import train as run
-
-    model_dir = run(config)
-    for line in input_summary(ModelCard.read(model_dir).data, model_dir):
+    config = task.load_config(config_path, overrides)
+    model_dir = task.train(config)
+    for line in _input_summary(task.name, model_dir):
         click.echo(line, err=True)
     click.echo(str(model_dir))
 
 
+def _input_summary(task: str, model_dir: Path) -> list[str]:
+    """What was read and what was not used, from the card's ``data`` section."""
+    import json as _json
+
+    data = _json.loads((Path(model_dir) / "nerwheel.json").read_text(encoding="utf-8")).get("data", {})
+    if task == "ner":
+        from nerwheel.stages.train import input_summary
+
+        return input_summary(data, Path(model_dir))
+    lines = [f"{role} {f['path']}: read {f['read']} = accepted {f['accepted']} + rejected {f['rejected']}"
+             for role in ("train", "dev", "test") if (f := data.get(f"{role}_file"))]
+    lines.append(f"rejected: {sum(data.get(f'{r}_file', {}).get('rejected', 0) for r in ('train', 'dev', 'test'))} "
+                 f"records, each with file, line and reason, in {Path(model_dir) / 'rejects.jsonl'}")
+    return lines
+
+
 # -- evaluate -----------------------------------------------------------------------------------------
 @click.command()
+@_task_option()
 @click.option("--model", required=True, help="Trained model dir, export dir, or Triton host:port.")
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Gold records (any format `nerwheel data` reads).")
+              help="Gold records (any format the task reads).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for metrics.json and friends.")
-@format_option()
+@format_option("Input format (default: detected from the content; classify: json, jsonl, csv, tsv, text).",
+               tasks=True)
 @click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
               help="auto: ONNX Runtime where an export exists (MODEL or MODEL/onnx), else PyTorch.")
 @decode_options
-def evaluate(model, data_path, out, fmt, runtime, nested, extensions):
-    """Score a model on gold records: seqeval strict, exact, partial, type; errors and charts.
+def evaluate(task_name, model, data_path, out, fmt, runtime, nested, extensions):
+    """Score a model on gold records (ner: seqeval strict, exact, partial, type; classify: accuracy, macro-F1,
+    per class, confusion, calibration); errors and charts.
 
-    Target labels are scored; extension labels (pos:..., kb:...) only with --extensions.
+    NER: target labels are scored; extension labels (pos:..., kb:...) only with --extensions.
     """
-    from nerwheel.stages.evaluate import evaluate as run
-    from nerwheel.stages.predict import load_predictor
-
-    data = read_input(data_path, fmt, what="data")
+    task = _task_for(task_name, model)
+    decode = _decode(task, nested, extensions)
+    data = read_input(data_path, fmt, what="data", task=task)
     records, rejects = data.records, data.rejects
-    predictor = (load_predictor(model, runtime=runtime, **decode_kwargs(nested, extensions))
-                 if any(r.entities for r in records) else None)
-    metrics = run(model, records, out, predictor=predictor, rejects=rejects, extensions=extensions)
+    labelled = records if task.name != "ner" else [r for r in records if r.entities]
+    predictor = task.load_predictor(model, runtime=runtime, **decode) if labelled else None
+    options = {"extensions": extensions} if task.name == "ner" else {}
+    metrics = task.evaluate(model, records, out, predictor=predictor, rejects=rejects, **options)
     i, o = metrics["input"], metrics["overall"]
     click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
                f"{i['rejected']} rejects with file, line and reason in {Path(out) / 'rejects.jsonl'}", err=True)
+    if task.name == "classify":
+        click.echo(f"accuracy {o['accuracy']:.4f}; macro-F1 {o['macro']['f1']:.4f} (P {o['macro']['precision']:.4f} "
+                   f"R {o['macro']['recall']:.4f}); ECE {o.get('ece', float('nan')):.4f}")
+        click.echo(f"wrote {out}/metrics.json, report.txt, errors.jsonl, predictions.jsonl, rejects.jsonl, "
+                   "confusion.png, calibration.png", err=True)
+        return
     click.echo(
         f"strict F1 {o['strict']['f1']:.4f} (P {o['strict']['precision']:.4f} R {o['strict']['recall']:.4f}); "
         f"partial F1 {o['partial']['f1']:.4f}; type F1 {o['type']['f1']:.4f}; token accuracy {o['token_accuracy']:.4f}"
@@ -112,22 +167,34 @@ def evaluate(model, data_path, out, fmt, runtime, nested, extensions):
 
 # -- export -------------------------------------------------------------------------------------------
 @click.command()
+@_task_option()
 @click.option("--model", required=True, type=click.Path(exists=True, file_okay=False), help="Trained model dir.")
 @click.option("--out", type=click.Path(file_okay=False), help="Export folder [MODEL/onnx].")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Also write model.int8.onnx (dynamic int8).")
 @click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False),
-              help="Gold records: parity sample, gold F1 of fp32 and of int8 and the change; without it, "
+              help="Gold records: parity sample, gold scores of fp32 and of int8 and the change; without it, "
               "--quantize reports only int8's agreement with fp32.")
-@click.option("--atol", type=float, default=1e-3, show_default=True, help="Largest allowed |emission diff|.")
+@click.option("--atol", type=float, help="Largest allowed |output diff| [ner 1e-3 (emissions), classify 1e-4 "
+              "(probabilities)].")
+@click.option("--optimize", is_flag=True, help="classify: ONNX Runtime transformer graph fusion (re-checked).")
+@click.option("--max-length", type=int, help="classify: tokens per (context, message) pair in the export "
+              "[the training length].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
-def export(model, out, quantize, eval_path, atol, overwrite):
+def export(task_name, model, out, quantize, eval_path, atol, optimize, max_length, overwrite):
     """Export a trained model to ONNX; refused unless ONNX Runtime reproduces PyTorch."""
     from nerwheel.model.layout import EXPORT_SUBDIR
-    from nerwheel.stages.export import export as run
 
+    task = _task_for(task_name, model)
+    if task.name == "ner" and (optimize or max_length):
+        raise click.UsageError("--optimize and --max-length are classify export options")
     out = out or str(Path(model) / EXPORT_SUBDIR)
-    records = read_input(eval_path, what="eval").records if eval_path else None
-    report = run(model, out, quantize, eval_records=records, atol=atol, overwrite=overwrite)
+    options: dict[str, Any] = {"overwrite": overwrite}
+    if atol is not None:
+        options["atol"] = atol
+    if task.name != "ner":
+        options.update(optimize=optimize, max_length=max_length)
+    records = read_input(eval_path, what="eval", task=task).records if eval_path else None
+    report = task.export(model, out, quantize, eval_records=records, **options)
     click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     if report.int8 and report.fp32 is None:
         click.echo("pass --eval GOLD to measure int8's F1 change", err=True)
@@ -136,52 +203,52 @@ def export(model, out, quantize, eval_path, atol, overwrite):
 # -- predict ------------------------------------------------------------------------------------------
 @click.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, dir_okay=False))
+@_task_option("Task: ner or classify [from the model's nerwheel.json; with --url: ner].")
 @click.option("--model", help="Trained model dir or export dir (ONNX Runtime preferred where an export exists).")
 @click.option("--url", help="Triton gRPC endpoint (host:port) instead of a local model.")
 @click.option("--served-name", default="nerwheel", show_default=True,
               help="With --url: the model name in the Triton repository (deploy --name).")
 @click.option("--out", type=click.Path(dir_okay=False),
-              help="Span JSONL output, in input order [stdout; progress and summaries go to stderr].")
+              help="JSONL output, in input order [stdout; progress and summaries go to stderr].")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False),
               help="Where unreadable input lines go (JSONL: file, line, reason) [OUT.rejects.jsonl; "
               "without --out: listed on stderr].")
-@format_option("Input format (default: detected from the content; plain text lines work).")
+@format_option("Input format (default: detected from the content; plain text lines work).", tasks=True)
 @click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
               help="auto: ONNX Runtime where an export exists (MODEL or MODEL/onnx), else PyTorch.")
 @click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="Windows per forward pass (local model) or texts per request (--url).")
 @decode_options
-def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size, nested, extensions):
-    """Tag INPUT with a model (PyTorch, ONNX Runtime) or a Triton server; write span JSONL (to stdout without --out)."""
-    from nerwheel.formats import write_records, write_rejects
-    from nerwheel.formats.spans import encode
-    from nerwheel.stages.predict import load_predictor, predict_records
-
+def predict(input_path, task_name, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size,
+            nested, extensions):
+    """Run a model (PyTorch, ONNX Runtime) or a Triton server over INPUT; JSONL in input order (stdout without
+    --out). ner: span JSONL; classify: each input record with `label` and `probabilities`."""
     if bool(model) == bool(url):
         raise click.UsageError("give exactly one of --model DIR or --url HOST:PORT")
     if url and (nested is not None or extensions):
         raise click.UsageError("--nested/--flat and --extensions decode a local span-head model; a served model "
                                "decodes as its card says")
-    data = read_input(input_path, fmt, what="input")
+    from nerwheel.formats import write_rejects
+
+    task = _task_for(task_name, model)
+    decode = _decode(task, nested, extensions)
+    data = read_input(input_path, fmt, what="input", task=task)
     records, rejects = data.records, data.rejects
     if url:
-        from nerwheel.stages.predict import RemotePredictor
-
-        predictor: Any = RemotePredictor(url, model=served_name, batch_size=batch_size)
+        predictor: Any = task.load_predictor(url, model=served_name, batch_size=batch_size)
     else:
-        predictor = load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size,
-                                   **decode_kwargs(nested, extensions))
-    predicted = predict_records(predictor, records)
+        predictor = task.load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size, **decode)
+    rows = task.predict_rows(predictor, records)
     if out:
-        write_records(predicted, out, format="spans")
+        _write_rows(rows, out)
     else:  # stdout carries the records only, so `nerwheel predict ... | jq` works
         sys.stdout.flush()
         stdout = sys.stdout.buffer  # UTF-8 like every JSONL file nerwheel writes, whatever the locale
-        for r in predicted:
-            stdout.write(encode(r).encode("utf-8"))
+        for row in rows:
+            stdout.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
         stdout.flush()
-    click.echo(f"wrote {len(predicted)} records to {out or 'stdout'} ({type(predictor).__name__})", err=True)
+    click.echo(f"wrote {len(rows)} records to {out or 'stdout'} ({type(predictor).__name__})", err=True)
     rej_path = rejects_path or (f"{out}.rejects.jsonl" if out else None)
     if rejects and rej_path:
         write_rejects(rejects, rej_path)
@@ -189,3 +256,20 @@ def predict(input_path, model, url, served_name, out, rejects_path, fmt, runtime
     elif rejects:
         for rej in rejects[3:]:  # read_input showed the first three
             click.echo(f"  rejected {rej}", err=True)
+
+
+def _write_rows(rows: list[dict[str, Any]], out: str) -> None:
+    from nerwheel.formats.base import atomic_path
+
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _decode(task: Any, nested: bool | None, extensions: bool | None) -> dict[str, Any]:
+    """The span head's decode options for an NER model; refused for another task, which has no spans."""
+    if task.name == "ner":
+        return decode_kwargs(nested, extensions)
+    if nested is not None or extensions:
+        raise click.UsageError(f"--nested/--flat and --extensions decode NER span-head models, not a {task.name} model")
+    return {}

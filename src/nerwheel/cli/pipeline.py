@@ -10,13 +10,30 @@ from typing import Any
 import click
 
 
+def _pipeline(task: str) -> Any:
+    """The KFP pipeline of ``task`` (ner: the flywheel; classify: the classifier's DAG)."""
+    if task == "classify":
+        from nerwheel.tasks.classify.pipeline import pipeline
+
+        return pipeline
+    from nerwheel.pipelines.flywheel import flywheel
+
+    return flywheel
+
+
+_TASK = click.option("--task", type=click.Choice(["ner", "classify"]), default="ner", show_default=True,
+                     help="Which task's pipeline: ner (the entity flywheel) or classify (the message classifier).")
+
+
 @click.command("run")
+@_TASK
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/local"),
               show_default=True, help="Folder for the pipeline root, the log and the Triton repository.")
 @click.option("--backbone", type=str, default="tiny", show_default=True,
               help="Encoder: tiny (trained from scratch), e5-small (multilingual-e5-small), or a HF folder.")
-@click.option("--teacher", type=click.Choice(["kb", "llm"]), default="kb", show_default=True,
-              help="Who labels the traffic: the knowledge base (offline) or an LLM (--llm-url, --llm-model).")
+@click.option("--teacher", type=click.Choice(["kb", "llm", "model"]), default=None,
+              help="Who labels the traffic: ner: kb (the knowledge base, offline, default) or llm; classify: model "
+                   "(a classifier trained on the seed messages, offline, default) or llm (--llm-url, --llm-model).")
 @click.option("--llm-url", envvar="NERWHEEL_LLM_URL", default=None,
               help="OpenAI-compatible base URL for --teacher llm (env NERWHEEL_LLM_URL); the API key is read from "
                    "NERWHEEL_LLM_API_KEY by the task, never passed as a parameter.")
@@ -36,7 +53,8 @@ import click
               help="Do not gate against the model already live in the repository (from an earlier run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-task progress lines.")
-def run(out_dir: Path, backbone: str, teacher: str, llm_url: str | None, llm_model: str | None, epochs: int | None,
+def run(task: str, out_dir: Path, backbone: str, teacher: str | None, llm_url: str | None, llm_model: str | None,
+        epochs: int | None,
         s3_endpoint: str | None, s3_bucket: str,
         s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], ignore_live: bool, as_json: bool,
         quiet: bool) -> None:
@@ -50,7 +68,12 @@ def run(out_dir: Path, backbone: str, teacher: str, llm_url: str | None, llm_mod
     from nerwheel.pipelines.local import LocalRun, run_local
     from nerwheel.pipelines.params import load_params_file, parse_assignments
 
-    args: dict[str, Any] = load_params_file(params_file) if params_file else {}
+    pipeline = _pipeline(task)
+    teacher = teacher or ("model" if task == "classify" else "kb")
+    allowed = ("model", "llm") if task == "classify" else ("kb", "llm")
+    if teacher not in allowed:
+        raise click.UsageError(f"--teacher {teacher} is not a {task} teacher; choose {' or '.join(allowed)}")
+    args: dict[str, Any] = load_params_file(params_file, pipeline) if params_file else {}
     args.update({"backbone": backbone, "teacher": teacher})
     if llm_url:
         args["llm_endpoint"] = llm_url
@@ -60,27 +83,30 @@ def run(out_dir: Path, backbone: str, teacher: str, llm_url: str | None, llm_mod
         raise click.UsageError("--teacher llm needs --llm-url and --llm-model (or NERWHEEL_LLM_URL / _MODEL)")
     if epochs is not None:
         args["epochs"] = epochs
-    args.update(parse_assignments(sets))
-    summary = run_local(LocalRun(out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint, s3_bucket=s3_bucket,
-                                 s3_prefix=s3_prefix, production_from_repository=not ignore_live,
+    args.update(parse_assignments(sets, pipeline))
+    summary = run_local(LocalRun(task=task, out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint,
+                                 s3_bucket=s3_bucket, s3_prefix=s3_prefix,
+                                 production_from_repository=not ignore_live,
                                  echo=None if quiet or as_json else sys.stderr))
     click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) if as_json else summary.text())
 
 
 @click.command("compile")
+@_TASK
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("pipeline.yaml"),
               show_default=True, help="Where to write the IR YAML.")
 @click.option("--list-params", is_flag=True, help="List the pipeline's parameters with defaults instead.")
-def compile_(out_path: Path, list_params: bool) -> None:
+def compile_(task: str, out_path: Path, list_params: bool) -> None:
     """Compile the Kubeflow pipeline to IR YAML (upload it in the KFP UI, or use `nerwheel submit`)."""
     from nerwheel.pipelines.compile import compile_pipeline
     from nerwheel.pipelines.params import parameters
 
+    pipeline = _pipeline(task)
     if list_params:
-        for p in parameters().values():
+        for p in parameters(pipeline).values():
             click.echo(f"{p.name:22} {p.type.__name__:6} {p.default!r:45} {p.description}")
         return
-    path = compile_pipeline(out_path)
+    path = compile_pipeline(out_path, pipeline)
     click.echo(f"wrote {path}")
 
 

@@ -80,7 +80,7 @@ _MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "kee
 @click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
               help="Model instances (each one ONNX Runtime thread on CPU).")
 @click.option("--probe", "probe_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Probe texts, one per line (default: a few built-in addresses).")
+              help="Probe texts (classify: messages), one per line (default: a few built-in ones per task).")
 @click.option("--s3-endpoint", default=None, help="S3 endpoint (default: NERWHEEL_S3_ENDPOINT or AWS_ENDPOINT_URL).")
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
               help="Seconds to wait for the new version to load.")
@@ -107,7 +107,7 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
     Exit status: 0 live (or written without --triton-url), 1 rolled back or failed.
     """
     from nerwheel.serving.config import ServingOptions
-    from nerwheel.serving.deploy import DEFAULT_PROBE_TEXTS, deploy as run_deploy, pin_version as pin
+    from nerwheel.serving.deploy import deploy as run_deploy, pin_version as pin
     from nerwheel.serving.deploy import report_json
 
     if (model is None) == (pin_version is None):
@@ -120,7 +120,7 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
                  if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"{', '.join(given)} shape(s) a new version and cannot be used with --pin-version")
-    probes = DEFAULT_PROBE_TEXTS
+    probes = None  # the task's own probes (addresses for NER, chat turns for the classifier)
     if probe_file is not None:
         probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
     if pin_version is not None:

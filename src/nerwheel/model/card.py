@@ -25,7 +25,7 @@ from nerwheel.model.layout import CARD_FILE
 from nerwheel.storage import sha256_file as file_sha256  # the one file digest, under its old name here
 from nerwheel.storage import write_json
 
-__all__ = ["CARD_FILE", "ModelCard", "file_sha256"]
+__all__ = ["CARD_FILE", "ModelCard", "file_sha256", "write_card"]
 
 
 class ModelCard(BaseModel):
@@ -78,4 +78,9 @@ class ModelCard(BaseModel):
         return card
 
     def write(self, directory: str | Path) -> Path:
-        return write_json(Path(directory) / CARD_FILE, self.model_dump())
+        return write_card(self, directory)
+
+
+def write_card(card: BaseModel, directory: str | Path) -> Path:
+    """``nerwheel.json`` in ``directory`` from any task's card (the one place the file is written)."""
+    return write_json(Path(directory) / CARD_FILE, card.model_dump())

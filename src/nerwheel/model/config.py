@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from nerwheel.configfile import ConfigError, Layer, Renames, load, merge_overrides, parse_overrides, render
 from nerwheel.configfile import validate as validate_layers
 
-__all__ = ["RENAMES", "SPECIAL_TOKENS", "ConfigError", "TrainConfig", "check_num_labels", "default_learning_rate",
+__all__ = ["RENAMES", "SPECIAL_TOKENS", "EarlyStoppingSettings", "LoggingSettings", "LoopSettings", "OptimizerSettings",
+           "OutputSettings", "SchedulerSettings", "Section", "TinySettings", "ConfigError", "TrainConfig", "check_num_labels", "default_learning_rate",
            "default_yaml", "learning_rate_warning", "load_config", "merge_overrides", "parse_overrides", "validate",
            "write_default"]
 
@@ -125,8 +126,8 @@ class DataSettings(Section):
     dev_ratio: float = Field(0.1, gt=0, lt=1, description="share of train carved out for validation without dev_file")
 
 
-class TrainingSettings(Section):
-    """The optimisation loop."""
+class LoopSettings(Section):
+    """The optimisation loop (every task's ``training`` section extends it)."""
 
     epochs: int = Field(10, gt=0, description="maximum epochs (INI: max_epochs)")
     batch_size: int = Field(32, gt=0, description="examples per optimiser step (before accumulation)")
@@ -140,21 +141,26 @@ class TrainingSettings(Section):
     fp16: bool = Field(False, description="float16 autocast + loss scaling (CUDA only; ignored on CPU)")
     bf16: bool = Field(False, description="bfloat16 autocast (CUDA only; ignored on CPU)")
     seed: int = Field(42, description="seed for data order, dropout, initialisation and the dev split")
-    sequence_length: int = Field(
-        128, ge=8, description="tokens per window, special tokens included (Hugging Face YAML: model.max_length)"
-    )
-    stride: int = Field(32, ge=0, description="overlap between consecutive windows of a long text, in tokens")
-    length_bucketing: bool = Field(True, description="batch examples of similar length together (less padding)")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     threads: int = Field(
         0, ge=0, description="CPU threads for torch (0 = torch's default); 1 is often fastest on a busy small machine"
     )
 
     @model_validator(mode="after")
-    def _one_precision(self) -> TrainingSettings:
+    def _one_precision(self) -> LoopSettings:
         if self.fp16 and self.bf16:
             raise ValueError("training.fp16 and training.bf16 are both true; choose one")
         return self
+
+
+class TrainingSettings(LoopSettings):
+    """The optimisation loop and the token windows."""
+
+    sequence_length: int = Field(
+        128, ge=8, description="tokens per window, special tokens included (Hugging Face YAML: model.max_length)"
+    )
+    stride: int = Field(32, ge=0, description="overlap between consecutive windows of a long text, in tokens")
+    length_bucketing: bool = Field(True, description="batch examples of similar length together (less padding)")
 
     @model_validator(mode="after")
     def _windows_fit(self) -> TrainingSettings:
@@ -215,6 +221,11 @@ class LoggingSettings(Section):
         None, gt=0, description="every N optimiser steps, also score dev (to steps.jsonl); each evaluation can "
         "become the best model and counts for early stopping"
     )
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow"] | None = Field(
+        None, description="experiment tracker (CLI --report-to, --wandb): none, tensorboard, wandb (offline unless "
+        "WANDB_MODE says otherwise) or mlflow (a file store in the run folder unless MLFLOW_TRACKING_URI is set)"
+    )
+    project: str = Field("nerwheel", description="W&B project / MLflow experiment name (CLI --wandb-project)")
 
 
 class OutputSettings(Section):
@@ -233,6 +244,13 @@ class OutputSettings(Section):
         "writes only improvements)"
     )
     plots: bool = Field(True, description="write the training-curve PNG")
+
+    def run_dir(self, now: datetime | None = None) -> Path:
+        """``<output_dir>/<model_name>[-YYYYmmdd-HHMMSS]``."""
+        name = self.model_name
+        if self.timestamp:
+            name = f"{name}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+        return Path(self.output_dir) / name
 
     @model_validator(mode="before")
     @classmethod
@@ -266,10 +284,7 @@ class TrainConfig(Section):
     output: OutputSettings = Field(default_factory=OutputSettings, description="output folder")
 
     def run_dir(self, now: datetime | None = None) -> Path:
-        name = self.output.model_name
-        if self.output.timestamp:
-            name = f"{name}-{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}"
-        return Path(self.output.output_dir) / name
+        return self.output.run_dir(now)
 
 
 # -- keys from other tools ------------------------------------------------------------------------------

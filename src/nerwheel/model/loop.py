@@ -1,9 +1,19 @@
-"""The optimisation loop: epochs of AdamW steps, a dev evaluation per epoch, early stopping, checkpoints.
+"""The optimisation loop every task shares: AdamW steps, dev evaluations, early stopping, checkpoints, tracking.
 
-Dev evaluation goes through :class:`~nerwheel.model.runtime.TorchTagger`, the
-same windows, stitching and decoder a deployed model uses, so the F1 that picks
-the best epoch is the F1 users get. The loop knows nothing about files except
-through the ``save`` callback (a model directory writer) and the JSONL log.
+What differs per task comes in through :class:`Steps`: how an epoch is cut
+into batches, the loss of a batch, and the dev evaluation (its score picks the
+best model: strict F1 for NER, macro-F1 for the classifier). Everything else
+lives here once: gradient accumulation and clipping, mixed precision, the
+schedule, evaluation per epoch and every ``logging.eval_steps`` steps,
+checkpoints by ``output.save_strategy``, early stopping, ``metrics.jsonl`` /
+``steps.jsonl`` and the experiment tracker (``logging.report_to``,
+:mod:`nerwheel.model.tracking`).
+
+For NER (:class:`TaggerSteps`) dev evaluation goes through
+:class:`~nerwheel.model.runtime.TorchTagger`, the same windows, stitching and
+decoder a deployed model uses, so the F1 that picks the best epoch is the F1
+users get. The loop knows nothing about files except through the ``save``
+callback (a model directory writer) and the JSONL logs.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -35,8 +45,8 @@ from nerwheel.model.runtime import TorchTagger
 from nerwheel.progress import progress
 from nerwheel.records import Record
 
-__all__ = ["EarlyStopping", "FitResult", "evaluate_model", "fit", "resolve_device", "seed_everything",
-           "torch_threads"]
+__all__ = ["DevResult", "EarlyStopping", "FitResult", "Steps", "TaggerSteps", "evaluate_model", "fit",
+           "resolve_device", "seed_everything", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +109,29 @@ class FitResult:
     seconds: float
     stopped_early: bool
     checkpoints: list[str] = field(default_factory=list)
+    best_step: int = 0
+
+
+@dataclass
+class DevResult:
+    """One dev evaluation: the score that picks the best model, a flat summary for the logs, the full metrics."""
+
+    score: float
+    summary: dict[str, float]
+    metrics: dict[str, Any]
+
+
+class Steps(Protocol):
+    """What a task tells :func:`fit` (see the module docstring)."""
+
+    def plan(self, rng: np.random.Generator) -> list[Any]:
+        """One epoch: batch handles in training order."""
+
+    def loss(self, model: torch.nn.Module, batch: Any, device: torch.device, autocast: Any) -> torch.Tensor:
+        """The mean loss of one batch."""
+
+    def evaluate(self, model: torch.nn.Module) -> DevResult | None:
+        """Dev evaluation; None without dev data (the latest evaluation is then the best)."""
 
 
 def _dev_summary(m: dict[str, Any]) -> dict[str, float]:
@@ -110,7 +143,7 @@ def _dev_summary(m: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _amp(config: TrainConfig, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
+def _amp(config: Any, device: torch.device) -> tuple[Any, torch.amp.GradScaler | None]:
     t = config.training
     if device.type != "cuda":
         if t.fp16 or t.bf16:
@@ -127,6 +160,34 @@ def evaluate_model(model: TokenClassifier, card: ModelCard, encoder: TextEncoder
                    batch_size: int) -> dict[str, Any]:
     tagger = TorchTagger(model, card, encoder, batch_size=batch_size)
     return M.evaluate(records, tagger.predict([r.text for r in records], scores=False))
+
+
+@dataclass
+class TaggerSteps:
+    """The token classifier's :class:`Steps`: length-bucketed windows, CRF/softmax loss, dev strict F1."""
+
+    train: Sequence[Feature]
+    dev: Sequence[Record]
+    config: TrainConfig
+    encoder: TextEncoder
+    card: ModelCard
+
+    def plan(self, rng: np.random.Generator) -> list[list[int]]:
+        t = self.config.training
+        return batches([len(f.input_ids) for f in self.train], t.batch_size, rng=rng, bucketing=t.length_bucketing)
+
+    def loss(self, model: Any, batch: list[int], device: torch.device, autocast: Any) -> torch.Tensor:
+        arrays = collate([self.train[j] for j in batch], self.encoder.pad_id)
+        tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
+        with autocast():
+            emissions = model(tensors["input_ids"], tensors["attention_mask"])
+        return model.loss(emissions.float(), tensors["labels"])
+
+    def evaluate(self, model: Any) -> DevResult | None:
+        if not self.dev:
+            return None
+        m = evaluate_model(model, self.card, self.encoder, self.dev, self.config.training.eval_batch_size)
+        return DevResult(m["overall"]["strict"]["f1"], _dev_summary(m), m)
 
 
 @dataclass
@@ -165,25 +226,34 @@ class _Checkpoints:
         _rotate(self.written, self.best, self.limit)
 
 
-def _append(path: Path, row: dict[str, Any]) -> None:
+def _append(path: Path, row: dict[str, Any], tracker: Any = None) -> None:
+    """One JSON line in ``path``; its numbers (``dev`` ones as ``dev/<name>``) to the tracker too."""
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+    if tracker is not None:
+        values = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+                  and k != "step"}
+        values.update({f"dev/{k}": v for k, v in (row.get("dev") or {}).items()})
+        tracker.log(values, int(row.get("step", 0)))
 
 
 def fit(
-    model: TokenClassifier,
-    train: Sequence[Feature],
-    dev: Sequence[Record],
+    model: torch.nn.Module,
+    steps: Steps,
     *,
-    config: TrainConfig,
+    config: Any,
     learning_rate: float,
-    encoder: TextEncoder,
-    card: ModelCard,
     run_dir: Path,
     save: Callable[[Path, dict[str, Any]], None],
+    encoder_prefix: str = "encoder.",
+    tracker: Any = None,
 ) -> FitResult:
     """Train ``model`` in place; on return it holds the best evaluation's weights.
 
+    ``config`` is a task's training config (its ``training``, ``optimizer``,
+    ``scheduler``, ``early_stopping``, ``logging`` and ``output`` sections);
+    ``encoder_prefix`` names the encoder's parameters for the optimiser's groups;
+    ``tracker`` (:mod:`nerwheel.model.tracking`) receives every logged line.
     Dev is scored after every epoch (one line in ``metrics.jsonl``) and, with
     ``logging.eval_steps``, every that many optimiser steps too (lines in
     ``steps.jsonl``, beside the ``logging.steps`` loss lines); every evaluation
@@ -195,47 +265,47 @@ def fit(
     model.to(device)
     autocast, scaler = _amp(config, device)
     rng = np.random.default_rng(t.seed)
-    lengths = [len(f.input_ids) for f in train]
-    n_batches_per_epoch = -(-len(train) // t.batch_size)
+    n_batches_per_epoch = len(steps.plan(np.random.default_rng(t.seed)))
     steps_per_epoch = max(1, -(-n_batches_per_epoch // t.gradient_accumulation_steps))
     total_steps = steps_per_epoch * t.epochs
-    optimizer = build_optimizer(model, learning_rate=learning_rate, settings=config.optimizer)
+    optimizer = build_optimizer(model, learning_rate=learning_rate, settings=config.optimizer,
+                                encoder_prefix=encoder_prefix)
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_ratio=t.warmup_ratio,
                                 settings=config.scheduler)
     stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
     checkpoints = _Checkpoints(run_dir, out.save_strategy, out.save_steps, out.save_total_limit, save)
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
-    best_epoch, best_metrics, latest_metrics = 0, {}, {}
+    best_epoch, best_step, best_metrics, latest_metrics = 0, 0, {}, {}
     started = time.perf_counter()
     stopped_early = False
+    has_dev = False
     step = 0
 
-    def consider(metrics: dict[str, Any], score: float, epoch: int) -> bool:
-        """Record an evaluation; keep the weights when it is the best so far."""
-        nonlocal best_state, best_epoch, best_metrics, latest_metrics
+    def consider(dev: DevResult | None, epoch: int) -> bool:
+        """Record an evaluation; keep the weights when it is the best so far (no dev: the latest is the best)."""
+        nonlocal best_state, best_epoch, best_step, best_metrics, latest_metrics, has_dev
+        has_dev = dev is not None
+        metrics = dev.metrics if dev is not None else {}
         latest_metrics = metrics
-        improved = stopper.update(score)
+        improved = stopper.update(dev.score if dev is not None else float(step))
         if improved:
-            best_epoch, best_metrics = epoch, metrics
+            best_epoch, best_step, best_metrics = epoch, step, metrics
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         return improved
 
     def should_stop() -> bool:
-        return bool(config.early_stopping.enabled and dev and stopper.should_stop)
+        return bool(config.early_stopping.enabled and has_dev and stopper.should_stop)
 
     for epoch in range(1, t.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        plan = batches(lengths, t.batch_size, rng=rng, bucketing=t.length_bucketing)
+        plan = steps.plan(rng)
         total_loss, n_batches, window_loss, window_batches = 0.0, 0, 0.0, 0
         optimizer.zero_grad(set_to_none=True)
         bar = progress(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", leave=False)
-        for i, idx in enumerate(bar):
-            batch = {k: torch.from_numpy(v).to(device) for k, v in collate([train[j] for j in idx], encoder.pad_id).items()}
-            with autocast():
-                emissions = model(batch["input_ids"], batch["attention_mask"])
-            loss = model.loss(emissions.float(), batch["labels"]) / t.gradient_accumulation_steps
+        for i, batch in enumerate(bar):
+            loss = steps.loss(model, batch, device, autocast) / t.gradient_accumulation_steps
             (scaler.scale(loss) if scaler else loss).backward()
             batch_loss = loss.detach().item() * t.gradient_accumulation_steps
             total_loss, window_loss = total_loss + batch_loss, window_loss + batch_loss
@@ -259,18 +329,17 @@ def fit(
             if every.steps and step % every.steps == 0:
                 row = {**at, "train_loss": round(window_loss / window_batches, 6),
                        "learning_rate": scheduler.get_last_lr()[0]}
-                _append(run_dir / STEP_HISTORY_FILE, row)
-                log.info("step %d (epoch %.2f): loss %.4f lr %.3g", step, at["epoch"], row["train_loss"],
-                         row["learning_rate"])
+                _append(run_dir / STEP_HISTORY_FILE, row, tracker)
+                log.info("step %d/%d (epoch %.2f): loss %.4f lr %.3g (%.0f s)", step, total_steps, at["epoch"],
+                         row["train_loss"], row["learning_rate"], time.perf_counter() - started)
                 window_loss, window_batches = 0.0, 0
             improved = False
-            if every.eval_steps and dev and step % every.eval_steps == 0:
-                metrics = evaluate_model(model, card, encoder, dev, t.eval_batch_size)
-                improved = consider(metrics, metrics["overall"]["strict"]["f1"], epoch)
-                _append(run_dir / STEP_HISTORY_FILE, {**at, "dev": _dev_summary(metrics), "best": improved})
-                log.info("step %d: dev strict F1 %.4f%s", step, metrics["overall"]["strict"]["f1"],
-                         " (best)" if improved else "")
-                checkpoints.after_evaluation(f"step-{step}", metrics, improved, epoch_end=False)
+            if every.eval_steps and step % every.eval_steps == 0 and (dev := steps.evaluate(model)) is not None:
+                model.train()
+                improved = consider(dev, epoch)
+                _append(run_dir / STEP_HISTORY_FILE, {**at, "dev": dev.summary, "best": improved}, tracker)
+                log.info("step %d: dev score %.4f%s", step, dev.score, " (best)" if improved else "")
+                checkpoints.after_evaluation(f"step-{step}", dev.metrics, improved, epoch_end=False)
             checkpoints.after_step(step, latest_metrics, improved)
             if should_stop():
                 break
@@ -278,27 +347,26 @@ def fit(
         train_seconds = time.perf_counter() - epoch_start
         if should_stop():  # stopped by a step evaluation: this epoch is not scored again
             stopped_early = True
-            log.info("early stop at step %d: no strict F1 gain > %s for %d evaluations", step,
+            log.info("early stop at step %d: no dev score gain > %s for %d evaluations", step,
                      config.early_stopping.min_delta, stopper.patience)
             break
 
-        dev_metrics = evaluate_model(model, card, encoder, dev, t.eval_batch_size) if dev else {}
-        score = dev_metrics["overall"]["strict"]["f1"] if dev_metrics else float(epoch)  # no dev: latest is best
-        improved = consider(dev_metrics, score, epoch)
+        dev = steps.evaluate(model)
+        improved = consider(dev, epoch)
         row = {
             "epoch": epoch, "step": step, "train_loss": round(total_loss / max(1, n_batches), 6),
             "learning_rate": scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
             "eval_seconds": round(time.perf_counter() - epoch_start - train_seconds, 2),
-            "dev": _dev_summary(dev_metrics) if dev_metrics else None, "best": improved,
+            "dev": dev.summary if dev is not None else None, "best": improved,
         }
         history.append(row)
-        _append(run_dir / HISTORY_FILE, row)
-        log.info("epoch %d: loss %.4f dev strict F1 %s%s", epoch, row["train_loss"],
-                 row["dev"]["strict_f1"] if row["dev"] else "-", " (best)" if improved else "")
-        checkpoints.after_evaluation(f"epoch-{epoch}", dev_metrics, improved, epoch_end=True)
+        _append(run_dir / HISTORY_FILE, row, tracker)
+        log.info("epoch %d: loss %.4f dev score %s%s", epoch, row["train_loss"],
+                 f"{dev.score:.4f}" if dev is not None else "-", " (best)" if improved else "")
+        checkpoints.after_evaluation(f"epoch-{epoch}", latest_metrics, improved, epoch_end=True)
         if should_stop():
             stopped_early = True
-            log.info("early stop after epoch %d: no strict F1 gain > %s for %d evaluations", epoch,
+            log.info("early stop after epoch %d: no dev score gain > %s for %d evaluations", epoch,
                      config.early_stopping.min_delta, stopper.patience)
             break
 
@@ -306,7 +374,7 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(history, best_epoch, copy.deepcopy(best_metrics), time.perf_counter() - started, stopped_early,
-                     [str(p) for _, p in checkpoints.written])
+                     [str(p) for _, p in checkpoints.written], best_step)
 
 
 def _rotate(checkpoints: list[tuple[str, Path]], best: str | None, limit: int) -> None:

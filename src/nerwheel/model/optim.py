@@ -17,13 +17,15 @@ from nerwheel.model.config import OptimizerSettings, SchedulerSettings
 __all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
 
 
-def build_optimizer(model: nn.Module, *, learning_rate: float, settings: OptimizerSettings) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, *, learning_rate: float, settings: OptimizerSettings,
+                    encoder_prefix: str = "encoder.") -> torch.optim.AdamW:
+    """``encoder_prefix``: parameters under it are the encoder (``bert.`` in a Hugging Face classifier)."""
     head_lr = settings.head_learning_rate or max(learning_rate, 1e-3)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        is_head = not name.startswith("encoder.")
+        is_head = not name.startswith(encoder_prefix)
         no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.startswith("crf.")
         groups.setdefault((is_head, no_decay), []).append(p)
     param_groups = [

@@ -27,8 +27,10 @@ def _save(plt, fig, path: str | Path) -> Path:
     return out
 
 
-def training_curve_figure(history: Sequence[dict[str, Any]]) -> Any:
-    """Train loss (left axis) and dev strict / partial F1 (right axis) per epoch; one legend names every line."""
+def training_curve_figure(history: Sequence[dict[str, Any]],
+                          scores: Sequence[str] = ("strict_f1", "partial_f1")) -> Any:
+    """Train loss (left axis) and the dev ``scores`` (right axis; NER: strict / partial F1, classifier: macro-F1 /
+    accuracy) per epoch; one legend names every line."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
@@ -42,15 +44,15 @@ def training_curve_figure(history: Sequence[dict[str, Any]]) -> Any:
     dev = [(h["epoch"], h["dev"]) for h in history if h.get("dev")]
     if dev:
         ax2 = ax.twinx()
-        lines += ax2.plot([e for e, _ in dev], [d["strict_f1"] for _, d in dev], "s-", color="tab:red",
-                          label="dev strict F1")
-        lines += ax2.plot([e for e, _ in dev], [d["partial_f1"] for _, d in dev], "^--", color="tab:orange",
-                          label="dev partial F1")
+        for name, style, colour in zip(scores, ("s-", "^--", "v:"), ("tab:red", "tab:orange", "tab:green"),
+                                       strict=False):
+            label = f"dev {name.replace('_f1', ' F1').replace('_', ' ')}"
+            lines += ax2.plot([e for e, _ in dev], [d[name] for _, d in dev], style, color=colour, label=label)
         best = [h["epoch"] for h in history if h.get("best")]
         if best:
             ax.axvline(best[-1], color="grey", linestyle=":", linewidth=1)
             lines.append(plt.Line2D([], [], color="grey", linestyle=":", label=f"best epoch ({best[-1]})"))
-        ax2.set_ylabel("dev F1", color="tab:red")
+        ax2.set_ylabel("dev score", color="tab:red")
         ax2.set_ylim(0, 1)
     top = fig.axes[-1]  # the legend on the axes drawn last, so no line crosses it
     top.legend(handles=lines, loc="center right", fontsize=8)
@@ -58,8 +60,9 @@ def training_curve_figure(history: Sequence[dict[str, Any]]) -> Any:
     return fig
 
 
-def training_curve_png(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    return _save(_pyplot(), training_curve_figure(history), path)
+def training_curve_png(history: Sequence[dict[str, Any]], path: str | Path,
+                       scores: Sequence[str] = ("strict_f1", "partial_f1")) -> Path:
+    return _save(_pyplot(), training_curve_figure(history, scores), path)
 
 
 #: What a type without gold spans shows instead of an F1 (its 0 would be indistinguishable from a real 0).

@@ -148,6 +148,7 @@ class MetricsSource:
     path: Path
     metrics: dict[str, Any] | None = None
     predictor: Any = None
+    task: Any = None  # the task (nerwheel.tasks) the metrics or the model belong to
 
     @property
     def is_model(self) -> bool:
@@ -155,18 +156,23 @@ class MetricsSource:
 
     @classmethod
     def open(cls, source: str | Path) -> MetricsSource:
-        from nerwheel.stages.predict import load_predictor
+        """A metrics file (its task named inside; NER's predates tasks) or a model of any task (its nerwheel.json)."""
+        from nerwheel.tasks import get_task, task_of
 
         path = Path(source)
         if path.is_file():
             try:
-                return cls(path, metrics=json.loads(path.read_text(encoding="utf-8")))
+                metrics = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}: not a metrics JSON file ({exc.msg} at line {exc.lineno})") from None
-        return cls(path, predictor=load_predictor(path))
+            return cls(path, metrics=metrics, task=get_task(metrics.get("task") if isinstance(metrics, dict)
+                                                            else None))
+        task = get_task(task_of(path))
+        return cls(path, predictor=task.load_predictor(path), task=task)
 
-    def score(self, records: Sequence[Record], out_dir: str | Path, *,
+    def score(self, records: Sequence[Any], out_dir: str | Path, *,
               rejects: Sequence[Reject] = ()) -> dict[str, Any]:
         if self.metrics is not None:
             return self.metrics
-        return evaluate(self.path, records, out_dir, predictor=self.predictor, plots=False, rejects=rejects)
+        return self.task.evaluate(self.path, records, out_dir, predictor=self.predictor, plots=False,
+                                  rejects=rejects)

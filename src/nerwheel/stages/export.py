@@ -17,7 +17,8 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from nerwheel.errors import ConfigError, NerwheelError
 from nerwheel.records import Record
 
-__all__ = ["ExportCheckError", "ExportReport", "export"]
+__all__ = ["ExportCheckError", "ExportReport", "check_request", "export", "export_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,32 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return {"out_dir": str(self.out_dir), "files": self.files, "parity": self.parity, "fp32": self.fp32,
                 "int8": self.int8, "seconds": round(self.seconds, 2), "notes": self.notes}
+
+
+def check_request(quantize: str | None, out_dir: str | Path, overwrite: bool) -> Path:
+    """The checks every task's export makes before any work: a known quantisation, a free target folder."""
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"Invalid quantize: {quantize!r}. Allowed values are: int8")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: exists and is not empty; choose a new folder or pass overwrite")
+    return out
+
+
+@contextmanager
+def export_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to assemble an export in: it replaces ``out`` when the block succeeds
+    and is removed when anything fails, so a refused export leaves nothing behind (shared by every task)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 NO_GOLD_NOTE = ("no gold records given (eval_records), so no F1 change is reported: agreement_f1_vs_fp32 is the "
@@ -109,12 +136,9 @@ def export(
     from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
     from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
-    if quantize not in (None, "int8"):
-        raise ConfigError(f"Invalid quantize: {quantize!r}. Allowed values are: int8")
+    out = check_request(quantize, out_dir, overwrite)
     started = time.perf_counter()
-    src, out = Path(model_dir), Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: exists and is not empty; choose a new folder or pass overwrite")
+    src = Path(model_dir)
     card = ModelCard.read(src)
     reference = TorchTagger.from_dir(src, device="cpu")
     model: TokenClassifier = reference.model
@@ -125,9 +149,7 @@ def export(
         )
     texts = list(texts)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with export_folder(out) as tmp:
         write_onnx(model, tmp / ONNX_FILE, opset=OPSET, pad_id=card.pad_id)
         shutil.copy2(src / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         if model.crf is not None:
@@ -169,12 +191,6 @@ def export(
             "parity": check.to_dict(), "fp32": fp32_report, "int8": int8_report,
         }
         card.write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     files = sorted(p.name for p in out.iterdir())
     notes = [f"parity: max |emission diff| {check.max_abs_diff:.2g} (tolerance {atol:g}) on {check.texts} texts; "
              f"{check.entities} entities identical in ONNX Runtime and PyTorch"]

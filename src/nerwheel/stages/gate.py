@@ -27,6 +27,12 @@ support)``. ``noise_spans / support`` is about how far F1 moves when
 ``min_support`` remains as an explicit opt-out (types with fewer gold spans are
 reported, not enforced); its default 0 means no type is exempt.
 
+The policy is the same for every task; what a task's metrics.json holds is read
+by its :class:`Scores` view (``scores=``): NER compares ``policy.metric`` F1
+overall and per entity type (support: gold spans), the classifier compares
+macro-F1 overall and F1 per class (support: gold messages), with the same
+tolerance per class.
+
 :func:`gate` is pure (metrics dicts in, :class:`GateDecision` out), so the CLI,
 the KFP component and tests all share it. The metrics dicts have the shape
 ``evaluate`` writes to ``metrics.json`` (see docs/architecture.md).
@@ -35,7 +41,7 @@ the KFP component and tests all share it. The metrics dicts have the shape
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nerwheel.errors import NerwheelError
 
-__all__ = ["EXIT_PROMOTE", "EXIT_REFUSE", "GateDecision", "GateError", "GatePolicy", "gate"]
+__all__ = ["EXIT_PROMOTE", "EXIT_REFUSE", "GateDecision", "GateError", "GatePolicy", "Scores", "gate", "ner_scores"]
 
 #: Process exit codes of ``nerwheel gate`` so scripts can branch (1 and 2 stay errors / usage errors).
 EXIT_PROMOTE = 0
@@ -148,12 +154,38 @@ def _types(metrics: Mapping[str, Any], metric: str, who: str) -> dict[str, tuple
     return out
 
 
+@dataclass(frozen=True)
+class Scores:
+    """What the gate compares, read from one task's metrics.json.
+
+    ``name`` names the overall score in the reasons (``strict F1``,
+    ``macro-F1``); ``unit`` what the per-label scores are about (``type``,
+    ``class``); ``per_label[label] = (f1, support)``.
+    """
+
+    name: str
+    unit: str
+    overall: float
+    per_label: dict[str, tuple[float, int]]
+    n_records: int | None
+
+
+def ner_scores(metrics: Mapping[str, Any], metric: str, who: str) -> Scores:
+    """NER metrics.json: ``overall.<metric>.f1`` and ``per_type.<type>.<metric>.{f1,support}``."""
+    return Scores(f"{metric} F1", "type", _f1(metrics, ("overall", metric, "f1"), who), _types(metrics, metric, who),
+                  metrics.get("n_records"))
+
+
+ScoresView = Callable[[Mapping[str, Any], str, str], Scores]
+
+
 def gate(
     candidate_metrics: Mapping[str, Any],
     production_metrics: Mapping[str, Any] | None,
     policy: GatePolicy | None = None,
     *,
     production_source: str | None = None,
+    scores: ScoresView | None = None,
 ) -> GateDecision:
     """Decide whether ``candidate_metrics`` beats ``production_metrics`` under ``policy``.
 
@@ -161,13 +193,15 @@ def gate(
     candidate is promoted with that reason. ``production_source`` says where the
     production model came from (or why there is none, e.g. "the repository has
     no live version"); it is the first reason when given. Metrics from different
-    eval sets (other record count or other per-type support) are refused as not
-    comparable rather than compared.
+    eval sets (other record count or other per-label support) are refused as not
+    comparable rather than compared. ``scores`` reads a task's metrics
+    (default: :func:`ner_scores`; a task's ``gate_scores``).
     """
     pol = policy or GatePolicy()
-    m = pol.metric
-    cand_f1 = _f1(candidate_metrics, ("overall", m, "f1"), "candidate")
-    cand_types = _types(candidate_metrics, m, "candidate")
+    view = scores or ner_scores
+    cand = view(candidate_metrics, pol.metric, "candidate")
+    name, unit = cand.name, cand.unit
+    cand_f1, cand_types = cand.overall, cand.per_label
     policy_dict = pol.model_dump()
 
     if production_metrics is None:
@@ -179,7 +213,7 @@ def gate(
         why = f" ({production_source})" if production_source else ""
         return GateDecision(
             "promote",
-            [f"no production model{why}: the first candidate is promoted ({m} F1 {cand_f1:.4f})"],
+            [f"no production model{why}: the first candidate is promoted ({name} {cand_f1:.4f})"],
             policy_dict,
             {"candidate": cand_f1, "production": None, "delta": None},
             per_type,
@@ -187,13 +221,13 @@ def gate(
             None,
         )
 
-    prod_f1 = _f1(production_metrics, ("overall", m, "f1"), "production")
-    prod_types = _types(production_metrics, m, "production")
+    prod = view(production_metrics, pol.metric, "production")
+    prod_f1, prod_types = prod.overall, prod.per_label
     delta = cand_f1 - prod_f1
     reasons: list[str] = [f"production: {production_source}"] if production_source else []
     refuse = False
 
-    n_c, n_p = candidate_metrics.get("n_records"), production_metrics.get("n_records")
+    n_c, n_p = cand.n_records, prod.n_records
     diff_support = sorted(
         label for label in set(cand_types) & set(prod_types) if cand_types[label][1] != prod_types[label][1]
     )
@@ -203,15 +237,16 @@ def gate(
         reasons.append(f"not comparable: the two metric sets come from different eval sets ({what})")
 
     if delta >= pol.min_delta - 1e-12:
-        reasons.append(f"overall {m} F1 {prod_f1:.4f} -> {cand_f1:.4f} ({delta:+.4f}) meets min_delta {pol.min_delta}")
+        reasons.append(f"overall {name} {prod_f1:.4f} -> {cand_f1:.4f} ({delta:+.4f}) meets min_delta {pol.min_delta}")
     else:
         refuse = True
         reasons.append(
-            f"overall {m} F1 {prod_f1:.4f} -> {cand_f1:.4f} ({delta:+.4f}) is below min_delta {pol.min_delta}"
+            f"overall {name} {prod_f1:.4f} -> {cand_f1:.4f} ({delta:+.4f}) is below min_delta {pol.min_delta}"
         )
 
     per_type: dict[str, dict[str, Any]] = {}
     dropped: list[str] = []
+    label_f1 = "F1" if unit == "class" else f"{pol.metric} F1"
     for label in sorted(set(cand_types) | set(prod_types)):
         c_f1, c_sup = cand_types.get(label, (0.0, 0))
         p_f1, p_sup = prod_types.get(label, (None, 0))
@@ -224,19 +259,21 @@ def gate(
                            "allowed_drop": allowed, "regressed": regressed}
         if regressed:
             dropped.append(label)
+            what = "spans" if unit == "type" else "examples"
             why = (f"max_type_drop {pol.max_type_drop}" if allowed == pol.max_type_drop
-                   else f"the noise floor of {pol.noise_spans:g} spans ({allowed:.4f})")
+                   else f"the noise floor of {pol.noise_spans:g} {what} ({allowed:.4f})")
             reasons.append(
-                f"type {label!r} {m} F1 fell {p_f1:.4f} -> {c_f1:.4f} ({d:+.4f}), more than {why} (support {support})"
+                f"{unit} {label!r} {label_f1} fell {p_f1:.4f} -> {c_f1:.4f} ({d:+.4f}), more than {why} "
+                f"(support {support})"
             )
     if dropped:
         refuse = True
     else:
         n_checked = sum(1 for v in per_type.values() if v["checked"])
-        exempt = f"; types under min_support {pol.min_support} not enforced" if pol.min_support > 0 else ""
+        exempt = f"; {unit}s under min_support {pol.min_support} not enforced" if pol.min_support > 0 else ""
         reasons.append(
-            f"no entity type fell by more than max({pol.max_type_drop}, {pol.noise_spans:g} / support) "
-            f"({n_checked} of {len(per_type)} types checked{exempt})"
+            f"no {'entity type' if unit == 'type' else unit} fell by more than max({pol.max_type_drop}, "
+            f"{pol.noise_spans:g} / support) ({n_checked} of {len(per_type)} {unit}s checked{exempt})"
         )
     return GateDecision(
         "refuse" if refuse else "promote",

@@ -23,7 +23,7 @@ from nerwheel.model.layout import EXPORT_SUBDIR, ONNX_FILE, find_export, is_mode
 from nerwheel.records import Entity, Record
 
 __all__ = ["CHUNK", "EXPORT_SUBDIR", "Predictor", "RemotePredictor", "load_predictor", "predict_records",
-           "predict_texts"]
+           "predict_rows", "predict_texts", "resolve_target"]
 
 _URL = re.compile(r"^(grpc://)?[\w.\-]+:\d+$")
 
@@ -65,25 +65,36 @@ def load_predictor(
     """
     from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
-    target = str(path_or_url)
     decode = {"nested": nested, "extensions": extensions}
-    if is_url(target):
+    kind, target = resolve_target(path_or_url, runtime)
+    if kind == "url":
         if nested is not None or extensions:
             raise ConfigError(f"{target}: nested/extensions apply to a local span-head model; a served model decodes "
                               "as its card says (model.span.nested when it was trained)", field="nested")
-        return RemotePredictor(target, **remote_options)
+        return RemotePredictor(str(target), **remote_options)
+    if kind == "onnx":
+        return OnnxTagger(target, int8=int8, batch_size=batch_size, **decode)
+    return TorchTagger.from_dir(target, batch_size=batch_size, **decode)
+
+
+def resolve_target(path_or_url: str | Path, runtime: str = "auto") -> tuple[str, str | Path]:
+    """Which runtime serves ``path_or_url``, for every task: ``("url", url)``, ``("onnx", export dir)`` (the folder
+    itself or its ``onnx/``; preferred unless ``runtime="torch"``) or ``("torch", model dir)``."""
+    target = str(path_or_url)
+    if is_url(target):
+        return "url", target
     path = Path(target)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory (and not a host:port URL)")
     export = find_export(path)
     if runtime in ("auto", "onnx") and export is not None:
-        return OnnxTagger(export, int8=int8, batch_size=batch_size, **decode)
+        return "onnx", export
     if runtime == "onnx":
         raise FileNotFoundError(f"{path}: no {ONNX_FILE} here or in {EXPORT_SUBDIR}/; run `nerwheel export` first")
     if not is_model_dir(path):
         raise FileNotFoundError(f"{path}: neither an export ({ONNX_FILE}) nor a trained model directory "
                                 "(config.json, nerwheel.json)")
-    return TorchTagger.from_dir(path, batch_size=batch_size, **decode)
+    return "torch", path
 
 
 #: Texts handed to a predictor at once: large enough for its own batching, small enough for a live progress bar.
@@ -109,3 +120,8 @@ def predict_records(predictor: Predictor, records: Sequence[Record], *, desc: st
     """``records`` in the same order, their entities replaced by the predictor's."""
     predicted = predict_texts(predictor, [r.text for r in records], desc=desc)
     return [r.with_entities(ents) for r, ents in zip(records, predicted, strict=True)]
+
+
+def predict_rows(predictor: Predictor, records: Sequence[Record]) -> list[dict[str, Any]]:
+    """:func:`predict_records` as output rows (span JSONL objects), in input order."""
+    return [r.to_dict() for r in predict_records(predictor, records)]

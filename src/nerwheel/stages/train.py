@@ -311,7 +311,8 @@ def train(
     """Train a token or span classifier as ``config`` says; returns the new model directory."""
     from nerwheel.model.data import build_features
     from nerwheel.model.lora import apply_lora
-    from nerwheel.model.loop import evaluate_model, fit, seed_everything, torch_threads
+    from nerwheel.model.loop import TaggerSteps, evaluate_model, fit, seed_everything, torch_threads
+    from nerwheel.model.tracking import open_tracker
 
     t = config.training
     seed_everything(t.seed)
@@ -360,9 +361,10 @@ def train(
     def save_checkpoint(path: Path, dev_metrics: dict[str, Any]) -> None:
         _write_model(path, model, backbone, card.model_copy(update={"metrics": {"dev": _summary(dev_metrics)}}))
 
-    with torch_threads(t.threads):
-        result = fit(model, features, inputs.dev, config=config, learning_rate=learning_rate, encoder=encoder,
-                     card=card, run_dir=run_dir, save=save_checkpoint)
+    steps = TaggerSteps(features, inputs.dev, config, encoder, card)
+    with torch_threads(t.threads), open_tracker(config, run_dir) as tracker:
+        result = fit(model, steps, config=config, learning_rate=learning_rate, run_dir=run_dir,
+                     save=save_checkpoint, tracker=tracker)
         test_metrics = evaluate_model(model, card, encoder, inputs.test, t.eval_batch_size) if inputs.test else None
     card_metrics: dict[str, Any] = {
         "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,

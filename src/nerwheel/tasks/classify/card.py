@@ -1,0 +1,58 @@
+"""``nerwheel.json`` of a classifier: what the Hugging Face files do not say.
+
+The Hugging Face files (``config.json`` with ``id2label``, the weights, the
+tokenizer) say how to run the encoder and head; this card says which task the
+folder holds (``task: "classify"``, so every loader picks the right runtime),
+the classes in head order, the pair geometry (``max_length``) and where the
+model came from (backbone, data fingerprints, metrics, export checks).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from nerwheel.errors import ConfigError
+from nerwheel.model.card import CARD_FILE, write_card
+from nerwheel.tasks.classify.records import LabelSet
+
+__all__ = ["ClassifierCard"]
+
+
+class ClassifierCard(BaseModel):
+    """The contents of a classifier's ``nerwheel.json`` (docs/architecture.md, "Tasks")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    task: Literal["classify"] = "classify"
+    labels: list[str]
+    backbone: str
+    max_length: int
+    pad_id: int = 0
+    name: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+    export: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def labelset(self) -> LabelSet:
+        return LabelSet(tuple(self.labels))
+
+    @classmethod
+    def read(cls, directory: str | Path) -> ClassifierCard:
+        path = Path(directory) / CARD_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not a nerwheel model (no {CARD_FILE}); pass a directory written by "
+                                    "`nerwheel train --task classify` or `nerwheel export`")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("task") != "classify":
+            raise ConfigError(f"{path}: holds a {data.get('task', 'ner')!r} model, not a classifier; use --task "
+                             f"{data.get('task', 'ner')}")
+        return cls.model_validate(data)
+
+    def write(self, directory: str | Path) -> Path:
+        return write_card(self, directory)
