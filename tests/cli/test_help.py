@@ -40,5 +40,9 @@ def test_every_format_option_offers_the_formats_data_reads() -> None:
 
     reference = choices("nerwheel data validate")
     assert reference == ["conll", "labelstudio", "mgeo", "sft", "spans", "text"]
-    for path in ("nerwheel evaluate", "nerwheel predict", "nerwheel annotate", "nerwheel data stats"):
+    for path in ("nerwheel annotate", "nerwheel data stats"):
         assert choices(path) == reference, path
+    # commands that take --task also offer the classifier's message formats
+    with_messages = sorted({*reference, "json", "jsonl", "csv", "tsv", "text"})
+    for path in ("nerwheel evaluate", "nerwheel predict"):
+        assert choices(path) == with_messages, path
