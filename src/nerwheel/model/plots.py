@@ -108,11 +108,15 @@ def f1_bars_png(metrics: dict[str, Any], path: str | Path) -> Path:
     return _save(_pyplot(), f1_bars_figure(metrics), path)
 
 
-def confusion_matrix_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> Any:
-    """Row-normalised character confusion (gold rows, predicted columns), a colour bar, every count written.
+def confusion_matrix_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]], *,
+                            title: str = "character confusion by type (counts)",
+                            bar_label: str = "share of the gold type's characters", zeros: bool = False) -> Any:
+    """Row-normalised confusion (gold rows, predicted columns), a colour bar, every count written.
 
     Counts are written in white on dark cells and black on light ones, so every
-    number stays readable; the colour is the share of the gold row.
+    number stays readable; the colour is the share of the gold row. NER draws
+    characters by type (the defaults); the classifier messages by class, with
+    ``zeros`` written too (a small matrix whose empty cells are findings).
     """
     import numpy as np
 
@@ -123,7 +127,7 @@ def confusion_matrix_figure(labels: Sequence[str], matrix: Sequence[Sequence[int
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("share of the gold type's characters")
+    bar.set_label(bar_label)
     ax.set_xticks(range(len(labels)))
     ax.set_yticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=90, fontsize=8)
@@ -133,12 +137,14 @@ def confusion_matrix_figure(labels: Sequence[str], matrix: Sequence[Sequence[int
     fontsize = 8 if len(labels) <= 12 else 6
     for i in range(len(labels)):
         for j in range(len(labels)):
-            if m[i, j]:
+            if m[i, j] or zeros:
                 ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=fontsize,
                         color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title("character confusion by type (counts)")
+    ax.set_title(title)
     return fig
 
 
-def confusion_matrix_png(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: str | Path) -> Path:
-    return _save(_pyplot(), confusion_matrix_figure(labels, matrix), path)
+def confusion_matrix_png(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: str | Path,
+                         **options: Any) -> Path:
+    """:func:`confusion_matrix_figure` (``options``: title, bar_label, zeros) as a PNG."""
+    return _save(_pyplot(), confusion_matrix_figure(labels, matrix, **options), path)

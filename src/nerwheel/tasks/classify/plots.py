@@ -1,4 +1,4 @@
-"""The classifier's charts: confusion matrix (counts + colour bar) and reliability diagram (matplotlib, Agg)."""
+"""The classifier's charts: the shared confusion matrix (counts + colour bar) by class, and the reliability diagram."""
 
 from __future__ import annotations
 
@@ -7,33 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from nerwheel.model.plots import _pyplot, _save
+from nerwheel.model.plots import _pyplot, _save, confusion_matrix_png
 
 __all__ = ["calibration_png", "confusion_png"]
 
 
 def confusion_png(labels: Sequence[str], matrix: Sequence[Sequence[int]], path: str | Path) -> Path:
-    """Gold rows, predicted columns; colour is the row share (recall), every cell shows its count."""
-    plt = _pyplot()
-    m = np.asarray(matrix, dtype=float).reshape(len(labels), len(labels))
-    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    size = max(4.5, 0.8 * len(labels) + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("share of the gold class (row)")
-    ax.set_xticks(range(len(labels)))
-    ax.set_yticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=45, ha="right")
-    ax.set_yticklabels(labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=10,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(f"confusion matrix ({int(m.sum())} messages)")
-    return _save(plt, fig, path)
+    """Gold rows, predicted columns; colour is the row share (recall), every cell shows its count, zeros too."""
+    total = int(np.asarray(matrix).sum())
+    return confusion_matrix_png(labels, matrix, path, title=f"confusion matrix ({total} messages)",
+                                bar_label="share of the gold class (row)", zeros=True)
 
 
 def calibration_png(confidence: np.ndarray, correct: np.ndarray, path: str | Path, bins: int = 15) -> Path:
