@@ -98,8 +98,18 @@ def stage_cpu_version(export_dir: str | Path, into: str | Path) -> Path:
 def stage_gpu_versions(
     export_dir: str | Path, root: str | Path, name: str, version: int, options: ServingOptions | None = None
 ) -> dict[str, mc.ModelConfig]:
-    """Write the four GPU models (tokenize, onnx, decode, ensemble) under ``root`` for ``version``."""
+    """Write the four GPU models (tokenize, onnx, decode, ensemble) under ``root`` for ``version``.
+
+    A model that reads lexicon features (``model.lexicon``) is refused: the GPU layout's tokenize step sends
+    only ``input_ids``/``attention_mask``, while the CPU layout computes the features beside the graph.
+    """
     src, root = check_export_dir(export_dir), Path(root)
+    from nerwheel.model.card import ModelCard
+
+    if ModelCard.read(src).lexicon:
+        raise ConfigError(f"{src}: this model reads knowledge-base lexicon features, which the gpu variant's "
+                          "tokenize step does not compute; deploy the cpu variant (it serves them)",
+                          field="variant")
     configs = gpu_model_configs(name, version, options)
     for model, cfg in configs.items():
         folder = root / model / str(version)

@@ -274,3 +274,35 @@ def test_annotate_and_evaluate_show_progress_when_forced(tiny_model, tmp_path, a
     res = CliRunner().invoke(cli, ["--progress", "evaluate", "--model", str(tiny_model), "--data",
                                    str(tmp_path / "gold.jsonl"), "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0 and re.search(r"evaluate: 100%\|.*\| 20/20 \[", res.stderr), res.stderr
+
+
+def test_train_unlabeled_adds_kb_labelled_traffic_and_accounts_for_every_line(tmp_path):
+    """`train --unlabeled`: the knowledge base labels traffic; read = used + rejected, rejects with line and reason."""
+    gold = make_records(40, seed=2)
+    train_file, traffic = tmp_path / "train.jsonl", tmp_path / "traffic.jsonl"
+    write_records(gold[:30], train_file)
+    dev_file = tmp_path / "dev.jsonl"
+    write_records(gold[30:], dev_file)
+    lines = [json.dumps({"id": f"t{i}", "text": r.text}, ensure_ascii=False) for i, r in enumerate(make_records(
+        20, seed=8))]
+    lines += [json.dumps({"text": gold[31].text}, ensure_ascii=False),  # line 21: a dev text, never trained on
+              json.dumps({"text": gold[0].text}, ensure_ascii=False),  # line 22: already gold
+              "{broken"]  # line 23: unreadable
+    traffic.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    runs = tmp_path / "runs"
+    res = _run("train", "--train", train_file, "--dev", dev_file, "--unlabeled", traffic, "--output-dir", runs,
+               "--model-name", "m", "--epochs", "2", "--sequence-length", "32", "--set", "training.stride=8",
+               "--set", "training.threads=1", "--set", "output.plots=false", "--set", "model.tiny.hidden_size=32",
+               "--set", "model.tiny.num_layers=1", "--set", "model.tiny.num_heads=2",
+               "--set", "model.tiny.intermediate_size=64", "--set", "unlabeled.curriculum=anneal")
+    assert res.exit_code == 0, res.output
+    (model_dir,) = runs.iterdir()
+    u = ModelCard.read(model_dir).data["unlabeled"]
+    assert u["read"] == 23 and u["read"] == u["used"] + u["rejected"] and u["teacher"] == "kb"
+    assert u["used"] >= 15 and u["teacher_windows"] == u["used"] and u["gold_windows"] >= 27
+    assert u["teacher_weight_by_epoch"] == [0.5, 0.0]  # anneal: the last epoch trains on gold alone
+    rejects = [json.loads(x) for x in (model_dir / "unlabeled_rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rejects) == u["rejected"] and all(r["reason"] for r in rejects)
+    kinds = {r["line"]: r["kind"] for r in rejects}
+    assert kinds[21] == "eval-text" and kinds[22] == "in-gold" and 23 in kinds
+    assert f"unlabeled {traffic}: read 23 = used {u['used']} + rejected {u['rejected']}" in res.stderr

@@ -36,6 +36,7 @@ FLAGS: dict[str, str] = {
     "llm": "--llm-url and --llm-model",
     "labels": "--labels",
     "data.train_file": "--train FILE",
+    "unlabeled.file": "--unlabeled FILE",
     "eval_records": "--eval GOLD",
     "model.head": "--head",
     "nested": "--nested/--flat",

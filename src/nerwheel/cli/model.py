@@ -53,6 +53,9 @@ def _task_for(task_name: str | None, model: str | None = None) -> Any:
 @click.option("--dev", "dev_file", type=click.Path(exists=True, dir_okay=False),
               help="Validation records (default: a seeded share of --train, data.dev_ratio).")
 @click.option("--test", "test_file", type=click.Path(exists=True, dir_okay=False), help="Held-out records scored once.")
+@click.option("--unlabeled", "unlabeled_file", type=click.Path(exists=True, dir_okay=False),
+              help="Unlabelled traffic a teacher labels and adds to gold (unlabeled.teacher kb|model|both, "
+              "unlabeled.weight, unlabeled.curriculum).")
 @click.option("--output-dir", help="Parent folder of the trained model.")
 @click.option("--model-name", help="Model folder name (a timestamp is appended).")
 @click.option("--epochs", type=int, help="Maximum epochs.")
@@ -69,8 +72,8 @@ def _task_for(task_name: str | None, model: str | None = None) -> Any:
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Any config key, e.g. --set early_stopping.patience=5 (repeatable).")
 def train(task_name, config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file,
-          output_dir, model_name, epochs, batch_size, learning_rate, max_length, sequence_length, seed, report_to,
-          use_wandb, wandb_project, sets):
+          unlabeled_file, output_dir, model_name, epochs, batch_size, learning_rate, max_length, sequence_length, seed,
+          report_to, use_wandb, wandb_project, sets):
     """Train a model for the task (ner: BERT(+CRF) token classifier or span extractor; classify: message classifier).
 
     Prints the model directory on stdout.
@@ -86,12 +89,13 @@ def train(task_name, config_path, create_config, model_id, init_from, head, trai
         return
     if use_wandb and report_to not in (None, "wandb"):
         raise click.UsageError(f"--wandb means --report-to wandb, but --report-to {report_to} was given")
-    if task.name != "ner" and (init_from or head or sequence_length):
-        raise click.UsageError(f"--init-from, --head and --sequence-length are NER options; task {task.name} has "
-                               "model.max_length (--max-length)")
+    if task.name != "ner" and (init_from or head or sequence_length or unlabeled_file):
+        raise click.UsageError(f"--init-from, --head, --sequence-length and --unlabeled are NER options; task "
+                               f"{task.name} has model.max_length (--max-length)")
     flags = {
         "model": {"model_id": model_id, "init_from": init_from, "head": head, "max_length": max_length},
         "data": {"train_file": train_file, "dev_file": dev_file, "test_file": test_file},
+        "unlabeled": {"file": unlabeled_file},
         "output": {"output_dir": output_dir, "model_name": model_name},
         "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                      "sequence_length": sequence_length, "seed": seed},

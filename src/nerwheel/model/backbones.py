@@ -100,7 +100,7 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
     if settings.init_from:
         raise FileNotFoundError(f"model.init_from={source!r} is not a nerwheel model directory (no {CARD_FILE})")
     if source == "tiny":
-        return _tiny(settings, texts, sequence_length)
+        return _per_char(_tiny(settings, texts, sequence_length), settings)
     if source == "e5-small":
         from nerwheel.model import e5small
 
@@ -115,6 +115,15 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
     else:
         backbone = _from_hf(source)
     check_positions(backbone.encoder.config, sequence_length, source)  # type: ignore[attr-defined]
+    return _per_char(backbone, settings)
+
+
+def _per_char(backbone: Backbone, settings: ModelSettings) -> Backbone:
+    """``model.tokenization: chars``: one piece per character (the tokenizer is saved with the model, so every
+    runtime reads texts the same way)."""
+    if settings.tokenization == "chars":
+        backbone.tokenizer = ensure_char_split(backbone.tokenizer, every_char=True)
+        backbone.info["tokenization"] = "chars"
     return backbone
 
 

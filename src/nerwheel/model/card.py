@@ -47,6 +47,7 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     export: dict[str, Any] = Field(default_factory=dict)
     span: dict[str, Any] = Field(default_factory=dict)  # span heads: max_width, threshold, nested
+    lexicon: dict[str, Any] = Field(default_factory=dict)  # lexicon features' signature (nerwheel.kb.lexicon)
 
     @classmethod
     def new(cls, tagset: TagSet, **kw: Any) -> ModelCard:

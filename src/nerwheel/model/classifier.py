@@ -47,7 +47,10 @@ class TokenClassifier(nn.Module):
     Only *head* positions (labels != -100) enter the loss. For the CRF they are
     packed to the left (:func:`nerwheel.model.crf.pack`) so transitions link
     consecutive characters, not a character and its own sub-token.
+    ``input_names`` are the forward arguments, as batches, ONNX graphs and runtimes name them.
     """
+
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
 
     def __init__(self, encoder: PreTrainedModel, tags: Sequence[str], *, head: str = "crf", dropout: float = 0.1):
         super().__init__()

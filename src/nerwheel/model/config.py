@@ -89,6 +89,13 @@ class SpanSettings(Section):
     nested: bool = Field(False, description="decode nested target spans by default (predict --nested asks per run)")
 
 
+class LexiconSettings(Section):
+    """Knowledge-base matches as per-character input features (nerwheel.kb.lexicon), added to the encoder output."""
+
+    enabled: bool = Field(False, description="feed the address knowledge base's matches (gazetteer levels, number "
+                          "patterns, suffix words, its own labels) to the tagger; served the same way")
+
+
 class ModelSettings(Section):
     """Which encoder, which head."""
 
@@ -101,6 +108,9 @@ class ModelSettings(Section):
         "crf", description="crf (learned transitions), softmax, or span (every span up to model.span.max_width "
         "scored per label: overlapping and nested spans)")
     scheme: Literal["BIO", "BIOES", "BMES"] = Field("BIO", description="tagging scheme")
+    tokenization: Literal["pieces", "chars"] = Field(
+        "pieces", description="pieces: the backbone's own pieces (Chinese characters always one each); chars: one "
+        "piece per character, digits and Latin letters too, so no entity boundary falls inside a token")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the linear head")
     init_from: str | None = Field(None, description="nerwheel model directory to continue training from")
     num_labels: int | None = Field(
@@ -114,6 +124,15 @@ class ModelSettings(Section):
     tiny: TinySettings = Field(default_factory=TinySettings, description="size of the `tiny` backbone")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="optional LoRA adapters")
     span: SpanSettings = Field(default_factory=SpanSettings, description="the span head (model.head: span)")
+    lexicon: LexiconSettings = Field(default_factory=LexiconSettings,
+                                     description="knowledge-base lexicon features (crf and softmax heads)")
+
+    @model_validator(mode="after")
+    def _lexicon_head(self) -> ModelSettings:
+        if self.lexicon.enabled and self.head == "span":
+            raise ValueError("model.lexicon.enabled works with the crf and softmax heads, not span; set model.head: "
+                             "crf or model.lexicon.enabled: false")
+        return self
 
 
 class DataSettings(Section):
@@ -124,6 +143,26 @@ class DataSettings(Section):
     test_file: str | None = Field(None, description="optional held-out records, evaluated once after training")
     format: str | None = Field(None, description="input format (default: detected from content)")
     dev_ratio: float = Field(0.1, gt=0, lt=1, description="share of train carved out for validation without dev_file")
+
+
+class UnlabeledSettings(Section):
+    """Teacher-labelled traffic added to gold (nerwheel.stages.unlabeled; nerwheel.model.curriculum)."""
+
+    file: str | None = Field(None, description="unlabelled texts (any format nerwheel reads; labels in it are "
+                             "ignored); eval, dev, test and gold texts are kept out")
+    teacher: Literal["kb", "model", "both"] = Field(
+        "kb", description="kb (the knowledge base), model (its confident predictions) or both (used only where "
+        "they agree)")
+    teacher_model: str | None = Field(
+        None, description="the model that labels for teacher model/both (default: first train one on gold alone)")
+    threshold: float = Field(0.9, gt=0, le=1, description="teacher model: lowest entity score of a used text")
+    weight: float = Field(0.5, gt=0, le=1, description="loss weight of a teacher-labelled window (gold: 1)")
+    curriculum: Literal["mixed", "anneal"] = Field(
+        "mixed", description="mixed (teacher windows every epoch at unlabeled.weight) or anneal (their weight falls "
+        "to 0 by the last epoch, which trains on gold alone)")
+    max_records: int | None = Field(None, gt=0, description="at most this many traffic texts (a seeded sample)")
+    exclude: list[str] = Field([], description="eval files whose texts must never be trained on (dev and test "
+                               "are always excluded)")
 
 
 class LoopSettings(Section):
@@ -276,6 +315,8 @@ class TrainConfig(Section):
 
     model: ModelSettings = Field(default_factory=ModelSettings, description="backbone and head")
     data: DataSettings = Field(default_factory=DataSettings, description="input files")
+    unlabeled: UnlabeledSettings = Field(default_factory=UnlabeledSettings,
+                                         description="teacher-labelled traffic added to gold")
     training: TrainingSettings = Field(default_factory=TrainingSettings, description="optimisation loop")
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings, description="AdamW")
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings, description="learning-rate schedule")

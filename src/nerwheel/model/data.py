@@ -8,13 +8,18 @@ validation policy first; the span head keeps them, with its own features in
 :mod:`nerwheel.model.span_data`). Each feature type pads its own labels
 (``collate_labels``), so :func:`collate` batches either kind. What alignment loses is counted, not hidden: spans
 whose boundary falls inside a token.
+
+Two optional parts of a window: ``extra`` model inputs with one row per
+input position (``lexicon``: knowledge-base features, :mod:`nerwheel.model.lexicon`),
+padded with zeros; and a loss ``weight`` (teacher-labelled traffic counts
+less than gold, :mod:`nerwheel.model.curriculum`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,13 +27,18 @@ from nerwheel.labels import TagSet, spans_to_tags
 from nerwheel.model.encoding import IGNORE, TextEncoder, misaligned
 from nerwheel.records import Record
 
-__all__ = ["IGNORE", "Feature", "FeatureStats", "batches", "build_features", "collate"]
+if TYPE_CHECKING:
+    from nerwheel.model.lexicon import LexiconInputs
+
+__all__ = ["IGNORE", "Feature", "FeatureStats", "batches", "build_features", "collate", "pad_rows"]
 
 
 @dataclass(frozen=True)
 class Feature:
     input_ids: np.ndarray  # int64 [n], special tokens included
     labels: np.ndarray  # int64 [n], -100 where no label
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # more model inputs, [n, ...] each
+    weight: float = 1.0  # this window's loss weight
 
     @staticmethod
     def collate_labels(features: Sequence[Feature], width: int) -> np.ndarray:
@@ -51,7 +61,9 @@ class FeatureStats:
         return {k: v for k, v in self.__dict__.items() if k != "examples"} | {"misaligned_examples": self.examples[:5]}
 
 
-def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagSet) -> tuple[list[Feature], FeatureStats]:
+def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagSet, *,
+                   lexicon: LexiconInputs | None = None) -> tuple[list[Feature], FeatureStats]:
+    """Windows of ``records`` with aligned labels (and, with ``lexicon``, each window's lexicon rows)."""
     label2id = tagset.label2id
     stats = FeatureStats(records=len(records))
     features: list[Feature] = []
@@ -66,8 +78,10 @@ def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagS
         stats.misaligned += len(bad)
         stats.examples.extend(f"{rec.id}: {lab} {rec.text[s:e]!r} [{s}:{e}]" for s, e, lab in bad)
         tag_ids = [label2id[t] for t in spans_to_tags(len(rec.text), ents, tagset.scheme)]
+        rows = lexicon.token_rows(rec.text, enc) if lexicon is not None else None
         for w in encoder.windows(len(enc)):
-            features.append(Feature(encoder.input_ids(enc, w), encoder.token_labels(enc, tag_ids, w)))
+            extra = {} if rows is None else {lexicon.name: lexicon.window_rows(rows, w)}  # type: ignore[union-attr]
+            features.append(Feature(encoder.input_ids(enc, w), encoder.token_labels(enc, tag_ids, w), extra))
     stats.windows = len(features)
     return features, stats
 
@@ -91,8 +105,18 @@ def batches(lengths: Sequence[int], batch_size: int, *, rng: np.random.Generator
     return out
 
 
+def pad_rows(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
+    """``[len(rows), width, ...]`` from arrays of ``[n_i, ...]`` rows, zero-padded after each."""
+    first = rows[0]
+    out = np.zeros((len(rows), width, *first.shape[1:]), dtype=first.dtype)
+    for r, x in enumerate(rows):
+        out[r, : len(x)] = x
+    return out
+
+
 def collate(features: Sequence[Any], pad_id: int) -> dict[str, np.ndarray]:
-    """Padded ``input_ids``/``attention_mask`` and the labels as the features' own type pads them."""
+    """Padded ``input_ids``/``attention_mask``, the labels as the features' own type pads them, the windows'
+    ``extra`` inputs padded with zeros, and ``weight`` (float32 per window)."""
     width = max(len(f.input_ids) for f in features)
     ids = np.full((len(features), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(features), width), dtype=np.int64)
@@ -100,4 +124,8 @@ def collate(features: Sequence[Any], pad_id: int) -> dict[str, np.ndarray]:
         n = len(f.input_ids)
         ids[r, :n] = f.input_ids
         mask[r, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": type(features[0]).collate_labels(features, width)}
+    out = {"input_ids": ids, "attention_mask": mask, "labels": type(features[0]).collate_labels(features, width),
+           "weight": np.array([getattr(f, "weight", 1.0) for f in features], dtype=np.float32)}
+    for key in getattr(features[0], "extra", {}):
+        out[key] = pad_rows([f.extra[key] for f in features], width)
+    return out

@@ -46,36 +46,48 @@ IGNORE = -100
 # CJK ideographs: unified (+ extension A, B-F), compatibility ideographs. Literal characters, not
 # escapes, so the Rust regex engine reads exactly this class.
 CJK = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]"
+#: Any character but whitespace: ``model.tokenization: chars`` isolates them all (digits and Latin letters too).
+ANY_CHAR = "[^\\s]"
 _PROBE = "浙江省杭州市西湖区"
+_PROBE_ALL = "浙江省杭州市西湖区文三路-00号A座0F"
 
 
-def _splits_every_cjk_char(tok: Tokenizer) -> bool:
-    enc = tok.encode(_PROBE, add_special_tokens=False)
+def _splits_every_char(tok: Tokenizer, probe: str) -> bool:
+    enc = tok.encode(probe, add_special_tokens=False)
     starts = {s for s, e in enc.offsets if e > s}
-    return starts >= set(range(len(_PROBE))) and all(e - s <= 1 for s, e in enc.offsets)
+    return starts >= set(range(len(probe))) and all(e - s <= 1 for s, e in enc.offsets)
 
 
-def ensure_char_split(tok: Tokenizer) -> Tokenizer:
-    """A copy of ``tok`` that isolates every CJK character before its own pre-tokenizer runs.
+def ensure_char_split(tok: Tokenizer, *, every_char: bool = False) -> Tokenizer:
+    """A copy of ``tok`` that isolates every CJK character (``every_char``: every character) before its own
+    pre-tokenizer runs.
 
     Returned unchanged when the tokenizer already does so (BERT's
-    ``handle_chinese_chars``). A SentencePiece ``Metaspace`` pre-tokenizer is
-    switched to prefix ``▁`` only to the first piece, or every character
-    would cost two tokens (``▁`` + ``浙``).
+    ``handle_chinese_chars``; the ``tiny`` character vocabulary). A
+    SentencePiece ``Metaspace`` pre-tokenizer is switched to prefix ``▁`` only
+    to the first piece, or every character would cost two tokens (``▁`` +
+    ``浙``). ``every_char`` also splits digit and Latin runs (``-00`` is one
+    e5-small piece), so no entity boundary can fall inside a token; every
+    character then needs a single-character piece (e5-small keeps them all).
     """
-    if _splits_every_cjk_char(tok):
-        return tok
+    probe, pattern = (_PROBE_ALL, ANY_CHAR) if every_char else (_PROBE, CJK)
     spec = json.loads(tok.to_str())
     inner = spec.get("pre_tokenizer")
     parts = inner["pretokenizers"] if inner and inner.get("type") == "Sequence" else ([inner] if inner else [])
+    # A probe cannot prove every character splits (a pruned vocabulary may lack the probe's multi-character
+    # pieces and yet hold others), so per-character input looks for its own rule.
+    if (any(p.get("type") == "Split" and p.get("pattern") == {"Regex": ANY_CHAR} for p in parts) if every_char
+            else _splits_every_char(tok, probe)):
+        return tok
     for p in parts:
         if p.get("type") == "Metaspace" and p.get("prepend_scheme") == "always":
             p["prepend_scheme"] = "first"
-    split = {"type": "Split", "pattern": {"Regex": CJK}, "behavior": "Isolated", "invert": False}
+    split = {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
     spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, *parts]}
     out = Tokenizer.from_str(json.dumps(spec))
-    if not _splits_every_cjk_char(out):
-        raise ConfigError("could not make the tokenizer split Chinese characters; its normalizer or model merges them")
+    if not _splits_every_char(out, probe):
+        what = "every character" if every_char else "Chinese characters"
+        raise ConfigError(f"could not make the tokenizer split {what}; its normalizer or model merges them")
     return out
 
 

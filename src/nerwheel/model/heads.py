@@ -25,6 +25,10 @@ def load_model(directory: str | Path, card: ModelCard) -> Any:
         from nerwheel.model.span import SpanClassifier
 
         return SpanClassifier.load(directory)
+    if card.lexicon:
+        from nerwheel.model.lexicon_model import LexiconTokenClassifier
+
+        return LexiconTokenClassifier.load(directory, head=card.head)
     from nerwheel.model.classifier import TokenClassifier
 
     return TokenClassifier.load(directory, head=card.head)

@@ -24,12 +24,14 @@ __all__ = [
     "EXPORT_SUBDIR",
     "HF_CONFIG_FILE",
     "HISTORY_FILE",
+    "LEXICON_FILE",
     "ONNX_FILE",
     "ONNX_INT8_FILE",
     "REJECTS_FILE",
     "STEP_HISTORY_FILE",
     "TOKENIZER_FILE",
     "TRAIN_CONFIG_FILE",
+    "UNLABELED_REJECTS_FILE",
     "WEIGHTS_FILE",
     "find_export",
     "is_export",
@@ -45,12 +47,14 @@ TOKENIZER_FILE = "tokenizer.json"
 HF_CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CRF_FILE = "crf.safetensors"
+LEXICON_FILE = "lexicon.safetensors"  # lexicon-feature projection (model.lexicon.enabled; nerwheel.model.lexicon_model)
 HISTORY_FILE = "metrics.jsonl"  # one line per epoch
 STEP_HISTORY_FILE = "steps.jsonl"  # loss every logging.steps, dev scores every logging.eval_steps
 TRAIN_CONFIG_FILE = "train_config.yaml"  # the resolved training config
 CHECKPOINTS_DIR = "checkpoints"
 REJECTS_FILE = "rejects.jsonl"  # input lines not used, with file, line and reason
 DROPPED_SPANS_FILE = "dropped_spans.jsonl"  # spans the keep-longest overlap policy removed
+UNLABELED_REJECTS_FILE = "unlabeled_rejects.jsonl"  # traffic lines train --unlabeled did not use, with reasons
 
 # -- the export folder (``nerwheel export``) -----------------------------------------------------------
 ONNX_FILE = "model.onnx"

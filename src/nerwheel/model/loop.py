@@ -37,6 +37,7 @@ from nerwheel import metrics as M
 from nerwheel.model.card import ModelCard
 from nerwheel.model.classifier import TokenClassifier
 from nerwheel.model.config import ConfigError, TrainConfig
+from nerwheel.model.curriculum import Curriculum, weighted_loss
 from nerwheel.model.data import Feature, batches, collate
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.layout import CHECKPOINTS_DIR, HISTORY_FILE, STEP_HISTORY_FILE
@@ -164,24 +165,40 @@ def evaluate_model(model: TokenClassifier, card: ModelCard, encoder: TextEncoder
 
 @dataclass
 class TaggerSteps:
-    """The token classifier's :class:`Steps`: length-bucketed windows, CRF/softmax loss, dev strict F1."""
+    """The token classifier's :class:`Steps`: length-bucketed windows, CRF/softmax loss, dev strict F1.
+
+    With a ``curriculum`` (:class:`~nerwheel.model.curriculum.Curriculum`, teacher-labelled traffic beside
+    gold) each epoch trains on the windows and loss weights it plans for that epoch; the model's
+    ``input_names`` say which batch arrays it reads (``lexicon`` features too).
+    """
 
     train: Sequence[Feature]
     dev: Sequence[Record]
     config: TrainConfig
     encoder: TextEncoder
     card: ModelCard
+    curriculum: Curriculum | None = None
+    _windows: Sequence[Feature] | None = field(default=None, init=False, repr=False)
+
+    def start_epoch(self, epoch: int) -> None:
+        self._windows = self.curriculum.plan(epoch) if self.curriculum is not None else None
+
+    @property
+    def windows(self) -> Sequence[Feature]:
+        return self._windows if self._windows is not None else self.train
 
     def plan(self, rng: np.random.Generator) -> list[list[int]]:
         t = self.config.training
-        return batches([len(f.input_ids) for f in self.train], t.batch_size, rng=rng, bucketing=t.length_bucketing)
+        return batches([len(f.input_ids) for f in self.windows], t.batch_size, rng=rng,
+                       bucketing=t.length_bucketing)
 
     def loss(self, model: Any, batch: list[int], device: torch.device, autocast: Any) -> torch.Tensor:
-        arrays = collate([self.train[j] for j in batch], self.encoder.pad_id)
+        windows = self.windows
+        arrays = collate([windows[j] for j in batch], self.encoder.pad_id)
         tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         with autocast():
-            emissions = model(tensors["input_ids"], tensors["attention_mask"])
-        return model.loss(emissions.float(), tensors["labels"])
+            emissions = model(*(tensors[k] for k in model.input_names))
+        return weighted_loss(model, emissions.float(), tensors["labels"], tensors["weight"])
 
     def evaluate(self, model: Any) -> DevResult | None:
         if not self.dev:
@@ -254,6 +271,9 @@ def fit(
     ``scheduler``, ``early_stopping``, ``logging`` and ``output`` sections);
     ``encoder_prefix`` names the encoder's parameters for the optimiser's groups;
     ``tracker`` (:mod:`nerwheel.model.tracking`) receives every logged line.
+    A ``steps`` with a ``start_epoch(epoch)`` method (1-based) is told each
+    epoch before it plans it: a curriculum changes the windows per epoch.
+
     Dev is scored after every epoch (one line in ``metrics.jsonl``) and, with
     ``logging.eval_steps``, every that many optimiser steps too (lines in
     ``steps.jsonl``, beside the ``logging.steps`` loss lines); every evaluation
@@ -265,9 +285,15 @@ def fit(
     model.to(device)
     autocast, scaler = _amp(config, device)
     rng = np.random.default_rng(t.seed)
-    n_batches_per_epoch = len(steps.plan(np.random.default_rng(t.seed)))
-    steps_per_epoch = max(1, -(-n_batches_per_epoch // t.gradient_accumulation_steps))
-    total_steps = steps_per_epoch * t.epochs
+    start_epoch = getattr(steps, "start_epoch", None)
+
+    def steps_in(epoch: int) -> int:
+        if start_epoch is not None:
+            start_epoch(epoch)
+        return max(1, -(-len(steps.plan(np.random.default_rng(t.seed))) // t.gradient_accumulation_steps))
+
+    total_steps = (sum(steps_in(e) for e in range(1, t.epochs + 1)) if start_epoch is not None
+                   else steps_in(1) * t.epochs)
     optimizer = build_optimizer(model, learning_rate=learning_rate, settings=config.optimizer,
                                 encoder_prefix=encoder_prefix)
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_ratio=t.warmup_ratio,
@@ -300,6 +326,8 @@ def fit(
     for epoch in range(1, t.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
+        if start_epoch is not None:
+            start_epoch(epoch)
         plan = steps.plan(rng)
         total_loss, n_batches, window_loss, window_batches = 0.0, 0, 0.0, 0
         optimizer.zero_grad(set_to_none=True)

@@ -33,30 +33,40 @@ OPSET = 17
 
 
 class _Emissions(nn.Module):
-    """The exported function: ``(input_ids, attention_mask) -> emissions``."""
+    """The exported function: ``(input_ids, attention_mask[, lexicon]) -> emissions`` (the model's ``input_names``)."""
 
     def __init__(self, model: TokenClassifier) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids, attention_mask)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs)
 
 
-def write_onnx(model: TokenClassifier, path: str | Path, *, opset: int = OPSET, pad_id: int = 0) -> Path:
-    model = model.eval().cpu()
+def _example_inputs(model: TokenClassifier, pad_id: int) -> tuple[torch.Tensor, ...]:
+    """Traced inputs: two windows of 9 positions, the second padded after 6; lexicon rows (if any) one-hot."""
     ids = torch.full((2, 9), 5, dtype=torch.long)
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
     ids[1, 6:] = pad_id
+    given = {"input_ids": ids, "attention_mask": mask}
+    if "lexicon" in model.input_names:
+        lexicon = torch.zeros((2, 9, model.lexicon.in_features))
+        lexicon[:, 1:5, 0] = 1.0
+        given["lexicon"] = lexicon
+    return tuple(given[k] for k in model.input_names)
+
+
+def write_onnx(model: TokenClassifier, path: str | Path, *, opset: int = OPSET, pad_id: int = 0) -> Path:
+    model = model.eval().cpu()
+    names = list(model.input_names)
     out = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python branches on shapes, expected here
         torch.onnx.export(
-            _Emissions(model), (ids, mask), str(out), dynamo=False, opset_version=opset,
-            input_names=["input_ids", "attention_mask"], output_names=["emissions"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                          "emissions": {0: "batch", 1: "sequence"}},
+            _Emissions(model), _example_inputs(model, pad_id), str(out), dynamo=False, opset_version=opset,
+            input_names=names, output_names=["emissions"],
+            dynamic_axes={**{k: {0: "batch", 1: "sequence"} for k in names}, "emissions": {0: "batch", 1: "sequence"}},
             do_constant_folding=True,
         )
     return out

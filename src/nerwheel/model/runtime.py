@@ -24,7 +24,9 @@ from nerwheel.decode_span import SpanDecoder, SpanLayout
 from nerwheel.errors import ConfigError
 from nerwheel.model.card import ModelCard
 from nerwheel.model.encoding import Encoded, TextEncoder
+from nerwheel.model.data import pad_rows
 from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
+from nerwheel.model.lexicon import LexiconInputs
 from nerwheel.records import Entity
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class Tagger:
         self.encoder = encoder
         self.batch_size = batch_size
         self.source = f"model:{card.name}" if card.name else "model"
+        # knowledge-base lexicon features, when the model reads them (nerwheel.model.lexicon)
+        self.lexicon = LexiconInputs.for_card(card.lexicon, encoder, where=f"model {card.name or '(unnamed)'}")
         self.spans: SpanDecoder | None = None
         if card.head == "span":
             self.spans = SpanDecoder(
@@ -61,8 +65,8 @@ class Tagger:
                               "model.head: span)", field="nested")
         self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Emissions ``[B, S, T]`` float32 for int64 ``[B, S]`` inputs."""
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> np.ndarray:
+        """Emissions ``[B, S, T]`` float32 for int64 ``[B, S]`` inputs (``extra``: ``lexicon`` ``[B, S, F]``)."""
         raise NotImplementedError
 
     # -- the shared pipeline ------------------------------------------------------------------------
@@ -74,6 +78,8 @@ class Tagger:
             (ti, wi, self.encoder.input_ids(encs[ti], w)) for ti, ws in enumerate(plans) for wi, w in enumerate(ws)
         ]
         items.sort(key=lambda it: len(it[2]))
+        lex = self.lexicon
+        lex_rows = {ti: lex.token_rows(texts[ti], encs[ti]) for ti in range(len(texts))} if lex else {}
         outputs: dict[tuple[int, int], np.ndarray] = {}
         for b in range(0, len(items), self.batch_size):
             chunk = items[b : b + self.batch_size]
@@ -83,7 +89,9 @@ class Tagger:
             for r, (_, _, row) in enumerate(chunk):
                 ids[r, : len(row)] = row
                 mask[r, : len(row)] = 1
-            out = self.run(ids, mask)
+            extra = {} if lex is None else {lex.name: pad_rows(
+                [lex.window_rows(lex_rows[ti], plans[ti][wi]) for ti, wi, _ in chunk], width)}
+            out = self.run(ids, mask, **extra)
             for r, (ti, wi, row) in enumerate(chunk):
                 outputs[(ti, wi)] = out[r, : len(row)]
         stitched = [
@@ -167,8 +175,9 @@ class OnnxTagger(Tagger):
         )
         self.model_file = model_file
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(["emissions"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> np.ndarray:
+        return self.session.run(["emissions"], {"input_ids": input_ids, "attention_mask": attention_mask,
+                                                **extra})[0]
 
 
 class TorchTagger(Tagger):
@@ -211,20 +220,20 @@ class TorchTagger(Tagger):
         return cls(model, card, _encoder_for(directory, card), batch_size=batch_size, device=device, dtype=dtype,
                    nested=nested, extensions=extensions)
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> np.ndarray:
         import torch
 
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                ids = torch.from_numpy(input_ids).to(self.device)
-                mask = torch.from_numpy(attention_mask).to(self.device)
+                given = {"input_ids": input_ids, "attention_mask": attention_mask, **extra}
+                inputs = [torch.from_numpy(given[k]).to(self.device) for k in self.model.input_names]
                 if self.autocast is not None:
                     with torch.autocast(self.device.type, dtype=self.autocast):
-                        out = self.model(ids, mask)
+                        out = self.model(*inputs)
                 else:
-                    out = self.model(ids, mask)
+                    out = self.model(*inputs)
                 return out.float().cpu().numpy()
         finally:
             self.model.train(was_training)

@@ -155,6 +155,7 @@ class SpanClassifier(nn.Module):
 
     crf = None  # the runtime and the export ask every head for CRF transitions: a span head has none
     head = "span"
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")
 
     def __init__(self, encoder: PreTrainedModel, labels: Sequence[str], *, max_width: int = 16, size: int = 64,
                  suffix_tokens: int = 1, dropout: float = 0.1, extension_weight: float = 0.5) -> None:

@@ -15,6 +15,14 @@ not used, with file, line and reason) and, when the keep-longest overlap policy
 removed spans, ``dropped_spans.jsonl``. ``nerwheel.json``'s ``data`` section
 counts read = accepted + rejected per input file.
 
+Two options feed the tagger what the flywheel already has: ``model.lexicon``
+adds the knowledge base's matches as per-character input features
+(:mod:`nerwheel.model.lexicon`; the card's ``lexicon`` section is their
+signature), and ``unlabeled.file`` adds teacher-labelled traffic to gold
+(:mod:`nerwheel.stages.unlabeled`, weighted or annealed per epoch by
+:mod:`nerwheel.model.curriculum`; every traffic line is used or rejected, in
+``unlabeled_rejects.jsonl``, and ``data.unlabeled`` reconciles the counts).
+
 A span head (``model.head: span``, :mod:`nerwheel.model.span`) learns
 overlapping and nested spans, so its training records keep them all (overlap
 policy ``keep``, nothing dropped) and its windows come from
@@ -43,7 +51,7 @@ from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard
 from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
 from nerwheel.model.encoding import TextEncoder
-from nerwheel.model.layout import DROPPED_SPANS_FILE, REJECTS_FILE, TRAIN_CONFIG_FILE
+from nerwheel.model.layout import DROPPED_SPANS_FILE, REJECTS_FILE, TRAIN_CONFIG_FILE, UNLABELED_REJECTS_FILE
 from nerwheel.records import Record
 from nerwheel.storage import sha256_file
 from nerwheel.validate import NOTE_OVERLAPS_KEPT
@@ -243,6 +251,10 @@ def input_summary(data: dict[str, Any], run_dir: Path) -> list[str]:
                      f"{run_dir / DROPPED_SPANS_FILE}")
     if v.get(NOTE_OVERLAPS_KEPT):
         lines.append(f"span head: {v[NOTE_OVERLAPS_KEPT]} training records hold overlapping or nested spans, all kept")
+    u = data.get("unlabeled")
+    if u:
+        lines.append(f"unlabeled {u['path']}: read {u['read']} = used {u['used']} + rejected {u['rejected']} (teacher "
+                     f"{u['teacher']}; rejects with line and reason in {run_dir / UNLABELED_REJECTS_FILE})")
     a = data.get("alignment", {})
     if a.get("too_wide") or a.get("outside_windows"):
         lines.append(f"span head: {a.get('too_wide', 0)} spans wider than model.span.max_width and "
@@ -296,6 +308,56 @@ def _span_head(config: TrainConfig, inputs: TrainInputs, backbone: Backbone,
     return backbone.span_classifier(labels, config.model), features, stats, card
 
 
+def _lexicon(config: TrainConfig, encoder: TextEncoder, backbone: Backbone) -> Any:
+    """:class:`~nerwheel.model.lexicon.LexiconInputs` when ``model.lexicon.enabled``, else ``None``."""
+    previous = backbone.previous_card
+    if previous is not None and previous.lexicon and not config.model.lexicon.enabled:
+        from nerwheel.errors import ConfigError
+
+        raise ConfigError("the model being continued reads lexicon features; set model.lexicon.enabled: true",
+                          field="model.lexicon.enabled")
+    if not config.model.lexicon.enabled:
+        return None
+    from nerwheel.kb.lexicon import shared_features
+    from nerwheel.model.lexicon import LexiconInputs
+
+    return LexiconInputs(shared_features(), encoder)
+
+
+def _taught(config: TrainConfig, inputs: TrainInputs) -> Any:
+    """The teacher-labelled traffic of ``unlabeled.file`` (:mod:`nerwheel.stages.unlabeled`).
+
+    A model teacher without ``unlabeled.teacher_model`` is first trained on gold alone, with this config
+    (as ``<model_name>-teacher``): self-training from the current data.
+    """
+    from nerwheel.stages.predict import load_predictor
+    from nerwheel.stages.unlabeled import eval_guard, teach
+
+    u = config.unlabeled
+    if config.model.head == "span":
+        from nerwheel.errors import ConfigError
+
+        raise ConfigError("unlabeled.file works with the crf and softmax heads; set model.head: crf",
+                          field="unlabeled.file")
+    predictor, teacher_model = None, u.teacher_model
+    if u.teacher != "kb":
+        if teacher_model is None:
+            gold_only = config.model_copy(deep=True)
+            gold_only.unlabeled.file = None
+            gold_only.output.model_name = f"{config.output.model_name}-teacher"
+            log.info("unlabeled.teacher=%s without unlabeled.teacher_model: training the teacher on gold first",
+                     u.teacher)
+            teacher_model = str(train(gold_only, train_records=inputs.train, dev_records=inputs.dev))
+        predictor = load_predictor(teacher_model, runtime="torch")
+    taught = teach(u.file, teacher=u.teacher, guard=eval_guard([*inputs.dev, *inputs.test], u.exclude),  # type: ignore[arg-type]
+                   gold_texts=[r.text for r in inputs.train], predictor=predictor, threshold=u.threshold,
+                   max_records=u.max_records, seed=config.training.seed)
+    taught.teacher_model = teacher_model
+    if not taught.records:
+        log.warning("%s: the teacher labelled none of it; training on gold alone", taught.summary())
+    return taught
+
+
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """metrics.json without the report text: what belongs in the card."""
     return {k: v for k, v in metrics.items() if k != "seqeval_report"}
@@ -322,17 +384,34 @@ def train(
         log.warning(warning)
     encoder = TextEncoder(backbone.tokenizer, sequence_length=t.sequence_length, stride=t.stride,
                           pad_id=backbone.pad_id)
+    lexicon = _lexicon(config, encoder, backbone)
+    taught = _taught(config, inputs) if config.unlabeled.file else None
+    curriculum: Any = None
     if config.model.head == "span":
         model, features, stats, head_card = _span_head(config, inputs, backbone, encoder)
     else:
         extra = backbone.previous_card.labels if backbone.previous_card else ()
-        tagset = TagSet.from_records(inputs.train + inputs.dev, scheme=config.model.scheme, extra=extra)
+        tagset = TagSet.from_records(inputs.train + inputs.dev + (taught.records if taught else []),
+                                     scheme=config.model.scheme, extra=extra)
         prefixes = "-/".join(c for c in config.model.scheme if c != "O")
         check_num_labels(config.model.num_labels, tagset.tags,
                          what=f"{config.model.scheme} tags (O + {prefixes}- per type)")
-        features, stats = build_features(inputs.train, encoder, tagset)
+        features, stats = build_features(inputs.train, encoder, tagset, lexicon=lexicon)
         model = backbone.classifier(tagset, config.model)
         head_card = {"labels": list(tagset.labels), "scheme": tagset.scheme, "tags": tagset.tags}
+        if lexicon is not None:
+            from nerwheel.model.lexicon_model import LexiconTokenClassifier
+
+            model = LexiconTokenClassifier.from_classifier(model, lexicon.width)
+            head_card["lexicon"] = lexicon.features.signature
+        if taught is not None:
+            from nerwheel.model.curriculum import Curriculum
+
+            teacher_features, _ = build_features(taught.records, encoder, tagset, lexicon=lexicon)
+            curriculum = Curriculum(features, teacher_features, config.unlabeled.weight, config.unlabeled.curriculum,
+                                    t.epochs)
+            inputs.fingerprints["unlabeled"] = {**taught.account(), "weight": config.unlabeled.weight,
+                                                **curriculum.describe()}
     if stats.misaligned:
         log.warning("%d of %d training entities have a boundary inside a token and cannot be learned exactly, e.g. %s",
                     stats.misaligned, stats.entities, stats.examples[:3])
@@ -344,6 +423,10 @@ def train(
         raise FileExistsError(f"{run_dir}: already exists and is not empty; choose another output.model_name")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_input_report(run_dir, inputs)
+    if taught is not None:
+        from nerwheel.formats import write_rejects
+
+        write_rejects(taught.rejects, run_dir / UNLABELED_REJECTS_FILE)
     learning_rate = t.learning_rate or default_learning_rate(backbone.name)
     card = ModelCard(
         **head_card, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
@@ -361,7 +444,7 @@ def train(
     def save_checkpoint(path: Path, dev_metrics: dict[str, Any]) -> None:
         _write_model(path, model, backbone, card.model_copy(update={"metrics": {"dev": _summary(dev_metrics)}}))
 
-    steps = TaggerSteps(features, inputs.dev, config, encoder, card)
+    steps = TaggerSteps(features, inputs.dev, config, encoder, card, curriculum)
     with torch_threads(t.threads), open_tracker(config, run_dir) as tracker:
         result = fit(model, steps, config=config, learning_rate=learning_rate, run_dir=run_dir,
                      save=save_checkpoint, tracker=tracker)
