@@ -154,3 +154,16 @@ def test_stitch_keeps_each_window_own_rows():
     full = np.arange(len(e) * 2, dtype=np.float32).reshape(len(e), 2)
     outs = [np.vstack([np.full((1, 2), -1.0), full[w.start:w.end], np.full((1, 2), -1.0)]) for w in ws]
     np.testing.assert_array_equal(encoder.stitch(e, ws, outs), full[e.heads])
+
+
+def test_every_char_split_gives_digits_and_letters_their_own_piece():
+    """model.tokenization: chars: no entity boundary can fall inside a token (``100`` is one piece otherwise)."""
+    tok = _sentencepiece_like()
+    text = "浙江100号"
+    pieces = ensure_char_split(tok).encode(text, add_special_tokens=False)
+    assert any(e - s > 1 for s, e in pieces.offsets)
+    chars = ensure_char_split(tok, every_char=True)
+    enc = chars.encode(text, add_special_tokens=False)
+    assert sorted({s for s, e in enc.offsets if e > s}) == list(range(len(text)))
+    assert all(e - s <= 1 for s, e in enc.offsets)
+    assert ensure_char_split(chars, every_char=True) is chars  # already split: returned as is

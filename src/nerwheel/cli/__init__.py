@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pseudo-label": ("nerwheel.cli.flywheel:pseudo_label", "Label texts with a trained model above a confidence."),
     "gate": ("nerwheel.cli.flywheel:gate", "Promote a candidate model only if it beats production."),
     "classify": ("nerwheel.cli.classify:classify", "Message classifier teachers: label, feedback, merge."),
+    "pretrain": ("nerwheel.cli.model:pretrain", "Continue masked-LM training of an encoder on unlabelled text."),
     "train": ("nerwheel.cli.model:train", "Train a model: BERT(+CRF) tagger, or --task classify."),
     "evaluate": ("nerwheel.cli.model:evaluate", "Evaluate a model: seqeval strict, partial, type; or macro-F1."),
     "export": ("nerwheel.cli.model:export", "Export a model to ONNX with a parity check."),

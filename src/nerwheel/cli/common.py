@@ -37,6 +37,8 @@ FLAGS: dict[str, str] = {
     "labels": "--labels",
     "data.train_file": "--train FILE",
     "unlabeled.file": "--unlabeled FILE",
+    "texts": "--texts FILE",
+    "out": "--out DIR",
     "eval_records": "--eval GOLD",
     "model.head": "--head",
     "nested": "--nested/--flat",

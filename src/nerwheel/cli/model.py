@@ -126,6 +126,43 @@ def _input_summary(task: str, model_dir: Path) -> list[str]:
     return lines
 
 
+# -- pretrain -----------------------------------------------------------------------------------------
+@click.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML or INI config (sections model, training; keys texts, out).")
+@click.option("--model", "model_id", help="Encoder: tiny, e5-small or a Hugging Face directory [tiny].")
+@click.option("--texts", type=click.Path(exists=True, dir_okay=False), help="Unlabelled in-domain texts.")
+@click.option("--out", help="Output folder: a backbone for `nerwheel train --model-id OUT`.")
+@click.option("--epochs", type=int, help="Passes over the texts [1].")
+@click.option("--max-steps", type=int, help="Stop after this many optimiser steps.")
+@click.option("--masking", type=click.Choice(["char", "span"]), help="Mask single characters or runs [span].")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Any config key (repeatable).")
+def pretrain(config_path, model_id, texts, out, epochs, max_steps, masking, sets):
+    """Domain-adaptive pretraining: masked-LM training of an encoder on TEXTS; prints the output folder."""
+    from nerwheel.configfile import load, merge_overrides, parse_overrides
+    from nerwheel.stages.pretrain import PRETRAIN_REPORT, PretrainConfig
+    from nerwheel.stages.pretrain import pretrain as run
+
+    flags = {"model": {"model_id": model_id}, "texts": texts, "out": out,
+             "training": {"epochs": epochs, "max_steps": max_steps, "masking": masking}}
+    given: dict = {}
+    for key, value in flags.items():
+        if isinstance(value, dict):
+            kept = {k: v for k, v in value.items() if v is not None}
+            if kept:
+                given[key] = kept
+        elif value is not None:
+            given[key] = value
+    config = load(PretrainConfig, config_path, merge_overrides(given, parse_overrides(sets)))
+    folder = run(config)
+    report = json.loads((folder / PRETRAIN_REPORT).read_text(encoding="utf-8"))
+    t = report["texts"]
+    click.echo(f"texts {t['path']}: read {t['read']} = used {t['used']} + rejected {t['rejected']}; "
+               f"{report['steps']} steps, loss {report['loss'][0]['loss']:.3f} -> {report['loss'][-1]['loss']:.3f}",
+               err=True)
+    click.echo(str(folder))
+
+
 # -- evaluate -----------------------------------------------------------------------------------------
 @click.command()
 @_task_option()
