@@ -355,3 +355,12 @@ def test_learning_rate_warning_names_the_usual_range(backbone, lr, warned):
 
 def test_validate_accepts_foreign_keys_in_memory():
     assert validate({"model": {"name": "e5-small"}}).model.model_id == "e5-small"
+
+
+def test_the_shipped_address_recipe_loads_and_takes_unlabeled_from_the_command_line(tmp_path):
+    """configs/address-e5-small.yaml (issue 20's recipe) is a valid config; --unlabeled fills unlabeled.file."""
+    path = Path(__file__).resolve().parents[2] / "configs" / "address-e5-small.yaml"
+    cfg = load_config(path, overrides={"unlabeled": {"file": "traffic.jsonl"}, "data": {"train_file": "t.jsonl"}})
+    assert cfg.model.model_id == "e5-small" and cfg.model.head == "crf" and cfg.model.lexicon.enabled
+    assert cfg.unlabeled.file == "traffic.jsonl" and cfg.unlabeled.teacher == "kb"
+    assert cfg.training.learning_rate == pytest.approx(2e-4)
