@@ -176,3 +176,19 @@ def test_window_longer_than_the_backbone_positions_is_refused_before_training(tm
     assert load_backbone(settings, texts=[], sequence_length=32).encoder.config.max_position_embeddings == 32
     with pytest.raises(ValueError, match="training.sequence_length=64 is longer than the 32 positions"):
         load_backbone(settings, texts=[], sequence_length=64)
+
+
+def test_train_with_a_model_teacher_adds_its_confident_predictions(tiny_model, tmp_path, address_data):
+    """unlabeled.teacher: model with unlabeled.teacher_model: a trained model labels the traffic it is sure of."""
+    from nerwheel.formats import write_records
+
+    traffic = tmp_path / "traffic.jsonl"
+    write_records(make_records(40, seed=9), traffic)
+    cfg = tiny_config(tmp_path, "taught", training={"epochs": 2},
+                      unlabeled={"file": str(traffic), "teacher": "model", "teacher_model": str(tiny_model),
+                                 "threshold": 0.5})
+    model_dir = train(cfg, train_records=address_data["train"][:60], dev_records=address_data["dev"][:20])
+    u = ModelCard.read(model_dir).data["unlabeled"]
+    assert u["teacher"] == "model" and u["teacher_model"] == str(tiny_model)
+    assert u["read"] == 40 == u["used"] + u["rejected"] and u["used"] >= 20
+    assert u["teacher_windows"] == u["used"] and u["teacher_weight_by_epoch"] == [0.5, 0.5]
