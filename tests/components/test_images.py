@@ -366,7 +366,7 @@ def test_serving_image_runs_the_manifests_tritonserver() -> None:
     (base,) = [args for word, args in ins if word == "FROM"]
     assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d{2}\.\d{2}-py3", base), base
     runs = " ".join(args for word, args in ins if word == "RUN")
-    assert re.search(r'pip install "\.\[serve\]"', runs)
+    assert re.search(r'pip install "\.\[serve,kb\]"', runs)  # kb: lexicon-feature models compute KB matches
     users = [args for word, args in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert not [args for word, args in ins if word in ("ENV", "ARG") and SECRETISH.search(args)]

@@ -330,7 +330,7 @@ def _taught(config: TrainConfig, inputs: TrainInputs) -> Any:
     A model teacher without ``unlabeled.teacher_model`` is first trained on gold alone, with this config
     (as ``<model_name>-teacher``): self-training from the current data.
     """
-    from nerwheel.stages.predict import load_predictor
+    from nerwheel.model.runtime import TorchTagger
     from nerwheel.stages.unlabeled import eval_guard, teach
 
     u = config.unlabeled
@@ -348,7 +348,7 @@ def _taught(config: TrainConfig, inputs: TrainInputs) -> Any:
             log.info("unlabeled.teacher=%s without unlabeled.teacher_model: training the teacher on gold first",
                      u.teacher)
             teacher_model = str(train(gold_only, train_records=inputs.train, dev_records=inputs.dev))
-        predictor = load_predictor(teacher_model, runtime="torch")
+        predictor = TorchTagger.from_dir(teacher_model)  # a model directory, as train writes it
     taught = teach(u.file, teacher=u.teacher, guard=eval_guard([*inputs.dev, *inputs.test], u.exclude),  # type: ignore[arg-type]
                    gold_texts=[r.text for r in inputs.train], predictor=predictor, threshold=u.threshold,
                    max_records=u.max_records, seed=config.training.seed)

@@ -117,7 +117,7 @@ def teach(
     """Label the traffic in ``path`` with ``teacher`` (``kb``, ``model`` or ``both``); see the module docstring.
 
     ``predictor`` (``model``/``both``) is anything with ``predict(texts)`` returning scored entities
-    (:func:`nerwheel.stages.predict.load_predictor`); ``kb`` defaults to the shared address knowledge base.
+    (:class:`~nerwheel.model.runtime.TorchTagger`); ``kb`` defaults to the shared address knowledge base.
     """
     from nerwheel.formats import read_records
     from nerwheel.storage import sha256_file
@@ -184,9 +184,11 @@ def _kb_labels(texts: Sequence[str], kb: Any) -> list[list[Entity]]:
 
 
 def _model_labels(texts: Sequence[str], predictor: Any) -> list[list[Entity]]:
-    from nerwheel.stages.predict import predict_texts
-
-    return predict_texts(predictor, list(texts), desc="model teacher")
+    """The predictor batches on its own; ``stages.predict`` (and its Triton client) stays out of the train image."""
+    out = predictor.predict(list(texts))
+    if len(out) != len(texts):
+        raise RuntimeError(f"the teacher model returned {len(out)} results for {len(texts)} texts")
+    return out
 
 
 def _key(entities: Iterable[Entity]) -> set[tuple[int, int, str]]:
