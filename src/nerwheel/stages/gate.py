@@ -159,8 +159,11 @@ class Scores:
     """What the gate compares, read from one task's metrics.json.
 
     ``name`` names the overall score in the reasons (``strict F1``,
-    ``macro-F1``); ``unit`` what the per-label scores are about (``type``,
-    ``class``); ``per_label[label] = (f1, support)``.
+    ``macro-F1``, ``nDCG@10``); ``unit`` what the per-label scores are about
+    (``type``, ``class``, ``metric``); ``per_label[label] = (score, support)``.
+    ``label_score`` names a per-label score in the reasons (default: the
+    policy's F1 for types, ``F1`` for classes) and ``support_unit`` what its
+    support counts (default: ``spans`` for types, ``examples`` otherwise).
     """
 
     name: str
@@ -168,6 +171,8 @@ class Scores:
     overall: float
     per_label: dict[str, tuple[float, int]]
     n_records: int | None
+    label_score: str | None = None
+    support_unit: str | None = None
 
 
 def ner_scores(metrics: Mapping[str, Any], metric: str, who: str) -> Scores:
@@ -246,7 +251,8 @@ def gate(
 
     per_type: dict[str, dict[str, Any]] = {}
     dropped: list[str] = []
-    label_f1 = "F1" if unit == "class" else f"{pol.metric} F1"
+    label_f1 = cand.label_score if cand.label_score is not None else "F1" if unit == "class" else f"{pol.metric} F1"
+    what = cand.support_unit or ("spans" if unit == "type" else "examples")
     for label in sorted(set(cand_types) | set(prod_types)):
         c_f1, c_sup = cand_types.get(label, (0.0, 0))
         p_f1, p_sup = prod_types.get(label, (None, 0))
@@ -259,11 +265,10 @@ def gate(
                            "allowed_drop": allowed, "regressed": regressed}
         if regressed:
             dropped.append(label)
-            what = "spans" if unit == "type" else "examples"
             why = (f"max_type_drop {pol.max_type_drop}" if allowed == pol.max_type_drop
                    else f"the noise floor of {pol.noise_spans:g} {what} ({allowed:.4f})")
             reasons.append(
-                f"{unit} {label!r} {label_f1} fell {p_f1:.4f} -> {c_f1:.4f} ({d:+.4f}), more than {why} "
+                f"{unit} {label!r} {label_f1}{' ' if label_f1 else ''}fell {p_f1:.4f} -> {c_f1:.4f} ({d:+.4f}), more than {why} "
                 f"(support {support})"
             )
     if dropped:

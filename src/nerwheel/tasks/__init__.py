@@ -44,6 +44,7 @@ __all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "TaskError", "get_task", "t
 TASKS: dict[str, str] = {
     "ner": "nerwheel.tasks.ner",
     "classify": "nerwheel.tasks.classify",
+    "embed": "nerwheel.tasks.embed",
 }
 DEFAULT_TASK = "ner"
 

@@ -24,7 +24,8 @@ from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.llm.definitions import LABEL_DEFINITIONS, POS_PREFIX, POS_TAGS
 from nerwheel.records import Record
 
-__all__ = ["PROMPTS", "SYNTH_SCHEMA", "Prompt", "entity_schema", "get_prompt", "select_examples", "synth_messages"]
+__all__ = ["PROMPTS", "SYNTH_SCHEMA", "Prompt", "entity_schema", "get_prompt", "render_template", "select_examples",
+           "synth_messages"]
 
 HERE = Path(__file__).parent
 
@@ -105,6 +106,11 @@ def get_prompt(name: str) -> Prompt:
     if name not in PROMPTS:
         raise ConfigError(f"unknown prompt {name!r}; versions available: {', '.join(PROMPTS)}")
     return PROMPTS[name]
+
+
+def render_template(name: str, **values: Any) -> str:
+    """Render the template file ``name`` (e.g. ``queries.v1.jinja``) of this folder; a missing value is an error."""
+    return _env().get_template(name).render(**values)
 
 
 def synth_messages(hints: Sequence[tuple[str, str, str]]) -> list[dict[str, str]]:

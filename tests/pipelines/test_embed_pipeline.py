@@ -1,0 +1,80 @@
+"""The embedding task's DAG: compiles with the task (edges, the gate condition, GPU on train), and runs locally
+end to end on the bundled sample corpus (a tiny encoder made here stands in for e5-small, for speed); a second
+run is gated against the version the first one deployed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nerwheel.cli import cli
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> tuple[dict[str, Any], dict[str, Any]]:
+    out = tmp_path_factory.mktemp("ir") / "embed.yaml"
+    res = CliRunner().invoke(cli, ["compile", "--task", "embed", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    pipeline_spec, platform_spec = yaml.safe_load_all(out.read_text())
+    return pipeline_spec, platform_spec
+
+
+def test_dag_compiles_with_the_task(spec) -> None:
+    pipeline_spec, platform_spec = spec
+    assert pipeline_spec["pipelineInfo"]["name"] == "nerwheel-embed"
+    root = pipeline_spec["root"]["dag"]["tasks"]
+    assert set(root) == {"embed-split", "embed-pairs", "embed-expand", "embed-train", "embed-evaluate", "gate",
+                         "condition-1"}
+    edges = {(d, n) for n, t in root.items() for d in t.get("dependentTasks", [])}
+    assert {("embed-split", "embed-pairs"), ("embed-pairs", "embed-expand"), ("embed-expand", "embed-train"),
+            ("embed-train", "embed-evaluate"), ("embed-evaluate", "gate"), ("gate", "condition-1")} <= edges
+    assert set(pipeline_spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"export", "deploy"}
+    params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
+    assert params["backbone"]["defaultValue"] == "e5-small" and params["teacher"]["defaultValue"] == "ict"
+    assert params["model_name"]["defaultValue"] == "nerwheel-embed"
+    train = pipeline_spec["deploymentSpec"]["executors"]["exec-embed-train"]["container"]
+    assert train["resources"]["accelerator"]["resourceCount"] == "1"
+    k8s = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-embed-pairs"]["secretAsEnv"]  # the LLM key and S3 credentials as secrets, never parameters
+
+
+def test_list_params_names_the_embedding_parameters() -> None:
+    res = CliRunner().invoke(cli, ["compile", "--task", "embed", "--list-params"])
+    assert res.exit_code == 0 and "corpus_uri" in res.output and "expand_words" in res.output
+
+
+@pytest.mark.slow
+def test_run_embed_on_the_bundled_corpus_twice(tmp_path: Path) -> None:
+    from embed_helpers import tiny_encoder_dir
+
+    from nerwheel.data.sample import sample_path
+    from nerwheel.tasks.embed.steps import SAMPLE_CORPUS
+
+    corpus = sample_path(SAMPLE_CORPUS).read_text(encoding="utf-8").splitlines()
+    encoder = tiny_encoder_dir(tmp_path / "tiny", corpus)
+    args = ["run", "--task", "embed", "--out", str(tmp_path / "run"), "--backbone", str(encoder), "--json",
+            "--set", "train_overrides=batch_size=16; learning_rate=0.001; max_seq_length=80"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert s["task"] == "embed" and s["verdict"] == "promote" and s["score_name"] == "nDCG@10"
+    assert set(s["tasks"].values()) == {"SUCCESS"}
+    assert s["metrics"]["task"] == "embed" and 0 <= s["strict_f1"] <= 1 and s["metrics"]["n_queries"] > 0
+    version = tmp_path / "run" / "triton-repository" / "nerwheel-embed" / "1"
+    assert {"model.onnx", "nerwheel.json", "tokenizer.json", "model.py"} <= {p.name for p in version.iterdir()}
+    cfg = (tmp_path / "run" / "triton-repository" / "nerwheel-embed" / "config.pbtxt").read_text()
+    assert "EMBEDDING" in cfg and "encoder" in cfg
+    run_dir = Path(s["run_dir"])
+    assert (run_dir / "embed-pairs" / "pairs" / "qrels" / "val.tsv").is_file()
+    assert json.loads((run_dir / "embed-train" / "model" / "nerwheel.json").read_text())["task"] == "embed"
+
+    again = CliRunner().invoke(cli, args)  # the same data and seeds: gated against version 1, on the same queries
+    assert again.exit_code == 0, again.output
+    s2 = json.loads(again.stdout)
+    assert s2["production"].endswith("nerwheel-embed/1")
+    assert not any("not comparable" in r for r in s2["reasons"])
