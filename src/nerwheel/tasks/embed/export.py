@@ -160,7 +160,8 @@ def export_encoder(model_dir: str | Path, out_dir: str | Path, quantize: str | N
         except Exception as exc:  # noqa: BLE001 - any checker complaint is a failure to report
             failures.append(f"onnx.checker: {exc}")
         candidate = OnnxEncoder(tmp)
-        reference = np.asarray(model.encode(sample, batch_size=32, normalize_embeddings=True, convert_to_numpy=True))
+        reference = np.asarray(model.encode(sample, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                            show_progress_bar=False))
         got = candidate.encode(sample)
         cos = _cosines(reference, got)
         worst = int(np.argmin(cos))

@@ -125,9 +125,10 @@ class TorchEncoder:
     def encode(self, texts: Sequence[str], *, kind: Kind = None) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("texts must be a list of strings, not one string")
-        return np.asarray(self.model.encode(with_prompt(texts, kind, self.prompts), prompt="",
-                                            batch_size=self.batch_size, normalize_embeddings=True,
-                                            convert_to_numpy=True), dtype=np.float32)
+        # the prompt is added here, like every runtime does (the model has no default prompt to add twice)
+        return np.asarray(self.model.encode(with_prompt(texts, kind, self.prompts), batch_size=self.batch_size,
+                                            normalize_embeddings=True, convert_to_numpy=True,
+                                            show_progress_bar=False), dtype=np.float32)
 
 
 def load_runtime(path: str, *, runtime: Literal["auto", "onnx", "torch"] = "auto", int8: bool = False,
