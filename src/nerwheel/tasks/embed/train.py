@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 # the model folder's names (nerwheel.model.layout), shared with every task
 CHECKPOINTS = CHECKPOINTS_DIR
+#: What the trainer keeps the best checkpoint by: the evaluator named "val", cosine nDCG@10 (graded).
+BEST_METRIC = "val_cosine_ndcg@10"
 
 
 class EmbedTrainConfig(BaseModel):
@@ -241,18 +243,51 @@ def _datasets(rows: TrainRows) -> Any:
     return next(iter(parts.values())) if len(parts) == 1 else DatasetDict(parts)
 
 
+def _arguments(cfg: EmbedTrainConfig, out: Path, prompts: dict[str, str], device: str) -> Any:
+    """sentence-transformers' training arguments: evaluate and checkpoint per epoch (or every ``eval_steps``),
+    keep the best by validation nDCG@10, no duplicate text in a batch, prompts mapped onto the columns."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from nerwheel.tasks.embed.model import DOCUMENT, QUERY
+
+    strategy = "steps" if cfg.eval_steps else "epoch"
+    columns = {"anchor": prompts.get(QUERY, ""), "positive": prompts.get(DOCUMENT, ""),
+               "negative": prompts.get(DOCUMENT, "")}
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(out / CHECKPOINTS), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES, eval_strategy=strategy, save_strategy=strategy,
+        eval_steps=cfg.eval_steps or None, save_steps=cfg.eval_steps or None, save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model=f"eval_{BEST_METRIC}", greater_is_better=True,
+        prompts={k: v for k, v in columns.items() if v} or None, seed=cfg.seed, data_seed=cfg.seed,
+        report_to="none", logging_steps=10, use_cpu=device == "cpu", disable_tqdm=not sys.stderr.isatty(),
+        save_only_model=True,
+    )
+
+
+def _write_history(out: Path, log_history: list[dict[str, Any]]) -> int:
+    """``metrics.jsonl``: one line per validation (epoch, step, nDCG@10, MRR@10, recall@10); returns how many."""
+    rows = [h for h in log_history if f"eval_{BEST_METRIC}" in h]
+    with open(out / HISTORY_FILE, "w", encoding="utf-8") as f:
+        for h in rows:
+            f.write(json.dumps({"epoch": h.get("epoch"), "step": h.get("step"), "ndcg@10": h[f"eval_{BEST_METRIC}"],
+                                "mrr@10": h.get("eval_val_cosine_mrr@10"),
+                                "recall@10": h.get("eval_val_cosine_recall@10")}) + "\n")
+    return len(rows)
+
+
 def train(cfg: EmbedTrainConfig, pairs: str | Path, out: str | Path) -> Path:
     """Fine-tune ``cfg.model`` on ``pairs`` (BEIR folder or graded pairs file) into ``out``; returns ``out``."""
     import torch
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import EarlyStoppingCallback
 
     from nerwheel.storage import write_json
     from nerwheel.tasks.embed.evaluate import evaluate_model
     from nerwheel.tasks.embed.metrics import GradedRetrievalEvaluator
-    from nerwheel.tasks.embed.model import DOCUMENT, E5_NAME, QUERY, describe, load_encoder
+    from nerwheel.tasks.embed.model import E5_NAME, describe, load_encoder
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -282,26 +317,13 @@ def train(cfg: EmbedTrainConfig, pairs: str | Path, out: str | Path) -> Path:
 
     evaluator = GradedRetrievalEvaluator(data, cfg.val_split, name="val", batch_size=cfg.eval_batch_size,
                                          max_queries=cfg.max_val_queries, seed=cfg.seed)
-    strategy = "steps" if cfg.eval_steps else "epoch"
-    column_prompts = {"anchor": prompts.get(QUERY, ""), "positive": prompts.get(DOCUMENT, ""),
-                      "negative": prompts.get(DOCUMENT, "")}
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / CHECKPOINTS), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES, eval_strategy=strategy, save_strategy=strategy,
-        eval_steps=cfg.eval_steps or None, save_steps=cfg.eval_steps or None, save_total_limit=2,
-        load_best_model_at_end=True, metric_for_best_model="eval_val_cosine_ndcg@10", greater_is_better=True,
-        prompts={k: v for k, v in column_prompts.items() if v} or None, seed=cfg.seed, data_seed=cfg.seed,
-        report_to="none", logging_steps=10, use_cpu=device == "cpu", disable_tqdm=not sys.stderr.isatty(),
-        save_only_model=True,
-    )
     trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=_datasets(rows), loss=MultipleNegativesRankingLoss(model),
-        evaluator=evaluator, callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
+        model=model, args=_arguments(cfg, out, prompts, device), train_dataset=_datasets(rows),
+        loss=MultipleNegativesRankingLoss(model), evaluator=evaluator,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
     )
     trainer.train()
     best = trainer.model
-    history = [h for h in trainer.state.log_history if "eval_val_cosine_ndcg@10" in h]
     val = evaluate_model(best, data, cfg.val_split, batch_size=cfg.eval_batch_size, max_queries=cfg.max_val_queries,
                          seed=cfg.seed)
     log.info("fine-tuned on %s: nDCG@10 %.4f (base %.4f)", cfg.val_split, val["ndcg@10"], base_val["ndcg@10"])
@@ -313,12 +335,7 @@ def train(cfg: EmbedTrainConfig, pairs: str | Path, out: str | Path) -> Path:
     best.save(str(out))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    with open(out / HISTORY_FILE, "w", encoding="utf-8") as f:
-        for h in history:
-            f.write(json.dumps({"epoch": h.get("epoch"), "step": h.get("step"),
-                                "ndcg@10": h["eval_val_cosine_ndcg@10"],
-                                "mrr@10": h.get("eval_val_cosine_mrr@10"),
-                                "recall@10": h.get("eval_val_cosine_recall@10")}) + "\n")
+    evaluations = _write_history(out, trainer.state.log_history)
     card = {
         "task": "embed", "name": out.name, "base": cfg.model, **describe(best),
         "data": {"source": data.source, **data.counts(), "rows": rows.counts},
@@ -326,7 +343,7 @@ def train(cfg: EmbedTrainConfig, pairs: str | Path, out: str | Path) -> Path:
                     "best_checkpoint": trainer.state.best_model_checkpoint and Path(
                         trainer.state.best_model_checkpoint).name,
                     "best_val_ndcg@10_during_training": trainer.state.best_metric,
-                    "evaluations": len(history), "steps": trainer.state.global_step},
+                    "evaluations": evaluations, "steps": trainer.state.global_step},
         "training": cfg.model_dump(), "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(out / CARD_FILE, card)
