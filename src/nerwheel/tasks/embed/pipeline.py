@@ -4,10 +4,12 @@
 
 The five task-specific components below are thin wrappers over
 :mod:`nerwheel.tasks.embed.steps`; gate, export and deploy are the shared
-components (their steps read the task from the metrics or the model: the gate
-decides on nDCG@10 with the usual policy, the export writes the encoder with
-pooling and normalisation in the graph, deploy probes served == offline
-embeddings). Expansion is a step that passes the backbone through unchanged
+components, export and deploy attached by
+:func:`~nerwheel.pipelines.flywheel.export_and_deploy` as in every task's DAG
+(their steps read the task from the metrics or the model: the gate decides on
+nDCG@10 with the usual policy, the export writes the encoder with pooling and
+normalisation in the graph, deploy probes served == offline embeddings).
+Expansion is a step that passes the backbone through unchanged
 when ``expand_words`` is 0 and no ``words_uri`` is given, so the DAG stays one
 line and ``train`` always reads its base from one artifact. Cluster settings
 (:class:`~nerwheel.pipelines.flywheel.Platform`: GPU for train, S3 and LLM
@@ -17,8 +19,6 @@ credentials as env) are attached as for the other tasks.
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from nerwheel.components.deploy import deploy
-from nerwheel.components.export import export
 from nerwheel.components.gate import gate
 from nerwheel.components.images import component
 from nerwheel.stages.gate import GatePolicy
@@ -38,8 +38,6 @@ DISPLAY_NAMES = {
     "train": "Fine-tune the encoder (GPU)",
     "evaluate": "Evaluate candidate and production (nDCG@10)",
     "gate": "Gate: does the candidate beat production (nDCG@10)?",
-    "export": "Export to ONNX (pooling + normalisation in the graph)",
-    "deploy": "Deploy to Triton and commit the version",
 }
 
 
@@ -178,7 +176,7 @@ def embed_evaluate(model: Input[Model], pairs: Input[Dataset], eval_uri: str, pr
 
 def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp GraphComponent
     """The embedding task's DAG with ``platform``'s cluster settings attached."""
-    from nerwheel.pipelines.flywheel import Platform
+    from nerwheel.pipelines.flywheel import Platform, export_and_deploy
 
     p = platform or Platform()
 
@@ -273,17 +271,9 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
                       min_support=min_support, metric="strict")
         t_gate.set_display_name(DISPLAY_NAMES["gate"])
         tasks = [t_split, t_pairs, t_expand, t_train, t_eval, t_gate]
-        with dsl.If(t_gate.outputs["Output"] == True, name="promoted"):  # noqa: E712 - a KFP condition
-            t_export = export(model=t_train.outputs["model"], quantize=quantize)
-            t_export.set_display_name(DISPLAY_NAMES["export"])
-            t_deploy = deploy(onnx=t_export.outputs["onnx"], scores=t_eval.outputs["scores"], model_name=model_name,
-                              repository_uri=repository_uri, triton_url=triton_url, gitops_repo_url=gitops_repo_url,
-                              gitops_path=gitops_path)
-            t_deploy.set_display_name(DISPLAY_NAMES["deploy"])
-            t_deploy.set_caching_options(False)
-            kubernetes.use_secret_as_env(t_deploy, secret_name=p.git_secret,
-                                         secret_key_to_env={p.git_secret_key: p.git_env}, optional=True)
-            tasks += [t_export, t_deploy]
+        tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
+                                   model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
+                                   gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         for task in tasks:
             p.storage_access(task)
 
