@@ -25,8 +25,9 @@ def llm_options(f: Any) -> Any:
         click.option("--rps", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="At most this many LLM requests started per second."),
         click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True,
-                     help="Longest LLM answer, in tokens; an answer cut off there fails its record (salvaged "
-                     "entities kept for review)."),
+                     help="Longest LLM answer, in tokens. An answer cut off there: annotation fails its record "
+                     "(salvaged entities kept for review); embed pairs keep its complete questions, the cut one "
+                     "rejected."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
                      help="Read timeout per LLM request, seconds."),
         click.option("--retries", type=click.IntRange(min=0), default=5, show_default=True,
