@@ -52,14 +52,15 @@ def embed() -> None:
               help="A sentence over --max-tokens: cut at token boundaries, or drop it (counted) [cut].")
 @click.option("--seed", type=int, default=None)
 @click.option("--max-bytes", type=int, default=None, help="Refuse larger corpora (bytes) [2 GiB].")
+@click.option("--max-passages", type=int, default=None, help="Refuse corpora that make more passages [2,000,000].")
 def split(corpus: tuple[Path, ...], out: Path, max_tokens: int | None, min_tokens: int | None, ratio: str | None,
-          model: str, long_: str | None, seed: int | None, max_bytes: int | None) -> None:
+          model: str, long_: str | None, seed: int | None, max_bytes: int | None, max_passages: int | None) -> None:
     """Split raw text files (or folders of them) into passages that fit the encoder, 8:2 train/val."""
     from nerwheel.tasks.embed.model import token_counter
     from nerwheel.tasks.embed.passages import SplitConfig, split_corpus, write_split
 
     cfg = _config(SplitConfig, max_tokens=max_tokens, min_tokens=min_tokens, ratio=ratio, long=long_, seed=seed,
-                    max_bytes=max_bytes)
+                  max_bytes=max_bytes, max_passages=max_passages)
     result = split_corpus(corpus, token_counter(model), cfg, tokenizer_name=model)
     paths = write_split(result, out)
     click.echo(result.report.summary(), err=True)

@@ -105,8 +105,10 @@ def test_e5_tokenizer_limit_holds(tmp_path):
 
 def test_empty_or_useless_corpus_is_a_clear_error(tmp_path):
     empty = _write(tmp_path, "empty.txt", "")
-    with pytest.raises(DataError, match="no passages"):
+    with pytest.raises(DataError, match=r"corpus is empty: .*empty.txt hold\(s\) 0 bytes"):
         split_corpus([empty], char_counter)
+    with pytest.raises(DataError, match="no passages: 1 file"):
+        split_corpus([_write(tmp_path, "blank.txt", "\n  \n\n")], char_counter)
     (tmp_path / "folder").mkdir()
     with pytest.raises(DataError, match="corpus is empty"):
         split_corpus([tmp_path / "folder"], char_counter)
@@ -116,6 +118,9 @@ def test_empty_or_useless_corpus_is_a_clear_error(tmp_path):
         split_corpus([binary], char_counter)
     with pytest.raises(DataError, match="max_bytes"):
         split_corpus([_write(tmp_path, "big.txt", "字" * 100)], char_counter, SplitConfig(max_bytes=50))
+    with pytest.raises(DataError, match=r"more than max_passages 1 .*--max-passages"):
+        split_corpus([_write(tmp_path, "two.txt", "第一段的一句话。\n第二段的一句话。\n")], char_counter,
+                     SplitConfig(max_passages=1, min_tokens=1))
     with pytest.raises(ValueError, match="two positive parts"):
         SplitConfig(ratio="8:1:1")
     with pytest.raises(ValueError, match="min_tokens 20 is above max_tokens 10"):
@@ -139,3 +144,6 @@ def test_cli_split_writes_corpus_report_and_rejects(tmp_path, corpus_file):
     assert "scan.pdf" in rejects and "binary" in rejects
     bad = CliRunner().invoke(cli, ["embed", "split", str(tmp_path / "in" / "scan.pdf"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "binary file" in bad.output and "Traceback" not in bad.output
+    capped = CliRunner().invoke(cli, ["embed", "split", str(tmp_path / "in"), "--out", str(tmp_path / "y"),
+                                      "--max-tokens", "48", "--max-passages", "1"])
+    assert capped.exit_code == 1 and "--max-passages" in capped.output and not (tmp_path / "y").exists()

@@ -296,6 +296,9 @@ def split_corpus(paths: Iterable[str | os.PathLike[str]], counter: TokenCounter,
     if total > cfg.max_bytes:
         raise DataError(f"the corpus is {total:,} bytes, over max_bytes {cfg.max_bytes:,}; split it into "
                              "batches or raise max_bytes (--max-bytes)", field="max_bytes")
+    if total == 0:
+        raise DataError(f"the corpus is empty: {', '.join(str(f) for f in files[:3])}"
+                        f"{' ...' if len(files) > 3 else ''} hold(s) 0 bytes; give UTF-8 text files")
     report.bytes = total
     splitter = _Splitter(counter, cfg, report)
     rejects: list[Reject] = []
