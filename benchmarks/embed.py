@@ -201,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
+    from nerwheel.tasks.embed.model import quiet_transformers
+
+    quiet_transformers()  # no per-load weight report in the log (the unused pooler), errors still shown
     args.out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     rows: list[dict[str, Any]] = []
