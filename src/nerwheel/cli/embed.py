@@ -50,7 +50,7 @@ def embed() -> None:
 @click.option("--model", default="e5-small", show_default=True, help="Whose tokenizer counts tokens. " + MODEL_HELP)
 @click.option("--long", "long_", type=click.Choice(["cut", "drop"]), default=None,
               help="A sentence over --max-tokens: cut at token boundaries, or drop it (counted) [cut].")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seed of the train/val hash [0].")
 @click.option("--max-bytes", type=int, default=None, help="Refuse larger corpora (bytes) [2 GiB].")
 @click.option("--max-passages", type=int, default=None, help="Refuse corpora that make more passages [2,000,000].")
 def split(corpus: tuple[Path, ...], out: Path, max_tokens: int | None, min_tokens: int | None, ratio: str | None,
@@ -79,7 +79,8 @@ def split(corpus: tuple[Path, ...], out: Path, max_tokens: int | None, min_token
               help="llm: an LLM writes questions (--llm-url, --llm-model); ict: inverse cloze, no LLM needed.")
 @click.option("--queries-per-passage", "k", type=int, default=None, help="Questions per passage [3].")
 @click.option("--prompt", default=None, help="Question prompt version [queries.v1].")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None,
+              help="Seed of the inverse-cloze sentence choice and of a split for passages without one [0].")
 @llm_options
 def pairs(split_dir: Path, out: Path, teacher: str, k: int | None, prompt: str | None, seed: int | None,
           **llm_kw: Any) -> None:
@@ -166,13 +167,14 @@ def expand(model: str, words_path: Path | None, mine_n: int | None, corpus: Path
               help="The fine-tuned sentence-transformers folder.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML of training settings (flags win); keys as in --set.")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--learning-rate", type=float, default=None)
+@click.option("--epochs", type=int, default=None, help="Most epochs; early stopping may end sooner [3].")
+@click.option("--batch-size", type=int, default=None, help="Pairs per batch; the others are in-batch negatives [32].")
+@click.option("--learning-rate", type=float, default=None, help="Peak learning rate [2e-5].")
 @click.option("--hard-negatives", type=click.IntRange(0, 1), default=None,
               help="1: mine a hard negative per pair with the base model (judged negatives come first).")
-@click.option("--max-seq-length", type=int, default=None)
-@click.option("--seed", type=int, default=None)
+@click.option("--max-seq-length", type=int, default=None,
+              help="Tokens per text, prompt included [512, capped by the model's position table].")
+@click.option("--seed", type=int, default=None, help="Seed of sampling, shuffling and initialisation [42].")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Any training setting, e.g. --set patience=3 --set grade_repeat=1 (repeatable).")
 def train(model: str | None, pairs_path: Path, out: Path, config_path: Path | None, epochs: int | None,
@@ -215,7 +217,7 @@ def train(model: str | None, pairs_path: Path, out: Path, config_path: Path | No
 @click.option("--split", default="test", show_default=True, help="Which qrels file: qrels/SPLIT.tsv.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help='JSON {"<model as given>": {"ndcg@10", "recall@10", "mrr@10", ...}}.')
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Texts per forward pass.")
 @click.option("--max-seq-length", type=int, default=None, help="Cap tokens per text (default: each model's own).")
 @click.option("--max-queries", type=int, default=None, help="Score a seeded sample of this many queries.")
 def evaluate(models: tuple[str, ...], beir_dir: Path, split: str, out_path: Path | None, batch_size: int,
@@ -263,9 +265,11 @@ def export_(model: str, out: str | None, quantize: str | None, overwrite: bool) 
               help="Which prompt the texts get (e5: 'query: ' / 'passage: ').")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Output: .npy (a float32 matrix) or .jsonl ({text, embedding}) [stdout: JSONL].")
-@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True)
+@click.option("--runtime", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="auto: ONNX Runtime where an export exists (MODEL or MODEL/onnx), else PyTorch.")
 @click.option("--int8", is_flag=True, help="Use model.int8.onnx from the export.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Texts per forward pass (local model) or per request (--url).")
 def encode(input_path: Path, model: str | None, url: str | None, served_name: str, kind: str,
            out_path: Path | None, runtime: str, int8: bool, batch_size: int) -> None:
     """Embed the lines of INPUT (UTF-8 text, one per line) with PyTorch, ONNX Runtime or a Triton server.
