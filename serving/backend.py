@@ -44,6 +44,7 @@ __all__ = [
     "build_handler",
     "decode_texts",
     "entities_json",
+    "internal_error",
     "model_class",
     "served_source",
 ]
@@ -53,7 +54,21 @@ TAG_PAD = -1
 
 
 class RequestError(NerwheelError, ValueError):
-    """One request is unusable; the message is what the client sees."""
+    """One request is unusable; the message is what the client sees.
+
+    ``code`` is the name of the ``pb_utils.TritonError`` code the client gets: ``INVALID_ARG`` (the
+    default: the request itself is wrong, so retrying it cannot help; gRPC ``INVALID_ARGUMENT``, HTTP
+    400) or ``INTERNAL`` (the server failed a valid request: a model error).
+    """
+
+    def __init__(self, message: str, code: str = "INVALID_ARG") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def internal_error(message: str) -> RequestError:
+    """The server's own failure on a request (reported as ``INTERNAL``, not as the client's mistake)."""
+    return RequestError(message, code="INTERNAL")
 
 
 class Tagger(Protocol):
@@ -188,7 +203,7 @@ class Handler:
                 entities, tags = self._predict(flat, want)
             except Exception as e:  # noqa: BLE001 - a model failure answers these requests, the server stays up
                 log.exception("prediction failed")
-                err = RequestError(f"prediction failed: {type(e).__name__}: {e}")
+                err = internal_error(f"prediction failed: {type(e).__name__}: {e}")
                 for i, _ in valid:
                     results[i] = err
                 return results  # type: ignore[return-value]
@@ -281,7 +296,7 @@ def model_class(pb_utils: Any) -> type:
             responses = []
             for result in self.handler.serve(arrays, wanted):
                 if isinstance(result, RequestError):
-                    error = pb_utils.TritonError(str(result))
+                    error = pb_utils.TritonError(str(result), getattr(pb_utils.TritonError, result.code))
                     responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 else:
                     tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs]

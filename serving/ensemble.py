@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from nerwheel.serving.backend import Limits, RequestError, decode_texts, decode_with_tags, entities_json, pad_tag_ids
+from nerwheel.serving.backend import (Limits, RequestError, decode_texts, decode_with_tags, entities_json,
+                                      internal_error, pad_tag_ids)
 
 __all__ = ["DecodeHandler", "TokenizeHandler", "load_decoder"]
 
@@ -116,5 +117,5 @@ class DecodeHandler:
             try:
                 out.append(self.decode(r["TEXT"], r["attention_mask"], r["emissions"]))
             except (RequestError, ValueError, IndexError) as e:
-                out.append(e if isinstance(e, RequestError) else RequestError(f"decode failed: {e}"))
+                out.append(e if isinstance(e, RequestError) else internal_error(f"decode failed: {e}"))
         return out

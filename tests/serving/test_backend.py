@@ -93,3 +93,5 @@ def test_model_failure_answers_each_request_with_an_error() -> None:
     results = Handler(Broken(), LIMITS).run([req("a"), req("")])
     assert "prediction failed: MemoryError: out of memory" in str(results[0])
     assert "TEXT[0] is empty" in str(results[1])
+    # The server's own failure is INTERNAL; the client's mistake is INVALID_ARGUMENT.
+    assert (results[0].code, results[1].code) == ("INTERNAL", "INVALID_ARG")

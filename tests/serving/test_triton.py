@@ -185,11 +185,13 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(triton, export_v1:
             "long": (["路" * 41], "TEXT[0] has 41 characters; the limit is 40"),
         }
         for name, (texts, message) in cases.items():
-            with pytest.raises(ServingError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            with pytest.raises(ServingError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
                 client.extract(texts)
+            assert err.value.status == "StatusCode.INVALID_ARGUMENT", (name, err.value.status)  # a client mistake
         big = Client(triton.url, model=model_name, retries=0, batch_size=5)
-        with pytest.raises(ServingError, match="batch"):
+        with pytest.raises(ServingError, match="batch") as err:
             big.extract(["杭州市"] * 5)
+        assert err.value.status == "StatusCode.INVALID_ARGUMENT"
         big.close()
         assert triton.server.returncode is None
         assert client.extract(SAMPLE[:4]) == offline(export_v1, SAMPLE[:4])
