@@ -35,6 +35,23 @@ def test_extract_nothing(content: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
+        ("Sure: " + "[" * 100_000 + "]" * 100_000, "nested deeper than 64 levels"),
+        ("```json\n" + "{\"a\": " * 5000 + "1" + "}" * 5000 + "\n```", "nested deeper than 64 levels"),
+        ('{"entities": [{"text": "\\ud800", "label": "prov"}]}', "lone UTF-16 surrogate"),
+    ],
+)
+def test_extract_refuses_hostile_json(content: str, error: str) -> None:
+    """An answer nested too deep or holding a lone surrogate fails that record, never the run (no RecursionError)."""
+    ex = extract_json(content)
+    assert not ex.ok and ex.value is None and error in (ex.error or "")
+    res = parse_entities_v1(content)
+    assert res.candidates == [] and error in (res.error or "")
+
+
+@pytest.mark.parametrize(
     ("content", "pairs", "reject_reasons"),
     [
         ('{"entities": [{"text": "浙江省", "label": "prov"}, {"text": "杭州市", "label": "city"}]}',

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from nerwheel.formats import conll, labelstudio, mgeo, sft, spans, text
+from nerwheel.formats import conll, labelstudio, mgeo, safejson, sft, spans, text
 from nerwheel.formats.base import (
     BadRecord,
     FormatError,
@@ -110,8 +110,8 @@ def detect_format(path: str | Path, *, sample_lines: int = 200) -> str:
             if not ln.strip():
                 continue
             try:
-                kind = _json_kind(json.loads(ln))
-            except json.JSONDecodeError:
+                kind = _json_kind(safejson.loads(ln))
+            except (json.JSONDecodeError, BadRecord):  # the reader rejects such lines; they cast no vote
                 continue
             if kind:
                 votes[kind] += 1

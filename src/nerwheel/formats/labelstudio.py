@@ -25,6 +25,13 @@ machine labels never pass for gold. ``source="predictions"`` reads the
 predictions instead (re-importing an export), ``"auto"`` takes annotations when
 there are any, else predictions.
 
+A region that is not a well-formed span (no ``type``, a ``value`` without
+``start``/``end``/``labels``, empty ``labels``, a span type other than
+``labels``) rejects its task with the reason: dropping it would turn the task
+into reviewed gold that lacks the entity. Results of other types (``choices``,
+``textarea``, ``rating``, ``relation``) are not spans; they are skipped and
+counted in the notes.
+
 Offsets are code points (Python ``str`` indices), which current Label Studio
 stores; versions before the fix for HumanSignal/label-studio#1008 stored
 JavaScript UTF-16 offsets, which differ after an emoji or other astral
@@ -50,6 +57,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nerwheel.formats import safejson
 from nerwheel.formats.base import BadRecord, FormatError, Parsed, Reject, WriteResult, atomic_path, check_entity
 from nerwheel.formats.lines import BOM, NOTE_BOM, iter_json_lines
 from nerwheel.records import Entity, Record
@@ -83,8 +91,15 @@ def _entities(text: str, result: Any, where: str, *, from_name: str | None, sour
         w = f"{where}.result[{j}]"
         if not isinstance(item, dict):
             raise BadRecord(f"{w} is not an object")
-        if item.get("type") != "labels" or (from_name is not None and item.get("from_name") != from_name):
-            if notes is not None:
+        kind = item.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise BadRecord(f"{w} has no 'type'; a span region is {{\"type\": \"labels\", \"value\": {{\"start\", "
+                            "\"end\", \"text\", \"labels\"}}}}: fix the export or remove the region")
+        if kind != "labels" and kind.endswith("labels"):
+            raise BadRecord(f"{w}: {kind!r} regions cannot be read (nerwheel reads text spans of a <Labels> tag); "
+                            "its labels would be lost: label the text with <Labels>, or remove the region")
+        if kind != "labels" or (from_name is not None and item.get("from_name") != from_name):
+            if notes is not None:  # choices, textarea, rating, relation...: not spans, nothing is lost
                 notes[NOTE_IGNORED] += 1
             continue
         value = item.get("value")
@@ -244,12 +259,21 @@ def _iter_array(path: Path, notes: Counter[str] | None) -> Iterator[tuple[int, A
             yield Reject(name, exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}; the rest of the file "
                                            f"from line {line} could not be read", data[i:i + 200], kind="json")
             return
+        except RecursionError:  # where this task ends cannot be found without decoding it
+            yield Reject(name, line, f"JSON nested deeper than {safejson.MAX_DEPTH} levels; the rest of the file "
+                                     f"from line {line} could not be read", data[i:i + 200], kind="json")
+            return
         raw = data[i:j]
         if any("\udc80" <= c <= "\udcff" for c in raw):
             yield Reject(name, line, "invalid UTF-8 inside this task; re-save the file as UTF-8",
                          raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), kind="utf8")
         else:
-            yield line, obj, raw
+            try:
+                if safejson.needs_check(raw):
+                    safejson.check_value(obj)
+                yield line, obj, raw
+            except BadRecord as exc:
+                yield Reject(name, line, str(exc), raw, kind=exc.kind)
         first = False
         i = skip(j)
 

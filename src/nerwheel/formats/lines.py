@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nerwheel.formats import safejson
 from nerwheel.formats.base import BadRecord, Parsed, Reject
 from nerwheel.records import Record
 
@@ -61,16 +62,19 @@ def iter_lines(path: Path, *, skip_blank: bool = True, notes: Counter[str] | Non
 
 
 def iter_json_lines(path: Path, *, notes: Counter[str] | None = None) -> Iterator[tuple[Line, Any] | Reject]:
-    """Yield ``(line, decoded JSON value)`` per non-blank line, or a :class:`Reject` naming the column."""
+    """Yield ``(line, decoded JSON value)`` per non-blank line, or a :class:`Reject` naming the column
+    (or, for a value nested too deep or holding a lone surrogate, the field: :mod:`.safejson`)."""
     name = str(path)
     for item in iter_lines(path, notes=notes):
         if isinstance(item, Reject):
             yield item
             continue
         try:
-            yield item, json.loads(item.text)
+            yield item, safejson.loads(item.text)
         except json.JSONDecodeError as exc:
             yield Reject(name, item.number, f"invalid JSON: {exc.msg} at column {exc.colno}", item.text, kind="json")
+        except BadRecord as exc:  # nested too deep, or a lone surrogate: not a record
+            yield Reject(name, item.number, str(exc), item.text, kind=exc.kind)
 
 
 def parse_json_lines(

@@ -8,8 +8,10 @@ lives here, beside the readers whose field names it knows.
 
 from __future__ import annotations
 
-import json
 import re
+
+from nerwheel.formats import safejson
+from nerwheel.formats.base import BadRecord
 
 __all__ = ["recover_text"]
 
@@ -34,7 +36,9 @@ def recover_text(raw: str, fmt: str) -> str | None:
         text = "".join(c for c in chars if c)
         return text or None
     try:
-        obj = json.loads(raw)
+        obj = safejson.loads(raw)  # a line nested too deep or holding a lone surrogate has no usable text
+    except BadRecord:
+        return None
     except ValueError:
         obj = None
     if isinstance(obj, dict):
@@ -47,7 +51,7 @@ def recover_text(raw: str, fmt: str) -> str | None:
     if m is None:
         return None
     try:
-        value = json.loads(m.group(1))
-    except ValueError:
+        value = safejson.loads(m.group(1))
+    except ValueError:  # BadRecord included
         return None
     return value if isinstance(value, str) and value.strip() else None

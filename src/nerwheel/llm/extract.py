@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nerwheel.formats import safejson
+from nerwheel.formats.base import BadRecord
+
 __all__ = ["Extracted", "extract_json"]
 
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)(?:```|$)", re.S)
@@ -78,7 +81,24 @@ def _salvage(text: str) -> Extracted | None:
 
 
 def extract_json(text: str) -> Extracted:
-    """Find the JSON value in a model's answer; see the module docstring for the order tried."""
+    """Find the JSON value in a model's answer; see the module docstring for the order tried.
+
+    A value nested deeper than :data:`~nerwheel.formats.safejson.MAX_DEPTH` or holding a lone UTF-16
+    surrogate is no answer (``error`` says which): it fails that record, never the run.
+    """
+    try:
+        found = _extract(text)
+    except RecursionError:
+        return Extracted(error=f"JSON nested deeper than {safejson.MAX_DEPTH} levels")
+    if found.ok:
+        try:
+            safejson.check_value(found.value)
+        except BadRecord as exc:
+            return Extracted(error=str(exc))
+    return found
+
+
+def _extract(text: str) -> Extracted:
     stripped = text.strip()
     if not stripped:
         return Extracted(error="empty response")
