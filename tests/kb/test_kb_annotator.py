@@ -162,3 +162,47 @@ def test_correct_flags_llm_labels_that_break_the_hierarchy(kb: AddressKB, text: 
     assert [f.text for f in hier] == flagged
     assert all(f.new is None and f.reason.startswith("kb: hierarchy: ") for f in hier)
     assert _spans(list(out.entities)) == llm  # flagged, not changed: the caller decides (the LLM teacher drops)
+
+
+def test_a_long_text_is_scanned_in_bounded_windows_cut_at_separators(kb: AddressKB,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """200,000 characters on one line once ran for over 10 minutes (the scan is super-linear in the
+    length it sees); now no scan sees more than WINDOW characters, so time is linear in the length."""
+    from nerwheel.kb import annotator
+
+    address = "浙江省杭州市西湖区文三路478号华星大厦A座12楼"
+    text = "；".join([address] * 2000)  # about 56,000 characters
+    seen: list[int] = []
+    real = AddressKB._scan
+
+    def spy(self, t, banned=frozenset()):
+        seen.append(len(t))
+        return real(self, t, banned)
+
+    monkeypatch.setattr(AddressKB, "_scan", spy)
+    got = kb.annotate_text(text)
+    assert seen and max(seen) <= annotator.WINDOW
+    assert all(text[e.start:e.end] == e.text for e in got)
+    # windows end at a separator, so no copy of the address is cut: each has its administrative and street
+    # parts where it has them alone (a second POI in one window is a subpoi, as it always was)
+    step, street = len(address) + 1, ("prov", "city", "district", "road", "roadno", "floorno")
+    alone = {(e.start, e.end, e.label) for e in kb.annotate_text(address) if e.label in street}
+    for k in range(2000):
+        mine = {(e.start - k * step, e.end - k * step, e.label) for e in got
+                if k * step <= e.start < (k + 1) * step and e.label in street}
+        assert mine == alone, k
+    # and a text with no separator at all is cut hard at WINDOW characters
+    seen.clear()
+    kb.annotate_text("abcdefghij" * 3000)
+    assert max(seen) <= annotator.WINDOW and sum(seen) >= 30000
+
+
+def test_number_patterns_do_not_run_away_on_long_letter_or_digit_runs() -> None:
+    """A run of letters or digits is tried as a number at every position; unbounded, that is
+    quadratic in the run. A number of more than 12 characters is no house number anyway."""
+    from nerwheel.kb.rules import anchored_match
+
+    assert anchored_match("A12号", 0) == ("number", 4)
+    assert anchored_match("1" * 12 + "号", 0) == ("number", 13)
+    assert anchored_match("A" * 200 + "号", 0) is None
+    assert anchored_match("0" * 200 + "米", 0) is None

@@ -12,13 +12,20 @@ It scans an address left to right. At each position it tries, in order:
    (``文三`` + ``路``, ``九堡`` + ``镇``, ``临江`` + ``工业园``).
 Unlabelled gaps left over become ``poi`` (the first) and ``subpoi`` (later
 ones), split after a POI word (``小区``, ``大厦``, ``校区``...).
+
+A text longer than :data:`WINDOW` characters (an address is under 100; a long
+one is a whole document or a glued file) is annotated window by window, each
+window ending after a separator where there is one (:func:`windows`), so the
+time is linear in the length: the scan above looks back over unlabelled gaps
+and is super-linear in the length it sees. Hierarchy checks then apply within
+a window, which is where one address lives.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nerwheel.kb.gazetteer import MUNICIPALITIES as MUNICIPALITY_CODES
@@ -29,11 +36,14 @@ from nerwheel.kb.rules import (ADMIN_SUFFIX_VARIANTS, ASSIST_MULTI, ASSIST_SINGL
                                anchored_match)
 from nerwheel.records import Entity, Record
 
-__all__ = ["AddressKB", "Correction"]
+__all__ = ["WINDOW", "AddressKB", "Correction", "windows"]
+
+#: The most characters one scan sees (see the module docstring).
+WINDOW = 256
 
 LEVEL_RANK = {lab: i for i, lab in enumerate(ADMIN_LEVELS)}
 _NUM_START = re.compile(NUM)
-_NUMBER_HAO = re.compile(rf"{NUM}+号")
+_NUMBER_HAO = re.compile(rf"{NUM}{{1,12}}号")
 _DEVZONE_SUFFIXES = tuple(w for lab, sufs, _, _ in SUFFIX_RULES if lab == "devzone" for w in sufs if len(w) > 2)
 _TAIL_ASSIST = tuple(sorted((*ASSIST_MULTI, "旁", "内"), key=len, reverse=True))
 _FOLLOWS = re.compile(r"[\u4e00-\u9fff0-9]{1,8}?(?:路|街|大道|巷|镇|乡|街道|开发区|工业园|工业区|园区|新区)")
@@ -77,6 +87,23 @@ def _strip(chunk: str) -> str:
     return chunk.strip("".join(SEPARATORS))
 
 
+def windows(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
+    """Consecutive ``(start, end)`` pieces of ``text``, each at most ``size`` long, that cover it.
+
+    A piece ends just after the last separator (punctuation, space, connector) in its second half,
+    so an address between separators stays whole; without one it is cut at ``size``.
+    """
+    out: list[tuple[int, int]] = []
+    start, n = 0, len(text)
+    while n - start > size:
+        end = start + size
+        cut = next((j + 1 for j in range(end - 1, start + size // 2 - 1, -1) if text[j] in SEPARATORS), end)
+        out.append((start, cut))
+        start = cut
+    out.append((start, n))
+    return out
+
+
 def _blank(chunk: str) -> bool:
     """Nothing but punctuation, connectors and the country name (中国浙江省...)."""
     return not chunk.replace("中国", "").strip("".join(SEPARATORS))
@@ -104,6 +131,17 @@ class AddressKB:
         address is scanned again without a place there and the text joins its neighbours (``江南明城``/poi);
         a conflicting full name (``柯桥区`` in ``杭州市柯桥区``) is an address mistake and is left unlabelled.
         """
+        if len(text) <= WINDOW:
+            return self._annotate_window(text)
+        kept: list[Entity] = []
+        dropped: list[tuple[Entity, str]] = []
+        for a, b in windows(text):
+            k, d = self._annotate_window(text[a:b])
+            kept += (replace(e, start=e.start + a, end=e.end + a) for e in k)
+            dropped += ((replace(e, start=e.start + a, end=e.end + a), r) for e, r in d)
+        return kept, dropped
+
+    def _annotate_window(self, text: str) -> tuple[list[Entity], list[tuple[Entity, str]]]:
         banned: dict[int, tuple[Entity, str]] = {}
         for _ in range(4):
             st = self._scan(text, frozenset(banned))

@@ -28,25 +28,28 @@ __all__ = [
 ]
 
 NUM = r"[0-9０-９A-Za-zＡ-Ｚａ-ｚ一二三四五六七八九十百千零〇两]"
-NUMSEQ = rf"{NUM}+(?:[-－—~～#]{NUM}+)*"
+# Number runs are bounded (12 characters, 4 parts): the rules are tried at every position, and an
+# unbounded run makes each try scan to the end of a long letter/digit run (quadratic in the run).
+NUMSEQ = rf"{NUM}{{1,12}}(?:[-－—~～#]{NUM}{{1,12}}){{0,3}}"
 CNUM = r"[0-9０-９一二三四五六七八九十百千零〇两]"
+CNUMS = rf"{CNUM}{{1,12}}"
 
 # (label, pattern) tried at a position, in order; "号" is resolved to roadno/houseno by context.
 ANCHORED: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("distance", re.compile(rf"{CNUM}+(?:\.{CNUM}+)?(?:米|公里|千米)")),
+    ("distance", re.compile(rf"{CNUMS}(?:\.{CNUMS})?(?:米|公里|千米)")),
     ("subpoi", re.compile(rf"{NUMSEQ}号门")),
     ("houseno", re.compile(rf"{NUMSEQ}(?:号楼|号院|幢|栋|座|号馆)")),
     ("cellno", re.compile(rf"{NUMSEQ}(?:单元|梯)")),
     ("roomno", re.compile(rf"{NUMSEQ}(?:室|房间|房)")),
-    ("floorno", re.compile(rf"(?:{NUMSEQ}|地下{CNUM}+|负{CNUM}+)(?:楼层|楼|层|[Ff](?![a-zA-Z]))")),
+    ("floorno", re.compile(rf"(?:{NUMSEQ}|地下{CNUMS}|负{CNUMS})(?:楼层|楼|层|[Ff](?![a-zA-Z]))")),
     ("number", re.compile(rf"{NUMSEQ}(?:号|弄)(?!路|街|巷|大街|大道)")),  # roadno after a road, else houseno
-    ("village_group", re.compile(rf"{CNUM}+(?:组|队|社)(?![区会])")),
-    ("subpoi", re.compile(r"(?:[A-Za-z0-9一二三四五六七八九十东南西北]{1,3})(?:区|期|门)(?![a-zA-Z\u4e00-\u9fff]*?[路街镇乡村市县])")),
+    ("village_group", re.compile(rf"{CNUMS}(?:组|队|社)(?![区会])")),
+    ("subpoi", re.compile(r"(?:[A-Za-z0-9一二三四五六七八九十东南西北]{1,3})(?:区|期|门)(?![a-zA-Z\u4e00-\u9fff]{0,30}?[路街镇乡村市县])")),
 )
 
 # a direction right before a distance is a helper word: 往东000米, 北00米, 西北侧000米
 DIRECTION_BEFORE_DISTANCE = re.compile(
-    rf"(?:往|向|以|朝)?(?:东北|东南|西北|西南|东|南|西|北)(?:侧|面|边|方向)?(?={CNUM}+(?:\.{CNUM}+)?(?:米|公里|千米))")
+    rf"(?:往|向|以|朝)?(?:东北|东南|西北|西南|东|南|西|北)(?:侧|面|边|方向)?(?={CNUMS}(?:\.{CNUMS})?(?:米|公里|千米))")
 
 INTERSECTION = ("十字路口", "交叉路口", "交叉口", "交汇处", "交界处", "交岔口", "岔路口", "路口", "交口")
 ASSIST_MULTI = ("斜对面", "对面", "旁边", "附近", "隔壁", "后面", "楼下", "对过", "西侧", "东侧", "南侧", "北侧",
