@@ -94,3 +94,20 @@ def test_no_length_limit_and_allow_empty() -> None:
     res = validate_records([Record("a", "x" * 100_000), Record("b", " ")],
                            ValidationPolicy(max_length=None, allow_empty=True))
     assert len(res.records) == 2 and not res.rejects
+
+
+def test_limit_length_rejects_long_texts_with_their_line_and_keeps_the_rest() -> None:
+    from nerwheel.validate import DEFAULT_MAX_LENGTH, limit_length
+
+    rr = ReadResult(source="in.jsonl", format="spans")
+    rr.add(Record("a", "杭州市"), 1)
+    rr.add(Record("b", "x" * 11), 3)
+    rr.add(Record("c", "宁波市"), 4)
+    out = limit_length(rr, 10)
+    assert [r.id for r in out.records] == ["a", "c"] and [out.line_of(i) for i in range(2)] == [1, 4]
+    (rej,) = out.rejects
+    assert (rej.file, rej.line, rej.kind) == ("in.jsonl", 3, "too-long")
+    assert "11 characters, over the limit of 10" in rej.reason and '"b"' in rej.raw
+    assert out.read == rr.read == 3
+    assert limit_length(rr, None).records == rr.records  # no limit
+    assert DEFAULT_MAX_LENGTH == 2048

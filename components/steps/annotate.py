@@ -17,8 +17,9 @@ def run(*, texts_uri: str, seed_uri: str, teacher: str, llm_endpoint: str, llm_m
     from nerwheel.components.report import Report, bar_chart
     from nerwheel.components.steps import parameter_hints
     from nerwheel.stages.annotate import annotate, build_teachers
+    from nerwheel.validate import DEFAULT_MAX_LENGTH, limit_length
 
-    texts = read_dataset(resolve_uri(texts_uri, "texts"), format="text")
+    texts = limit_length(read_dataset(resolve_uri(texts_uri, "texts"), format="text"), DEFAULT_MAX_LENGTH)
     configs, seed = [], []
     if teacher == "llm" and llm_endpoint.strip() and llm_model.strip():
         from nerwheel.llm.config import LLMConfig

@@ -36,11 +36,14 @@ from nerwheel.labels import LabelMap
 from nerwheel.records import Entity, Record
 
 __all__ = [
+    "DEFAULT_MAX_LENGTH",
     "OVERLAP_POLICIES",
     "UNKNOWN_LABEL_POLICIES",
     "ValidationError",
     "ValidationPolicy",
     "check_record",
+    "limit_length",
+    "too_long",
     "validate",
     "validate_records",
 ]
@@ -117,6 +120,35 @@ class ValidationPolicy:
         return replace(self.label_map, allowed=allowed)
 
 
+def too_long(text: str, max_length: int, fix: str = "raise the limit with --max-length") -> BadRecord:
+    """The reject reason for a text over the length limit (kind ``too-long``); ``fix`` names the setting."""
+    return BadRecord(f"text has {len(text)} characters, over the limit of {max_length} (split the text, or {fix})",
+                     "too-long")
+
+
+def limit_length(result: ReadResult, max_length: int | None, *,
+                 fix: str = "raise the limit with --max-length") -> ReadResult:
+    """``result`` without the records longer than ``max_length`` characters, which become rejects.
+
+    Every stage that reads texts bounds them (``None``: no limit): the work a text costs grows with
+    its length (a model's windows, a teacher's scan, an LLM's tokens), and one glued file in a line
+    must not stall a run. The rejects keep file, line and the record; ``read`` is unchanged.
+    """
+    if max_length is None or all(len(r.text) <= max_length for r in result.records):
+        return result
+    out = ReadResult(source=result.source, format=result.format, rejects=list(result.rejects),
+                     notes=Counter(result.notes))
+    for line, record in result.located():
+        if len(record.text) > max_length:
+            reason = str(too_long(record.text, max_length, fix))
+            out.rejects.append(Reject(result.source, line, reason, json.dumps(record.to_dict(), ensure_ascii=False),
+                                      kind="too-long"))
+        else:
+            out.add(record, line)
+    out.rejects.sort(key=lambda r: r.line)
+    return out
+
+
 def _fmt(e: Entity) -> str:
     return f"{e.label}[{e.start}:{e.end}] {e.text!r}"
 
@@ -136,8 +168,7 @@ def check_record(record: Record, policy: ValidationPolicy, notes: Counter[str] |
     if not policy.allow_empty and not text.strip():
         raise BadRecord("field 'text' is empty or blank; remove the record or fill in the text", "empty")
     if policy.max_length is not None and len(text) > policy.max_length:
-        raise BadRecord(f"text has {len(text)} characters, over the limit of {policy.max_length} "
-                        "(split the text, or raise the limit with --max-length)", "too-long")
+        raise too_long(text, policy.max_length)
     ents = list(record.entities)
     changed = False
     lm = policy.effective_label_map()

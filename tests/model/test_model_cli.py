@@ -306,3 +306,14 @@ def test_train_unlabeled_adds_kb_labelled_traffic_and_accounts_for_every_line(tm
     kinds = {r["line"]: r["kind"] for r in rejects}
     assert kinds[21] == "eval-text" and kinds[22] == "in-gold" and 23 in kinds
     assert f"unlabeled {traffic}: read 23 = used {u['used']} + rejected {u['rejected']}" in res.stderr
+
+def test_predict_rejects_texts_over_the_length_limit(tiny_model, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("南京市鼓楼区中山路\n" + "南京市" * 1000 + "\n广州市天河区\n", encoding="utf-8")
+    res = _run("predict", src, "--model", tiny_model, "--out", tmp_path / "p.jsonl")
+    assert res.exit_code == 0, res.output
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+    (row,) = [json.loads(r) for r in (tmp_path / "p.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert (row["line"], row["kind"]) == (2, "too-long") and "over the limit of 2048" in row["reason"]
+    res = _run("predict", src, "--model", tiny_model, "--out", tmp_path / "p.jsonl", "--max-length", "6")
+    assert res.exit_code == 0 and len((tmp_path / "p.jsonl").read_text().splitlines()) == 1

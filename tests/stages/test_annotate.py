@@ -140,3 +140,20 @@ def test_cli_annotate_accounts_for_every_line_of_input_and_examples(tmp_path: Pa
     # --labels restricts the teacher to the target labels: no roadno
     assert [[(e.text, e.label) for e in r.entities] for r in records] == [
         [("杭州市", "city"), ("西湖区", "district")], [("文三路", "road")]]
+
+
+def test_cli_annotate_rejects_texts_over_the_length_limit(tmp_path: Path) -> None:
+    """A 200,000-character line once kept annotate busy for over 10 minutes; it is now a counted reject."""
+    inp = tmp_path / "in.txt"
+    inp.write_text("杭州市西湖区\n" + "浙江省杭州市西湖区文三路000号" * 200 + "\n宁波市\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--stats", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    assert "read 3 = labelled 2 + failed 0 + rejected on input 1" in res.output and "too-long 1" in res.output
+    (row,) = [json.loads(x) for x in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert (row["kind"], row["line"], row["code"]) == ("input", 2, "too-long")
+    assert "3200 characters, over the limit of 2048" in row["reason"]
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--max-length", "5"])
+    assert "read 3 = labelled 1 + failed 0 + rejected on input 2" in res.output
+    res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--max-length", "0"])  # 0: no limit
+    assert "read 3 = labelled 3" in res.output

@@ -67,18 +67,22 @@ def handle_errors() -> Iterator[None]:
 
 
 def read_input(path: str | Path, fmt: str | None = None, *, what: str = "input", rejects: list[Any] | None = None,
-               quiet: bool = False, task: Any = None, **options: Any) -> ReadResult:
+               quiet: bool = False, task: Any = None, max_length: int | None = None,
+               **options: Any) -> ReadResult:
     """Read records from ``path`` (any format, detected unless ``fmt``), the way every command does.
 
     ``task`` (:func:`nerwheel.tasks.get_task`) reads its own records (the classifier's messages); default NER.
+    Texts longer than ``max_length`` characters become ``too-long`` rejects (``--max-length``).
 
     Prints ``what: <summary>`` and the first three rejects on stderr (unless ``quiet``) and, when
     ``rejects`` is given, appends every reject to it. An unreadable file raises
     :class:`~nerwheel.formats.FormatError` (one line, exit 1).
     """
     from nerwheel.formats import read_records
+    from nerwheel.validate import limit_length
 
     result = task.read(path, fmt, **options) if task is not None else read_records(path, fmt, **options)
+    result = limit_length(result, max_length)
     if not quiet:
         click.echo(f"{what}: {result.summary()}", err=True)
         for rej in result.rejects[:3]:

@@ -261,8 +261,10 @@ def export(task_name, model, out, quantize, eval_path, atol, optimize, max_lengt
 @click.option("--batch-size", type=int, default=32, show_default=True,
               help="Windows per forward pass (local model) or texts per request (--url).")
 @decode_options
+@click.option("--max-length", type=click.IntRange(min=0), default=2048, show_default=True,
+              help="Reject input texts longer than this many characters (0: no limit).")
 def predict(input_path, task_name, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size,
-            nested, extensions):
+            nested, extensions, max_length):
     """Run a model (PyTorch, ONNX Runtime) or a Triton server over INPUT; JSONL in input order (stdout without
     --out). ner: span JSONL; classify: each input record with `label` and `probabilities`."""
     if bool(model) == bool(url):
@@ -274,7 +276,7 @@ def predict(input_path, task_name, model, url, served_name, out, rejects_path, f
 
     task = _task_for(task_name, model)
     decode = _decode(task, nested, extensions)
-    data = read_input(input_path, fmt, what="input", task=task)
+    data = read_input(input_path, fmt, what="input", task=task, max_length=max_length or None)
     records, rejects = data.records, data.rejects
     if url:
         predictor: Any = task.load_predictor(url, model=served_name, batch_size=batch_size)

@@ -17,6 +17,7 @@ from nerwheel.cli.options import format_option
 from nerwheel.errors import ConfigError
 from nerwheel.formats import ReadResult, write_records, write_rejects
 from nerwheel.storage import write_json
+from nerwheel.validate import DEFAULT_MAX_LENGTH
 
 
 def _overlap_policy(value: str) -> str:
@@ -60,11 +61,13 @@ def _labels(value: str | None) -> tuple[str, ...] | None:
               help="Bad input lines, failed records and refused entities with reasons (default: OUT.rejects.jsonl).")
 @click.option("--stats", "stats_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write run counts, token usage and cost as JSON.")
+@click.option("--max-length", type=click.IntRange(min=0), default=DEFAULT_MAX_LENGTH, show_default=True,
+              help="Reject input texts longer than this many characters (0: no limit).")
 @llm_options
 def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[str, ...], examples: Path | None,
              per_type: int, mode: str, prompt: str | None, kb_correct: bool, min_votes: int | None,
              labels_opt: str | None, label_map_path: Path | None, overlaps: str,
-             rejects_path: Path | None, stats_path: Path | None, **llm_kw: Any) -> None:
+             rejects_path: Path | None, stats_path: Path | None, max_length: int, **llm_kw: Any) -> None:
     """Label INPUT with a teacher (knowledge base or LLM) and write OUT.
 
     Every line of INPUT is accounted for: read = labelled + failed + rejected on input. Lines the
@@ -75,7 +78,7 @@ def annotate(input_path: Path, out_path: Path, fmt: str | None, teachers: tuple[
     from nerwheel.stages.annotate import build_teachers, input_reject
 
     labels = _labels(labels_opt)
-    read = read_input(input_path, fmt, what="INPUT")
+    read = read_input(input_path, fmt, what="INPUT", max_length=max_length or None)
     configs = llm_configs(llm_kw)
     chosen = teachers or (("llm",) if configs else ("kb",))
     label_map = None

@@ -143,6 +143,9 @@ class DataSettings(Section):
     test_file: str | None = Field(None, description="optional held-out records, evaluated once after training")
     format: str | None = Field(None, description="input format (default: detected from content)")
     dev_ratio: float = Field(0.1, gt=0, lt=1, description="share of train carved out for validation without dev_file")
+    max_text_length: int = Field(
+        2048, ge=0, description="records whose text is longer (characters) are rejected, in every file (0: no limit)"
+    )
 
 
 class UnlabeledSettings(Section):

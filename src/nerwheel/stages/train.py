@@ -111,6 +111,13 @@ def _read(path: str, fmt: str | None) -> ReadResult:
     return read_records(path, format=fmt) if fmt else read_records(path)
 
 
+def _limit(result: ReadResult, max_text_length: int) -> ReadResult:
+    """Texts over ``data.max_text_length`` characters become rejects (0: no limit)."""
+    from nerwheel.validate import limit_length
+
+    return limit_length(result, max_text_length or None, fix="raise data.max_text_length")
+
+
 def _counts(result: ReadResult) -> dict[str, Any]:
     out: dict[str, Any] = {"read": result.read, "accepted": len(result.records), "rejected": len(result.rejects)}
     if result.rejects:
@@ -181,7 +188,7 @@ def resolve_inputs(
                 raise TrainDataError("no training data: set data.train_file", field="data.train_file")
             parts[role] = None
             continue
-        result = _read(path, d.format)
+        result = _limit(_read(path, d.format), d.max_text_length)
         if role == "train":  # dev and test are scored as they are; only train must fit the tags
             result, dropped = tag_ready(result, overlaps)
         log.info("%s: %s", role, result.summary())
@@ -193,7 +200,7 @@ def resolve_inputs(
         if role == "train":
             fp["validation"] = _policy_counts(result, dropped)
     if train is not None:  # records passed in memory: the same policy, positions for lines
-        result, dropped = tag_ready(_in_memory(parts["train"] or [], "train"), overlaps)
+        result, dropped = tag_ready(_limit(_in_memory(parts["train"] or [], "train"), d.max_text_length), overlaps)
         rejects += result.rejects
         parts["train"] = list(result.records)
         fp["validation"] = {**_counts(result), **_policy_counts(result, dropped)}
