@@ -19,6 +19,9 @@ from nerwheel.records import Entity, Record
 
 __all__ = [
     "ADDRESS_LABELS",
+    "ANY",
+    "LabelSet",
+    "TASK_LABELS",
     "SCHEMES",
     "LabelMap",
     "Scheme",
@@ -48,6 +51,48 @@ def is_extension_label(label: str) -> bool:
     auxiliary outputs, and nothing reports them as target entities.
     """
     return ":" in label
+
+
+#: What ``--labels`` / ``data.labels`` say to accept every label.
+ANY = "any"
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The labels entities may carry, and where that set comes from (every summary names both).
+
+    Resolved in this order by whoever reads labelled data: what the user gave (``--labels``,
+    ``data.labels``), the data's own schema (CoNLL ``schema.json``), the model being continued,
+    else the task's labels (:data:`TASK_LABELS`). ``labels=None`` accepts every label: only when
+    the user says so (``any``).
+    """
+
+    labels: frozenset[str] | None
+    source: str
+
+    @classmethod
+    def parse(cls, value: str | Iterable[str], source: str) -> LabelSet:
+        """``"a,b"``, a list of names, or ``"any"``; an empty set is an error that says what to give."""
+        names = [x.strip() for x in (value.split(",") if isinstance(value, str) else value) if x.strip()]
+        if names == [ANY]:
+            return cls(None, source)
+        if not names:
+            from nerwheel.errors import ConfigError
+
+            raise ConfigError(f"{source}: give the allowed labels (e.g. prov,city,road) or '{ANY}'")
+        return cls(frozenset(names), source)
+
+    def describe(self) -> str:
+        if self.labels is None:
+            return f"labels: {ANY}, not checked (from {self.source})"
+        return f"labels checked ({len(self.labels)}, from {self.source}): {', '.join(sorted(self.labels))}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "labels": sorted(self.labels) if self.labels is not None else ANY}
+
+
+#: The NER task's labels: what an unknown label is judged against when nothing else names a set.
+TASK_LABELS = LabelSet(frozenset(ADDRESS_LABELS), "the address task, the default")
 
 
 @dataclass(frozen=True)

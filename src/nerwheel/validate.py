@@ -32,7 +32,7 @@ from typing import Any
 
 from nerwheel.errors import ConfigError
 from nerwheel.formats.base import BadRecord, FormatError, ReadResult, Reject
-from nerwheel.labels import LabelMap
+from nerwheel.labels import LabelMap, LabelSet, is_extension_label
 from nerwheel.records import Entity, Record
 
 __all__ = [
@@ -43,7 +43,9 @@ __all__ = [
     "ValidationPolicy",
     "check_record",
     "limit_length",
+    "reject_unknown_labels",
     "too_long",
+    "unknown_label",
     "validate",
     "validate_records",
 ]
@@ -149,6 +151,43 @@ def limit_length(result: ReadResult, max_length: int | None, *,
     return out
 
 
+def unknown_label(e: Entity, allowed: Iterable[str], source: str = "",
+                  fix: str = "to translate synonyms use --unknown-labels map with --label-map FILE") -> BadRecord:
+    """The reject for an entity whose label is outside the label set (kind ``unknown-label``)."""
+    where = f" ({source})" if source else ""
+    return BadRecord(f"unknown label {e.label!r} ({_fmt(e)}); allowed labels{where} are: "
+                     f"{', '.join(sorted(allowed))} ({fix})", "unknown-label")
+
+
+def reject_unknown_labels(result: ReadResult, label_set: LabelSet, *,
+                          fix: str = "set the labels with --labels A,B,... or --labels any") -> ReadResult:
+    """``result`` without the records that carry a label outside ``label_set``, which become rejects.
+
+    An unknown label is most often a typo (``STREETX``) or data meant for another task; accepted,
+    it becomes a class of the model. ``label_set.labels=None`` (``any``) checks nothing; extension
+    labels (``kb:city``, ``pos:n``: a namespace prefix) are auxiliary outputs, never judged as targets.
+    """
+    allowed = label_set.labels
+
+    def unknown(e: Entity) -> bool:  # extension labels (kb:city, pos:n) live in their own namespaces
+        return e.label not in allowed and not is_extension_label(e.label)
+
+    if allowed is None or not any(unknown(e) for r in result.records for e in r.entities):
+        return result
+    out = ReadResult(source=result.source, format=result.format, rejects=list(result.rejects),
+                     notes=Counter(result.notes))
+    for line, record in result.located():
+        bad = next((e for e in record.entities if unknown(e)), None)
+        if bad is None:
+            out.add(record, line)
+            continue
+        reason = str(unknown_label(bad, allowed, label_set.source, fix))
+        out.rejects.append(Reject(result.source, line, reason, json.dumps(record.to_dict(), ensure_ascii=False),
+                                  kind="unknown-label"))
+    out.rejects.sort(key=lambda r: r.line)
+    return out
+
+
 def _fmt(e: Entity) -> str:
     return f"{e.label}[{e.start}:{e.end}] {e.text!r}"
 
@@ -188,11 +227,8 @@ def check_record(record: Record, policy: ValidationPolicy, notes: Counter[str] |
         ents = mapped
     elif policy.allowed_labels is not None:
         for e in ents:
-            if e.label not in policy.allowed_labels:
-                raise BadRecord(
-                    f"unknown label {e.label!r} ({_fmt(e)}); allowed labels are: "
-                    f"{', '.join(sorted(policy.allowed_labels))} (to translate synonyms use "
-                    "--unknown-labels map with --label-map FILE)", "unknown-label")
+            if e.label not in policy.allowed_labels and not is_extension_label(e.label):
+                raise unknown_label(e, policy.allowed_labels)
     unique = list(dict.fromkeys(ents))  # Entity equality is (start, end, label, text)
     if len(unique) != len(ents):
         notes[NOTE_DUPLICATE_ENTITIES] += len(ents) - len(unique)

@@ -43,11 +43,12 @@ def test_help_everywhere(sub: list[str]) -> None:
 def test_validate_prints_a_reconciling_summary_and_writes_rejects(data_file: Path, tmp_path: Path) -> None:
     rej = tmp_path / "rej.jsonl"
     out = run("validate", str(data_file), "--rejects", str(rej))
-    assert f"{data_file} (spans): read 6 = accepted 3 + rejected 3" in out
-    assert "rejected by kind: empty 1, json 1, overlap 1" in out
-    assert f"rejects: 3 written to {rej}" in out
+    assert f"{data_file} (spans): read 6 = accepted 2 + rejected 4" in out
+    assert "rejected by kind: empty 1, json 1, overlap 1, unknown-label 1" in out
+    assert "labels checked (19, from the address task, the default): assist, cellno, city," in out
+    assert f"rejects: 4 written to {rej}" in out
     rows = read_rejects(rej)
-    assert [(r.line, r.kind) for r in rows] == [(3, "overlap"), (4, "empty"), (6, "json")]
+    assert [(r.line, r.kind) for r in rows] == [(3, "overlap"), (4, "empty"), (5, "unknown-label"), (6, "json")]
     assert all(r.file == str(data_file) for r in rows)
 
 
@@ -79,7 +80,7 @@ def test_validate_default_rejects_path_is_in_the_working_dir(data_file: Path, tm
 
 def test_convert_to_conll_and_back(data_file: Path, tmp_path: Path) -> None:
     conll = tmp_path / "out" / "x.conll"
-    out = run("convert", str(data_file), str(conll), "--to", "conll", "-w", "scheme=BIOES")
+    out = run("convert", str(data_file), str(conll), "--to", "conll", "-w", "scheme=BIOES", "--labels", "any")
     assert "read 6 = written 3 + rejected 3 (1 unreadable, 2 not expressible in conll)" in out
     rejects = read_rejects(Path(str(conll) + ".rejects.jsonl"))
     assert [(r.file, r.line, r.kind) for r in rejects] == [(str(data_file), 3, "unexpressible"),
@@ -106,13 +107,52 @@ def test_convert_strict_refuses_unexpressible_records(data_file: Path, tmp_path:
 
 
 def test_stats_json_and_text(data_file: Path) -> None:
-    d = json.loads(run("stats", str(data_file), "--json"))
+    d = json.loads(run("stats", str(data_file), "--json", "--labels", "any"))
     assert d["records"] == 5 and d["entities"] == 7 and d["input"]["rejected"] == 1
     assert d["per_label"]["city"] == {"entities": 2, "records": 2, "mean_length": 3.0}
     assert d["text_length"] == {"min": 0, "p50": 3, "p90": 6, "p99": 6, "max": 6, "mean": 3.6}
     assert {"labels": ["city", "prov"], "records": 1} in d["cooccurrence"] and d["overlapping_records"] == 1
-    text = run("stats", str(data_file))
+    text = run("stats", str(data_file), "--labels", "any")
     assert "text length (chars): min 0  p50 3  p90 6" in text and "city + prov: 1" in text
+    assert "labels: any, not checked (from --labels)" in text
+
+
+STREETX = {"text": "文三路", "entities": [{"start": 0, "end": 3, "label": "STREETX"}]}
+
+
+@pytest.mark.parametrize("command", ["validate", "convert", "stats"])
+def test_an_unknown_label_is_a_reject_by_default_and_the_summary_names_the_label_set(
+        command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """STREETX (a typo) used to pass validate, convert and stats silently and become a class of the model."""
+    monkeypatch.chdir(tmp_path)  # validate writes its rejects to the working folder
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "杭州市", "entities": [{"start": 0, "end": 3, "label": "city"}]}) + "\n"
+                   + json.dumps(STREETX, ensure_ascii=False) + "\n", encoding="utf-8")
+    extra = [str(tmp_path / "o.conll"), "--to", "conll"] if command == "convert" else []
+    out = run(command, str(src), *extra)
+    assert ("read 2 = written 1 + rejected 1" if command == "convert" else "read 2 = accepted 1 + rejected 1") in out
+    assert "labels checked (19, from the address task, the default)" in out
+    out = run(command, str(src), *extra, "--labels", "city,STREETX")
+    assert "rejected 0" in out and "labels checked (2, from --labels): STREETX, city" in out
+    out = run(command, str(src), *extra, "--labels", "any")
+    assert "rejected 0" in out and "labels: any, not checked" in out
+
+
+def test_an_unknown_label_reject_says_which_label_and_which_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(STREETX, ensure_ascii=False) + "\n", encoding="utf-8")
+    run("validate", str(src), "--rejects", str(tmp_path / "r.jsonl"))
+    (rej,) = read_rejects(tmp_path / "r.jsonl")
+    assert (rej.line, rej.kind) == (1, "unknown-label")
+    assert "unknown label 'STREETX'" in rej.reason and "prov" in rej.reason
+
+
+def test_a_conll_schema_is_the_label_set(tmp_path: Path) -> None:
+    (tmp_path / "schema.json").write_text(json.dumps({"scheme": "BIO", "labels": ["prov", "STREETX"]}))
+    (tmp_path / "d.conll").write_text("文\tB-STREETX\n三\tI-STREETX\n", encoding="utf-8")
+    out = run("validate", str(tmp_path / "d.conll"))
+    assert "accepted 1 + rejected 0" in out and f"labels checked (2, from the CoNLL schema of {tmp_path / 'd.conll'})" in out
 
 
 def test_split_writes_parts_subsets_and_manifest(tmp_path: Path) -> None:

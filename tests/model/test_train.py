@@ -85,7 +85,17 @@ def test_continue_training_keeps_known_tags_and_adds_new_ones(tmp_path, tiny_mod
     records = [r.with_entities([*r.entities]) for r in make_mixed(30, seed=8)]
     extra = [r.with_entities([e if e.label != "poi" else type(e)(e.start, e.end, "building", e.text)
                               for e in r.entities]) for r in records]
+    # the continued model's labels judge new data: a new label is refused unless data.labels names it
+    from nerwheel.stages.train import TrainDataError, resolve_inputs
+
+    cfg = tiny_config(tmp_path, "refused", model={"init_from": str(tiny_model)})
+    refused = resolve_inputs(cfg, extra[:24], extra[24:])
+    assert refused.rejects and {r.kind for r in refused.rejects} == {"unknown-label"}
+    assert "'building'" in refused.rejects[0].reason and f"the model being continued ({tiny_model})" in \
+        refused.rejects[0].reason
+    assert refused.fingerprints["label_set"]["labels"] == sorted(base.labels)
     cfg = tiny_config(tmp_path, "continued", model={"init_from": str(tiny_model)},
+                      data={"labels": [*base.labels, "building"]},
                       training={"epochs": 1, "learning_rate": 1e-9},
                       optimizer={"head_learning_rate": 1e-9})
     out = train(cfg, train_records=extra[:24], dev_records=extra[24:])

@@ -34,3 +34,20 @@ def test_train_rejects_texts_over_the_configured_length(tmp_path: Path) -> None:
     assert [r.line for r in short.rejects] == [1, 2]
     unlimited = resolve_inputs(TrainConfig.model_validate({"data": {"train_file": train, "max_text_length": 0}}))
     assert unlimited.rejects == []
+
+
+def test_train_rejects_unknown_labels_by_default_and_records_the_label_set(tmp_path: Path) -> None:
+    """STREETX once went into the model's label set; now the task's labels judge it unless data.labels says."""
+    train = jsonl(tmp_path / "t.jsonl", ents("浙江省杭州市", (0, 3, "prov")), ents("文三路", (0, 3, "STREETX")))
+    dev = jsonl(tmp_path / "d.jsonl", ents("杭州市", (0, 3, "city")), ents("文三路", (0, 3, "STREETX")))
+    inputs = resolve_inputs(TrainConfig.model_validate({"data": {"train_file": train, "dev_file": dev}}))
+    assert [(Path(r.file).name, r.line, r.kind) for r in inputs.rejects] == [("t.jsonl", 2, "unknown-label"),
+                                                                             ("d.jsonl", 2, "unknown-label")]
+    assert "unknown label 'STREETX'" in inputs.rejects[0].reason and "data.labels" in inputs.rejects[0].reason
+    assert inputs.fingerprints["label_set"]["source"] == "the address task, the default"
+    explicit = resolve_inputs(TrainConfig.model_validate(
+        {"data": {"train_file": train, "dev_file": dev, "labels": ["prov", "city", "STREETX"]}}))
+    assert explicit.rejects == [] and explicit.fingerprints["label_set"] == {
+        "source": "data.labels", "labels": ["STREETX", "city", "prov"]}
+    anything = resolve_inputs(TrainConfig.model_validate({"data": {"train_file": train, "labels": "any"}}))
+    assert anything.rejects == [] and anything.fingerprints["label_set"]["labels"] == "any"

@@ -13,8 +13,10 @@ import click
 from nerwheel.cli.common import read_input
 from nerwheel.cli.options import FORMAT_CHOICE, format_option
 from nerwheel.formats import FormatError, ReadResult, write_records, write_rejects
+from nerwheel.labels import TASK_LABELS, LabelSet
 from nerwheel.storage import write_json
-from nerwheel.validate import OVERLAP_POLICIES, UNKNOWN_LABEL_POLICIES, ValidationPolicy, validate as run_validation
+from nerwheel.validate import OVERLAP_POLICIES, UNKNOWN_LABEL_POLICIES, ValidationPolicy, reject_unknown_labels
+from nerwheel.validate import validate as run_validation
 
 
 def _parse_options(pairs: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -54,8 +56,7 @@ def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--overlaps", type=click.Choice(OVERLAP_POLICIES), default="reject", show_default=True,
                      help="Overlapping spans: reject the record, keep the longest span, or keep them all "
                      "(data for a span head, model.head: span)."),
-        click.option("--labels", "allowed", default=None, metavar="A,B,...",
-                     help="The allowed labels; others are unknown."),
+        _labels_option(),
         click.option("--label-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help="JSON/YAML file of synonym -> label (e.g. 省份 -> prov)."),
         click.option("--unknown-labels", type=click.Choice(UNKNOWN_LABEL_POLICIES), default=None,
@@ -68,11 +69,34 @@ def _policy_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _policy(max_length: int, allow_empty: bool, overlaps: str, allowed: str | None, label_map: Path | None,
+def _labels_option() -> Callable[..., Any]:
+    return click.option("--labels", "allowed", default=None, metavar="A,B,...|any",
+                        help="The allowed labels (others are unknown: the record is rejected), or 'any' "
+                             "[default: the labels of a CoNLL schema.json, else the address task's labels].")
+
+
+def _label_set(allowed: str | None, result: ReadResult, read_options: tuple[str, ...],
+               label_prefix: str = "") -> LabelSet:
+    """The label set this command checks (see :class:`nerwheel.labels.LabelSet` for the order)."""
+    from nerwheel.formats.conll import find_schema
+
+    if allowed:
+        return LabelSet.parse(allowed, "--labels")
+    if result.format == "conll":
+        schema_opt = _parse_options(read_options, "--option").get("schema")
+        schema = find_schema(Path(result.source), schema_opt)
+        if schema.labels:
+            return LabelSet(frozenset(schema.labels.values()), f"the CoNLL schema of {result.source}")
+    if label_prefix:
+        return LabelSet(None, f"--label-prefix {label_prefix!r}: extension labels")
+    return TASK_LABELS
+
+
+def _policy(max_length: int, allow_empty: bool, overlaps: str, label_set: LabelSet, label_map: Path | None,
             unknown_labels: str | None, label_prefix: str, strict: bool) -> ValidationPolicy:
     from nerwheel.labels import LabelMap
 
-    labels = frozenset(x.strip() for x in allowed.split(",") if x.strip()) if allowed else None
+    labels = label_set.labels
     mode = unknown_labels or ("map" if label_map or label_prefix else "reject")
     lm = None
     if mode == "map":
@@ -121,9 +145,13 @@ def validate(input_path: Path, fmt: str | None, read_options: tuple[str, ...], r
 
     Every rejected record goes to the rejects file with its file, line and reason.
     """
-    policy = _policy(max_length, allow_empty, overlaps, allowed, label_map, unknown_labels, label_prefix, strict)
-    result = run_validation(_read(input_path, fmt, read_options), policy)
+    _policy(max_length, allow_empty, overlaps, TASK_LABELS, label_map, unknown_labels, label_prefix, strict)
+    read = _read(input_path, fmt, read_options)
+    labels = _label_set(allowed, read, read_options, label_prefix)
+    policy = _policy(max_length, allow_empty, overlaps, labels, label_map, unknown_labels, label_prefix, strict)
+    result = run_validation(read, policy)
     click.echo(result.summary())
+    click.echo(labels.describe())
     msg = _write_rejects(result.rejects, rejects_path, input_path, always=rejects_path is not None)
     if msg:
         click.echo(msg)
@@ -144,8 +172,10 @@ def validate(input_path: Path, fmt: str | None, read_options: tuple[str, ...], r
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write records that could not be read or expressed (default: OUTPUT.rejects.jsonl).")
 @click.option("--strict", is_flag=True, help="Stop at the first problem with exit status 1.")
+@_labels_option()
 def convert(input_path: Path, fmt: str | None, read_options: tuple[str, ...], output_path: Path, to_fmt: str,
-            from_fmt: str | None, write_options: tuple[str, ...], rejects_path: Path | None, strict: bool) -> None:
+            from_fmt: str | None, write_options: tuple[str, ...], rejects_path: Path | None, strict: bool,
+            allowed: str | None) -> None:
     """Convert INPUT to OUTPUT in another format.
 
     A record the target format cannot express faithfully (e.g. overlapping spans in CoNLL) is not altered:
@@ -153,7 +183,10 @@ def convert(input_path: Path, fmt: str | None, read_options: tuple[str, ...], ou
     """
     if fmt and from_fmt and fmt != from_fmt:
         raise click.BadParameter(f"--format {fmt} and --from {from_fmt} disagree", param_hint="--from")
-    result = _read(input_path, from_fmt or fmt, read_options)
+    read = _read(input_path, from_fmt or fmt, read_options)
+    labels = _label_set(allowed, read, read_options)
+    result = reject_unknown_labels(read, labels)
+    unknown = len(result.rejects) - len(read.rejects)
     wopts = _parse_options(write_options, "--write-option")
 
     def origin(i: int, _r: Any) -> tuple[str, int]:
@@ -170,7 +203,9 @@ def convert(input_path: Path, fmt: str | None, read_options: tuple[str, ...], ou
     rejects = sorted([*result.rejects, *w.rejects], key=lambda r: r.line)
     click.echo(f"{input_path} ({result.format}) -> {output_path} ({to_fmt}): read {result.read} = "
                f"written {w.written} + rejected {len(rejects)} "
-               f"({len(result.rejects)} unreadable, {len(w.rejects)} not expressible in {to_fmt})")
+               f"({len(read.rejects)} unreadable, " + (f"{unknown} with unknown labels, " if unknown else "")
+               + f"{len(w.rejects)} not expressible in {to_fmt})")
+    click.echo(labels.describe())
     if result.notes:
         click.echo("  notes: " + "; ".join(f"{k}: {n}" for k, n in sorted(result.notes.items())))
     if rejects:
@@ -183,19 +218,28 @@ def convert(input_path: Path, fmt: str | None, read_options: tuple[str, ...], ou
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many co-occurring label pairs to list (text output).")
-def stats(input_path: Path, fmt: str | None, read_options: tuple[str, ...], as_json: bool, top: int) -> None:
-    """Describe INPUT: records, entities per label, text lengths, label co-occurrence."""
+@_labels_option()
+def stats(input_path: Path, fmt: str | None, read_options: tuple[str, ...], as_json: bool, top: int,
+          allowed: str | None) -> None:
+    """Describe INPUT: records, entities per label, text lengths, label co-occurrence.
+
+    Records with a label outside the label set are rejected (counted, not described).
+    """
     from nerwheel.stages.stats import describe
 
-    result = _read(input_path, fmt, read_options)
+    read = _read(input_path, fmt, read_options)
+    labels = _label_set(allowed, read, read_options)
+    result = reject_unknown_labels(read, labels)
     st = describe(result.records)
     if as_json:
         d = st.to_dict()
         d["input"] = {"path": str(input_path), "format": result.format, "read": result.read,
-                      "rejected": len(result.rejects)}
+                      "rejected": len(result.rejects), "rejected_by_kind": dict(result.reject_kinds()),
+                      "label_set": labels.to_dict()}
         click.echo(json.dumps(d, ensure_ascii=False, indent=2))
         return
     click.echo(result.summary())
+    click.echo(labels.describe())
     tl = st.text_length
     click.echo(f"records: {st.records} ({st.labelled_records} with entities); entities: {st.entities}; "
                f"records with overlapping spans: {st.overlapping_records}")

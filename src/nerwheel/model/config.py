@@ -146,6 +146,10 @@ class DataSettings(Section):
     max_text_length: int = Field(
         2048, ge=0, description="records whose text is longer (characters) are rejected, in every file (0: no limit)"
     )
+    labels: list[str] | Literal["any"] | None = Field(
+        None, description="the allowed entity labels; a record with another label is rejected, in every file "
+        "(default: the labels of the model being continued, else the address task's labels; `any`: no check)"
+    )
 
 
 class UnlabeledSettings(Section):

@@ -46,7 +46,7 @@ import yaml
 
 from nerwheel.errors import DataError
 from nerwheel.formats.base import ReadResult, Reject
-from nerwheel.labels import TagSet
+from nerwheel.labels import TASK_LABELS, LabelSet, TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
 from nerwheel.model.card import ModelCard
 from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
@@ -111,11 +111,26 @@ def _read(path: str, fmt: str | None) -> ReadResult:
     return read_records(path, format=fmt) if fmt else read_records(path)
 
 
-def _limit(result: ReadResult, max_text_length: int) -> ReadResult:
-    """Texts over ``data.max_text_length`` characters become rejects (0: no limit)."""
-    from nerwheel.validate import limit_length
+def train_label_set(config: TrainConfig) -> LabelSet:
+    """The labels training data may carry: ``data.labels``, else the continued model's, else the task's."""
+    from nerwheel.model.backbones import is_nerwheel_model
+    from nerwheel.model.card import ModelCard
 
-    return limit_length(result, max_text_length or None, fix="raise data.max_text_length")
+    if config.data.labels is not None:
+        return LabelSet.parse(config.data.labels, "data.labels")
+    source = config.model.init_from or config.model.model_id
+    if is_nerwheel_model(source):
+        return LabelSet(frozenset(ModelCard.read(source).labels), f"the model being continued ({source})")
+    return TASK_LABELS
+
+
+def _limit(result: ReadResult, max_text_length: int, label_set: LabelSet) -> ReadResult:
+    """Texts over ``data.max_text_length`` characters (0: no limit) and records with labels outside the
+    label set become rejects."""
+    from nerwheel.validate import limit_length, reject_unknown_labels
+
+    result = limit_length(result, max_text_length or None, fix="raise data.max_text_length")
+    return reject_unknown_labels(result, label_set, fix="name every label in data.labels, or set data.labels: any")
 
 
 def _counts(result: ReadResult) -> dict[str, Any]:
@@ -175,7 +190,9 @@ def resolve_inputs(
     """
     d = config.data
     overlaps = "keep" if config.model.head == "span" else "keep-longest"
-    fp: dict[str, Any] = {}
+    label_set = train_label_set(config)
+    log.info("%s", label_set.describe())
+    fp: dict[str, Any] = {"label_set": label_set.to_dict()}
     rejects: list[Reject] = []
     dropped: list[dict[str, Any]] = []
     parts: dict[str, list[Record] | None] = {}
@@ -188,7 +205,7 @@ def resolve_inputs(
                 raise TrainDataError("no training data: set data.train_file", field="data.train_file")
             parts[role] = None
             continue
-        result = _limit(_read(path, d.format), d.max_text_length)
+        result = _limit(_read(path, d.format), d.max_text_length, label_set)
         if role == "train":  # dev and test are scored as they are; only train must fit the tags
             result, dropped = tag_ready(result, overlaps)
         log.info("%s: %s", role, result.summary())
@@ -200,7 +217,8 @@ def resolve_inputs(
         if role == "train":
             fp["validation"] = _policy_counts(result, dropped)
     if train is not None:  # records passed in memory: the same policy, positions for lines
-        result, dropped = tag_ready(_limit(_in_memory(parts["train"] or [], "train"), d.max_text_length), overlaps)
+        result, dropped = tag_ready(_limit(_in_memory(parts["train"] or [], "train"), d.max_text_length, label_set),
+                                    overlaps)
         rejects += result.rejects
         parts["train"] = list(result.records)
         fp["validation"] = {**_counts(result), **_policy_counts(result, dropped)}
