@@ -73,3 +73,7 @@ def task_logging(level: int = logging.INFO) -> None:
         handler.nerwheel_task = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.propagate = False
+    from nerwheel import redact
+
+    redact.install(logger)  # credentials in URLs never reach the pod log
+    redact.install()  # nor through the root's handlers (httpx, botocore)

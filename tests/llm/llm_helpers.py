@@ -49,6 +49,7 @@ class ScriptedServer:
         self.script: Callable[[int, dict[str, Any]], Reply] = lambda n, body: chat('{"entities": []}')
         self.calls = 0
         self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, per call
         self.answered: list[dict[str, Any]] = []  # bodies whose reply was fully sent
         self.in_flight = 0
         self.max_in_flight = 0
@@ -76,6 +77,7 @@ class ScriptedServer:
             self.script = script
             self.calls = 0
             self.bodies = []
+            self.headers = []
             self.answered = []
             self.max_in_flight = 0
             self.started = []
@@ -94,6 +96,7 @@ class ScriptedServer:
                     server.calls += 1
                     n = server.calls
                     server.bodies.append(body)
+                    server.headers.append(dict(self.headers))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                     server.started.append(time.monotonic())

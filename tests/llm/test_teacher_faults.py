@@ -236,3 +236,49 @@ def test_cli_label_map_labels_and_overlap_policy(scripted: ScriptedServer, tmp_p
     bad.write_text('{"街道名": "street"}', encoding="utf-8")
     res = CliRunner().invoke(cli, ["annotate", str(inp), "--out", str(out), "--label-map", str(bad)])
     assert res.exit_code != 0 and "'街道名' -> 'street'" in res.output
+
+
+def test_unusable_answers_are_not_cached_and_are_asked_again_on_the_next_run(
+        scripted: ScriptedServer, tmp_path: Path) -> None:
+    """Empty choices, prose and cut-off answers used to be replayed from the cache on every rerun, so those
+    records failed until the user deleted the cache. Only answers that parsed are cached now."""
+    texts = ["杭州市西湖区", "宁波市余姚市", "温州市鹿城区", "台州市路桥区"]
+    bad = {
+        texts[0]: Reply(body={"id": "x", "object": "chat.completion", "choices": []}),  # empty choices
+        texts[1]: chat("I am not able to do that."),  # prose
+        texts[2]: chat('{"entities": [{"text": "温州市", "label": "city"}, {"text": "鹿', finish="length"),  # cut off
+    }
+
+    def good(body: dict[str, Any]) -> Reply:
+        return chat(json.dumps({"entities": [{"text": address_of(body)[:3], "label": "city"}]}, ensure_ascii=False))
+
+    scripted.reset(lambda n, body: bad.get(address_of(body)) or good(body))
+    records = [Record(str(i), t) for i, t in enumerate(texts)]
+    cache_path = tmp_path / "cache.sqlite"
+    with ResponseCache(cache_path) as cache:
+        first = annotate(records, [LLMTeacher(_cfg(scripted.url, max_retries=0), cache=cache)])
+        assert (first.stats["labelled"], first.stats["failed"]) == (1, 3)
+        assert len(cache) == 1  # only the answer that parsed
+    scripted.reset(lambda n, body: good(body))  # the server behaves now
+    with ResponseCache(cache_path) as cache:
+        teacher = LLMTeacher(_cfg(scripted.url, max_retries=0), cache=cache)
+        second = annotate(records, [teacher])
+        assert (second.stats["labelled"], second.stats["failed"]) == (4, 0)
+        assert sorted(address_of(b) for b in scripted.bodies) == sorted(texts[:3])  # the failures, asked again
+        assert teacher.stats.cache_hits == 1 and len(cache) == 4
+
+
+def test_an_unusable_answer_cached_by_an_older_run_is_asked_again(scripted: ScriptedServer, tmp_path: Path) -> None:
+    from nerwheel.llm.cache import cache_key
+    from nerwheel.llm.client import ChatClient
+
+    text = "杭州市西湖区"
+    teacher = LLMTeacher(_cfg(scripted.url, max_retries=0))
+    body = ChatClient(teacher.config).request_body(teacher.prompt.messages(text, teacher.examples, teacher.labels),
+                                                   teacher.prompt.schema(teacher.labels))
+    with ResponseCache(tmp_path / "old.sqlite") as cache:  # what the old client stored: prose
+        cache.put(cache_key("scripted", body), "scripted", body, chat("I am not able to do that.").body)
+    scripted.reset(lambda n, b: chat('{"entities": [{"text": "杭州市", "label": "city"}]}'))
+    with ResponseCache(tmp_path / "old.sqlite") as cache:
+        res = annotate([Record("1", text)], [LLMTeacher(_cfg(scripted.url, max_retries=0), cache=cache)])
+    assert res.stats["labelled"] == 1 and scripted.calls == 1

@@ -75,6 +75,9 @@ def cli(verbose: int, quiet: bool, show_progress: bool) -> None:
     set_mode(False if quiet else True if show_progress else None)
     level = logging.WARNING if quiet else logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from nerwheel import redact
+
+    redact.install()  # credentials in URLs (httpx logs every request URL at INFO) never reach a log line
 
 
 def main() -> None:

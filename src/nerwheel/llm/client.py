@@ -7,8 +7,12 @@ Why it is built this way:
   backoff and full jitter (``Retry-After`` wins when the server sends it, up
   to ``max_retry_after_s``: a header asking for an hour is clamped and logged);
   other 4xx answers are the caller's bug and fail at once;
-- every answer goes through :class:`~nerwheel.llm.cache.ResponseCache` first,
-  so reruns and resumed runs cost nothing for what was already answered;
+- every question goes through :class:`~nerwheel.llm.cache.ResponseCache` first,
+  so reruns and resumed runs cost nothing for what was already answered; only
+  *usable* answers are stored (a well-formed completion that the caller's
+  ``accept`` check, its parser, takes), so an empty, prose or cut-off answer is
+  asked again on the next run instead of being replayed forever, and such an
+  answer found in a cache written before is asked again too;
 - token usage and cost are summed per run in :class:`RunStats`.
 """
 
@@ -19,6 +23,7 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,6 +32,7 @@ import httpx
 from nerwheel.errors import NerwheelError
 from nerwheel.llm.cache import ResponseCache, cache_key
 from nerwheel.llm.config import LLMConfig, api_key_from_env
+from nerwheel.redact import redact, split_userinfo
 
 __all__ = ["ChatClient", "ChatResponse", "LLMError", "RunStats"]
 
@@ -135,7 +141,10 @@ class ChatClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
-        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport,
+        # user:password in the URL becomes HTTP basic auth, so the URL that is logged and quoted holds none
+        self._url, userinfo = split_userinfo(config.chat_url)
+        auth = httpx.BasicAuth(*userinfo) if userinfo is not None and "Authorization" not in headers else None
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout, transport=transport, auth=auth,
                                        limits=httpx.Limits(max_connections=config.max_in_flight))
 
     async def __aenter__(self) -> ChatClient:
@@ -159,8 +168,16 @@ class ChatClient:
                                        "json_schema": {"name": "nerwheel", "schema": schema, "strict": True}}
         return body
 
-    async def complete(self, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None) -> ChatResponse:
-        """One chat completion: from the cache when it was answered before, else from the server."""
+    async def complete(
+        self, messages: list[dict[str, str]], *, schema: dict[str, Any] | None = None,
+        accept: Callable[[ChatResponse], bool] | None = None,
+    ) -> ChatResponse:
+        """One chat completion: from the cache when it was answered usably before, else from the server.
+
+        ``accept`` says whether an answer is usable (the caller parses it); only usable answers are
+        cached, and a cached one it refuses is asked again. A completion without ``choices[0].message``
+        raises :class:`LLMError` and is not cached either.
+        """
         self.stats.requests += 1
         body = self.request_body(messages, schema)
         key = cache_key(self.config.model, body)
@@ -170,23 +187,31 @@ class ChatClient:
                 # answered prompt-only by an earlier run that fell back
                 keys.append(cache_key(self.config.model, {k: v for k, v in body.items() if k != "response_format"}))
             for k in keys:
-                if (hit := self.cache.get(k)) is not None:
+                if (hit := self.cache.get(k)) is not None and (cached := self._usable(hit, accept)) is not None:
                     self.stats.cache_hits += 1
-                    return self._response(hit, cached=True)
+                    return cached
         async with self._sem:
             data, body = await self._post_with_retries(body, schema)
-        if self.cache is not None:
+        resp = self._response(data, cached=False)
+        if self.cache is not None and (accept is None or accept(resp)):
             # stored under the question asked and, after a structured-output fallback, under the one answered
             self.cache.put(key, self.config.model, body, data)
             if (answered := cache_key(self.config.model, body)) != key:
                 self.cache.put(answered, self.config.model, body, data)
-        resp = self._response(data, cached=False)
         self.stats.prompt_tokens += resp.prompt_tokens
         self.stats.completion_tokens += resp.completion_tokens
         self.stats.cost += (resp.prompt_tokens * self.config.price_prompt_per_1k
                             + resp.completion_tokens * self.config.price_completion_per_1k) / 1000.0
         self.stats.truncated += int(resp.truncated)
         return resp
+
+    def _usable(self, data: dict[str, Any], accept: Callable[[ChatResponse], bool] | None) -> ChatResponse | None:
+        """A cached answer as a response, or ``None`` when it is not usable (stored by an older run)."""
+        try:
+            resp = self._response(data, cached=True)
+        except LLMError:
+            return None
+        return resp if accept is None or accept(resp) else None
 
     def _response(self, data: dict[str, Any], *, cached: bool) -> ChatResponse:
         try:
@@ -219,7 +244,7 @@ class ChatClient:
             self.stats.http_calls += 1
             retry_after: float | None = None
             try:
-                resp = await self._http.post(self.config.chat_url, json=body)
+                resp = await self._http.post(self._url, json=body)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -240,10 +265,10 @@ class ChatClient:
                     retry_after = _retry_after(resp)
                 else:
                     self.stats.failures += 1
-                    raise LLMError(f"HTTP {resp.status_code} from {self.config.chat_url}: {resp.text[:300]}")
+                    raise LLMError(f"HTTP {resp.status_code} from {self._url}: {redact(resp.text[:300])}")
             if attempt >= self.config.max_retries:
                 self.stats.failures += 1
-                raise LLMError(f"giving up after {attempt + 1} tries on {self.config.chat_url}: {problem}")
+                raise LLMError(f"giving up after {attempt + 1} tries on {self._url}: {redact(problem)}")
             delay = self._backoff(attempt, retry_after)
             log.info("retrying in %.2fs after %s", delay, problem)
             self.stats.retries += 1

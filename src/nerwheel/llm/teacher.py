@@ -23,7 +23,7 @@ import httpx
 from nerwheel.errors import ConfigError
 from nerwheel.labels import ADDRESS_LABELS, LabelMap
 from nerwheel.llm.cache import ResponseCache
-from nerwheel.llm.client import ChatClient, LLMError, RunStats
+from nerwheel.llm.client import ChatClient, ChatResponse, LLMError, RunStats
 from nerwheel.llm.config import LLMConfig
 from nerwheel.llm.definitions import address_label_map, pos_label_map
 from nerwheel.llm.parse import get_parser
@@ -109,21 +109,25 @@ class LLMTeacher:
     async def _agenerate(self, requests: Sequence[Sequence[tuple[str, str, str]]]) -> list[str | None]:
         async with ChatClient(self.config, cache=self.cache, transport=self.transport) as client:
 
-            async def one(hints: Sequence[tuple[str, str, str]]) -> str | None:
-                try:
-                    resp = await client.complete(synth_messages(hints), schema=SYNTH_SCHEMA)
-                except LLMError:
-                    return None
+            def text_of(resp: ChatResponse) -> str | None:
                 value = extract_json(resp.content).value
                 text = value.get("text") if isinstance(value, dict) else None
                 return text.strip() if isinstance(text, str) and text.strip() else None
+
+            async def one(hints: Sequence[tuple[str, str, str]]) -> str | None:
+                try:
+                    resp = await client.complete(synth_messages(hints), schema=SYNTH_SCHEMA,
+                                                 accept=lambda r: text_of(r) is not None)
+                except LLMError:
+                    return None
+                return text_of(resp)
 
             return await _gather_with_progress([one(h) for h in requests], desc=f"{self.name} writing")
 
     async def _one(self, client: ChatClient, record: Record) -> TeacherOutput:
         messages = self.prompt.messages(record.text, self.examples, self.labels)
         try:
-            resp = await client.complete(messages, schema=self.prompt.schema(self.labels))
+            resp = await client.complete(messages, schema=self.prompt.schema(self.labels), accept=self._usable)
         except LLMError as exc:
             return TeacherOutput(error=f"request failed: {exc}")
         parsed = self.parser(resp.content)
@@ -148,6 +152,14 @@ class LLMTeacher:
                         for c in corrections if getattr(c, "code", None) == "hierarchy"]
             entities = [e for e in entities if (e.start, e.end) not in flagged]
         return TeacherOutput(entities=[_with_source(e, self.name) for e in entities], rejects=rejects, meta=meta)
+
+    def _usable(self, resp: ChatResponse) -> bool:
+        """Whether an answer labels its record (so it may be cached): complete JSON the parser reads.
+
+        A failure (no JSON, a cut-off answer) is not cached: the next run asks again.
+        """
+        parsed = self.parser(resp.content)
+        return parsed.error is None and parsed.method != "salvaged"
 
     def _cut_off(self, placed: Placed, at_max_tokens: bool, meta: dict[str, Any]) -> TeacherOutput:
         """An answer that breaks off is no labelling: what it misses would teach a student false negatives.
