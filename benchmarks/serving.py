@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             url = server.grpc_url
             opts = ServingOptions(max_batch_size=args.max_batch_size, instances=args.instances,
                                   max_queue_delay_us=args.queue_delay_us, intra_op_threads=args.threads)
-            report = deploy(args.model, str(Path(tmp) / "repo"), name=args.name, triton_url=url, options=opts)
+            report = deploy(args.model, str(Path(tmp) / "repo"), name=args.name, triton_url=url, options=opts,
+                            control_key=server.control_key)
             if report.status != "live":
                 print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2), file=sys.stderr)
                 server.stop()

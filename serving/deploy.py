@@ -181,6 +181,7 @@ def deploy(
     endpoint_url: str | None = None,
     timeout_s: float = 120.0,
     keep: int | None = None,
+    control_key: str | None = None,
 ) -> DeployReport:
     """Write ``model`` as the next version of ``name`` in ``repository``; load and verify it in Triton.
 
@@ -193,6 +194,10 @@ def deploy(
     ``status == "rolled_back"`` (or ``"failed"`` when no version was live); any
     other error after the new version was loaded is rolled back as well and
     then re-raised (the rollback's outcome in its notes and ``.deploy_report``).
+
+    ``control_key`` is the server's model-control key (default: ``NERWHEEL_TRITON_CONTROL_KEY`` or the
+    key file, :mod:`nerwheel.serving.control`); a server that refuses it stops the deploy before
+    anything is written.
     """
     if variant not in ("cpu", "gpu"):
         raise DeployError(f"unknown variant {variant!r}; expected 'cpu' or 'gpu'")
@@ -200,6 +205,7 @@ def deploy(
     opts = options or ServingOptions()
     storage = Storage(endpoint_url)
     repo = open_repository(repository, endpoint_url)
+    control = _control(triton_url, control_key)
     with tempfile.TemporaryDirectory(prefix="nerwheel-deploy-") as tmp:
         work = Path(tmp)
         export_dir = resolve_export(model, work, storage)
@@ -248,7 +254,7 @@ def deploy(
                     repo.write_config(model_name, cfg)
                 report.status, report.live_versions = "written", [version]
         else:
-            _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s, served)
+            _load_and_verify(report, repo, configs, triton_url, control, texts, expected, timeout_s, served)
     if keep is not None and report.ok:
         for model_name in configs:  # only after a success: a rollback may need the old versions
             deleted = repo.prune(model_name, keep)
@@ -267,6 +273,7 @@ def pin_version(
     probe_texts: Sequence[str] | None = None,
     endpoint_url: str | None = None,
     timeout_s: float = 120.0,
+    control_key: str | None = None,
 ) -> DeployReport:
     """Make the existing ``version`` of ``name`` the live one: the GitOps overlay's ``MODEL_VERSION`` wins.
 
@@ -280,6 +287,7 @@ def pin_version(
     """
     t0 = time.monotonic()
     repo = open_repository(repository, endpoint_url)
+    control = _control(triton_url, control_key)
     previous = repo.live_versions(name)
     configs = repo.pinned_configs(name, version)
     report = DeployReport(
@@ -307,9 +315,23 @@ def pin_version(
                 raise DeployError(f"{join(repo.uri, name, str(version))} does not load or run offline "
                                   f"({type(e).__name__}: {e}); nothing was changed") from e
         report.probe_texts = len(texts)
-        _load_and_verify(report, repo, configs, triton_url, texts, expected, timeout_s, served)
+        _load_and_verify(report, repo, configs, triton_url, control, texts, expected, timeout_s, served)
     report.seconds = round(time.monotonic() - t0, 3)
     return report
+
+
+def _control(triton_url: str | None, control_key: str | None) -> str | None:
+    """The model-control key for ``triton_url``, checked against the server before anything is written."""
+    if triton_url is None:
+        return None
+    from nerwheel.serving.control import ModelControl, ModelControlRefused
+
+    with ModelControl(triton_url, control_key) as control:
+        try:
+            control.check()
+        except ModelControlRefused as e:
+            raise DeployError(f"{e}; nothing was changed") from None
+        return control.key
 
 
 def _version_as_export(repo: ModelRepository, models: list[str], version: int, work: Path) -> Path:
@@ -443,6 +465,7 @@ def _load_and_verify(
     repo: ModelRepository,
     configs: dict[str, Any],
     triton_url: str,
+    control_key: str | None,
     texts: list[Any],
     expected: list[Any],
     timeout_s: float,
@@ -455,14 +478,14 @@ def _load_and_verify(
     else is rolled back too, then re-raised with the rollback's outcome
     attached: a bug must not leave the server and ``config.pbtxt`` disagreeing.
     """
-    import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     from nerwheel.serving.client import ServingError
+    from nerwheel.serving.control import ModelControl, ModelControlRefused
 
     name, version = report.name, report.version
     swap = _Swap.plan(repo, configs, name, version, report.previous_versions)
-    admin = grpcclient.InferenceServerClient(triton_url.removeprefix("grpc://"))
+    admin = ModelControl(triton_url, control_key)
     try:
         try:
             swap.load_new(admin, timeout_s)
@@ -475,7 +498,7 @@ def _load_and_verify(
                                   "from the offline model")
             swap.commit()  # a restarted server loads the verified version
             swap.drop_old(admin, timeout_s)
-        except (InferenceServerException, ServingError, DeployError, TimeoutError) as e:
+        except (InferenceServerException, ServingError, DeployError, ModelControlRefused, TimeoutError) as e:
             report.error = str(e)
             if "failed to poll from model repository" in report.error:
                 report.error += (f" (is {repo.uri} one of the server's --model-repository folders? "

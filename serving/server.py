@@ -4,7 +4,9 @@ The ``nvidia-pytriton`` wheel carries the Triton server binary, its shared
 libraries and the python backend (with one stub per Python version). This
 module finds them, assembles a backend folder, picks free ports on 127.0.0.1
 and starts, waits for and stops the server. ``nerwheel serve``, ``deploy``
-tests, the benchmark and the test fixtures all use it.
+tests, the benchmark and the test fixtures all use it. Every server it starts
+binds 127.0.0.1 and restricts model control to a key
+(:mod:`nerwheel.serving.control`).
 
 How the python-backend stub finds ``nerwheel``: Triton starts one
 ``triton_python_backend_stub`` process per model instance, with the server's
@@ -36,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 from nerwheel.errors import NerwheelError
+from nerwheel.serving.control import new_key, server_args
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,9 @@ class TritonServer:
     log_file: Path | None = None
     extra_args: Sequence[str] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Model control (load/unload, config, statistics...) needs this key in a header (``serving.control``);
+    #: ``None``: a random one is made at start. There is no unrestricted server.
+    control_key: str | None = None
     install: TritonInstall | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
@@ -190,6 +196,7 @@ class TritonServer:
             "--strict-readiness=true",
         ]
         args += [f"--load-model={m}" for m in self.load_models]
+        args += server_args(self.control_key or "")
         return args + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
@@ -213,6 +220,7 @@ class TritonServer:
         for repo in self.repositories:
             if not str(repo).startswith("s3://") and not Path(repo).is_dir():
                 raise TritonError(f"model repository {repo} is not a folder (create it, or deploy a model into it)")
+        self.control_key = self.control_key or new_key()
         self.grpc_port = self.grpc_port or free_port()
         self.http_port = self.http_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
@@ -221,7 +229,7 @@ class TritonServer:
         if self.log_file is None:
             self.log_file = Path(self._workdir.name) / "tritonserver.log"
         cmd = self.command(backend_dir)
-        log.info("starting %s", " ".join(cmd))
+        log.info("starting %s", " ".join(a.replace(self.control_key, "***") for a in cmd))
         with open(self.log_file, "ab") as out:
             # Own session: a Ctrl-C in the terminal reaches us, and we decide how Triton stops.
             self.process = subprocess.Popen(

@@ -168,15 +168,26 @@ def s3_bucket(s3_server: str) -> str:
 
 @pytest.fixture(scope="session")
 def triton_launcher() -> Iterator[Callable[..., Any]]:
-    """``launch(repositories, **TritonServer options) -> started TritonServer``; all are stopped at session end."""
+    """``launch(repositories, **TritonServer options) -> started TritonServer``; all are stopped at session end.
+
+    Every server restricts model control to one session key, which the session's environment holds
+    (``NERWHEEL_TRITON_CONTROL_KEY``), as the deploy task's environment holds the cluster's Secret.
+    """
+    import secrets
+
     import nerwheel.serving.server as server_mod
+    from nerwheel.serving.control import CONTROL_KEY_ENV
 
     require("tritonserver (nvidia-pytriton)", server_mod.find_triton)
     started: list[Any] = []
+    key = secrets.token_urlsafe(24)
+    before = os.environ.get(CONTROL_KEY_ENV)
+    os.environ[CONTROL_KEY_ENV] = key
 
     def launch(repositories: list[str | os.PathLike[str]], **options: Any) -> Any:
         start_timeout_s = options.pop("start_timeout_s", 90)
         options.setdefault("exit_timeout_s", 5)
+        options.setdefault("control_key", key)
         server = server_mod.TritonServer(list(repositories), **options)
         started.append(server)
         return server.start(timeout_s=start_timeout_s)
@@ -184,3 +195,7 @@ def triton_launcher() -> Iterator[Callable[..., Any]]:
     yield launch
     for server in reversed(started):
         server.stop()
+    if before is None:
+        os.environ.pop(CONTROL_KEY_ENV, None)
+    else:
+        os.environ[CONTROL_KEY_ENV] = before

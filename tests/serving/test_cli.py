@@ -57,8 +57,9 @@ def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Pa
     repo = build_repository(export_v1, tmp_path / "repo", name="addr")
     grpc_port = free_port()
     exe = Path(sys.executable).with_name("nerwheel")
+    key_file = tmp_path / "control" / "key"
     cmd = [str(exe), "serve", "-r", str(repo), "--grpc-port", str(grpc_port), "--http-port", "0",
-           "--metrics-port", "0"]
+           "--metrics-port", "0", "--control-key-file", str(key_file)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # printed once Triton is up and the models are loaded
@@ -67,6 +68,17 @@ def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Pa
         assert info["grpc"] == f"127.0.0.1:{grpc_port}" and info["models"] == {"addr:1": "READY"}
         with Client(info["grpc"], model="addr") as client:
             assert client.extract(list(TEXTS[:2])) == load_predictor(export_v1).predict(list(TEXTS[:2]))
+        # model control is restricted locally too: the key is in a file only its owner reads
+        assert info["control_key"] == str(key_file) and (key_file.stat().st_mode & 0o777) == 0o600
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        with grpcclient.InferenceServerClient(info["grpc"]) as anonymous:
+            with pytest.raises(InferenceServerException, match="restricted"):
+                anonymous.unload_model("addr")
+        deployed = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(repo), "-n", "addr",
+                                            "--triton-url", info["grpc"], "--control-key-file", str(key_file)])
+        assert deployed.exit_code == 0 and json.loads(deployed.output)["status"] == "live", deployed.output
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -60,9 +60,12 @@ def test_gpu_python_steps_run_in_triton(triton, export_v1: Path, model_name: str
     build_repository(export_v1, triton.local_repo, name=model_name, variant="gpu")
     tagger = OnnxTagger(export_v1)
     texts = fits_one_window(tagger, TEXTS)
+    from nerwheel.serving.control import ModelControl
+
+    control = ModelControl(triton.url)  # the session's control key, from the environment
     with grpcclient.InferenceServerClient(triton.url) as admin:
         for step in ("tokenize", "decode"):
-            admin.load_model(f"{model_name}_{step}")
+            control.load_model(f"{model_name}_{step}")
         text_in = grpcclient.InferInput("TEXT", [len(texts), 1], "BYTES")
         text_in.set_data_from_numpy(req(texts))
         encoded = admin.infer(f"{model_name}_tokenize", [text_in])
@@ -75,7 +78,8 @@ def test_gpu_python_steps_run_in_triton(triton, export_v1: Path, model_name: str
             inputs.append(inp)
         decoded = admin.infer(f"{model_name}_decode", inputs)
         for step in ("tokenize", "decode"):
-            admin.unload_model(f"{model_name}_{step}")
+            control.unload_model(f"{model_name}_{step}")
+    control.close()
     tagger.source = served_source(model_name, 1)  # the decode step names the ensemble clients call, and its version
     expected = [entities_json(e) for e in tagger.predict(texts)]
     assert [bytes(x) for x in decoded.as_numpy("ENTITIES").reshape(-1)] == expected

@@ -243,3 +243,44 @@ def test_deploy_into_a_repository_the_server_does_not_read(triton, export_v1: Pa
     report = deploy(export_v1, str(tmp_path / "elsewhere"), name=model_name, triton_url=triton.url)
     assert (report.status, report.live_versions) == ("failed", [])
     assert "one of the server's --model-repository folders" in report.error
+
+
+def test_model_control_needs_the_key_while_inference_does_not(
+    triton, export_v1: Path, model_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any client that reached the port could load its own model.py (code execution in the server) or unload
+    the served model. Model control now needs the key (a header); inference, health and metadata do not."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    from nerwheel.serving.control import CONTROL_KEY_ENV
+
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
+    anonymous = grpcclient.InferenceServerClient(triton.url)
+    try:
+        for attempt in (lambda: anonymous.load_model(model_name), lambda: anonymous.unload_model(model_name),
+                        lambda: anonymous.load_model("evil", files={"1/model.py": b"import os"}),
+                        lambda: anonymous.get_model_repository_index()):
+            with pytest.raises(InferenceServerException, match="restricted"):
+                attempt()
+        wrong = {"triton-grpc-protocol-nerwheel-control-key": "guess"}
+        with pytest.raises(InferenceServerException, match="restricted"):
+            anonymous.unload_model(model_name, headers=wrong)
+        assert anonymous.is_server_live() and anonymous.is_model_ready(model_name, "1")
+        assert anonymous.get_model_metadata(model_name).name == model_name
+    finally:
+        anonymous.close()
+    http = httpclient.InferenceServerClient(triton.server.http_url)
+    try:
+        with pytest.raises(InferenceServerException, match="restricted"):
+            http.unload_model(model_name)
+    finally:
+        http.close()
+    with Client(triton.url, model=model_name) as client:  # inference is open
+        assert client.extract(SAMPLE[:3]) == offline(export_v1, SAMPLE[:3])
+    # deploy without the key stops before writing anything, and says where the key comes from
+    monkeypatch.delenv(CONTROL_KEY_ENV)
+    with pytest.raises(DeployError, match=f"refused model control.*{CONTROL_KEY_ENV}"):
+        deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert ModelRepository(str(triton.local_repo)).versions(model_name) == [1]

@@ -24,33 +24,45 @@ import click
               "NERWHEEL_S3_ENDPOINT or AWS_ENDPOINT_URL; credentials from the usual AWS_* variables).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Triton's log (default: a temporary file, printed on failure).")
+@click.option("--control-key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model control (load/unload) needs the key in this file; made (mode 0600) when missing "
+                   "[default: $NERWHEEL_TRITON_CONTROL_KEY, else ~/.config/nerwheel/triton-control-key].")
 def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics_port: int, models: tuple[str, ...],
-          s3_endpoint: str | None, log_file: Path | None) -> None:
+          s3_endpoint: str | None, log_file: Path | None, control_key_file: Path | None) -> None:
     """Start Triton on 127.0.0.1 with explicit model control; runs until SIGTERM or Ctrl-C.
 
-    Prints one JSON line with the endpoints and the models once the server is up.
+    Inference is open to every client; loading and unloading models needs the control key (what
+    `nerwheel deploy` sends). Prints one JSON line with the endpoints, the models and where the key
+    is (never the key) once the server is up.
     """
+    import os
+
+    from nerwheel.serving.control import CONTROL_KEY_ENV, ModelControl, ensure_key_file
     from nerwheel.serving.repository import ModelRepository
     from nerwheel.serving.server import TritonServer, serve_forever
     from nerwheel.storage import Storage
 
     storage = Storage(s3_endpoint)
     names = list(models) or sorted({m for r in repositories for m in ModelRepository(r, storage).models()})
+    if os.environ.get(CONTROL_KEY_ENV) and control_key_file is None:
+        key, key_where = os.environ[CONTROL_KEY_ENV], f"${CONTROL_KEY_ENV}"
+    else:
+        key, path = ensure_key_file(control_key_file)
+        key_where = str(path)
     server = TritonServer(
         list(repositories), grpc_port=grpc_port or None, http_port=http_port or None,
         metrics_port=metrics_port or None, load_models=names, s3_endpoint=storage.endpoint_url, log_file=log_file,
         # One model that fails to load must not take the others down; it is reported below.
-        extra_args=["--exit-on-error=false"],
+        extra_args=["--exit-on-error=false"], control_key=key,
     )
 
     def ready(srv: TritonServer) -> None:
-        import tritonclient.grpc as grpcclient
-
-        with grpcclient.InferenceServerClient(srv.grpc_url) as client:
-            index = client.get_model_repository_index(as_json=True).get("models", [])
+        with ModelControl(srv.grpc_url, key) as control:
+            index = control.repository_index()
         status = {f"{m['name']}:{m.get('version', '')}": m.get("state", "") for m in index}
         click.echo(json.dumps({"grpc": srv.grpc_url, "http": srv.http_url, "metrics": f"127.0.0.1:{srv.metrics_port}",
-                               "models": status, "log": str(srv.log_file)}, ensure_ascii=False), nl=True)
+                               "models": status, "log": str(srv.log_file), "control_key": key_where},
+                              ensure_ascii=False), nl=True)
         sys.stdout.flush()
 
     sys.exit(serve_forever(server, on_ready=ready))
@@ -92,11 +104,14 @@ _MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "kee
 @click.option("--gitops-path", default=None, metavar="PATH",
               help="With --gitops-repo: the env file to edit, relative to the repository root "
               "[manifests/overlays/dev/model-version.env].")
+@click.option("--control-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --triton-url: the server's model-control key [default: $NERWHEEL_TRITON_CONTROL_KEY, "
+                   "else ~/.config/nerwheel/triton-control-key, which nerwheel serve writes].")
 @click.pass_context
 def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repository: str, triton_url: str | None,
            name: str, variant: str, max_batch_size: int, max_text_length: int, instances: int,
            probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None,
-           gitops_repo: str | None, gitops_path: str | None) -> None:
+           gitops_repo: str | None, gitops_path: str | None, control_key_file: Path | None) -> None:
     """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
 
     With --pin-version V (and no --model), make the existing version V live
@@ -120,17 +135,20 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
                  if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"{', '.join(given)} shape(s) a new version and cannot be used with --pin-version")
+    from nerwheel.serving.control import resolve_key
+
+    key = resolve_key(key_file=control_key_file) if triton_url else None
     probes = None  # the task's own probes (addresses for NER, chat turns for the classifier)
     if probe_file is not None:
         probes = tuple(line for line in probe_file.read_text(encoding="utf-8").splitlines() if line.strip())
     if pin_version is not None:
         report = pin(repository, pin_version, name=name, triton_url=triton_url, probe_texts=probes,
-                     endpoint_url=s3_endpoint, timeout_s=timeout_s)
+                     endpoint_url=s3_endpoint, timeout_s=timeout_s, control_key=key)
     else:
         options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length, instances=instances)
         report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options,
                             variant=variant, probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s,
-                            keep=keep)
+                            keep=keep, control_key=key)
     out = report.to_dict()
     if report.ok and gitops_repo:
         from nerwheel.gitops import DEFAULT_OVERLAY_FILE, GitOpsError, update_model_version
