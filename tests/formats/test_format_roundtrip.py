@@ -154,3 +154,29 @@ def test_detect_format_recognises_each_writer(tmp_path: Path, fmt: str, name: st
     rec = Record("r", t, (Entity.at(t, 0, 3, "prov"), Entity.at(t, 3, 6, "city")) if fmt != "text" else ())
     write_records([rec, rec.with_meta(x=1)], tmp_path / name, fmt)
     assert detect_format(tmp_path / name) == fmt
+
+
+def test_every_file_nerwheel_writes_gets_the_same_mode(tmp_path: Path) -> None:
+    """Temp-then-rename writes came out 0600 (mkstemp) while plain writes were 0644 (the umask): a model
+    folder or dataset copied to another user or a container was half unreadable."""
+    import os
+
+    from nerwheel import storage
+    from nerwheel.formats import Reject, write_records, write_rejects
+    from nerwheel.records import Record
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what open() gives under this umask
+    expected = plain.stat().st_mode & 0o777
+    write_records([Record("a", "杭州市")], tmp_path / "r.jsonl")
+    write_records([Record("a", "杭州市")], tmp_path / "r.json", "labelstudio")
+    write_rejects([Reject("f", 1, "why")], tmp_path / "rej.jsonl")
+    storage.get_storage().write_text(str(tmp_path / "s.txt"), "y")
+    for p in ("r.jsonl", "r.json", "rej.jsonl", "s.txt"):
+        assert (tmp_path / p).stat().st_mode & 0o777 == expected, p
+    old = os.umask(0o027)  # the process's umask decides, as for every other file
+    try:
+        write_records([Record("a", "杭州市")], tmp_path / "u.jsonl")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "u.jsonl").stat().st_mode & 0o777 == 0o640

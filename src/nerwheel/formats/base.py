@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -207,9 +207,16 @@ class atomic_path:  # noqa: N801 - used like open()
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
+        # Not mkstemp: its files are 0600, so a renamed output would differ from every other file
+        # nerwheel writes (0666 less the umask, like open()).
+        while True:
+            tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp"
+            try:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:  # pragma: no cover - a 48-bit name collision
+                continue
+        self.tmp = tmp
         return self.tmp
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
