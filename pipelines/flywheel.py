@@ -98,6 +98,12 @@ class Platform:
     git_secret: str = "nerwheel-git"
     git_secret_key: str = "token"
     git_env: str = "NERWHEEL_GIT_TOKEN"
+    # Triton's model-control key: the deploy task alone gets it, and the label that the NetworkPolicy
+    # (manifests/base/triton-networkpolicy.yaml) lets reach model control.
+    triton_control_secret: str = "nerwheel-triton-control"
+    triton_control_secret_key: str = "control-key"
+    triton_control_label: tuple[str, str] = ("nerwheel.io/triton-control", "true")
+    run_as: int = 10001  # the images' non-root user (images/)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def storage_access(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -108,6 +114,18 @@ class Platform:
                                          config_map_key_to_env={k: k for k in self.storage_config_keys})
         for name, value in sorted(self.extra_env.items()):
             task.set_env_variable(name, value)
+        # non-root like the images; the KFP backend adds RuntimeDefault seccomp, no privilege escalation and
+        # no capabilities to every task itself
+        kubernetes.set_security_context(task, run_as_user=self.run_as, run_as_group=self.run_as, run_as_non_root=True)
+        return task
+
+    def triton_control(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
+        """The model-control key as env and the label the NetworkPolicy admits: for the deploy task only."""
+        from nerwheel.serving.control import CONTROL_KEY_ENV
+
+        kubernetes.use_secret_as_env(task, secret_name=self.triton_control_secret,
+                                     secret_key_to_env={self.triton_control_secret_key: CONTROL_KEY_ENV}, optional=True)
+        kubernetes.add_pod_label(task, label_key=self.triton_control_label[0], label_value=self.triton_control_label[1])
         return task
 
     def gpu(self, task: dsl.PipelineTask) -> dsl.PipelineTask:
@@ -253,6 +271,7 @@ def export_and_deploy(p: Platform, gate_task: dsl.PipelineTask, model: Any,
         t_deploy.set_caching_options(False)  # a deploy has effects outside the pipeline: never skip it
         kubernetes.use_secret_as_env(t_deploy, secret_name=p.git_secret,
                                      secret_key_to_env={p.git_secret_key: p.git_env}, optional=True)
+        p.triton_control(t_deploy)
     return [t_export, t_deploy]
 
 

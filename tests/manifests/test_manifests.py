@@ -86,7 +86,8 @@ def test_strict_validation_catches_an_unknown_field() -> None:
 def test_overlay_builds_into_valid_objects(overlay: str) -> None:
     docs = build(overlay)
     assert sorted(d["kind"] for d in docs) == ["ConfigMap", "ConfigMap", "ConfigMap", "Deployment",
-                                                "HorizontalPodAutoscaler", "Service"]
+                                                "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget",
+                                                "Service"]
     for doc in docs:
         validate(doc, f"kustomize build overlays/{overlay}")
         assert doc["metadata"]["namespace"] == {"dev": "nerwheel-dev", "prod": "nerwheel"}[overlay]
@@ -115,14 +116,15 @@ def test_triton_serves_the_s3_repository_with_probes(overlay: str) -> None:
     version_file = MANIFESTS / "overlays" / overlay / "model-version.env"
     assert f"MODEL_VERSION={model_cm['data']['MODEL_VERSION']}" in version_file.read_text().splitlines()
     secret_refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})}
-    assert secret_refs == {"nerwheel-s3"}
+    assert secret_refs == {"nerwheel-s3", "nerwheel-triton-control"}
 
     # GitOps decides what is served: before Triton starts, the overlay's MODEL_VERSION is pinned in config.pbtxt.
     (init,) = dep["spec"]["template"]["spec"]["initContainers"]
-    assert init["image"].startswith("ghcr.io/nerwheel/nerwheel-deploy:")
+    assert init["image"].startswith("ghcr.io/nerwheel/nerwheel-deploy" + (":" if overlay == "dev" else "@sha256:"))
     assert [*init["command"], *init["args"]] == ["nerwheel", "deploy", "--pin-version", "$(MODEL_VERSION)",
                                                  "--repository", "$(MODEL_REPOSITORY)", "--name", "$(MODEL_NAME)"]
-    assert init["envFrom"] == c["envFrom"] and init["env"] == c["env"]  # same model config, same S3 secret
+    # same model config, same S3 secret (not the control key: the pin changes files, not the server)
+    assert init["envFrom"] == c["envFrom"] and init["env"] == [e for e in c["env"] if e["name"] != "TRITON_CONTROL_KEY"]
     assert init["securityContext"]["runAsNonRoot"] is True
     assert init["securityContext"]["allowPrivilegeEscalation"] is False
 
@@ -169,3 +171,84 @@ def test_secrets_are_templates_without_values() -> None:
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc["kind"] == "Secret":
                 assert path.parent.name == "secrets", f"{path}: a Secret outside manifests/secrets/"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_is_locked_down(overlay: str) -> None:
+    """Read-only root filesystem, RuntimeDefault seccomp, no privilege escalation, no capabilities, non-root;
+    the only writable paths are the emptyDirs Triton (S3 copies, shared memory) and the pin need."""
+    pod = by_kind(build(overlay), "Deployment", "triton")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for c in [*pod["initContainers"], *pod["containers"]]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], c["name"]
+        assert sc.get("runAsNonRoot", True) is True
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        assert "/tmp" in mounts and "emptyDir" in volumes[mounts["/tmp"]], c["name"]
+        assert all("emptyDir" in volumes[name] for name in mounts.values()), c["name"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_triton_model_control_needs_the_key_from_the_secret(overlay: str) -> None:
+    """The same restriction flags nerwheel serve passes (serving.control), the key from a Secret that only
+    Triton and the deploy task read."""
+    from nerwheel.serving.control import server_args
+
+    pod = by_kind(build(overlay), "Deployment", "triton")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert set(server_args("$(TRITON_CONTROL_KEY)")) <= set(c["args"])
+    (key_env,) = [e for e in c["env"] if e["name"] == "TRITON_CONTROL_KEY"]
+    ref = key_env["valueFrom"]["secretKeyRef"]
+    template = yaml.safe_load((MANIFESTS / "secrets" / "triton-control.template.yaml").read_text())
+    assert ref["name"] == template["metadata"]["name"] and ref["key"] in template["stringData"]
+    (init,) = pod["initContainers"]
+    assert not [e for e in init["env"] if e["name"] == "TRITON_CONTROL_KEY"]  # the pin needs no server access
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_opens_inference_to_clients_and_control_to_the_deploy_task(overlay: str) -> None:
+    docs = build(overlay)
+    dep = by_kind(docs, "Deployment", "triton")
+    policy = by_kind(docs, "NetworkPolicy", "triton")
+    assert policy["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {}
+    for rule in policy["spec"]["ingress"]:
+        assert rule.get("from") and rule.get("ports"), "a rule without from/ports opens the pod to everyone"
+        (peer,) = rule["from"]
+        labels = tuple(sorted(peer["podSelector"]["matchLabels"].items()))
+        rules[labels] = sorted(p["port"] for p in rule["ports"])
+    assert rules == {
+        (("nerwheel.io/triton-client", "true"),): ["grpc"],  # inference only
+        (("nerwheel.io/triton-control", "true"),): ["grpc", "http"],  # the deploy task (with the key)
+        (("app.kubernetes.io/name", "prometheus"),): ["metrics"],
+    }
+    from nerwheel.pipelines.flywheel import Platform
+
+    assert Platform().triton_control_label == ("nerwheel.io/triton-control", "true")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_disruption_budget_keeps_triton_serving(overlay: str) -> None:
+    docs = build(overlay)
+    pdb = by_kind(docs, "PodDisruptionBudget", "triton")
+    dep = by_kind(docs, "Deployment", "triton")
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    hpa = by_kind(docs, "HorizontalPodAutoscaler", "triton")
+    if overlay == "prod":  # two replicas at least, at most one down at a time: one always serves
+        assert hpa["spec"]["minReplicas"] >= 2
+
+
+@needs_kubectl
+def test_prod_images_are_pinned_by_digest() -> None:
+    pod = by_kind(build("prod"), "Deployment", "triton")["spec"]["template"]["spec"]
+    for c in [*pod["initContainers"], *pod["containers"]]:
+        assert re.fullmatch(r"ghcr\.io/nerwheel/nerwheel-[a-z]+@sha256:[0-9a-f]{64}", c["image"]), c["image"]

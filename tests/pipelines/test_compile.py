@@ -140,6 +140,16 @@ def test_credentials_reach_tasks_as_secrets_in_env_never_as_parameters(docs: tup
     assert _secret_env(platform, "exec-train") == s3
     assert _secret_env(platform, "exec-annotate")["NERWHEEL_LLM_API_KEY"] == ("nerwheel-llm", "api-key", True)
     assert _secret_env(platform, "exec-deploy")["NERWHEEL_GIT_TOKEN"] == ("nerwheel-git", "token", True)
+    # the Triton control key reaches the deploy task alone, which the NetworkPolicy lets reach model control
+    control = ("nerwheel-triton-control", "control-key", True)
+    assert _secret_env(platform, "exec-deploy")["NERWHEEL_TRITON_CONTROL_KEY"] == control
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert [e for e in executors if control in _secret_env(platform, e).values()] == ["exec-deploy"]
+    assert {"key": "nerwheel.io/triton-control", "value": "true"} in [
+        {"key": k, "value": v} for k, v in executors["exec-deploy"]["podMetadata"]["labels"].items()]
+    assert not [e for e in executors if e != "exec-deploy" and executors[e].get("podMetadata")]
+    for name, k8s in executors.items():  # every task runs as the images' non-root user
+        assert k8s["securityContext"] == {"runAsUser": "10001", "runAsGroup": "10001", "runAsNonRoot": True}, name
     params = spec["root"]["inputDefinitions"]["parameters"]
     credential = re.compile(r"key|secret|password|credential|(^|_)token($|_)")  # llm_max_tokens is a count
     assert not [p for p in params if credential.search(p.lower())]
@@ -154,6 +164,8 @@ def test_secret_and_config_names_match_the_manifests() -> None:
     assert git_template["metadata"]["name"] == p.git_secret and p.git_secret_key in git_template["stringData"]
     assert s3_template["metadata"]["name"] == p.s3_secret and set(p.s3_secret_keys) == set(s3_template["stringData"])
     assert llm_template["metadata"]["name"] == p.llm_secret and p.llm_secret_key in llm_template["stringData"]
+    control = yaml.safe_load((REPO / "manifests/secrets/triton-control.template.yaml").read_text())
+    assert control["metadata"]["name"] == p.triton_control_secret and p.triton_control_secret_key in control["stringData"]
     assert storage["metadata"]["name"] == p.storage_config_map and set(p.storage_config_keys) == set(storage["data"])
 
 
