@@ -134,8 +134,10 @@ class ModelControl:
         """Raise :class:`ModelControlRefused` now, before anything changes, if the key is not accepted."""
         self._call("get_model_repository_index")
 
-    def load_model(self, name: str, config: str | None = None, client_timeout: float | None = None) -> None:
-        self._call("load_model", name, config=config, client_timeout=client_timeout)
+    def load_model(self, name: str, config: str | None = None, files: dict[str, bytes] | None = None,
+                   client_timeout: float | None = None) -> None:
+        """Load (or reload) ``name``: from the repository, or from ``config`` and ``files`` sent in the request."""
+        self._call("load_model", name, config=config, files=files, client_timeout=client_timeout)
 
     def unload_model(self, name: str) -> None:
         self._call("unload_model", name)

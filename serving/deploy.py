@@ -7,15 +7,26 @@ The steps, each of which can fail without harming what is live:
    downloaded;
 2. compute the offline answer on the probe texts with the export's own
    runtime (``OnnxTagger``): the reference the served model must reproduce;
-3. stage the next version number and upload it (checksums verified on S3);
-   live versions are never overwritten;
-4. with a Triton URL: load the model through explicit model control with the
-   new config passed in the load request (``version_policy: specific
-   [new]``), wait for readiness, and send the probe texts to that version;
-5. only when the probe answers equal the offline answers is ``config.pbtxt``
-   rewritten to name the new version (so a restarted server comes back with
-   it); otherwise Triton reloads the untouched ``config.pbtxt``, which still
-   names the previous version: the rollback.
+3. claim the next version number and upload it (checksums verified on S3),
+   then its manifest (every file's sha256): live versions are never
+   overwritten, and a version without a manifest never finished uploading;
+4. with a Triton URL: load the new version under a candidate name no client
+   calls (``<name>__candidate<N>``, from the staged files sent in the load
+   request) and send it the probe texts: the answers must equal the offline
+   ones. No live request reaches a version before it passed;
+5. switch: ``config.pbtxt`` is rewritten to name the new version (the
+   commit), then the server loads the model *from the repository*, and the
+   live model is probed once more; on any failure the old ``config.pbtxt`` is
+   written back and loaded again: the rollback.
+
+The repository is the single source of truth: the server only ever loads
+what ``config.pbtxt`` names, so a deploy killed at any step leaves the server
+and the repository on the same verified version (killed between the commit
+and the load that follows it, the server keeps the previous verified version
+until the next deploy reconciles it, or a restart reads the repository).
+The next deploy also unloads candidates a killed deploy left; orphan version
+folders and claims are ignored (numbers are never reused, and a pin refuses a
+version whose files do not match its manifest).
 
 Triton swaps versions without dropping requests: the old version keeps
 serving until the new one is ready. For the GPU layout (an ensemble whose
@@ -38,7 +49,8 @@ too and then re-raised, with the rollback's outcome attached as a note and as
 
 :func:`pin_version` is the GitOps side: it makes an existing version live
 (``config.pbtxt`` and, with a Triton URL, the running server) through the
-same load, probe and rollback path. The Kubernetes manifests run it before
+same candidate probe, switch and rollback path, after checking every file of
+the version against its manifest. The Kubernetes manifests run it before
 Triton starts, so the overlay's ``MODEL_VERSION`` decides what is served.
 """
 
@@ -104,6 +116,7 @@ class DeployReport:
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     pruned: list[int] = field(default_factory=list)  # old version folders deleted (keep=N)
+    reconciled: list[str] = field(default_factory=list)  # what a killed earlier deploy left, and what was done
     seconds: float = 0.0
 
     @property
@@ -254,7 +267,7 @@ def deploy(
                     repo.write_config(model_name, cfg)
                 report.status, report.live_versions = "written", [version]
         else:
-            _load_and_verify(report, repo, configs, triton_url, control, texts, expected, timeout_s, served)
+            _load_and_verify(report, repo, configs, triton_url, control, texts, expected, timeout_s, stage, served)
     if keep is not None and report.ok:
         for model_name in configs:  # only after a success: a rollback may need the old versions
             deleted = repo.prune(model_name, keep)
@@ -304,7 +317,8 @@ def pin_version(
         report.status, report.live_versions = "written", [version]
     else:
         with tempfile.TemporaryDirectory(prefix="nerwheel-pin-") as tmp:
-            export_dir = _version_as_export(repo, list(configs), version, Path(tmp))
+            stage = _download_version(repo, list(configs), version, Path(tmp) / "stage")
+            export_dir = _version_as_export(stage, list(configs), version, Path(tmp))
             served = served_for(export_dir)
             texts = served.probes(probe_texts)
             if not texts:
@@ -314,8 +328,8 @@ def pin_version(
             except Exception as e:  # noqa: BLE001 - any failure here means the version is unusable
                 raise DeployError(f"{join(repo.uri, name, str(version))} does not load or run offline "
                                   f"({type(e).__name__}: {e}); nothing was changed") from e
-        report.probe_texts = len(texts)
-        _load_and_verify(report, repo, configs, triton_url, control, texts, expected, timeout_s, served)
+            report.probe_texts = len(texts)
+            _load_and_verify(report, repo, configs, triton_url, control, texts, expected, timeout_s, stage, served)
     report.seconds = round(time.monotonic() - t0, 3)
     return report
 
@@ -334,15 +348,21 @@ def _control(triton_url: str | None, control_key: str | None) -> str | None:
         return control.key
 
 
-def _version_as_export(repo: ModelRepository, models: list[str], version: int, work: Path) -> Path:
+def _download_version(repo: ModelRepository, models: list[str], version: int, stage: Path) -> Path:
+    """Each model's ``version`` folder under ``stage/<model>/<version>/`` (checked against its manifest before)."""
+    for model_name in models:
+        repo.storage.download_dir(join(repo.uri, model_name, str(version)), stage / model_name / str(version))
+    return stage
+
+
+def _version_as_export(stage: Path, models: list[str], version: int, work: Path) -> Path:
     """One export folder from a version's folders (the CPU model's, or the union of the ensemble steps')."""
     out = work / "export"
     for model_name in models:
-        with repo.storage.local_dir(join(repo.uri, model_name, str(version))) as folder:
-            for f in folder.iterdir():
-                if f.is_file():
-                    out.mkdir(parents=True, exist_ok=True)
-                    (out / f.name).write_bytes(f.read_bytes())
+        for f in (stage / model_name / str(version)).iterdir():
+            if f.is_file():
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f.name).write_bytes(f.read_bytes())
     return check_export_dir(out)
 
 
@@ -353,26 +373,97 @@ def _tagger_spec(configs: dict[str, Any]) -> str:
     return ServingOptions().tagger
 
 
+#: A version is probed under ``<model>__candidate<version>`` before clients can reach it (see _Candidate).
+CANDIDATE = "__candidate"
+
+
+def candidate_name(model_name: str, version: int) -> str:
+    return f"{model_name}{CANDIDATE}{version}"
+
+
+@dataclass
+class _Candidate:
+    """The new version loaded under names no client calls, from the staged files sent in the load request.
+
+    ``load_model(name, config, files)`` loads a model from the request's files, not from the repository,
+    and under a name of its own: the version answers the probe before a single live request can reach
+    it. An ensemble's candidate calls candidate steps. :meth:`unload` is idempotent; a deploy that was
+    killed with a candidate loaded leaves it to the next deploy (:func:`_reconcile`).
+    """
+
+    control: Any
+    configs: dict[str, Any]  # composing models first, the entry model last
+    stage: Path
+    version: int
+    loaded: list[str] = field(default_factory=list)
+
+    def names(self) -> dict[str, str]:
+        return {m: candidate_name(m, self.version) for m in self.configs}
+
+    @property
+    def entry(self) -> Any:
+        return self.configs[list(self.configs)[-1]]
+
+    def load(self, timeout_s: float) -> None:
+        """Load every model's candidate from the staged files (an ensemble's steps; the ensemble itself is
+        not loaded: Triton would look for its candidate steps in the repository, see :meth:`probe`)."""
+        names = self.names()
+        for model_name, cfg in self.configs.items():
+            if cfg.platform == "ensemble":
+                continue
+            renamed = type(cfg)()
+            renamed.CopyFrom(cfg)
+            renamed.name = names[model_name]
+            for step in renamed.ensemble_scheduling.step:
+                step.model_name = names.get(step.model_name, step.model_name)
+            folder = self.stage / model_name / str(self.version)
+            files = {f"file:{self.version}/{p.relative_to(folder).as_posix()}": p.read_bytes()
+                     for p in sorted(folder.rglob("*")) if p.is_file()}
+            body = json_format.MessageToJson(renamed, preserving_proto_field_name=True)
+            self.loaded.append(names[model_name])
+            self.control.load_model(names[model_name], config=body, files=files, client_timeout=timeout_s)
+            _wait_ready(self.control, names[model_name], str(self.version), timeout_s)
+
+    def probe(self, served: Any, triton_url: str, texts: list[Any], batch_size: int, timeout_s: float) -> list[Any]:
+        """The candidate's answers: a plain model is asked directly (through the task's client); an
+        ensemble's steps (the NER GPU layout) are chained here as the ensemble's scheduling says (tensor by
+        tensor), so the candidate steps answer what the ensemble would."""
+        entry = self.entry
+        if entry.platform != "ensemble":
+            return _probe(served, triton_url, candidate_name(entry.name, self.version), self.version, texts,
+                          batch_size, timeout_s)
+        return _chain(triton_url, entry, self.names(), self.version, texts, batch_size, timeout_s)
+
+    def unload(self) -> None:
+        for n in reversed(self.loaded):
+            with contextlib.suppress(Exception):
+                self.control.unload_model(n)
+        self.loaded.clear()
+
+
 @dataclass
 class _Swap:
-    """The order in which a version switch loads configs so that no request fails, and how it is undone.
+    """How a verified version becomes live, with the repository as the single source of truth.
 
-    A plain model is one load: Triton keeps the old version serving until the
-    new one is ready. An ensemble (GPU layout) calls its steps by version, and
-    Triton re-reads the steps' ``config.pbtxt`` from the repository whenever
-    the ensemble is loaded (a step loaded with an override config is reloaded
-    from disk: checked with the tritonserver here). So for an ensemble the
-    repository is the switch's working state:
+    Every change is written to ``config.pbtxt`` first, and the server is then told to load the model
+    *from the repository* (no config in the request): Triton can only ever serve what the repository
+    names, so a deploy killed at any moment leaves the server on a version the repository names (or,
+    killed between a write and the load that follows it, the server on the previous verified version
+    and the repository on the new verified one, until the next deploy or a restart reloads it:
+    :func:`_reconcile`). The commit is the single write of the entry model's ``config.pbtxt``.
 
-    1. each step's ``config.pbtxt`` names old *and* new version, and the step
-       is loaded that way: the ensemble being served still finds its versions;
-    2. the ensemble is loaded naming the new versions (atomic for clients);
-    3. after the probe passed, every ``config.pbtxt`` names only the new
-       version (:meth:`commit`) and the ensemble is loaded once more, which
-       makes Triton drop the old step versions (:meth:`drop_old`).
+    A plain model is one write and one load: Triton keeps the old version serving until the new one is
+    ready. An ensemble (GPU layout) calls its steps by version, and Triton re-reads the steps'
+    ``config.pbtxt`` whenever the ensemble is loaded, so:
 
-    A rollback writes the original configs back and loads the original
-    ensemble, which brings the steps back to their old versions with it.
+    1. each step's ``config.pbtxt`` names old *and* new version, and the step is loaded: the ensemble
+       being served still finds its versions;
+    2. the ensemble's ``config.pbtxt`` names the new version, and it is loaded (atomic for clients);
+    3. every step's ``config.pbtxt`` names only the new version and the ensemble is loaded once more,
+       which makes Triton drop the old step versions (:meth:`drop_old`).
+
+    A rollback writes the original configs back and loads the entry model from them, which brings an
+    ensemble's steps back to their old versions with it.
     """
 
     repo: ModelRepository
@@ -407,22 +498,27 @@ class _Swap:
             self.written.append(model_name)
         self.repo.write_config(model_name, cfg)
 
-    def load_new(self, admin: Any, timeout_s: float) -> None:
-        for m in self.steps:  # old and new side by side: the ensemble being served still calls the old one
-            both = self._pinned(m, sorted(set(self.before[m]) | {self.version}))
-            self._write(m, both)  # on disk too: loading the ensemble re-reads its steps from the repository
-            _load(admin, m, both, timeout_s)
-        _load(admin, self.name, self.configs[self.name], timeout_s)
+    def switch(self, control: Any, timeout_s: float) -> None:
+        """Steps serve old and new, then the entry model's config names the new version (the commit), then
+        the server loads it from the repository."""
+        for m in self.steps:
+            self._write(m, self._pinned(m, sorted(set(self.before[m]) | {self.version})))
+            control.load_model(m, client_timeout=timeout_s)
+        self._write(self.name, self.configs[self.name])
+        control.load_model(self.name, client_timeout=timeout_s)
 
     def commit(self) -> None:
-        """Write the new configs, steps first and the entry model last (a restarted server loads these)."""
+        """Write the new configs, steps first and the entry model last (without a server: the next start
+        loads these)."""
         for m, cfg in self.configs.items():
             self._write(m, cfg)
 
-    def drop_old(self, admin: Any, timeout_s: float) -> None:
-        """After :meth:`commit`: reload the ensemble, which re-reads its steps and unloads their old versions."""
+    def drop_old(self, control: Any, timeout_s: float) -> None:
+        """After :meth:`switch`: steps name only the new version; reloading the ensemble drops the old ones."""
+        for m in self.steps:
+            self._write(m, self.configs[m])
         if any(set(self.before[m]) - {self.version} for m in self.steps):
-            _load(admin, self.name, self.configs[self.name], timeout_s)
+            control.load_model(self.name, client_timeout=timeout_s)
 
     def restore_configs(self) -> None:
         for m in reversed(self.written):
@@ -432,27 +528,104 @@ class _Swap:
                 self.repo.write_config(m, self.originals[m])
         self.written.clear()
 
-    def roll_back(self, admin: Any, timeout_s: float) -> list[int]:
+    def roll_back(self, control: Any, timeout_s: float) -> list[int]:
         """Serve what was served before (or nothing, for a first deploy); returns the live versions."""
+        switched = bool(self.written)
         self.restore_configs()
         if not self.before[self.name]:
             for m in [self.name, *reversed(self.steps)]:
-                admin.unload_model(m)
+                with contextlib.suppress(Exception):  # never loaded: nothing to unload
+                    control.unload_model(m)
             return []
-        # For an ensemble this load also brings every step back to what its restored config.pbtxt names.
-        _load(admin, self.name, self._pinned(self.name, self.before[self.name]), timeout_s)
-        _wait_ready(admin, self.name, str(self.before[self.name][-1]), timeout_s)
+        if switched:  # the server was told to follow the repository: follow it back
+            control.load_model(self.name, client_timeout=timeout_s)
+            _wait_ready(control, self.name, str(self.before[self.name][-1]), timeout_s)
         return self.before[self.name]
 
 
-def _load(admin: Any, model_name: str, cfg: Any, timeout_s: float) -> None:
-    body = json_format.MessageToJson(cfg, preserving_proto_field_name=True)
-    admin.load_model(model_name, config=body, client_timeout=timeout_s)
+def _reconcile(control: Any, repo: ModelRepository, configs: dict[str, Any], name: str,
+               timeout_s: float) -> list[str]:
+    """Before a switch, make the server agree with the repository again after a deploy that was killed.
+
+    Candidates of versions older than the live one belong to deploys that are over: unloaded. When the
+    server serves other versions of ``name`` than ``config.pbtxt`` names (a deploy killed between its
+    commit and the load), the model is reloaded from the repository. Orphan version folders and claims
+    are left alone: no config names them, numbers are never reused, and a pin refuses any version whose
+    files do not match its manifest. Returns what was done, for the report.
+    """
+    live = repo.live_versions(name)
+    versions = repo.versions(name)
+    done = _unload_stale_candidates(control, repo, configs, name, below=max(live)) if live else []
+    served = []
+    for v in versions:
+        with contextlib.suppress(Exception):
+            if control.is_model_ready(name, str(v)):
+                served.append(v)
+    if served and served != live:
+        done.append(f"the server served {name} {served} but {join(repo.uri, name, 'config.pbtxt')} names "
+                    f"{live or 'nothing'}: reloaded from the repository")
+        log.warning("%s", done[-1])
+        if live:
+            control.load_model(name, client_timeout=timeout_s)
+            _wait_ready(control, name, str(live[-1]), timeout_s)
+        else:
+            control.unload_model(name)
+    return done
+
+
+def _chain(triton_url: str, ensemble: Any, names: dict[str, str], version: int, texts: list[str],
+           batch_size: int, timeout_s: float) -> list[list[Any]]:
+    """Run an ensemble's steps one after another from the client, on the steps' ``names`` (candidates)."""
+    import json as _json
+
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    from nerwheel.records import Entity
+    from nerwheel.serving.config import INPUT_TEXT, OUTPUT_ENTITIES
+
+    out: list[list[Any]] = []
+    with grpcclient.InferenceServerClient(triton_url.removeprefix("grpc://")) as client:
+        for at in range(0, len(texts), batch_size):
+            chunk = texts[at:at + batch_size]
+            tensors = {INPUT_TEXT: np.array([[t.encode("utf-8")] for t in chunk], dtype=object)}
+            for step in ensemble.ensemble_scheduling.step:
+                inputs = []
+                for model_input, tensor in step.input_map.items():
+                    value = tensors[tensor]
+                    inp = grpcclient.InferInput(model_input, list(value.shape), np_to_triton_dtype(value.dtype))
+                    inp.set_data_from_numpy(value)
+                    inputs.append(inp)
+                result = client.infer(names[step.model_name], inputs, model_version=str(version),
+                                      client_timeout=timeout_s)
+                for model_output, tensor in step.output_map.items():
+                    tensors[tensor] = result.as_numpy(model_output)
+            out += [[Entity.from_dict(d) for d in _json.loads(bytes(e).decode("utf-8"))]
+                    for e in tensors[OUTPUT_ENTITIES].reshape(-1)]
+    return out
+
+
+def _unload_stale_candidates(control: Any, repo: ModelRepository, configs: dict[str, Any], name: str, *,
+                             below: int) -> list[str]:
+    """Unload the candidates of versions older than ``below``: their deploys are over (a killed one leaves its
+    candidate loaded; no client calls it, but it holds memory until the server restarts)."""
+    done = []
+    for v in repo.versions(name):
+        if v >= below:
+            continue
+        for m in configs:
+            cand = candidate_name(m, v)
+            with contextlib.suppress(Exception):
+                if control.is_model_ready(cand, str(v)):
+                    control.unload_model(cand)
+                    done.append(f"unloaded the stale candidate {cand}")
+    return done
 
 
 def _probe(served: Any, triton_url: str, name: str, version: int, texts: list[Any], batch_size: int,
            timeout_s: float) -> list[Any]:
-    """What the freshly loaded ``version`` answers on the probes: the answer that decides commit or rollback."""
+    """What ``name`` (a candidate, or the live model) answers at ``version`` on the probes (the task's client)."""
     client, ask = served.served(triton_url, name, version, batch_size, timeout_s)
     try:
         return ask(texts)
@@ -469,14 +642,14 @@ def _load_and_verify(
     texts: list[Any],
     expected: list[Any],
     timeout_s: float,
+    stage: Path,
     served: Any = None,
 ) -> None:
-    """Switch Triton to ``report.version``, probe it, commit ``config.pbtxt``; roll back on any failure.
+    """Probe ``report.version`` as a candidate, then switch to it and probe it live; roll back on any failure.
 
-    Expected failures (the load fails, a timeout, the probe answers
-    differently, the server refuses) are rolled back and reported. Anything
-    else is rolled back too, then re-raised with the rollback's outcome
-    attached: a bug must not leave the server and ``config.pbtxt`` disagreeing.
+    Expected failures (the load fails, a timeout, the probe answers differently, the server refuses)
+    are rolled back and reported. Anything else is rolled back too, then re-raised with the rollback's
+    outcome attached: a bug must not leave the server and ``config.pbtxt`` disagreeing.
     """
     from tritonclient.utils import InferenceServerException
 
@@ -484,57 +657,69 @@ def _load_and_verify(
     from nerwheel.serving.control import ModelControl, ModelControlRefused
 
     name, version = report.name, report.version
+    served = served or served_for_task("ner")
+    batch = max(1, configs[name].max_batch_size)
     swap = _Swap.plan(repo, configs, name, version, report.previous_versions)
-    admin = ModelControl(triton_url, control_key)
+    control = ModelControl(triton_url, control_key)
+    candidate = _Candidate(control, configs, stage, version)
     try:
         try:
-            swap.load_new(admin, timeout_s)
-            _wait_ready(admin, name, str(version), timeout_s)
-            served = served or served_for_task("ner")
-            got = _probe(served, triton_url, name, version, texts, max(1, configs[name].max_batch_size), timeout_s)
+            report.reconciled = _reconcile(control, repo, configs, name, timeout_s)
+            candidate.load(timeout_s)
+            report.mismatches = served.compare(texts, expected,
+                                               candidate.probe(served, triton_url, texts, batch, timeout_s))
+            candidate.unload()
+            if report.mismatches:
+                raise DeployError(f"{len(report.mismatches)} of {len(texts)} probe texts answered differently "
+                                  "from the offline model (probed as a candidate: no client saw it)")
+            swap.switch(control, timeout_s)
+            _wait_ready(control, name, str(version), timeout_s)
+            got = _probe(served, triton_url, name, version, texts, batch, timeout_s)
             report.mismatches = served.compare(texts, expected, got)
             if report.mismatches:
                 raise DeployError(f"{len(report.mismatches)} of {len(texts)} probe texts answered differently "
-                                  "from the offline model")
-            swap.commit()  # a restarted server loads the verified version
-            swap.drop_old(admin, timeout_s)
+                                  "once live (the repository's copy differs from the probed one)")
+            swap.drop_old(control, timeout_s)
+            report.reconciled += _unload_stale_candidates(control, repo, configs, name, below=version)
         except (InferenceServerException, ServingError, DeployError, ModelControlRefused, TimeoutError) as e:
             report.error = str(e)
             if "failed to poll from model repository" in report.error:
                 report.error += (f" (is {repo.uri} one of the server's --model-repository folders? "
                                  "Triton loads models only from its own repositories)")
             log.warning("version %d of %s failed: %s; rolling back", version, name, e)
-            _roll_back(report, swap, admin, timeout_s)
+            _roll_back(report, swap, control, timeout_s)
             return
         except BaseException as e:  # a bug or an interrupt: still roll back, then let it propagate
             report.error = f"{type(e).__name__}: {e}"
             log.error("version %d of %s failed unexpectedly (%s); rolling back", version, name, report.error)
-            _roll_back(report, swap, admin, timeout_s)
+            _roll_back(report, swap, control, timeout_s)
             e.add_note(f"nerwheel {report.action} of {name} version {version} was rolled back: status "
                        f"{report.status!r}, live versions now {report.live_versions} ({report.error})")
             with contextlib.suppress(AttributeError, TypeError):
                 e.deploy_report = report  # type: ignore[attr-defined]
             raise
+        finally:
+            candidate.unload()
         report.status, report.verified, report.live_versions = "live", True, [version]
     finally:
-        admin.close()
+        control.close()
 
 
-def _roll_back(report: DeployReport, swap: _Swap, admin: Any, timeout_s: float) -> None:
+def _roll_back(report: DeployReport, swap: _Swap, control: Any, timeout_s: float) -> None:
     """Serve the previous version again (config.pbtxt restored too), or unload when nothing was live before."""
     try:
-        report.live_versions = swap.roll_back(admin, timeout_s)
+        report.live_versions = swap.roll_back(control, timeout_s)
         report.status = "rolled_back" if report.live_versions else "failed"
     except Exception as e:  # noqa: BLE001 - whatever broke the rollback, the report must say so
         report.status = "failed"
         report.error = f"{report.error}; rollback failed too: {type(e).__name__}: {e}"
 
 
-def _wait_ready(admin: Any, name: str, version: str, timeout_s: float) -> None:
+def _wait_ready(control: Any, name: str, version: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if admin.is_model_ready(name, version):
+            if control.is_model_ready(name, version):
                 return
         except Exception:  # noqa: BLE001 - transient while loading
             pass

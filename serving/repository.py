@@ -5,6 +5,8 @@ Layout, per model name::
     <repository>/<name>/config.pbtxt        version_policy { specific { versions: [live] } }
     <repository>/<name>/<version>/model.py  the python-backend shell (model_shell.py)
     <repository>/<name>/<version>/model.onnx, crf.npz, tokenizer.json, nerwheel.json  (the export's files)
+    <repository>/<name>/<version>.claim     the version number is taken (create-only)
+    <repository>/<name>/<version>.manifest.json  every file's sha256, written when the upload is complete
 
 Versions are integers and never rewritten: a deploy writes the next one, and
 ``config.pbtxt`` names the version that is live. Because that file is written
@@ -19,6 +21,7 @@ names, so reverting the overlay's ``MODEL_VERSION`` line reverts what is served.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -48,7 +51,7 @@ from nerwheel.serving.config import (
     to_pbtxt,
     with_versions,
 )
-from nerwheel.storage import ObjectInfo, Storage, StorageNotFound, get_storage, is_s3, join
+from nerwheel.storage import ObjectInfo, Storage, StorageNotFound, get_storage, is_s3, join, sha256_file
 
 __all__ = [
     "EXPORT_FILES",  # the export's files (nerwheel.model.layout), re-exported
@@ -64,6 +67,8 @@ __all__ = [
 
 SHELL = Path(__file__).with_name("model_shell.py")
 CLAIM_SUFFIX = ".claim"  # <name>/<version>.claim: a version number taken by a deploy
+# <name>/<version>.manifest.json: every file of the version and its sha256, written once the upload is complete.
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 class RepositoryError(NerwheelError, RuntimeError):
@@ -238,6 +243,11 @@ class ModelRepository:
                 f" does not exist (versions of {name} there: {self.versions(name) or 'none'}); "
                 "pin one of those, or deploy the model again"
             )
+        for m in [*steps, name]:  # a half-uploaded or altered version is never made live
+            try:
+                self.verify_version(m, version)
+            except RepositoryError as e:
+                raise RepositoryError(f"cannot pin {name} to version {version}: {e}") from None
         out: dict[str, mc.ModelConfig] = {}
         for m in steps:
             step_cfg = self.read_config(m)
@@ -252,11 +262,59 @@ class ModelRepository:
         return out
 
     def write_version(self, name: str, version: int, folder: str | Path) -> dict[str, ObjectInfo]:
-        """Upload a staged version folder; refuses to touch an existing version."""
+        """Upload a staged version folder, then its manifest; refuses to touch an existing version.
+
+        The manifest (every file's sha256, create-only) is written last: a version without one never
+        finished uploading, and :meth:`verify_version` refuses it.
+        """
         uri = join(self.uri, name, str(version))
         if self.storage.exists(uri):
             raise RepositoryError(f"{uri} already exists: versions are never overwritten")
-        return self.storage.upload_dir(folder, uri)
+        uploaded = self.storage.upload_dir(folder, uri)
+        manifest = {"model": name, "version": version,
+                    "files": {rel: info.sha256 for rel, info in sorted(uploaded.items())}}
+        data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        if not self.storage.create(self._manifest_uri(name, version), data):
+            raise RepositoryError(f"{self._manifest_uri(name, version)} already exists: another deploy wrote "
+                                  f"version {version} of {name}")
+        return uploaded
+
+    def _manifest_uri(self, name: str, version: int) -> str:
+        return join(self.model_uri(name), f"{version}{MANIFEST_SUFFIX}")
+
+    def verify_version(self, name: str, version: int) -> dict[str, str]:
+        """Check every file of ``name/version`` against its manifest; returns ``{relative path: sha256}``.
+
+        Raises :class:`RepositoryError` listing each problem: no manifest (the upload never finished, or
+        an older nerwheel wrote it), a file missing, a file added, a file whose bytes differ.
+        """
+        where = join(self.uri, name, str(version))
+        try:
+            manifest = json.loads(self.storage.read_text(self._manifest_uri(name, version)))
+            expected = dict(manifest["files"])
+        except StorageNotFound:
+            raise RepositoryError(f"{where} has no manifest ({version}{MANIFEST_SUFFIX}): its upload never finished "
+                                  "(or an older nerwheel wrote it); deploy the model again") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise RepositoryError(f"{self._manifest_uri(name, version)} is not a version manifest ({e})") from None
+        problems: list[str] = []
+        with self.storage.local_dir(where) as folder:
+            # __pycache__: what Python writes beside model.py when Triton loads it from a local folder
+            found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+                     if p.is_file() and "__pycache__" not in p.relative_to(folder).parts}
+            missing = sorted(set(expected) - set(found))
+            if missing:
+                problems.append(f"missing: {', '.join(missing)}")
+            extra = sorted(set(found) - set(expected))
+            if extra:
+                problems.append(f"not in the manifest: {', '.join(extra)}")
+            for rel in sorted(set(expected) & set(found)):
+                digest = sha256_file(found[rel])
+                if digest != expected[rel]:
+                    problems.append(f"{rel}: sha256 {digest[:12]}... but the manifest says {expected[rel][:12]}...")
+        if problems:
+            raise RepositoryError(f"{where} does not match its manifest: {'; '.join(problems)}")
+        return expected
 
     def prune(self, name: str, keep: int) -> list[int]:
         """Delete all but the newest ``keep`` version folders (live versions always stay); returns those deleted.
@@ -311,9 +369,16 @@ def resolve_repository(repository: str, endpoint_url: str | None = None) -> tupl
 
 
 def open_repository(repository: str, endpoint_url: str | None = None) -> ModelRepository:
-    """A :class:`ModelRepository` for a local folder, ``s3://bucket/prefix`` or Triton's ``s3://http://...`` form."""
+    """A :class:`ModelRepository` for a local folder, ``s3://bucket/prefix`` or Triton's ``s3://http://...`` form.
+
+    An ``s3://`` repository's bucket must exist: a missing one is one sentence naming the bucket, the
+    endpoint and the fix, not a client library's traceback on the first listing.
+    """
     uri, endpoint = resolve_repository(repository, endpoint_url)
-    return ModelRepository(uri, Storage(endpoint))
+    storage = Storage(endpoint)
+    if is_s3(uri):
+        storage.check_bucket(uri)
+    return ModelRepository(uri, storage)
 
 
 def live_version(repository: str, name: str, *, endpoint_url: str | None = None) -> int | None:

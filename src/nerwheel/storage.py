@@ -241,6 +241,26 @@ class Storage:
             raise ChecksumMismatch(f"upload to {uri} failed verification (object deleted): {'; '.join(problems)}")
         return ObjectInfo(uri, size, digest)
 
+    def check_bucket(self, uri: str) -> None:
+        """Raise :class:`StorageNotFound` with one sentence (bucket, endpoint, fix) when ``uri``'s bucket is missing."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket = split_s3(uri)[0]
+        where = self.endpoint_url or "AWS S3"
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageNotFound(
+                    f"{uri}: the bucket {bucket!r} does not exist at {where}; create it (aws s3 mb s3://{bucket}"
+                    f"{' --endpoint-url ' + self.endpoint_url if self.endpoint_url else ''}) or fix the URI"
+                ) from None
+            raise StorageError(f"{uri}: cannot use the bucket {bucket!r} at {where} ({code}: "
+                               f"{e.response.get('Error', {}).get('Message', '')}); check the credentials") from None
+        except BotoCoreError as e:
+            raise StorageError(f"{uri}: cannot reach {where} ({e}); check the endpoint") from None
+
     def ensure_bucket(self, uri_or_bucket: str) -> None:
         """Create the bucket of ``uri_or_bucket`` if it does not exist (local S3 servers, first runs)."""
         from botocore.exceptions import ClientError

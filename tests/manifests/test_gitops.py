@@ -146,15 +146,17 @@ def test_git_revert_rolls_back_what_a_new_pod_serves(gitops_repo: Path, tmp_path
                                                      s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Deploy commits MODEL_VERSION=2; `git revert` of that commit makes the next pod serve version 1 again."""
     from nerwheel.serving.config import cpu_model_config, to_pbtxt
-    from nerwheel.serving.repository import live_version
+    from nerwheel.serving.repository import ModelRepository, live_version
     from nerwheel.serving.server import triton_repository_url
     from nerwheel.storage import Storage
 
-    # An S3 model repository as two deploys leave it: folders 1 and 2, config.pbtxt naming 2.
+    # An S3 model repository as two deploys leave it: folders 1 and 2 with their manifests, config.pbtxt naming 2.
     storage = Storage(s3_server)
     repo = f"{s3_bucket}/triton-repository"
     for v in (1, 2):
-        storage.write_text(f"{repo}/nerwheel/{v}/model.py", f"# version {v}\n")
+        (tmp_path / "stage" / str(v)).mkdir(parents=True)
+        (tmp_path / "stage" / str(v) / "model.py").write_text(f"# version {v}\n")
+        ModelRepository(repo, storage).write_version("nerwheel", v, tmp_path / "stage" / str(v))
     storage.write_text(f"{repo}/nerwheel/config.pbtxt", to_pbtxt(cpu_model_config("nerwheel", 2)))
     # model.env names a MinIO repository in Triton's form; the pin must find the endpoint in it, not in env.
     triton_form = triton_repository_url(repo, s3_server)

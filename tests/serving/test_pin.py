@@ -148,3 +148,40 @@ def test_pin_back_to_version_1_in_triton(triton, export_v1: Path, export_v2: Pat
     assert {p.model_version for p in served} == {"1"}
     assert [p.entities for p in served] == load_predictor(export_v1).predict(list(TEXTS))
     assert live_version(str(triton.local_repo), model_name) == 1
+
+
+@pytest.mark.parametrize("damage", ["file missing", "file changed", "file added", "no manifest"])
+def test_pin_refuses_a_version_whose_files_do_not_match_its_checksums(export_v1: Path, tmp_path: Path,
+                                                                      damage: str) -> None:
+    """`--pin-version N` (the Kubernetes init container) used to accept a half-uploaded version folder."""
+    root = str(tmp_path / "repo")
+    assert [deploy(export_v1, root, name="addr").version for _ in range(2)] == [1, 2]
+    folder = Path(root) / "addr" / "1"
+    if damage == "file missing":
+        (folder / "crf.npz").unlink()
+    elif damage == "file changed":
+        (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes()[:-1] + b"\0")
+    elif damage == "file added":
+        (folder / "stray.bin").write_bytes(b"?")
+    else:
+        (Path(root) / "addr" / "1.manifest.json").unlink()
+    before = config_text(root, "addr")
+    reason = {"file missing": "missing: crf.npz", "file changed": "model.onnx: sha256",
+              "file added": "not in the manifest: stray.bin", "no manifest": "has no manifest"}[damage]
+    with pytest.raises(RepositoryError, match=f"cannot pin addr to version 1: .*{reason}"):
+        pin_version(root, 1, name="addr")
+    assert config_text(root, "addr") == before
+    result = CliRunner().invoke(cli, ["deploy", "--pin-version", "1", "--repository", root, "--name", "addr"])
+    assert result.exit_code == 1 and reason in result.output and "Traceback" not in result.output
+    assert pin_version(root, 2, name="addr").status == "written"  # an intact version still pins
+
+
+def test_a_missing_s3_bucket_is_one_clear_line(s3_server: str, export_v1: Path) -> None:
+    """`deploy` to an s3:// repository whose bucket does not exist gave a botocore traceback."""
+    for args in (["deploy", "-m", str(export_v1)], ["deploy", "--pin-version", "1"]):
+        result = CliRunner().invoke(cli, [*args, "-r", "s3://no-such-bucket-17/triton", "--s3-endpoint", s3_server])
+        assert result.exit_code == 1, result.output
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert "bucket 'no-such-bucket-17' does not exist" in lines[0] and s3_server in lines[0]
+        assert "create it" in lines[0]

@@ -16,7 +16,7 @@ from nerwheel.serving.client import Client, ServingError
 from nerwheel.serving.config import ServingOptions
 import nerwheel.serving.deploy as deploy_module
 from nerwheel.decode import CrfParams
-from nerwheel.serving.deploy import DeployError, deploy
+from nerwheel.serving.deploy import DeployError, deploy, pin_version
 from nerwheel.serving.repository import ModelRepository, stage_cpu_version
 from nerwheel.stages.predict import load_predictor
 from nerwheel.storage import Storage, StorageError
@@ -284,3 +284,101 @@ def test_model_control_needs_the_key_while_inference_does_not(
     with pytest.raises(DeployError, match=f"refused model control.*{CONTROL_KEY_ENV}"):
         deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
     assert ModelRepository(str(triton.local_repo)).versions(model_name) == [1]
+
+
+def test_a_version_that_fails_its_probe_never_answers_live_traffic(
+    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe used to run after the switch: 33 of 398 live requests reached a bad version before the
+    rollback. The new version is now loaded and probed under a candidate name no client calls."""
+    assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
+
+    def scramble_crf(export_dir, into):  # loads fine, answers wrongly
+        folder = stage_cpu_version(export_dir, into)
+        crf = CrfParams.load(str(folder / "crf.npz"))
+        rng = np.random.default_rng(1)
+        CrfParams(*(rng.normal(scale=20, size=a.shape).astype(np.float32)
+                    for a in (crf.transitions, crf.start, crf.end))).save(str(folder / "crf.npz"))
+        return folder
+
+    monkeypatch.setattr(deploy_module, "stage_cpu_version", scramble_crf)
+    with traffic_during(triton.url, model_name, SAMPLE[:3], threads=3) as seen:
+        bad = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert (bad.status, bad.live_versions) == ("rolled_back", [1]) and bad.mismatches
+    assert seen.failures == [] and seen.ok > 5
+    assert seen.versions == {"1"}  # not one live request reached version 2
+    with Client(triton.url, model=f"{model_name}__candidate2", retries=0) as candidate:
+        assert not candidate.ready()  # the candidate is gone again
+
+
+CRASH = '''
+import os, sys
+from nerwheel.serving import deploy as d
+from nerwheel.serving.control import ModelControl
+from nerwheel.serving.repository import ModelRepository
+
+point, export, repo, name, url = sys.argv[1:]
+
+def die(*args, **kwargs):
+    os._exit(137)  # what kill -9 leaves: no rollback, no finally, no cleanup
+
+if point == "uploaded":  # the version folder is written, its manifest is not
+    ModelRepository._manifest_uri = die
+elif point == "candidate":  # the candidate is loaded and being probed
+    d._Candidate.probe = die
+elif point == "committed":  # config.pbtxt names the new version; the server was not told yet
+    real = ModelControl.load_model
+    def load(self, model, config=None, files=None, client_timeout=None):
+        if model == name and files is None:
+            die()
+        return real(self, model, config=config, files=files, client_timeout=client_timeout)
+    ModelControl.load_model = load
+elif point == "switched":  # the server switched and the live probe passed; the deploy did not finish
+    d._Swap.drop_old = die
+d.deploy(export, repo, name=name, triton_url=url)
+raise SystemExit("the crash point was never reached")
+'''
+
+
+@pytest.mark.parametrize("point", ["uploaded", "candidate", "committed", "switched"])
+def test_a_deploy_killed_at_any_step_leaves_one_live_version(
+    triton, export_v1: Path, export_v2: Path, model_name: str, point: str
+) -> None:
+    """A killed deploy once left Triton serving versions config.pbtxt did not name, and orphan folders. The
+    server now only loads what the repository names; the next deploy reconciles and ignores orphans."""
+    import subprocess
+    import sys
+
+    from tritonclient.grpc import InferenceServerClient
+
+    local = str(triton.local_repo)
+    assert deploy(export_v1, local, name=model_name, triton_url=triton.url).status == "live"
+    proc = subprocess.run([sys.executable, "-c", CRASH, point, str(export_v2), local, model_name, triton.url],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    repo = ModelRepository(local)
+    probe = InferenceServerClient(triton.url)
+
+    def served(name: str = model_name) -> list[int]:
+        return [v for v in repo.versions(model_name) if probe.is_model_ready(name, str(v))]
+
+    if point == "committed":  # the one window: the repository names 2 (verified), the server still serves 1
+        assert (repo.live_versions(model_name), served()) == ([2], [1])
+    else:
+        expected = [2] if point == "switched" else [1]
+        assert repo.live_versions(model_name) == served() == expected
+    assert repo.versions(model_name) == [1, 2]
+
+    # the next deploy makes them agree, takes a fresh number and ignores the orphan folder and claim
+    nxt = deploy(export_v1, local, name=model_name, triton_url=triton.url)
+    assert (nxt.status, nxt.version) == ("live", 3), nxt.error
+    assert repo.live_versions(model_name) == served() == [3]
+    assert not probe.is_model_ready(f"{model_name}__candidate2", "2")  # a killed deploy's candidate is unloaded
+    if point == "committed":
+        assert any("reloaded from the repository" in r for r in nxt.reconciled), nxt.reconciled
+    if point == "uploaded":  # the half-written version can never be made live
+        from nerwheel.serving.repository import RepositoryError
+
+        with pytest.raises(RepositoryError, match="has no manifest"):
+            pin_version(local, 2, name=model_name)
+    probe.close()
