@@ -192,6 +192,17 @@ def _fmt(e: Entity) -> str:
     return f"{e.label}[{e.start}:{e.end}] {e.text!r}"
 
 
+def _first_overlap(ordered: list[Entity]) -> tuple[Entity, Entity] | None:
+    """Two overlapping entities of ``ordered`` (sorted by start), or ``None``: one pass, not every pair."""
+    reach: Entity | None = None  # the entity seen so far that ends last
+    for e in ordered:
+        if reach is not None and e.start < reach.end:
+            return reach, e
+        if reach is None or e.end > reach.end:
+            reach = e
+    return None
+
+
 def _keep_longest(ents: list[Entity]) -> tuple[list[Entity], int]:
     kept: list[Entity] = []
     for e in sorted(ents, key=lambda x: (-(x.end - x.start), x.start, x.label)):
@@ -233,8 +244,7 @@ def check_record(record: Record, policy: ValidationPolicy, notes: Counter[str] |
     if len(unique) != len(ents):
         notes[NOTE_DUPLICATE_ENTITIES] += len(ents) - len(unique)
         ents, changed = unique, True
-    ordered = sorted(ents)
-    clash = next(((a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:] if a.overlaps(b)), None)
+    clash = _first_overlap(sorted(ents))
     if clash is not None and policy.overlaps == "keep":
         notes[NOTE_OVERLAPS_KEPT] += 1
     elif clash is not None:

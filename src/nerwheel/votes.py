@@ -115,9 +115,16 @@ def pick(ordered: Iterable[Candidate], compatible: Callable[[Candidate, Candidat
     """
     kept: list[Candidate] = []
     rejected: list[tuple[Candidate, Candidate]] = []
+    # character -> indices of the kept spans covering it: a candidate is compared with the kept spans it
+    # overlaps, not with every kept span (a long text has tens of thousands of them)
+    covering: dict[int, list[int]] = {}
     for cand in ordered:
-        winner = blocker(cand, kept, compatible)
+        e = cand.entity
+        near = sorted({i for pos in range(e.start, e.end) for i in covering.get(pos, ())})
+        winner = next((kept[i] for i in near if not (compatible and compatible(kept[i], cand))), None)
         if winner is None:
+            for pos in range(e.start, e.end):
+                covering.setdefault(pos, []).append(len(kept))
             kept.append(cand)
         else:
             rejected.append((cand, winner))
