@@ -210,13 +210,18 @@ def test_triton_model_control_needs_the_key_from_the_secret(overlay: str) -> Non
     assert not [e for e in init["env"] if e["name"] == "TRITON_CONTROL_KEY"]  # the pin needs no server access
 
 
+def selects_triton(docs: list[dict[str, Any]], kind: str, selector: str) -> dict[str, Any]:
+    """The ``kind`` object named triton, checked to select exactly the Triton Deployment's pods."""
+    obj = by_kind(docs, kind, "triton")
+    assert obj["spec"][selector]["matchLabels"] == by_kind(docs, "Deployment", "triton")["spec"]["selector"]["matchLabels"]
+    return obj
+
+
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policy_opens_inference_to_clients_and_control_to_the_deploy_task(overlay: str) -> None:
     docs = build(overlay)
-    dep = by_kind(docs, "Deployment", "triton")
-    policy = by_kind(docs, "NetworkPolicy", "triton")
-    assert policy["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    policy = selects_triton(docs, "NetworkPolicy", "podSelector")
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     rules = {}
     for rule in policy["spec"]["ingress"]:
@@ -238,9 +243,7 @@ def test_network_policy_opens_inference_to_clients_and_control_to_the_deploy_tas
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_a_disruption_budget_keeps_triton_serving(overlay: str) -> None:
     docs = build(overlay)
-    pdb = by_kind(docs, "PodDisruptionBudget", "triton")
-    dep = by_kind(docs, "Deployment", "triton")
-    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    pdb = selects_triton(docs, "PodDisruptionBudget", "selector")
     assert pdb["spec"]["maxUnavailable"] == 1
     hpa = by_kind(docs, "HorizontalPodAutoscaler", "triton")
     if overlay == "prod":  # two replicas at least, at most one down at a time: one always serves
