@@ -180,7 +180,9 @@ def test_the_next_turn_is_gated_against_the_live_version_and_refused(
     assert summary["repository"] is None and summary["export_dir"] is None
     run_dir = Path(summary["run_dir"])
     assert run_dir.parent == out / "pipeline-root" and not (run_dir / "export").exists()
-    assert store.children(f"s3://{BUCKET}/{PREFIX}/triton-repository/nerwheel") == ["1", "1.claim", "config.pbtxt"]  # no version 2, not even claimed
+    # no version 2, not even claimed
+    model_folder = store.children(f"s3://{BUCKET}/{PREFIX}/triton-repository/nerwheel")
+    assert model_folder == ["1", "1.claim", "1.manifest.json", "config.pbtxt"]
     production = json.loads((run_dir / "evaluate" / "production_scores").read_text())
     assert (production["uri"], production["how"]) == (live, "live") and production["metrics"]["model"] == live
     # both scored on the same eval records, production from the served export (model.onnx in the version folder)
