@@ -78,7 +78,7 @@ def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Pa
                 anonymous.unload_model("addr")
         deployed = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(repo), "-n", "addr",
                                             "--triton-url", info["grpc"], "--control-key-file", str(key_file)])
-        assert deployed.exit_code == 0 and json.loads(deployed.output)["status"] == "live", deployed.output
+        assert deployed.exit_code == 0 and json.loads(deployed.stdout)["status"] == "live", deployed.output
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
