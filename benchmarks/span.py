@@ -67,6 +67,7 @@ def _kb_extensions(records: list[Record]) -> tuple[list[Record], float]:
 
 def _train(args: argparse.Namespace, name: str, head: str, train: list[Record], dev: list[Record],
            extension_weight: float = 0.5) -> tuple[Path, float, int]:
+    from nerwheel.labels import is_extension_label
     from nerwheel.model.config import validate
     from nerwheel.stages.train import train as run_train
 
@@ -77,8 +78,11 @@ def _train(args: argparse.Namespace, name: str, head: str, train: list[Record], 
     if args.backbone == "tiny":
         model["tiny"] = {"hidden_size": args.hidden, "num_layers": args.layers, "num_heads": 4,
                          "intermediate_size": 4 * args.hidden}
+    # the data set's own target labels (CLUENER's are not the address task's, the train default)
+    labels = sorted({e.label for r in train for e in r.entities if not is_extension_label(e.label)})
     cfg = validate({
         "model": model,
+        "data": {"labels": labels},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "sequence_length": args.sequence_length,
                      "stride": 16, "threads": args.threads, "seed": args.seed},
         "early_stopping": {"patience": 2},

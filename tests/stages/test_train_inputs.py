@@ -51,3 +51,10 @@ def test_train_rejects_unknown_labels_by_default_and_records_the_label_set(tmp_p
         "source": "data.labels", "labels": ["STREETX", "city", "prov"]}
     anything = resolve_inputs(TrainConfig.model_validate({"data": {"train_file": train, "labels": "any"}}))
     assert anything.rejects == [] and anything.fingerprints["label_set"]["labels"] == "any"
+
+
+def test_extension_labels_are_not_judged_as_targets(tmp_path: Path) -> None:
+    """kb:city / pos:n are auxiliary outputs in their own namespace (a span head learns them beside the targets)."""
+    train = jsonl(tmp_path / "t.jsonl", ents("浙江省杭州市", (0, 3, "prov"), (3, 6, "kb:city"), (0, 2, "pos:ns")))
+    inputs = resolve_inputs(TrainConfig.model_validate({"data": {"train_file": train}, "model": {"head": "span"}}))
+    assert inputs.rejects == [] and len(inputs.train) + len(inputs.dev) == 1
