@@ -144,6 +144,33 @@ def triton_repository_url(repository: str | os.PathLike[str], endpoint_url: str 
     return f"s3://{parts.scheme}://{parts.hostname}:{port}/{repository[len('s3://'):]}"
 
 
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to send the child SIGTERM when its parent dies (``PR_SET_PDEATHSIG``).
+
+    Triton runs in its own session, so nothing else stops it when its parent is killed with SIGKILL:
+    it would keep serving (and hold its ports) with nobody left to stop it. SIGTERM lets it drain and
+    stop its python-backend stubs. The kernel ties this to the *thread* that forked, hence the caveat on
+    :attr:`TritonServer.die_with_parent`. ``None`` where prctl does not exist (not Linux).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def tie() -> None:  # runs in the child between fork and exec: no logging, no allocation-heavy work
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the tie was made
+            os._exit(1)
+
+    return tie
+
+
 @dataclass
 class TritonServer:
     """One ``tritonserver`` child process bound to 127.0.0.1.
@@ -169,6 +196,9 @@ class TritonServer:
     #: ``None``: a random one is made at start. There is no unrestricted server.
     control_key: str | None = None
     install: TritonInstall | None = None
+    #: Linux: the server gets SIGTERM when the thread that started it ends (see :func:`_die_with_parent`).
+    #: Start it from a thread that lives as long as the server (the main thread), or turn this off.
+    die_with_parent: bool = True
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
 
@@ -231,9 +261,12 @@ class TritonServer:
         cmd = self.command(backend_dir)
         log.info("starting %s", " ".join(a.replace(self.control_key, "***") for a in cmd))
         with open(self.log_file, "ab") as out:
-            # Own session: a Ctrl-C in the terminal reaches us, and we decide how Triton stops.
+            # Own session: a Ctrl-C in the terminal reaches us, and we decide how Triton stops. Tied to our
+            # life: the session would otherwise outlive a parent killed with SIGKILL (an orphan server holding
+            # its ports and models, e.g. `nerwheel serve` killed -9, or a test run cut off).
             self.process = subprocess.Popen(
-                cmd, env=self.environment(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=self.environment(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()) if self.die_with_parent else None,
             )
         try:
             self.wait_ready(timeout_s)

@@ -67,6 +67,67 @@ def pytest_configure(config: pytest.Config) -> None:
     missing = [m for m in TEST_STACK if absent(m)]
     if missing:
         raise pytest.UsageError(f"missing test dependencies {', '.join(missing)}: {INSTALL_HINT}")
+    # Every process this run starts inherits the mark; pytest_sessionfinish finds the servers left behind.
+    os.environ[RUN_MARK_ENV] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+#: An environment variable every child of this test run inherits (servers included), to find leftovers by.
+RUN_MARK_ENV = "NERWHEEL_TEST_RUN"
+#: Servers a test run starts; each one must be stopped by the test or fixture that started it.
+SERVER_NAMES = ("tritonserver", "triton_python_backend_stub", "moto_server")
+
+
+def leftover_servers(mark: str) -> dict[int, str]:
+    """pid -> name of the still-running servers whose environment carries ``mark`` (Linux ``/proc``)."""
+    found: dict[int, str] = {}
+    needle = f"{RUN_MARK_ENV}={mark}".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            name = next((n for n in SERVER_NAMES for a in argv[:2] if a.decode(errors="replace").endswith(n)), None)
+            if name is None:
+                continue
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and needle in (proc / "environ").read_bytes().split(b"\0"):
+                found[int(proc.name)] = name
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a server it started is still running after every fixture was torn down.
+
+    A server left running holds ports, memory and CPU on a shared machine after the run is over (a
+    ``nerwheel serve`` killed with SIGKILL once left its tritonserver behind). They are stopped here,
+    by pid, and the run goes red naming them.
+    """
+    import signal
+
+    mark = os.environ.get(RUN_MARK_ENV)
+    if not mark or not Path("/proc").is_dir():
+        return
+    deadline = time.monotonic() + 20  # a server being stopped may still be draining
+    left = leftover_servers(mark)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = leftover_servers(mark)
+    if not left:
+        return
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = ("servers started by this test run were still running at its end (now killed): "
+               + ", ".join(f"{name} (pid {pid})" for pid, name in sorted(left.items())))
+    if reporter is not None:
+        reporter.write("\n")  # after the progress line, which has no newline yet
+        reporter.write_line(message, red=True)
+    else:
+        print(message, file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -192,10 +253,15 @@ def triton_launcher() -> Iterator[Callable[..., Any]]:
         started.append(server)
         return server.start(timeout_s=start_timeout_s)
 
-    yield launch
-    for server in reversed(started):
-        server.stop()
-    if before is None:
-        os.environ.pop(CONTROL_KEY_ENV, None)
-    else:
-        os.environ[CONTROL_KEY_ENV] = before
+    try:
+        yield launch
+    finally:
+        for server in reversed(started):
+            try:
+                server.stop()
+            except Exception as e:  # noqa: BLE001 - one server that fails to stop must not keep the others up
+                print(f"tritonserver on {server.grpc_url} did not stop cleanly: {e}", file=sys.stderr)
+        if before is None:
+            os.environ.pop(CONTROL_KEY_ENV, None)
+        else:
+            os.environ[CONTROL_KEY_ENV] = before

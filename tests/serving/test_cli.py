@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -52,6 +53,74 @@ def test_deploy_command_explains_a_bad_model_folder(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "neither an export folder" in result.output
 
 
+def stop_serve(proc: subprocess.Popen[str]) -> None:
+    """Stop a `nerwheel serve` this test started, also when the test failed: SIGTERM first, so that it stops
+    its tritonserver (a SIGKILL leaves that to the kernel's parent-death signal), then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def children(pid: int) -> dict[int, str]:
+    """pid -> command name of the processes whose parent is ``pid`` (Linux /proc)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if int(rest[1]) == pid:
+            out[int(stat.parent.name)] = name
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.server
+def test_serve_killed_with_sigkill_leaves_no_tritonserver(tmp_path: Path) -> None:
+    """`nerwheel serve` killed -9 (OOM killer, a cut-off test run) used to leave its tritonserver running
+    in its own session, holding the ports, with nobody to stop it. The kernel now stops it."""
+    repo = tmp_path / "empty-repo"
+    repo.mkdir()
+    grpc_port = free_port()
+    exe = Path(sys.executable).with_name("nerwheel")
+    cmd = [str(exe), "serve", "-r", str(repo), "--grpc-port", str(grpc_port), "--http-port", "0",
+           "--metrics-port", "0", "--control-key-file", str(tmp_path / "key")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    triton: list[int] = []
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        triton = [pid for pid, name in children(proc.pid).items() if name == "tritonserver"]
+        assert len(triton) == 1 and port_open(grpc_port)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60  # SIGTERM: Triton drains for its exit timeout, then exits
+        while running(triton[0]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not running(triton[0]), "tritonserver outlived nerwheel serve killed with SIGKILL"
+        assert not port_open(grpc_port)
+    finally:
+        stop_serve(proc)
+        for pid in triton:  # this test's own server, should it have outlived its parent
+            if running(pid):
+                os.killpg(pid, signal.SIGKILL)  # its session: the python-backend stubs too
+
+
 @pytest.mark.server
 def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Path) -> None:
     repo = build_repository(export_v1, tmp_path / "repo", name="addr")
@@ -82,9 +151,7 @@ def test_serve_runs_until_sigterm_and_stops_triton(export_v1: Path, tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_serve(proc)
     deadline = time.monotonic() + 5
     while port_open(grpc_port) and time.monotonic() < deadline:
         time.sleep(0.1)
