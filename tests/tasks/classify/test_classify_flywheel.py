@@ -127,3 +127,15 @@ def test_triton_handler_answers_bad_requests_without_failing_their_neighbours(ti
     assert "MESSAGE is missing" in errors[3]
     offline = OnnxClassifier(out).probabilities([("你好", "停一下")])
     assert np.allclose(results[4]["PROBABILITIES"], offline, atol=1e-6)
+    # the client's mistakes are INVALID_ARGUMENT; the model's own failure is INTERNAL (issue 17)
+    assert {r.code for r in results if isinstance(r, RequestError)} == {"INVALID_ARG"}
+
+    class Broken:
+        labels = handler.classifier.labels
+
+        def probabilities(self, pairs):
+            raise MemoryError("out of memory")
+
+    failed = ClassifyHandler(Broken(), Limits(max_text_length=20, max_batch_size=4)).serve([ok, {}], [set()] * 2)
+    assert "classification failed: MemoryError" in str(failed[0])
+    assert (failed[0].code, failed[1].code) == ("INTERNAL", "INVALID_ARG")

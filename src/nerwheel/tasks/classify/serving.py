@@ -128,7 +128,7 @@ class ClassifyHandler:
         return list(zip(contexts, messages, strict=True))
 
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
-        from nerwheel.serving.backend import RequestError
+        from nerwheel.serving.backend import RequestError, internal_error
 
         results: list[Any] = [None] * len(requests)
         valid: list[tuple[int, list[tuple[str, str]]]] = []
@@ -144,7 +144,7 @@ class ClassifyHandler:
         except Exception as e:  # noqa: BLE001 - a model failure answers these requests, the server stays up
             log.exception("classification failed")
             for i, _ in valid:
-                results[i] = RequestError(f"classification failed: {type(e).__name__}: {e}")
+                results[i] = internal_error(f"classification failed: {type(e).__name__}: {e}")  # not the client's
             return results
         labels = self.classifier.labels
         at = 0
