@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from model_config import SPAN_MODEL, tiny_config
-from model_synth import make_fused, make_mixed
+from model_synth import FUSED_LABELS, make_fused, make_mixed
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,6 +57,6 @@ def span_model(tmp_path_factory, fusion_data) -> Path:
 
     # stride 24: a window owns the tokens at least 12 = max_width tokens from its edges, so no span is cut off
     cfg = tiny_config(tmp_path_factory.mktemp("span"), "tiny-span", model=SPAN_MODEL,
-                      training={"epochs": 10, "stride": 24})
+                      training={"epochs": 10, "stride": 24}, data={"labels": list(FUSED_LABELS)})
     return train(cfg, train_records=fusion_data["train"], dev_records=fusion_data["dev"],
                  test_records=fusion_data["test"])

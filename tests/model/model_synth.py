@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.records import Entity, Record
 
 PROVS = ["浙江省", "江苏省", "广东省", "四川省", "湖北省", "山东省"]
@@ -77,6 +78,8 @@ def make_mixed(n: int, seed: int = 0, joined_share: float = 0.25) -> list[Record
 
 
 ADMIN = ("prov", "city", "district")
+#: The fusion data's target labels: the address task's and ``admin`` (train rejects other labels unless named).
+FUSED_LABELS = (*ADDRESS_LABELS, "admin")
 
 
 def fused(record: Record) -> Record:

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from model_synth import make_fused
+from model_synth import FUSED_LABELS, make_fused
 from nerwheel.formats import write_records
 from nerwheel.model.card import ModelCard
 
@@ -27,7 +27,8 @@ def test_train_head_span_keeps_overlapping_spans(tmp_path):
                "--sequence-length", 32, "--output-dir", tmp_path / "runs", "--model-name", "span",
                "--set", "model.tiny.hidden_size=32", "--set", "model.tiny.num_layers=1", "--set",
                "model.tiny.num_heads=2", "--set", "model.tiny.intermediate_size=64", "--set", "training.stride=8",
-               "--set", "model.span.max_width=10", "--set", "output.plots=false", "--set", "output.timestamp=false")
+               "--set", "model.span.max_width=10", "--set", "output.plots=false", "--set", "output.timestamp=false",
+               "--set", f"data.labels=[{', '.join(FUSED_LABELS)}]")
     assert res.exit_code == 0, res.output
     card = ModelCard.read(tmp_path / "runs" / "span")
     assert card.head == "span" and card.span["max_width"] == 10 and "kb:road" in card.span["extensions"]
@@ -84,8 +85,10 @@ def test_a_crf_model_refuses_nested_on_the_command_line(tiny_model, tmp_path):
 
 def test_data_validate_keeps_overlaps_for_a_span_head(tmp_path):
     write_records(make_fused(10, seed=1), tmp_path / "fusion.jsonl")
-    res = _run("data", "validate", tmp_path / "fusion.jsonl", "--overlaps", "keep")
+    labels = ",".join(FUSED_LABELS)
+    res = _run("data", "validate", tmp_path / "fusion.jsonl", "--overlaps", "keep", "--labels", labels)
     assert res.exit_code == 0, res.output
     assert "read 10 = accepted 10 + rejected 0" in res.output
-    res = _run("data", "validate", tmp_path / "fusion.jsonl", "--rejects", tmp_path / "rejects.jsonl")
+    res = _run("data", "validate", tmp_path / "fusion.jsonl", "--rejects", tmp_path / "rejects.jsonl", "--labels",
+               labels)
     assert "accepted 0 + rejected 10" in res.output and len(_rows(tmp_path / "rejects.jsonl")) == 10
