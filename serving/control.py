@@ -40,8 +40,10 @@ __all__ = [
 #: Header name (gRPC metadata keys are lower case; Triton prefixes it with ``triton-grpc-protocol-`` there).
 CONTROL_HEADER = "nerwheel-control-key"
 CONTROL_KEY_ENV = "NERWHEEL_TRITON_CONTROL_KEY"
-#: What needs the key: loading/unloading (model-repository) and everything else that is not serving.
-RESTRICTED = ("model-repository", "model-config", "shared-memory", "statistics", "trace", "logging")
+#: What needs the key: loading/unloading (model-repository) and what changes or watches the server (shared
+#: memory, statistics, trace, logging). Reading a model's config stays open like its metadata: a client
+#: reads what it calls there (the classifier's class names, in its ``labels`` parameter).
+RESTRICTED = ("model-repository", "shared-memory", "statistics", "trace", "logging")
 
 
 def _default_key_file() -> Path:

@@ -95,6 +95,7 @@ def leftover_servers(mark: str) -> dict[int, str]:
     return found
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own sessionfinish tore the session fixtures down (on Ctrl-C too)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a server it started is still running after every fixture was torn down.
 

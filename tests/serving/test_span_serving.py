@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nerwheel.labels import ADDRESS_LABELS
 from nerwheel.records import Entity, Record
 from nerwheel.serving.backend import Limits
 from nerwheel.serving.client import Client
@@ -40,6 +41,7 @@ def span_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "training": {"epochs": 6, "batch_size": 16, "sequence_length": 32, "stride": 8, "threads": 1,
                      "learning_rate": 0.005, "seed": 4},
         "output": {"output_dir": str(out), "model_name": "span", "timestamp": False, "plots": False},
+        "data": {"labels": [*ADDRESS_LABELS, "admin"]},  # fusion data's targets: the address task's and admin
     })
     model = train(config, train_records=records[:200], dev_records=records[200:])
     return export_model(model, out / "export")

@@ -276,6 +276,7 @@ def test_model_control_needs_the_key_while_inference_does_not(
             anonymous.unload_model(model_name, headers=wrong)
         assert anonymous.is_server_live() and anonymous.is_model_ready(model_name, "1")
         assert anonymous.get_model_metadata(model_name).name == model_name
+        assert anonymous.get_model_config(model_name).config.name == model_name  # clients read it (class names)
     finally:
         anonymous.close()
     http = httpclient.InferenceServerClient(triton.server.http_url)
