@@ -23,7 +23,7 @@ def train(
     Args:
         train_data: training records (Dataset folder).
         backbone: ``tiny``, ``e5-small``, or a Hugging Face model folder.
-        epochs: maximum epochs (early stopping may end sooner).
+        epochs: maximum epochs (early stopping may end sooner); 0: the backbone's measured default.
         seed: seed for data order, initialisation and the dev split.
         overrides: further training-config settings, ``section.key=value`` separated by ``;``
             (e.g. ``training.batch_size=16; model.head=softmax``).

@@ -160,7 +160,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         synth_seed: int = 13,
         precedence: str = "gold,kb,llm,synthetic",
         backbone: str = "tiny",
-        epochs: int = 10,
+        epochs: int = 0,
         train_seed: int = 42,
         train_overrides: str = "",
         production_model_uri: str = "",
@@ -192,7 +192,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             synth_seed: Seed of the synthesiser.
             precedence: Merge precedence of label sources, best first.
             backbone: Encoder: tiny, e5-small, or a Hugging Face model folder.
-            epochs: Maximum training epochs.
+            epochs: Maximum training epochs; 0: the backbone's measured default (nerwheel.model.defaults).
             train_seed: Training seed.
             train_overrides: More training settings, section.key=value separated by ';'.
             production_model_uri: Model to gate against (folder or s3:// prefix); empty = live in repository_uri.

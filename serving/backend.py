@@ -46,6 +46,7 @@ __all__ = [
     "entities_json",
     "internal_error",
     "model_class",
+    "n_best_json",
     "served_source",
 ]
 
@@ -79,6 +80,8 @@ class Tagger(Protocol):
 class Limits:
     max_text_length: int = 512
     max_batch_size: int = 32
+    #: readings per text in the ``NBEST`` output
+    n_best: int = 5
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> Limits:
@@ -86,6 +89,7 @@ class Limits:
         return cls(
             max_text_length=int(params.get("max_text_length") or cls.max_text_length),
             max_batch_size=int(config.get("max_batch_size") or cls.max_batch_size),
+            n_best=int(params.get("n_best") or cls.n_best),
         )
 
 
@@ -127,6 +131,17 @@ def entities_json(entities: Sequence[Entity]) -> bytes:
     return json.dumps([e.to_dict() for e in entities], ensure_ascii=False).encode("utf-8")
 
 
+def n_best_json(readings: Sequence[tuple[float, Sequence[Entity]]] | None, most: int) -> bytes:
+    """The ``NBEST`` element for one text: ``{"max": N, "readings": [{"score": P(path | text), "entities": [...]}]}``.
+
+    ``max`` is how many readings the server lists at most, so a client asking
+    for more knows why it got fewer. ``readings`` is empty when the request did
+    not ask for ``NBEST``.
+    """
+    listed = [{"score": p, "entities": [e.to_dict() for e in ents]} for p, ents in (readings or [])]
+    return json.dumps({"max": most, "readings": listed}, ensure_ascii=False).encode("utf-8")
+
+
 def pad_tag_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
     width = max((len(r) for r in rows), default=0)
     out = np.full((len(rows), width), TAG_PAD, dtype=np.int32)
@@ -139,6 +154,13 @@ def pad_tag_ids(rows: Sequence[Sequence[int]]) -> np.ndarray:
 class Outputs:
     entities: np.ndarray  # object [n, 1] of JSON bytes
     tag_ids: np.ndarray  # int32 [n, width], padded with -1
+    n_best: np.ndarray | None = None  # object [n, 1] of JSON bytes (n_best_json)
+
+    def named(self) -> dict[str, np.ndarray]:
+        """Every output tensor by its Triton name (``NBEST`` without readings when none were asked for)."""
+        nbest = self.n_best if self.n_best is not None else \
+            np.array([[n_best_json(None, 0)] for _ in range(len(self.entities))], dtype=object)
+        return {"ENTITIES": self.entities, "TAG_IDS": self.tag_ids, "NBEST": nbest}
 
 
 def load_tagger(spec: str, path: str | Path, **options: Any) -> Tagger:
@@ -151,24 +173,14 @@ def load_tagger(spec: str, path: str | Path, **options: Any) -> Tagger:
 def decode_with_tags(
     tagger: Any, texts: Sequence[str], encs: Sequence[Any], emissions: Sequence[np.ndarray]
 ) -> tuple[list[list[Entity]], list[list[int]]]:
-    """Entities (exactly the tagger's ``decode``) and the Viterbi tag path of each text.
+    """Entities (exactly the tagger's ``decode``) and the tag path of each text.
 
     Tag ids are per label-bearing position (one per character for CJK text);
-    they come from the same stitched emissions and transitions the tagger
-    decodes, so they agree with the entities. A span head (overlapping spans
+    both come from one search (Viterbi or beam, as the card says) over the
+    same stitched emissions, so they agree. A span head (overlapping spans
     have no tag path) answers with empty tag rows.
     """
-    from nerwheel.decode import viterbi
-
-    entities = tagger.decode(texts, encs, emissions)
-    if getattr(tagger, "spans", None) is not None:  # a span head has no tag path: TAG_IDS stays empty
-        return entities, [[] for _ in texts]
-    lengths = [len(e) for e in emissions]
-    num_tags = len(tagger.card.tags)
-    batch = np.zeros((len(texts), max(lengths, default=0), num_tags), dtype=np.float32)
-    for i, e in enumerate(emissions):
-        batch[i, : len(e)] = e
-    return entities, viterbi(batch, lengths, tagger.transitions)
+    return tagger.decode_paths(texts, encs, emissions)
 
 
 class Handler:
@@ -178,18 +190,27 @@ class Handler:
         self.tagger = tagger
         self.limits = limits
 
-    def _predict(self, texts: list[str], want_tags: bool) -> tuple[list[list[Entity]], list[list[int]]]:
+    def _predict(self, texts: list[str], want_tags: bool, want_n_best: bool) -> tuple[
+            list[list[Entity]], list[list[int]], list[Any] | None]:
         t = self.tagger
-        if not want_tags or not all(hasattr(t, a) for a in ("emissions", "decode", "transitions")):
-            return t.predict(texts), [[] for _ in texts]
+        if not (want_tags or want_n_best) or not all(hasattr(t, a) for a in ("emissions", "decode_paths")):
+            return t.predict(texts), [[] for _ in texts], None
         encs, emissions = t.emissions(texts)  # type: ignore[attr-defined]
-        return decode_with_tags(t, texts, encs, emissions)
+        entities, tags = decode_with_tags(t, texts, encs, emissions)
+        readings = t.decode_n_best(texts, encs, emissions, self.limits.n_best) if want_n_best else None  # type: ignore[attr-defined]
+        return entities, tags, readings
 
     def run(
-        self, requests: Sequence[np.ndarray], want_tags: Sequence[bool] | None = None
+        self, requests: Sequence[np.ndarray], want_tags: Sequence[bool] | None = None,
+        want_n_best: Sequence[bool] | None = None,
     ) -> list[Outputs | RequestError]:
-        """One result per request, in order: :class:`Outputs`, or the :class:`RequestError` to send back."""
+        """One result per request, in order: :class:`Outputs`, or the :class:`RequestError` to send back.
+
+        Tag paths are computed when any request wants them (default: yes), the
+        n best readings only when one asks for ``NBEST`` (default: no).
+        """
         want = any(want_tags) if want_tags is not None else True
+        want_nb = any(want_n_best) if want_n_best is not None else False
         results: list[Outputs | RequestError | None] = [None] * len(requests)
         valid: list[tuple[int, list[str]]] = []
         for i, raw in enumerate(requests):
@@ -200,7 +221,7 @@ class Handler:
         if valid:
             flat = [t for _, texts in valid for t in texts]
             try:
-                entities, tags = self._predict(flat, want)
+                entities, tags, readings = self._predict(flat, want, want_nb)
             except Exception as e:  # noqa: BLE001 - a model failure answers these requests, the server stays up
                 log.exception("prediction failed")
                 err = internal_error(f"prediction failed: {type(e).__name__}: {e}")
@@ -209,18 +230,21 @@ class Handler:
                 return results  # type: ignore[return-value]
             at = 0
             for i, texts in valid:
-                ents, tg = entities[at : at + len(texts)], tags[at : at + len(texts)]
+                span = slice(at, at + len(texts))
                 at += len(texts)
                 results[i] = Outputs(
-                    entities=np.array([[entities_json(e)] for e in ents], dtype=object),
-                    tag_ids=pad_tag_ids(tg),
+                    entities=np.array([[entities_json(e)] for e in entities[span]], dtype=object),
+                    tag_ids=pad_tag_ids(tags[span]),
+                    n_best=None if readings is None else np.array(
+                        [[n_best_json(r, self.limits.n_best)] for r in readings[span]], dtype=object),
                 )
         return results  # type: ignore[return-value]
 
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
-        """The Triton adapter's view: ``{"TEXT": ...}`` in, ``{"ENTITIES", "TAG_IDS"}`` or an error out."""
-        results = self.run([r["TEXT"] for r in requests], ["TAG_IDS" in w for w in wanted])
-        return [r if isinstance(r, RequestError) else {"ENTITIES": r.entities, "TAG_IDS": r.tag_ids} for r in results]
+        """The Triton adapter's view: ``{"TEXT": ...}`` in, ``{"ENTITIES", "TAG_IDS", "NBEST"}`` or an error out."""
+        results = self.run([r["TEXT"] for r in requests], ["TAG_IDS" in w for w in wanted],
+                           ["NBEST" in w for w in wanted])
+        return [r if isinstance(r, RequestError) else r.named() for r in results]
 
 
 class ServedHandler(Protocol):
@@ -292,14 +316,15 @@ def model_class(pb_utils: Any) -> type:
             # an optional input (CONTEXT) a request did not send is simply absent from its arrays
             arrays = [{n: t.as_numpy() for n in self.inputs
                        if (t := pb_utils.get_input_tensor_by_name(r, n)) is not None} for r in requests]
-            wanted = [set(r.requested_output_names()) or set(self.outputs) for r in requests]
+            # A request naming no outputs gets them all, but NBEST only when named (it costs a search of its own).
+            wanted = [set(r.requested_output_names()) or set(self.outputs) - {"NBEST"} for r in requests]
             responses = []
             for result in self.handler.serve(arrays, wanted):
                 if isinstance(result, RequestError):
                     error = pb_utils.TritonError(str(result), getattr(pb_utils.TritonError, result.code))
                     responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 else:
-                    tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs]
+                    tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs if n in result]
                     responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             return responses
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,8 @@ class Prediction:
     entities: list[Entity]
     tag_ids: list[int]
     model_version: str
+    #: the n best readings ``(P(path | text), entities)``, when asked for (``infer(..., n_best=K)``)
+    n_best: list[tuple[float, list[Entity]]] | None = None
 
 
 def _strip_scheme(url: str) -> str:
@@ -113,7 +116,11 @@ class Client:
                     time.sleep(delay)
                     delay *= 2
                     continue
-                raise ServingError(self._explain(e.message() or "", e.status()), e.status()) from None
+                message = self._explain(e.message() or "", e.status())
+                if "NBEST" in outputs and "NBEST" in (e.message() or ""):
+                    message += ("; this model does not offer NBEST (a GPU ensemble, or deployed before n-best "
+                                "serving): redeploy it on the CPU layout")
+                raise ServingError(message, e.status()) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _explain(self, message: str, status: str | None) -> str:
@@ -127,12 +134,19 @@ class Client:
                     "deployed under (deploy --name)")
         return f"{self.url} model {self.model!r}: {message}"
 
-    def _request(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, str]:
-        res, version = self.infer_arrays({"TEXT": texts}, ["ENTITIES", "TAG_IDS"])
-        return res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS"), version  # type: ignore[attr-defined]
+    def _request(self, texts: Sequence[str], n_best: bool = False) -> tuple[np.ndarray, np.ndarray, str,
+                                                                              np.ndarray | None]:
+        res, version = self.infer_arrays({"TEXT": texts}, ["ENTITIES", "TAG_IDS", *(["NBEST"] if n_best else [])])
+        return (res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS"), version,  # type: ignore[attr-defined]
+                res.as_numpy("NBEST") if n_best else None)  # type: ignore[attr-defined]
 
-    def infer(self, texts: Sequence[str]) -> list[Prediction]:
-        """Entities, raw tag ids and the answering model version for every text, in order."""
+    def infer(self, texts: Sequence[str], n_best: int | None = None) -> list[Prediction]:
+        """Entities, raw tag ids and the answering model version for every text, in order.
+
+        ``n_best=K`` also asks for the K best readings of each text (the
+        served model lists at most ``ServingOptions.n_best``; asking for more
+        is refused, naming that limit).
+        """
         if isinstance(texts, (str, bytes)):
             raise TypeError("texts must be a list of strings, not one string")
         for i, t in enumerate(texts):
@@ -144,14 +158,26 @@ class Client:
         out: list[Prediction] = []
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]
-            ents, tags, version = self._request(chunk)
-            for text, e, t in zip(chunk, ents.reshape(-1), tags, strict=True):
+            ents, tags, version, nbest = self._request(chunk, n_best=n_best is not None)
+            readings = [None] * len(chunk) if nbest is None else [self._readings(x, n_best) for x in nbest.reshape(-1)]
+            for text, e, t, r in zip(chunk, ents.reshape(-1), tags, readings, strict=True):
                 entities = [Entity.from_dict(d) for d in json.loads(bytes(e).decode("utf-8"))]
-                for ent in entities:  # the server computed offsets on the same string we sent
-                    if text[ent.start : ent.end] != ent.text:
+                for ent in [*entities, *(x for _, alt in (r or []) for x in alt)]:
+                    if text[ent.start : ent.end] != ent.text:  # the server computed offsets on the string we sent
                         raise ServingError(f"server entity {ent} does not match the text {text!r}")
-                out.append(Prediction(entities, [int(x) for x in t if x >= 0], version))
+                out.append(Prediction(entities, [int(x) for x in t if x >= 0], version, r))
         return out
+
+    def _readings(self, raw: Any, n: int | None) -> list[tuple[float, list[Entity]]]:
+        listed = json.loads(bytes(raw).decode("utf-8"))
+        if n is not None and n > listed["max"]:
+            raise ServingError(f"{self.url} model {self.model!r} lists at most {listed['max']} readings per text "
+                               f"(ServingOptions.n_best at deploy); asked for {n}")
+        return [(r["score"], [Entity.from_dict(d) for d in r["entities"]]) for r in listed["readings"][:n]]
+
+    def n_best(self, texts: Sequence[str], n: int) -> list[list[tuple[float, list[Entity]]]]:
+        """The ``n`` best readings of every text, best first: ``(P(path | text), entities)``, as offline taggers give."""
+        return [p.n_best or [] for p in self.infer(texts, n_best=n)]
 
     def extract(self, texts: Sequence[str]) -> list[list[Entity]]:
         """Entities for every text, in order (what ``nerwheel predict --url`` prints)."""

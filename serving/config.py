@@ -9,12 +9,16 @@ Two layouts are produced for one exported model:
 
 * **CPU** (what ``deploy`` loads here): one python-backend model that runs
   :class:`nerwheel.model.runtime.OnnxTagger` (tokenise, ONNX Runtime,
-  Viterbi, spans) in-process. ``TEXT`` in, ``ENTITIES`` (JSON) and
-  ``TAG_IDS`` out.
+  Viterbi or beam search, spans) in-process. ``TEXT`` in, ``ENTITIES`` (JSON),
+  ``TAG_IDS`` and, when a client asks for it, ``NBEST`` (JSON: the
+  ``n_best`` best readings with their probabilities) out.
 * **GPU** (production on a Triton GPU image): an ensemble of a python
   ``tokenize`` step, an ``onnxruntime`` backend model over ``model.onnx`` on
   ``KIND_GPU``, and a python ``decode`` step, with the same ``TEXT`` ->
   ``ENTITIES``/``TAG_IDS`` interface, so clients do not know which one runs.
+  It decodes by the card's search like the CPU layout but offers no ``NBEST``:
+  an ensemble step computes every output it maps, and the n best readings
+  cost several times a Viterbi pass, which a GPU layout is chosen to avoid.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from nerwheel.model.layout import ONNX_FILE
 __all__ = [
     "INPUT_TEXT",
     "OUTPUT_ENTITIES",
+    "OUTPUT_NBEST",
     "OUTPUT_TAG_IDS",
     "ServingOptions",
     "cpu_model_config",
@@ -43,6 +48,7 @@ __all__ = [
 INPUT_TEXT = "TEXT"
 OUTPUT_ENTITIES = "ENTITIES"
 OUTPUT_TAG_IDS = "TAG_IDS"
+OUTPUT_NBEST = "NBEST"
 # Which handler a python-backend model runs (nerwheel.serving.backend.build_handler).
 ROLE = "nerwheel_role"
 # The model clients call, when the Triton model is a step of it (entities name it: backend.served_source).
@@ -65,11 +71,13 @@ class ServingOptions:
     max_queue_delay_us: int = 2000
     preferred_batch_sizes: tuple[int, ...] = ()
     intra_op_threads: int = 1
+    #: most readings per text in ``NBEST`` (computed only for requests that ask for that output)
+    n_best: int = 5
     # ``module:attribute`` building the runtime on a version folder; the default is the export contract's class.
     tagger: str = "nerwheel.model.runtime:OnnxTagger"
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_text_length", "instances", "intra_op_threads"):
+        for name in ("max_batch_size", "max_text_length", "instances", "intra_op_threads", "n_best"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ServingOptions.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queue_delay_us < 0:
@@ -84,6 +92,7 @@ class ServingOptions:
         return {
             "max_text_length": str(self.max_text_length),
             "intra_op_threads": str(self.intra_op_threads),
+            "n_best": str(self.n_best),
             "tagger": self.tagger,
         }
 
@@ -102,6 +111,7 @@ def _io(tensors: Sequence[_Tensor], cls: type) -> list:
 _TEXT = _Tensor(INPUT_TEXT, mc.TYPE_STRING, [1])
 _ENTITIES = _Tensor(OUTPUT_ENTITIES, mc.TYPE_STRING, [1])
 _TAG_IDS = _Tensor(OUTPUT_TAG_IDS, mc.TYPE_INT32, [-1])
+_NBEST = _Tensor(OUTPUT_NBEST, mc.TYPE_STRING, [1])
 _IDS = _Tensor(INPUT_IDS, mc.TYPE_INT64, [-1])
 _MASK = _Tensor(ATTENTION_MASK, mc.TYPE_INT64, [-1])
 
@@ -130,12 +140,12 @@ def with_versions(cfg: mc.ModelConfig, versions: Sequence[int]) -> mc.ModelConfi
 
 
 def cpu_model_config(name: str, version: int | None = None, options: ServingOptions | None = None) -> mc.ModelConfig:
-    """The python-backend model: TEXT -> ENTITIES (JSON bytes) + TAG_IDS (int32, padded with -1)."""
+    """The python-backend model: TEXT -> ENTITIES (JSON bytes) + TAG_IDS (int32, padded with -1) + NBEST (JSON)."""
     opts = options or ServingOptions()
     cfg = _base(name, version, opts)
     cfg.backend = "python"
     cfg.input.extend(_io([_TEXT], mc.ModelInput))
-    cfg.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
+    cfg.output.extend(_io([_ENTITIES, _TAG_IDS, _NBEST], mc.ModelOutput))
     cfg.dynamic_batching.CopyFrom(_batching(opts))
     cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
     for k, v in _params({**opts.parameters, ROLE: "tagger"}).items():

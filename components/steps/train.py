@@ -51,7 +51,8 @@ def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: st
     data = parse_overrides(parse_override_list(overrides))
     fixed = {
         "model": {"model_id": backbone},
-        "training": {"epochs": epochs, "seed": seed},
+        # epochs 0: the backbone's measured budget (nerwheel.model.defaults), as `nerwheel train` gives without a config
+        "training": {"seed": seed, **({"epochs": epochs} if epochs > 0 else {})},
         "data": {"train_file": str(Path(train_path) / RECORDS_FILE), "format": "spans"},
         "output": {"output_dir": str(out.parent), "model_name": out.name, "timestamp": False},
     }

@@ -8,8 +8,14 @@ the three runtimes cannot drift apart:
 
 - :func:`viterbi`: batched best path under CRF transitions (or, for a softmax
   head, under zero transitions) plus the scheme's hard constraints;
+- :func:`beam_search`: Viterbi over the ``beam_size`` most promising tags per
+  position, for ``decode: beam``; exact once the beam holds every tag, so a
+  large beam agrees with Viterbi;
+- :func:`nbest_viterbi`: the exact ``n`` best paths (list Viterbi);
+  :func:`best_paths` / :func:`n_best` pick the method a model's card asks for;
 - :func:`marginals`: per-position posterior probabilities (forward-backward), the
-  confidence reported on each entity;
+  confidence reported on each entity; :func:`log_partition` turns a path score
+  into the path's probability;
 - :func:`tags_to_entities`: tag ids + the character span of each position ->
   :class:`~nerwheel.records.Entity` in character offsets.
 
@@ -24,14 +30,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nerwheel.errors import ConfigError
 from nerwheel.labels import get_scheme, tags_to_spans
 from nerwheel.records import Entity
 
-__all__ = ["CrfParams", "allowed_transitions", "backtrack", "marginals", "tags_to_entities",
+__all__ = ["DECODE_METHODS", "CrfParams", "Decoding", "allowed_transitions", "backtrack", "beam_search", "best_paths",
+           "log_partition", "marginals", "n_best", "nbest_viterbi", "path_score", "tags_to_entities",
            "viterbi"]
 
 # Finite stand-in for -inf: keeps max/logsumexp free of nan when a whole row is forbidden.
 NEG = -1e4
+#: How a model turns emissions into one tag path (``decode`` in the training config and the card).
+DECODE_METHODS = ("viterbi", "beam")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Which search finds the tag path: exact ``viterbi``, or ``beam`` keeping the ``beam_size`` best tags per position."""
+
+    method: str = "viterbi"
+    beam_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.method not in DECODE_METHODS:
+            raise ConfigError(f"Invalid decode: {self.method!r}. Allowed values are: {', '.join(DECODE_METHODS)}",
+                              field="model.decode")
+        if self.beam_size < 1:
+            raise ConfigError(f"beam_size={self.beam_size} must be at least 1", field="model.beam_size")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Decoding:
+        d = d or {}
+        return cls(str(d.get("method", "viterbi")), int(d.get("beam_size", 4)))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"method": self.method, "beam_size": self.beam_size}
 
 
 @dataclass(frozen=True)
@@ -137,6 +170,164 @@ def backtrack(history: np.ndarray, last: np.ndarray, lengths: Sequence[int] | np
     return paths
 
 
+Scored = list[tuple[list[int], float]]
+
+
+def path_score(emissions: np.ndarray, path: Sequence[int], crf: CrfParams) -> float:
+    """Unnormalised score of one tag path over one row's valid emissions ``[n, T]``."""
+    if not len(path):
+        return 0.0
+    em = np.asarray(emissions, dtype=np.float64)
+    tags = np.asarray(path, dtype=np.int64)
+    score = crf.start[tags[0]] + em[np.arange(len(tags)), tags].sum() + crf.end[tags[-1]]
+    return float(score + crf.transitions[tags[:-1], tags[1:]].astype(np.float64).sum())
+
+
+def beam_search(
+    emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, beam_size: int, n: int = 1
+) -> list[Scored]:
+    """Beam search: Viterbi over only the ``beam_size`` most promising tags at each position.
+
+    At each position the tags are ranked by the best partial path ending in
+    them and all but the first ``beam_size`` are dropped; paths into the same
+    tag are recombined as in Viterbi, keeping the ``n`` best per tag for n-best
+    lists. Cost per position falls from ``T x T`` to ``beam_size x T``. With
+    ``beam_size`` >= the number of tags nothing is dropped and the result is
+    exactly :func:`nbest_viterbi` (so the first path is :func:`viterbi`'s);
+    narrower beams may miss the best path. Returns, per row, up to ``n``
+    complete paths with their unnormalised scores, best first.
+    """
+    if beam_size < 1:
+        raise ConfigError(f"beam_size={beam_size} must be at least 1", field="model.beam_size")
+    return _list_viterbi(emissions, lengths, crf, n, beam_size)
+
+
+def nbest_viterbi(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, n: int) -> list[Scored]:
+    """The exact ``n`` best paths of each row (list Viterbi), best first, with their unnormalised scores.
+
+    Keeps the ``n`` best partial paths ending in each tag at each position
+    (``[B, T, n]``), so the result is exact for any ``n``; the first path is
+    :func:`viterbi`'s.
+    """
+    return _list_viterbi(emissions, lengths, crf, n, None)
+
+
+def _list_viterbi(
+    emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, n: int, beam: int | None
+) -> list[Scored]:
+    """List Viterbi (``n`` best partial paths per tag), optionally over the ``beam`` best tags per position only.
+
+    Only the live tags (``alive [B, K]``: all ``T``, or the ``beam`` best) are
+    extended at each step, so a step costs ``K x T x n`` instead of ``T x T x n``.
+    """
+    if n < 1:
+        raise ConfigError(f"n_best={n} must be at least 1")
+    em = np.asarray(emissions, dtype=np.float64)
+    bsz, max_len, num_tags = em.shape
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if bsz == 0:
+        return []
+    if max_len == 0:
+        return [[([], 0.0)] for _ in range(bsz)]
+    width = num_tags if beam is None else min(beam, num_tags)
+    trans = crf.transitions.astype(np.float64)
+    rows = np.arange(bsz)[:, None]
+
+    def keep_best(score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``width`` tags with the best partial path ([B, K]), and ``score`` with every other tag dead."""
+        if width == num_tags:
+            return np.broadcast_to(np.arange(num_tags), (bsz, num_tags)), score
+        order = np.argsort(-score[:, :, 0], axis=1, kind="stable")
+        out = np.full_like(score, -np.inf)
+        alive = order[:, :width]
+        out[rows, alive] = score[rows, alive]
+        return alive, out
+
+    score = np.full((bsz, num_tags, n), -np.inf)
+    score[:, :, 0] = crf.start[None, :] + em[:, 0]
+    alive, score = keep_best(score)
+    back_tag: list[np.ndarray] = []  # [B, T, n] at each t >= 1: (tag, rank) at t-1 of each kept path
+    back_rank: list[np.ndarray] = []
+    for t in range(1, max_len):
+        used = alive
+        live = score[rows, used]  # [B, K, n]
+        cand = live[:, :, None, :] + trans[used][:, :, :, None]  # [B, K(from), T(to), n]
+        cand = cand.transpose(0, 2, 1, 3).reshape(bsz, num_tags, used.shape[1] * n)  # [B, to, K*n]
+        if n == 1:
+            best = cand.argmax(axis=2)[:, :, None]
+        else:
+            best = np.argsort(-cand, axis=2, kind="stable")[:, :, :n]
+        back_tag.append(np.take_along_axis(used, (best // n).reshape(bsz, -1), axis=1).reshape(best.shape))
+        back_rank.append(best % n)
+        new_alive, new = keep_best(np.take_along_axis(cand, best, axis=2) + em[:, t, :, None])
+        active = (t < lengths)[:, None]
+        score = np.where(active[:, :, None], new, score)
+        alive = np.where(active, new_alive, alive)
+    out: list[Scored] = []
+    final = (score + crf.end[None, :, None]).reshape(bsz, num_tags * n)
+    for b, length in enumerate(int(x) for x in lengths):
+        if length == 0:
+            out.append([([], 0.0)])
+            continue
+        row: Scored = []
+        for k in np.argsort(-final[b], kind="stable")[:n]:
+            if not np.isfinite(final[b, k]):
+                break
+            tag, rank = int(k) // n, int(k) % n
+            path = [tag]
+            for t in range(length - 2, -1, -1):
+                tag, rank = int(back_tag[t][b, tag, rank]), int(back_rank[t][b, tag, rank])
+                path.append(tag)
+            row.append((path[::-1], float(final[b, k])))
+        out.append(row)
+    return out
+
+
+def best_paths(
+    emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, decoding: Decoding | None = None
+) -> list[list[int]]:
+    """The one path per row that ``decoding`` (default: Viterbi) finds."""
+    d = decoding or Decoding()
+    if d.method == "viterbi":
+        return viterbi(emissions, lengths, crf)
+    return [row[0][0] for row in beam_search(emissions, lengths, crf, d.beam_size)]
+
+
+def n_best(
+    emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, n: int,
+    decoding: Decoding | None = None,
+) -> list[list[tuple[list[int], float]]]:
+    """Up to ``n`` paths per row with their probabilities ``P(path | text)``, best first.
+
+    Viterbi models give the exact n best (:func:`nbest_viterbi`); beam models
+    the n best paths through their beams (:func:`beam_search`). Paths that
+    break the scheme's constraints (score near :data:`NEG`) are left out.
+    Probabilities are ``exp(score - log Z)`` (:func:`log_partition`).
+    """
+    d = decoding or Decoding()
+    rows = nbest_viterbi(emissions, lengths, crf, n) if d.method == "viterbi" else \
+        beam_search(emissions, lengths, crf, d.beam_size, n)
+    log_z = log_partition(emissions, lengths, crf)
+    # A forbidden transition costs NEG: such a path scores far below the best one, whatever the text's length.
+    return [[(path, float(np.exp(score - log_z[b]))) for path, score in row if score >= row[0][1] + NEG / 2]
+            for b, row in enumerate(rows)]
+
+
+def log_partition(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams) -> np.ndarray:
+    """``log Z`` of each row of a padded batch (forward algorithm), so ``P(path) = exp(score - log Z)``."""
+    em = np.asarray(emissions, dtype=np.float64)
+    bsz, max_len, _ = em.shape
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if bsz == 0 or max_len == 0:
+        return np.zeros(bsz)
+    trans = crf.transitions.astype(np.float64)
+    alpha = crf.start[None, :] + em[:, 0]
+    for t in range(1, max_len):
+        nxt = _logsumexp(alpha[:, :, None] + trans[None], axis=1) + em[:, t]
+        alpha = np.where((t < lengths)[:, None], nxt, alpha)
+    return np.where(lengths > 0, _logsumexp(alpha + crf.end[None, :], axis=1), 0.0)
+
+
 def marginals(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams) -> np.ndarray:
     """Posterior ``P(tag at position t | text)`` for a padded batch (``[B, L, T]``), by forward-backward.
 
@@ -161,8 +352,9 @@ def marginals(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: C
         beta[:, t] = np.where((t == lengths - 1)[:, None], crf.end[None, :], inner)
     last = np.clip(lengths - 1, 0, None)
     log_z = _logsumexp(alpha[np.arange(bsz), last] + crf.end[None, :], axis=1)
-    post = np.exp(alpha + beta - log_z[:, None, None])
-    post[np.arange(max_len)[None, :] >= lengths[:, None]] = 0.0
+    valid = (np.arange(max_len)[None, :] < lengths[:, None])[:, :, None]
+    # Padding positions keep accumulating in alpha; leave them out before exp (they would overflow).
+    post = np.exp(np.where(valid, alpha + beta - log_z[:, None, None], -np.inf))
     return post.astype(np.float32)
 
 

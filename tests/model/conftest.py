@@ -1,7 +1,7 @@
-"""Shared fixtures for the model tests: one synthetic address set, one trained tiny CRF model, one export, and one
-tiny span model trained on fusion data (nested targets, overlapping extension labels).
+"""Shared fixtures for the model tests: one synthetic address set, trained tiny CRF / softmax / hybrid models, one
+export, and one tiny span model trained on fusion data (nested targets, overlapping extension labels).
 
-Training happens once per session (about 10 s on one core each); every test
+Training happens once per session (about 10-25 s each on one core); every test
 that needs a trained model reads the same directory and must not modify it.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from model_config import SPAN_MODEL, tiny_config
+from model_config import HYBRID_MODEL, SPAN_MODEL, tiny_config
 from model_synth import FUSED_LABELS, make_fused, make_mixed
 
 
@@ -34,6 +34,35 @@ def tiny_model(tmp_path_factory, address_data) -> Path:
     cfg = tiny_config(out, "tiny-crf", output={"plots": True, "save_total_limit": 1})
     return train(cfg, train_records=address_data["train"], dev_records=address_data["dev"],
                  test_records=address_data["test"])
+
+
+@pytest.fixture(scope="session")
+def tiny_softmax_model(tmp_path_factory, address_data) -> Path:
+    from nerwheel.stages.train import train
+
+    cfg = tiny_config(tmp_path_factory.mktemp("models"), "tiny-softmax", model={"head": "softmax"})
+    return train(cfg, train_records=address_data["train"], dev_records=address_data["dev"])
+
+
+@pytest.fixture(scope="session")
+def hybrid_model(tmp_path_factory, address_data) -> Path:
+    """A small bert-moe-qwen2 model (tiny BERT -> 4 experts, top 2 -> 2 Qwen2 layers -> CRF), decoded by beam search."""
+    from nerwheel.stages.train import train
+
+    cfg = tiny_config(tmp_path_factory.mktemp("models"), "hybrid", model=HYBRID_MODEL, training={"epochs": 4})
+    return train(cfg, train_records=address_data["train"], dev_records=address_data["dev"],
+                 test_records=address_data["test"])
+
+
+@pytest.fixture(scope="session")
+def e5_model(tmp_path_factory, address_data) -> Path:
+    """e5-small (XLM-R family, SentencePiece pieces, pruned to the data), one epoch: barely trained, but every
+    runtime must still read it alike."""
+    from nerwheel.stages.train import train
+
+    cfg = tiny_config(tmp_path_factory.mktemp("models"), "e5", training={"epochs": 1},
+                      model={"model_id": "e5-small", "cache_dir": str(tmp_path_factory.mktemp("e5cache"))})
+    return train(cfg, train_records=address_data["train"][:60], dev_records=address_data["dev"][:20])
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,12 @@ from nerwheel.model.config import TrainConfig, validate
 TINY = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}
 #: The span head the span tests train (model.head: span), small like TINY.
 SPAN_MODEL = {"head": "span", "span": {"max_width": 12, "size": 32}}
+#: model section of a small bert-moe-qwen2: the TINY BERT, 4 experts (top 2), 2 Qwen2 layers of width 64, beam search.
+HYBRID_MODEL = {
+    "model_id": "bert-moe-qwen2", "decode": "beam", "beam_size": 4,
+    "hybrid": {"qwen2_hidden_size": 64, "qwen2_intermediate_size": 128, "qwen2_num_layers": 2, "qwen2_num_heads": 4,
+               "qwen2_num_kv_heads": 2, "num_experts": 4, "top_k": 2},
+}
 
 
 def tiny_config(out: Path, name: str, **sections: dict) -> TrainConfig:

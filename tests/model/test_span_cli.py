@@ -92,3 +92,13 @@ def test_data_validate_keeps_overlaps_for_a_span_head(tmp_path):
     res = _run("data", "validate", tmp_path / "fusion.jsonl", "--rejects", tmp_path / "rejects.jsonl", "--labels",
                labels)
     assert "accepted 0 + rejected 10" in res.output and len(_rows(tmp_path / "rejects.jsonl")) == 10
+
+
+def test_tag_path_options_on_a_span_head_fail_in_one_line(span_model, tmp_path):
+    """--n-best and --decode search tag paths; a span head has none, and says so instead of a traceback."""
+    (tmp_path / "in.txt").write_text("浙江省杭州市西湖区文三路100号\n", encoding="utf-8")
+    for flags, words in ((("--n-best", 3), "n-best readings are tag paths of a CRF or softmax head"),
+                         (("--decode", "beam"), "a span head selects spans, it has no tag path")):
+        res = _run("predict", tmp_path / "in.txt", "--model", span_model, "--out", tmp_path / "o.jsonl", *flags)
+        assert res.exit_code == 1 and words in res.output, res.output
+        assert "Traceback" not in res.output

@@ -58,9 +58,8 @@ def test_transformers_loads_encoder_and_head(tiny_model):
     assert hf.config.id2label[0] == "O"
 
 
-def test_softmax_head_learns_too(tmp_path, address_data):
-    cfg = tiny_config(tmp_path, "tiny-softmax", model={"head": "softmax"})
-    model_dir = train(cfg, train_records=address_data["train"], dev_records=address_data["dev"])
+def test_softmax_head_learns_too(tiny_softmax_model, address_data):
+    model_dir = tiny_softmax_model
     assert not (model_dir / "crf.safetensors").exists()
     assert ModelCard.read(model_dir).head == "softmax"
     assert _test_f1(model_dir, address_data["test"]) >= 0.95

@@ -61,7 +61,7 @@ def test_recurring_run_plan() -> None:
         ({"host": "localhost:8080"}, "must be the KFP API URL"),
         ({"host": "http://h", "pipeline_root": "/tmp/root"}, "must be an object-store URI"),
         ({"host": "http://h", "arguments": {"epoch": 3}}, "unknown pipeline parameter\\(s\\) epoch"),
-        ({"host": "http://h", "arguments": {"epochs": "3"}}, "epochs must be int \\(default 10\\), got '3'"),
+        ({"host": "http://h", "arguments": {"epochs": "3"}}, "epochs must be int \\(default 0\\), got '3'"),
         ({"host": "http://h", "arguments": {"epochs": True}}, "epochs must be int"),
         ({"host": "http://h", "max_concurrency": 0}, "max_concurrency must be at least 1"),
     ],

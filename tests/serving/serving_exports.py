@@ -54,18 +54,30 @@ def make_records(n: int, seed: int = 0, drop: Iterable[str] = ()) -> list[Record
     return out
 
 
-def train_tiny(out_dir: Path, *, seed: int = 0, drop: Iterable[str] = (), epochs: int = 3) -> Path:
-    """A trained model folder (``nerwheel train`` output) of a one-layer ``tiny`` model; a few seconds on CPU."""
+#: model section of a small bert-moe-qwen2 (one-layer tiny BERT, 4 experts, one Qwen2 layer) decoded by beam search.
+HYBRID = {"model_id": "bert-moe-qwen2", "decode": "beam", "beam_size": 3,
+          "hybrid": {"qwen2_hidden_size": 32, "qwen2_intermediate_size": 64, "qwen2_num_layers": 1,
+                     "qwen2_num_heads": 2, "qwen2_num_kv_heads": 1}}
+
+
+def train_tiny(out_dir: Path, *, seed: int = 0, drop: Iterable[str] = (), epochs: int = 3,
+               model: dict | None = None) -> Path:
+    """A trained model folder (``nerwheel train`` output) of a one-layer ``tiny`` model; a few seconds on CPU.
+
+    ``model`` overrides the model section (e.g. :data:`HYBRID`).
+    """
     from nerwheel.model.config import TrainConfig
     from nerwheel.stages.train import train
 
     records = make_records(240, seed=seed, drop=drop)
     config = TrainConfig.model_validate({
         "model": {"model_id": "tiny",
-                  "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+                  "tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+                  **(model or {})},
         "training": {"epochs": epochs, "batch_size": 16, "sequence_length": 32, "stride": 8, "threads": 1,
                      "learning_rate": 0.005, "seed": seed},
-        "output": {"output_dir": str(out_dir), "model_name": f"tiny-{seed}", "timestamp": False, "plots": False},
+        "output": {"output_dir": str(out_dir), "model_name": f"{(model or {}).get('model_id', 'tiny')}-{seed}",
+                   "timestamp": False, "plots": False},
     })
     return train(config, train_records=records[:200], dev_records=records[200:])
 

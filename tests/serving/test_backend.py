@@ -83,6 +83,21 @@ def test_handler_skips_tags_when_nobody_asks(tagger) -> None:
     handler = Handler(tagger, LIMITS)
     (out,) = handler.run([req("杭州市余杭区")], want_tags=[False])
     assert out.tag_ids.shape == (1, 0)
+    assert json.loads(out.named()["NBEST"][0, 0]) == {"max": 0, "readings": []}  # n-best only when asked
+
+
+def test_n_best_readings_are_the_taggers(tagger) -> None:
+    handler = Handler(tagger, Limits(max_text_length=64, max_batch_size=4, n_best=3))
+    texts = ["北京市海淀区中关村大街27号", "江苏省南京市鼓楼区中山北路30号"]
+    (out,) = handler.run([req(*texts)], want_n_best=[True])
+    offline = tagger.n_best(texts, 3)
+    for row, readings, best in zip(out.n_best, offline, out.entities, strict=True):
+        listed = json.loads(row[0])
+        assert listed["max"] == 3
+        assert listed["readings"] == [{"score": p, "entities": [e.to_dict() for e in ents]} for p, ents in readings]
+        assert listed["readings"][0]["entities"] == json.loads(best[0])
+    cfg = {"max_batch_size": 8, "parameters": {"n_best": {"string_value": "7"}}}
+    assert Limits.from_model_config(cfg).n_best == 7
 
 
 def test_model_failure_answers_each_request_with_an_error() -> None:

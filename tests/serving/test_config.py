@@ -19,7 +19,8 @@ def test_cpu_config_roundtrips_and_says_what_deploy_needs() -> None:
     assert list(back.version_policy.specific.versions) == [7]
     assert [(i.name, i.data_type, list(i.dims)) for i in back.input] == [("TEXT", mc.TYPE_STRING, [1])]
     assert [(o.name, o.data_type, list(o.dims)) for o in back.output] == [
-        ("ENTITIES", mc.TYPE_STRING, [1]), ("TAG_IDS", mc.TYPE_INT32, [-1])]
+        ("ENTITIES", mc.TYPE_STRING, [1]), ("TAG_IDS", mc.TYPE_INT32, [-1]), ("NBEST", mc.TYPE_STRING, [1])]
+    assert back.parameters["n_best"].string_value == "5"
     assert list(back.dynamic_batching.preferred_batch_size) == [4, 8]
     assert back.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU and back.instance_group[0].count == 2
     assert back.parameters["max_text_length"].string_value == "300"

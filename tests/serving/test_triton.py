@@ -20,7 +20,7 @@ from nerwheel.serving.deploy import DeployError, deploy, pin_version
 from nerwheel.serving.repository import ModelRepository, stage_cpu_version
 from nerwheel.stages.predict import load_predictor
 from nerwheel.storage import Storage, StorageError
-from serving_exports import TEXTS, traffic_during
+from serving_exports import HYBRID, TEXTS, train_tiny, traffic_during
 
 pytestmark = pytest.mark.server
 
@@ -43,6 +43,23 @@ def test_local_deploy_of_a_trained_model_serves_what_offline_predicts(triton, mo
     assert sum(len(p.entities) for p in served) > 0
     # entities name the served model and the version that answered, not the export's folder (model:model)
     assert {e.source for p in served for e in p.entities} == {f"model:{model_name}/1"}
+
+
+def test_hybrid_beam_model_serves_what_offline_predicts(triton, tmp_path: Path, model_name: str) -> None:
+    """bert-moe-qwen2 decoded by beam search: deployed like any model, same answers served and offline."""
+    model = train_tiny(tmp_path, seed=5, model=HYBRID)
+    report = deploy(model, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    assert report.status == "live" and report.verified, report.error
+    texts = SAMPLE + ["；".join(SAMPLE)]  # one text longer than a window
+    with Client(triton.url, model=model_name, batch_size=3) as client:
+        served = client.infer(texts)
+        served_n_best = client.n_best(texts, 3)
+        with pytest.raises(ServingError, match="lists at most 5 readings per text"):
+            client.n_best(texts[:1], 6)
+    assert [p.entities for p in served] == offline(model, texts)
+    assert sum(len(p.entities) for p in served) > 0
+    assert served_n_best == load_predictor(model).n_best(texts, 3)  # the same search, served and offline
+    assert [r[0][1] for r in served_n_best] == [p.entities for p in served]
 
 
 def test_s3_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_name: str) -> None:

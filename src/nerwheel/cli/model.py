@@ -17,6 +17,12 @@ import click
 from nerwheel.cli.common import read_input
 from nerwheel.cli.decode_options import decode_kwargs, decode_options
 from nerwheel.cli.options import format_option
+from nerwheel.model.defaults import PRETRAINED, TABLE
+
+#: The measured defaults (nerwheel.model.defaults), as the --help of --learning-rate / --epochs says them.
+_DEFAULT_LR = ", ".join(f"{d.learning_rate:g} {n}" for n, d in TABLE.items()) + \
+    f"; {PRETRAINED.learning_rate:g} for other pretrained encoders"
+_DEFAULT_EPOCHS = ", ".join(f"{d.epochs} {n}" for n, d in TABLE.items()) + f"; {PRETRAINED.epochs} for other pretrained encoders"
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +64,10 @@ def _task_for(task_name: str | None, model: str | None = None) -> Any:
               "unlabeled.weight, unlabeled.curriculum).")
 @click.option("--output-dir", help="Parent folder of the trained model.")
 @click.option("--model-name", help="Model folder name (a timestamp is appended).")
-@click.option("--epochs", type=int, help="Maximum epochs.")
+@click.option("--epochs", type=int, help=f"Maximum epochs [ner, measured per backbone: {_DEFAULT_EPOCHS}].")
 @click.option("--batch-size", type=int, help="Examples per optimiser step before accumulation [32].")
 @click.option("--learning-rate", type=float,
-              help="Encoder learning rate [1e-3 for tiny, trained from scratch; 5e-5 for a pretrained encoder].")
+              help=f"Encoder learning rate [measured per backbone: {_DEFAULT_LR}].")
 @click.option("--max-length", type=int, help="Tokens per input, special tokens included (ner: the window length).")
 @click.option("--sequence-length", type=int, help="Tokens per window, special tokens included (ner).")
 @click.option("--seed", type=int, help="Seed for data order, dropout, initialisation and the dev split [42].")
@@ -104,10 +110,34 @@ def train(task_name, config_path, create_config, model_id, init_from, head, trai
     given = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()}
     overrides = merge_overrides({s: kv for s, kv in given.items() if kv}, parse_overrides(sets))
     config = task.load_config(config_path, overrides)
+    if task.name == "ner":
+        from nerwheel.model.hub import check_available
+
+        check_available(config.model)  # an unusable hub id fails in a second, before torch is imported
     model_dir = task.train(config)
     for line in _input_summary(task.name, model_dir):
         click.echo(line, err=True)
+    if task.name == "ner":
+        from nerwheel.model.card import ModelCard
+
+        click.echo(_scores_line(ModelCard.read(model_dir)), err=True)
     click.echo(str(model_dir))
+
+
+def _scores_line(card: Any) -> str:
+    """Dev and, when a test file was given, test strict F1, with the schedule that produced them."""
+    parts = []
+    for role in ("dev", "test"):
+        o = (card.metrics.get(role) or {}).get("overall", {}).get("strict")
+        if o:
+            parts.append(f"{role} strict F1 {o['f1']:.4f} (P {o['precision']:.4f} R {o['recall']:.4f})")
+    resolved = card.training.get("resolved") or {}
+    if resolved:
+        parts.append(f"learning rate {resolved['learning_rate']:g}, at most {resolved['epochs']} epochs "
+                     f"({'backbone defaults' if resolved.get('from_backbone_defaults') else 'config'})")
+    if card.parent:
+        parts.append(f"continued from {card.parent['path']}")
+    return "; ".join(parts)
 
 
 def _input_summary(task: str, model_dir: Path) -> list[str]:
@@ -263,8 +293,15 @@ def export(task_name, model, out, quantize, eval_path, atol, optimize, max_lengt
 @decode_options
 @click.option("--max-length", type=click.IntRange(min=0), default=2048, show_default=True,
               help="Reject input texts longer than this many characters (0: no limit).")
+@click.option("--decode", "decode_method", type=click.Choice(["viterbi", "beam"]),
+              help="Tag-path search of an NER CRF or softmax head [the model's, from its nerwheel.json].")
+@click.option("--beam-size", type=click.IntRange(min=1),
+              help="Tags kept per position with --decode beam (at least the number of tags: exactly Viterbi).")
+@click.option("--n-best", type=click.IntRange(min=1),
+              help="Also list the K best readings of each text with P(path | text), in meta.n_best (NER CRF or "
+              "softmax heads).")
 def predict(input_path, task_name, model, url, served_name, out, rejects_path, fmt, runtime, int8, batch_size,
-            nested, extensions, max_length):
+            nested, extensions, max_length, decode_method, beam_size, n_best):
     """Run a model (PyTorch, ONNX Runtime) or a Triton server over INPUT; JSONL in input order (stdout without
     --out). ner: span JSONL; classify: each input record with `label` and `probabilities`."""
     if bool(model) == bool(url):
@@ -272,17 +309,24 @@ def predict(input_path, task_name, model, url, served_name, out, rejects_path, f
     if url and (nested is not None or extensions):
         raise click.UsageError("--nested/--flat and --extensions decode a local span-head model; a served model "
                                "decodes as its card says")
+    if url and (decode_method or beam_size):
+        raise click.UsageError("--decode and --beam-size need --model: a Triton server decodes as its model's card "
+                               "says")
     from nerwheel.formats import write_rejects
 
     task = _task_for(task_name, model)
     decode = _decode(task, nested, extensions)
+    if task.name != "ner" and (decode_method or beam_size or n_best):
+        raise click.UsageError(f"--decode, --beam-size and --n-best search NER tag paths, not a {task.name} model")
+    if model and (decoding := _decoding(model, decode_method, beam_size)) is not None:
+        decode["decoding"] = decoding
     data = read_input(input_path, fmt, what="input", task=task, max_length=max_length or None)
     records, rejects = data.records, data.rejects
     if url:
         predictor: Any = task.load_predictor(url, model=served_name, batch_size=batch_size)
     else:
         predictor = task.load_predictor(model, runtime=runtime, int8=int8, batch_size=batch_size, **decode)
-    rows = task.predict_rows(predictor, records)
+    rows = task.predict_rows(predictor, records, **({"n_best": n_best} if n_best else {}))
     if out:
         _write_rows(rows, out)
     else:  # stdout carries the records only, so `nerwheel predict ... | jq` works
@@ -307,6 +351,20 @@ def _write_rows(rows: list[dict[str, Any]], out: str) -> None:
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _decoding(model: str, method: str | None, beam_size: int | None) -> Any:
+    """The card's decoding with the flags given on top (None: keep the card's)."""
+    if method is None and beam_size is None:
+        return None
+    from nerwheel.decode import Decoding
+    from nerwheel.model.card import ModelCard
+    from nerwheel.model.layout import CARD_FILE, EXPORT_SUBDIR
+
+    folder = Path(model)
+    card_dir = folder if (folder / CARD_FILE).is_file() else folder / EXPORT_SUBDIR
+    base = Decoding.from_dict(ModelCard.read(card_dir).decode)
+    return Decoding(method or base.method, beam_size or base.beam_size)
 
 
 def _decode(task: Any, nested: bool | None, extensions: bool | None) -> dict[str, Any]:

@@ -50,7 +50,8 @@ _TASK = click.option("--task", type=click.Choice(list(TEACHERS)), default="ner",
 @click.option("--llm-model", envvar="NERWHEEL_LLM_MODEL", default=None,
               help="Model name on that server (env NERWHEEL_LLM_MODEL).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Maximum training epochs (default here: 12; the pipeline's own default, for a GPU node, is 10).")
+              help="Maximum training epochs (default here: 12 for tiny; otherwise, and in the pipeline, the "
+              "backbone's measured default).")
 @click.option("--s3-endpoint", type=str, default=None,
               help="Use this S3 endpoint (e.g. http://127.0.0.1:9000): inputs, Triton repository and every "
                    "artifact go to s3://BUCKET/PREFIX/ (credentials from the usual AWS_* variables).")

@@ -1,9 +1,17 @@
-"""Backbones by ``model_id``: ``tiny``, ``e5-small``, a Hugging Face directory or hub id, or a nerwheel model.
+"""Backbones by ``model_id``: ``tiny``, ``e5-small``, ``bert-moe-qwen2``, a Hugging Face directory or hub id, or a nerwheel model.
 
 Whatever the source, the result is the same pair: an encoder and a fast
 tokenizer that isolates every CJK character (:func:`nerwheel.model.encoding.ensure_char_split`).
 A nerwheel model directory (it holds ``nerwheel.json``) is the "continue
 training" case: its whole classifier, head and CRF included, is the start.
+
+``bert-moe-qwen2`` (:mod:`nerwheel.model.hybrid`) puts the ``tiny`` BERT or a
+BERT directory, a mixture of experts and Qwen2 layers (a Qwen2 directory, or
+built from ``model.hybrid`` sizes) into one encoder.
+
+A hub id is fetched only when the hub answers: without a network, a model not
+in the Hugging Face cache fails at once, in one line naming the offline
+choices, instead of after a minute of retries (:mod:`nerwheel.model.hub`, which the CLI asks first).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from nerwheel.model.card import ModelCard
 from nerwheel.model.classifier import TokenClassifier, build_encoder
 from nerwheel.model.config import ModelSettings
 from nerwheel.model.encoding import ensure_char_split, special_ids
+from nerwheel.model.hub import HYBRID, require_local_or_reachable
 from nerwheel.model.layout import CARD_FILE, TOKENIZER_FILE
 from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
 
@@ -101,6 +110,10 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
         raise FileNotFoundError(f"model.init_from={source!r} is not a nerwheel model directory (no {CARD_FILE})")
     if source == "tiny":
         return _per_char(_tiny(settings, texts, sequence_length), settings)
+    if source == HYBRID:
+        backbone = _hybrid(settings, texts, sequence_length)
+        check_positions(backbone.encoder.config, sequence_length, source)  # type: ignore[attr-defined]
+        return _per_char(backbone, settings)
     if source == "e5-small":
         from nerwheel.model import e5small
 
@@ -156,13 +169,51 @@ def _tiny(settings: ModelSettings, texts: Sequence[str], sequence_length: int) -
     return Backbone(
         name="tiny", tokenizer=tokenizer, special_tokens=dict(SPECIAL_TOKENS),
         pad_id=tokenizer.token_to_id(SPECIAL_TOKENS["pad_token"]), encoder=build_encoder(config),
-        info={"vocab_size": tokenizer.get_vocab_size()},
+        info={"vocab_size": tokenizer.get_vocab_size(), "pretrained": False},
     )
+
+
+def _hybrid(settings: ModelSettings, texts: Sequence[str], sequence_length: int) -> Backbone:
+    """BERT (``tiny`` or a directory) -> mixture of experts -> Qwen2 layers (a directory, or built from config)."""
+    from transformers import Qwen2Config, Qwen2Model
+
+    from nerwheel.model.hybrid import BertMoeQwen2Config, BertMoeQwen2Model, shrink_qwen2
+
+    h = settings.hybrid
+    bert_part = _tiny(settings, texts, sequence_length) if h.bert == "tiny" else _from_hf(h.bert)
+    bert = bert_part.encoder
+    if bert.config.model_type != "bert":  # type: ignore[attr-defined]
+        raise ConfigError(f"model.hybrid.bert={h.bert!r} is a {bert.config.model_type} model; "  # type: ignore[attr-defined]
+                          "bert-moe-qwen2 takes `tiny` or a BERT directory", field="model.hybrid.bert")
+    if h.qwen2:
+        require_local_or_reachable(h.qwen2)
+        qwen2 = shrink_qwen2(Qwen2Model.from_pretrained(h.qwen2), h.qwen2_layers)
+    else:
+        if h.qwen2_hidden_size % h.qwen2_num_heads or h.qwen2_num_heads % h.qwen2_num_kv_heads:
+            raise ConfigError(f"model.hybrid: qwen2_num_heads={h.qwen2_num_heads} must divide qwen2_hidden_size="
+                              f"{h.qwen2_hidden_size} and be a multiple of qwen2_num_kv_heads={h.qwen2_num_kv_heads}",
+                              field="model.hybrid.qwen2_num_heads")
+        qwen2 = shrink_qwen2(Qwen2Model(Qwen2Config(
+            vocab_size=1, hidden_size=h.qwen2_hidden_size, intermediate_size=h.qwen2_intermediate_size,
+            num_hidden_layers=h.qwen2_num_layers, num_attention_heads=h.qwen2_num_heads,
+            num_key_value_heads=h.qwen2_num_kv_heads, max_position_embeddings=max(sequence_length, 512),
+        )))
+    config = BertMoeQwen2Config(
+        bert_config=bert.config, qwen2_config=qwen2.config, num_experts=h.num_experts, top_k=h.top_k,  # type: ignore[attr-defined]
+        expert_size=h.expert_size, router_aux_loss_coef=h.router_aux_loss_coef, freeze_moe=h.freeze_moe,
+        bidirectional=h.bidirectional, pad_token_id=bert_part.pad_id,
+    )
+    bert_part.encoder = BertMoeQwen2Model(config, bert=bert, qwen2=qwen2)  # type: ignore[arg-type]
+    bert_part.name = HYBRID
+    bert_part.info.update(bert=h.bert, qwen2=h.qwen2 or "config",
+                          pretrained=bool(bert_part.info.get("pretrained")) or bool(h.qwen2))
+    return bert_part
 
 
 def _from_hf(model_id: str) -> Backbone:
     from transformers import AutoModel, AutoTokenizer
 
+    require_local_or_reachable(model_id)
     hf_tok = AutoTokenizer.from_pretrained(model_id)
     backend = getattr(hf_tok, "backend_tokenizer", None)
     if backend is None:
@@ -178,7 +229,7 @@ def _from_hf(model_id: str) -> Backbone:
     pad_id = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
     return Backbone(
         name=model_id, tokenizer=ensure_char_split(Tokenizer.from_str(backend.to_str())),
-        special_tokens=specials, pad_id=int(pad_id), encoder=encoder,
+        special_tokens=specials, pad_id=int(pad_id), encoder=encoder, info={"pretrained": True},
     )
 
 
@@ -194,7 +245,8 @@ def _from_nerwheel(directory: Path) -> Backbone:
                 if isinstance(v, str)}
     return Backbone(
         name=card.backbone, tokenizer=tokenizer, special_tokens=specials, pad_id=card.pad_id,
-        previous=model, previous_card=card, info={"continued_from": str(directory)},
+        previous=model, previous_card=card,
+        info={"continued_from": str(directory), "pretrained": bool(card.training.get("pretrained", True))},
     )
 
 

@@ -48,6 +48,12 @@ class ModelCard(BaseModel):
     export: dict[str, Any] = Field(default_factory=dict)
     span: dict[str, Any] = Field(default_factory=dict)  # span heads: max_width, threshold, nested
     lexicon: dict[str, Any] = Field(default_factory=dict)  # lexicon features' signature (nerwheel.kb.lexicon)
+    #: How the tag path is found: ``{"method": "viterbi"|"beam", "beam_size": N}`` (:class:`nerwheel.decode.Decoding`).
+    decode: dict[str, Any] = Field(default_factory=lambda: {"method": "viterbi", "beam_size": 4})
+    #: Language of the training texts (``zh``, ``en``) for the model card, when it is clear.
+    language: str | None = None
+    #: The model a continued run started from: ``{"path", "name", "backbone", "dev_strict_f1"}``; absent otherwise.
+    parent: dict[str, Any] | None = None
 
     @classmethod
     def new(cls, tagset: TagSet, **kw: Any) -> ModelCard:

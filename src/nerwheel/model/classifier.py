@@ -2,11 +2,17 @@
 
 Saved as a *standard* token-classification checkpoint: ``config.json`` names
 the family's ``...ForTokenClassification`` architecture with ``id2label``,
-``model.safetensors`` holds ``<base_model_prefix>.*`` encoder weights and
-``classifier.weight``/``classifier.bias``. So
+``model.safetensors`` holds ``<base_model_prefix>.*`` encoder weights,
+``classifier.weight``/``classifier.bias`` and the CRF's ``crf.*``. So
 ``AutoModelForTokenClassification.from_pretrained(dir)`` rebuilds the encoder
-and head (its logits are our emissions), and the CRF, which transformers knows
-nothing about, sits beside them in ``crf.safetensors``.
+and head (its logits are our emissions; the stock class reports the ``crf.*``
+keys as unused), and with ``trust_remote_code=True`` the model folder's own
+class (:mod:`nerwheel.hf`) adds the CRF and the constrained decode. The CRF
+also sits alone in ``crf.safetensors``, where nerwheel has always read it.
+
+The ``bert-moe-qwen2`` encoder (:mod:`nerwheel.model.hybrid`) is registered
+with ``AutoModel`` on import, so it saves and loads like any other; its
+load-balancing loss joins the training loss.
 """
 
 from __future__ import annotations
@@ -19,34 +25,27 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
 
-from nerwheel.errors import ConfigError
-from nerwheel.model.crf import CRF, pack
+from nerwheel.model.crf import CRF, IGNORE, tagging_loss
+from nerwheel.model.encoders import build_encoder  # importing it registers the bert-moe-qwen2 encoder
 from nerwheel.model.layout import CRF_FILE, WEIGHTS_FILE
 from nerwheel.model.lora import encoder_state, unwrap
 
-__all__ = ["CRF_FILE", "WEIGHTS_FILE", "TokenClassifier", "build_encoder"]
+__all__ = ["CRF_FILE", "IGNORE", "REMOTE_ARCHITECTURE", "WEIGHTS_FILE", "TokenClassifier", "build_encoder"]
 
 log = logging.getLogger(__name__)
-IGNORE = -100
-
-
-def build_encoder(config: PretrainedConfig) -> PreTrainedModel:
-    """A randomly initialised encoder for ``config``, without the pooler a token classifier never uses."""
-    try:
-        return AutoModel.from_config(config, add_pooling_layer=False)
-    except TypeError:  # families without a pooler do not take the argument
-        return AutoModel.from_config(config)
+#: The architecture named in config.json when transformers has no stock class for the encoder (the hybrid).
+REMOTE_ARCHITECTURE = "NerwheelForTokenClassification"
 
 
 class TokenClassifier(nn.Module):
     """``emissions = Linear(Dropout(encoder(x)))``; the loss is the CRF NLL or cross-entropy.
 
-    Only *head* positions (labels != -100) enter the loss. For the CRF they are
-    packed to the left (:func:`nerwheel.model.crf.pack`) so transitions link
-    consecutive characters, not a character and its own sub-token.
+    Only *head* positions (labels != -100) enter the loss
+    (:func:`nerwheel.model.crf.tagging_loss`); an encoder with an ``aux_loss``
+    (the hybrid's expert balancing) adds it.
     ``input_names`` are the forward arguments, as batches, ONNX graphs and runtimes name them.
     """
 
@@ -78,20 +77,15 @@ class TokenClassifier(nn.Module):
         return self.classifier(self.dropout(hidden))
 
     def loss(self, emissions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        keep = labels != IGNORE
-        if self.crf is None:
-            return nn.functional.cross_entropy(emissions.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
-        packed, mask = pack(emissions, keep)
-        tags, _ = pack(labels.clamp(min=0), keep)
-        return self.crf.nll(packed, tags, mask)
+        """Tagging loss of the last forward pass's ``emissions``, plus the encoder's auxiliary loss if it has one."""
+        loss = tagging_loss(emissions, labels, self.crf)
+        aux = getattr(unwrap(self.encoder), "aux_loss", None)
+        return loss if aux is None else loss + aux
 
     # -- persistence ------------------------------------------------------------------------------
     def hf_config(self) -> PretrainedConfig:
         config = unwrap(self.encoder).config
-        arch = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
-        if arch is None:
-            raise ConfigError(f"transformers has no token-classification class for model_type {config.model_type!r}")
-        config.architectures = [arch]
+        config.architectures = [MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES.get(config.model_type, REMOTE_ARCHITECTURE)]
         config.id2label = dict(enumerate(self.tags))
         config.label2id = {t: i for i, t in enumerate(self.tags)}
         config.classifier_dropout = self.dropout.p
@@ -102,6 +96,8 @@ class TokenClassifier(nn.Module):
         state = {f"{prefix}.{k}": v for k, v in encoder_state(self.encoder).items()}
         state["classifier.weight"] = self.classifier.weight
         state["classifier.bias"] = self.classifier.bias
+        if self.crf is not None:  # read by the model folder's own class (trust_remote_code), ignored by stock ones
+            state.update({f"crf.{k}": v for k, v in self.crf.state_dict().items()})
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def save(self, directory: str | Path) -> None:

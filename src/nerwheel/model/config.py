@@ -72,7 +72,47 @@ class LoraSettings(Section):
     r: int = Field(8, gt=0, description="adapter rank")
     alpha: int = Field(16, gt=0, description="adapter scaling (alpha / r)")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
-    target_modules: list[str] = Field(["query", "key", "value"], description="encoder modules that get adapters")
+    target_modules: list[str] | None = Field(
+        None, description="encoder modules that get adapters (default: query, key, value for BERT-family encoders; "
+        "q_proj, k_proj, v_proj, o_proj for bert-moe-qwen2, whose Qwen2 layers are the deep ones)")
+    layers_to_transform: list[int] | None = Field(
+        None, description="only these layer indices get adapters, e.g. [8, 9, 10, 11] (default: every layer)")
+    layers_pattern: str | None = Field(
+        None, description="name of the layer list the indices count in (`layer` for BERT, `layers` for Qwen2; "
+        "default: found from the target modules)")
+    modules_to_save: list[str] = Field(
+        ["classifier", "crf"], description="modules trained in full beside the adapters: the head (classifier, crf) "
+        "and any encoder module by name (e.g. moe); head modules left out stay frozen")
+
+
+class HybridSettings(Section):
+    """The `bert-moe-qwen2` backbone: BERT encoder -> mixture of experts -> Qwen2 layers -> linear -> CRF."""
+
+    bert: str = Field("tiny", description="the BERT encoder: `tiny` (sized by model.tiny) or a Hugging Face BERT "
+                      "directory")
+    qwen2: str | None = Field(None, description="a Hugging Face Qwen2 directory whose layers are used; without one "
+                              "the Qwen2 layers are built from the qwen2_* sizes below")
+    qwen2_layers: int | None = Field(None, gt=0, description="keep the first N layers of the Qwen2 directory "
+                                     "(default: all)")
+    qwen2_hidden_size: int = Field(256, gt=0, description="Qwen2 width (built from config)")
+    qwen2_intermediate_size: int = Field(512, gt=0, description="Qwen2 feed-forward width (built from config)")
+    qwen2_num_layers: int = Field(2, gt=0, description="Qwen2 layers (built from config)")
+    qwen2_num_heads: int = Field(4, gt=0, description="Qwen2 attention heads (built from config)")
+    qwen2_num_kv_heads: int = Field(2, gt=0, description="Qwen2 key/value heads (built from config)")
+    num_experts: int = Field(4, gt=0, description="experts in the mixture-of-experts block")
+    top_k: int = Field(2, gt=0, description="experts each position is routed to")
+    expert_size: int | None = Field(None, gt=0, description="feed-forward width of each expert (default: 2 x the "
+                                    "BERT width)")
+    router_aux_loss_coef: float = Field(0.01, ge=0, description="weight of the load-balancing loss")
+    freeze_moe: bool = Field(False, description="keep the mixture-of-experts block fixed while training")
+    bidirectional: bool = Field(True, description="Qwen2 layers see the whole window (false: causal, as in the LLM)")
+
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> HybridSettings:
+        if self.top_k > self.num_experts:
+            raise ValueError(f"model.hybrid.top_k={self.top_k} exceeds model.hybrid.num_experts={self.num_experts}; "
+                             "route to at most as many experts as there are")
+        return self
 
 
 class SpanSettings(Section):
@@ -101,8 +141,9 @@ class ModelSettings(Section):
 
     model_id: str = Field(
         "tiny",
-        description="backbone (Hugging Face YAML: model.name): `tiny`, `e5-small`, a Hugging Face model directory "
-        "or hub id, or a nerwheel model directory to continue training from",
+        description="backbone (Hugging Face YAML: model.name): `tiny`, `e5-small`, `bert-moe-qwen2` (see "
+        "model.hybrid), a Hugging Face model directory or hub id, or a nerwheel model directory to continue training "
+        "from",
     )
     head: Literal["crf", "softmax", "span"] = Field(
         "crf", description="crf (learned transitions), softmax, or span (every span up to model.span.max_width "
@@ -112,6 +153,10 @@ class ModelSettings(Section):
         "pieces", description="pieces: the backbone's own pieces (Chinese characters always one each); chars: one "
         "piece per character, digits and Latin letters too, so no entity boundary falls inside a token")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the linear head")
+    decode: Literal["viterbi", "beam"] = Field("viterbi", description="tag-path search: exact viterbi, or beam "
+                                               "search keeping the beam_size best tags per position")
+    beam_size: int = Field(4, gt=0, description="tags kept per position with decode: beam (at least the number of tags: "
+                           "exactly viterbi)")
     init_from: str | None = Field(None, description="nerwheel model directory to continue training from")
     num_labels: int | None = Field(
         None, gt=0, description="classifier outputs as Hugging Face counts them (NER: O + B-/I- per type); only "
@@ -122,6 +167,7 @@ class ModelSettings(Section):
         "~/.cache/nerwheel/e5-small)"
     )
     tiny: TinySettings = Field(default_factory=TinySettings, description="size of the `tiny` backbone")
+    hybrid: HybridSettings = Field(default_factory=HybridSettings, description="the `bert-moe-qwen2` backbone")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="optional LoRA adapters")
     span: SpanSettings = Field(default_factory=SpanSettings, description="the span head (model.head: span)")
     lexicon: LexiconSettings = Field(default_factory=LexiconSettings,
@@ -175,11 +221,13 @@ class UnlabeledSettings(Section):
 class LoopSettings(Section):
     """The optimisation loop (every task's ``training`` section extends it)."""
 
-    epochs: int = Field(10, gt=0, description="maximum epochs (INI: max_epochs)")
+    epochs: int | None = Field(None, gt=0, description="maximum epochs (INI: max_epochs; default: the backbone's "
+                               "measured best, see nerwheel.model.defaults)")
     batch_size: int = Field(32, gt=0, description="examples per optimiser step (before accumulation)")
     eval_batch_size: int = Field(64, gt=0, description="windows per forward pass when evaluating")
     learning_rate: float | None = Field(
-        None, gt=0, description="encoder learning rate (default: 1e-3 for tiny, 5e-5 for a pretrained encoder)"
+        None, gt=0, description="encoder learning rate (default: the backbone's measured best: 1e-3 tiny, 2e-4 "
+        "e5-small, 5e-5 other pretrained encoders)"
     )
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with a linear warm-up")
     gradient_accumulation_steps: int = Field(1, gt=0, description="batches per optimiser step")
@@ -371,34 +419,46 @@ def check_num_labels(declared: int | None, labels: list[str] | tuple[str, ...], 
 
 
 #: Usual learning rates: a from-scratch encoder vs fine-tuning a pretrained one.
-_LR_RANGES = {"scratch": (1e-4, 3e-3), "pretrained": (1e-5, 1e-4)}
+_LR_RANGES = {"scratch": (1e-4, 3e-3), "pretrained": (1e-5, 3e-4)}  # e5-small: 2e-4 measured best
 
 
-def default_learning_rate(backbone: str) -> float:
-    """1e-3 for ``tiny`` (trained from scratch), 5e-5 for a pretrained encoder."""
-    return 1e-3 if backbone == "tiny" else 5e-5
+def default_learning_rate(backbone: str, *, pretrained: bool | None = None, task: str = "ner") -> float:
+    """The backbone's measured default (:mod:`nerwheel.model.defaults`): 1e-3 tiny, 2e-4 e5-small, 5e-5 others.
+
+    The table was measured on NER; another ``task`` keeps the generic values
+    (1e-3 from scratch, 5e-5 pretrained) until its own are measured.
+    """
+    from nerwheel.model.defaults import PRETRAINED, TABLE, defaults_for
+
+    scratch = backbone == "tiny" if pretrained is None else not pretrained
+    if task != "ner":
+        return TABLE["tiny"].learning_rate if scratch else PRETRAINED.learning_rate
+    return defaults_for(backbone, pretrained=not scratch).learning_rate
 
 
-def learning_rate_warning(backbone: str, learning_rate: float | None) -> str | None:
+def learning_rate_warning(backbone: str, learning_rate: float | None, *, pretrained: bool | None = None) -> str | None:
     """A sentence when ``learning_rate`` is far outside the usual range for this kind of backbone.
 
     The common mistake: a pretrained fine-tuning rate (2e-5) carried over to
     ``tiny``, which starts from random weights and barely moves at that rate.
+    ``pretrained`` (default: every backbone but ``tiny``) says which kind it is.
     """
     if learning_rate is None:
         return None
-    kind = "scratch" if backbone == "tiny" else "pretrained"
+    scratch = backbone == "tiny" if pretrained is None else not pretrained
+    kind = "scratch" if scratch else "pretrained"
     lo, hi = _LR_RANGES[kind]
     if lo / 3 <= learning_rate <= hi * 3:
         return None
-    what = ("the tiny backbone is trained from scratch" if kind == "scratch"
+    what = (f"the {backbone} backbone is trained from scratch" if kind == "scratch"
             else f"{backbone} is a pretrained encoder being fine-tuned")
     if kind == "scratch" and learning_rate < lo:
         consequence = "it will barely learn; that rate suits fine-tuning a pretrained encoder"
     else:
         consequence = "it will likely diverge or forget" if learning_rate > hi else "it will learn very slowly"
+    default = default_learning_rate(backbone, pretrained=not scratch)
     return (f"training.learning_rate={learning_rate:g} is outside the usual range: {what} and usually "
-            f"takes {_sci(lo)} to {_sci(hi)} (default {_sci(default_learning_rate(backbone))}); {consequence}. "
+            f"takes {_sci(lo)} to {_sci(hi)} (default {_sci(default)}); {consequence}. "
             "Remove the key to use the default")
 
 

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from nerwheel.decode import backtrack
+from nerwheel.model.encoding import IGNORE
 
-__all__ = ["CRF", "pack"]
+__all__ = ["CRF", "IGNORE", "pack", "tagging_loss"]
 
 
 def pack(values: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,3 +104,18 @@ class CRF(nn.Module):
         last = (score + end[None, :]).argmax(dim=1)
         hist = torch.stack(history, dim=1).cpu().numpy() if history else np.zeros((bsz, 0, self.num_tags), np.int64)
         return backtrack(hist, last.cpu().numpy(), mask.sum(dim=1).tolist())
+
+
+def tagging_loss(emissions: torch.Tensor, labels: torch.Tensor, crf: CRF | None) -> torch.Tensor:
+    """The training loss of a token classifier: CRF NLL over the packed head positions, or cross-entropy.
+
+    Only positions with a label (``labels != IGNORE``) count. For the CRF they
+    are packed to the left (:func:`pack`) so transitions link consecutive
+    characters, not a character and its own sub-token.
+    """
+    if crf is None:
+        return nn.functional.cross_entropy(emissions.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+    keep = labels != IGNORE
+    packed, mask = pack(emissions, keep)
+    tags, _ = pack(labels.clamp(min=0), keep)
+    return crf.nll(packed, tags, mask)

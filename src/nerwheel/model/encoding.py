@@ -30,6 +30,7 @@ not import torch or transformers.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from tokenizers import Tokenizer
 
 from nerwheel.errors import ConfigError
 
-__all__ = ["CJK", "Encoded", "TextEncoder", "Window", "ensure_char_split", "special_ids"]
+__all__ = ["CJK", "Encoded", "TextEncoder", "Window", "ensure_char_split", "is_cjk", "special_ids"]
 
 IGNORE = -100
 
@@ -50,6 +51,12 @@ CJK = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]"
 ANY_CHAR = "[^\\s]"
 _PROBE = "浙江省杭州市西湖区"
 _PROBE_ALL = "浙江省杭州市西湖区文三路-00号A座0F"
+_CJK_CHAR = re.compile(CJK)
+
+
+def is_cjk(ch: str) -> bool:
+    """Whether ``ch`` is one CJK ideograph (the class :func:`ensure_char_split` isolates)."""
+    return bool(_CJK_CHAR.fullmatch(ch))
 
 
 def _splits_every_char(tok: Tokenizer, probe: str) -> bool:

@@ -13,7 +13,9 @@ Output: ``<output_dir>/<model_name>-<timestamp>/`` with ``config.json``,
 ``train_config.yaml`` (the resolved config), ``rejects.jsonl`` (input records
 not used, with file, line and reason) and, when the keep-longest overlap policy
 removed spans, ``dropped_spans.jsonl``. ``nerwheel.json``'s ``data`` section
-counts read = accepted + rejected per input file.
+counts read = accepted + rejected per input file. The folder is also a complete
+Hugging Face folder (:mod:`nerwheel.hf`): its own model and pipeline code,
+``auto_map``/``custom_pipelines`` in ``config.json``, and ``README.md``.
 
 Two options feed the tagger what the flywheel already has: ``model.lexicon``
 adds the knowledge base's matches as per-character input features
@@ -29,6 +31,11 @@ policy ``keep``, nothing dropped) and its windows come from
 :mod:`nerwheel.model.span_data`. Extension labels (``pos:n``, ``kb:city``)
 train as weighted auxiliary outputs; dev and test are scored on target labels
 only, so the F1 that picks the best epoch and the one reported are target F1.
+
+A learning rate or epoch budget the config leaves out is the backbone's
+measured best (:mod:`nerwheel.model.defaults`); the log and
+``nerwheel.json`` (``training.resolved``) say which values were used and why.
+A run that continues a trained model says so and records it as ``parent``.
 """
 
 from __future__ import annotations
@@ -48,8 +55,9 @@ from nerwheel.errors import DataError
 from nerwheel.formats.base import ReadResult, Reject
 from nerwheel.labels import TASK_LABELS, LabelSet, TagSet
 from nerwheel.model.backbones import Backbone, load_backbone, save_tokenizer
+from nerwheel.model.hub import check_available
 from nerwheel.model.card import ModelCard
-from nerwheel.model.config import TrainConfig, check_num_labels, default_learning_rate, learning_rate_warning
+from nerwheel.model.config import TrainConfig, check_num_labels, learning_rate_warning
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.layout import DROPPED_SPANS_FILE, REJECTS_FILE, TRAIN_CONFIG_FILE, UNLABELED_REJECTS_FILE
 from nerwheel.records import Record
@@ -299,11 +307,50 @@ def write_input_report(run_dir: Path, inputs: TrainInputs) -> None:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def resolve_schedule(config: TrainConfig, backbone: Backbone) -> tuple[TrainConfig, dict[str, Any]]:
+    """``config`` with ``learning_rate`` and ``epochs`` filled in from the backbone's measured defaults where unset.
+
+    Returns the resolved config and the record for ``nerwheel.json``
+    (``training.resolved``): the values, and for each whether it came from the
+    config or the backbone's defaults (with the measurement behind them).
+    """
+    from nerwheel.model.defaults import defaults_for
+
+    t = config.training
+    d = defaults_for(backbone.name, pretrained=bool(backbone.info.get("pretrained", True)))
+    lr = t.learning_rate if t.learning_rate is not None else d.learning_rate
+    epochs = t.epochs if t.epochs is not None else d.epochs
+    used = [k for k, v in (("learning_rate", t.learning_rate), ("epochs", t.epochs)) if v is None]
+    source = "config" if not used else f"{backbone.name} defaults for {' and '.join(used)} ({d.evidence})"
+    resolved = config.model_copy(update={"training": t.model_copy(update={"learning_rate": lr, "epochs": epochs})})
+    return resolved, {"learning_rate": lr, "epochs": epochs, "from_backbone_defaults": used, "source": source}
+
+
+def _language(texts: Sequence[str]) -> str | None:
+    """``zh`` when CJK characters dominate the training texts, ``en`` for Latin letters, else unknown."""
+    from nerwheel.model.encoding import is_cjk
+
+    chars = [c for t in texts[:2000] for c in t if not c.isspace()]
+    if not chars:
+        return None
+    if sum(map(is_cjk, chars)) >= 0.3 * len(chars):
+        return "zh"
+    return "en" if sum(c.isascii() and c.isalpha() for c in chars) >= 0.5 * len(chars) else None
+
+
+def _parent(card: ModelCard, directory: str) -> dict[str, Any]:
+    dev = (card.metrics.get("dev") or {}).get("overall", {}).get("strict", {}).get("f1")
+    return {"path": directory, "name": card.name, "backbone": card.backbone, "dev_strict_f1": dev}
+
+
 def _write_model(directory: Path, model: Any, backbone: Backbone, card: ModelCard) -> None:
+    from nerwheel.hf.folder import write_hf_files
+
     directory.mkdir(parents=True, exist_ok=True)
     model.save(directory)
     save_tokenizer(backbone.tokenizer, backbone.special_tokens, directory, card.sequence_length)
     card.write(directory)
+    write_hf_files(directory, card)
 
 
 def _span_head(config: TrainConfig, inputs: TrainInputs, backbone: Backbone,
@@ -403,9 +450,20 @@ def train(
 
     t = config.training
     seed_everything(t.seed)
+    check_available(config.model)
     inputs = resolve_inputs(config, train_records, dev_records, test_records)
     backbone = load_backbone(config.model, texts=[r.text for r in inputs.train], sequence_length=t.sequence_length)
-    if warning := learning_rate_warning(backbone.name, t.learning_rate):
+    given_learning_rate = t.learning_rate
+    config, schedule = resolve_schedule(config, backbone)
+    t = config.training
+    log.info("learning rate %g, at most %d epochs: %s", t.learning_rate, t.epochs, schedule["source"])
+    parent = None
+    if backbone.previous_card is not None:
+        parent = _parent(backbone.previous_card, str(backbone.info.get("continued_from")))
+        log.info("continuing training from %s (model %s, backbone %s, dev strict F1 %s): its weights, head and CRF "
+                 "are the start", parent["path"], parent["name"], parent["backbone"], parent["dev_strict_f1"])
+    if warning := learning_rate_warning(backbone.name, given_learning_rate,
+                                        pretrained=bool(backbone.info.get("pretrained", True))):
         log.warning(warning)
     encoder = TextEncoder(backbone.tokenizer, sequence_length=t.sequence_length, stride=t.stride,
                           pad_id=backbone.pad_id)
@@ -441,7 +499,7 @@ def train(
         log.warning("%d of %d training entities have a boundary inside a token and cannot be learned exactly, e.g. %s",
                     stats.misaligned, stats.entities, stats.examples[:3])
     if config.model.lora.enabled:
-        model.encoder = apply_lora(model.encoder, config.model.lora)
+        apply_lora(model, config.model.lora)
 
     run_dir = config.run_dir()
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -452,12 +510,15 @@ def train(
         from nerwheel.formats import write_rejects
 
         write_rejects(taught.rejects, run_dir / UNLABELED_REJECTS_FILE)
-    learning_rate = t.learning_rate or default_learning_rate(backbone.name)
+    learning_rate = float(t.learning_rate)  # type: ignore[arg-type] - resolved above
     card = ModelCard(
         **head_card, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
         pad_id=backbone.pad_id, name=run_dir.name,
         data={**inputs.fingerprints, "alignment": stats.to_dict()},
-        training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate, **backbone.info},
+        training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate, "resolved": schedule,
+                  **backbone.info},
+        decode={"method": config.model.decode, "beam_size": config.model.beam_size},
+        language=_language([r.text for r in inputs.train]), parent=parent,
     )
     (run_dir / TRAIN_CONFIG_FILE).write_text(
         yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
@@ -490,4 +551,8 @@ def train(
         training_curve_png(result.history, run_dir / "training_curve.png")
     log.info("best epoch %d, dev strict F1 %s, %.0f s -> %s", result.best_epoch,
              card_metrics.get("dev", {}).get("overall", {}).get("strict", {}).get("f1"), result.seconds, run_dir)
+    if test_metrics:
+        o = test_metrics["overall"]
+        log.info("test (%d records): strict F1 %.4f (P %.4f R %.4f), partial F1 %.4f", len(inputs.test),
+                 o["strict"]["f1"], o["strict"]["precision"], o["strict"]["recall"], o["partial"]["f1"])
     return run_dir

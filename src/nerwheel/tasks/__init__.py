@@ -20,7 +20,7 @@ Hooks (lazy: importing a task imports no torch):
   -> metrics dict (also ``metrics.json``);
 - ``gate_scores(metrics, metric, who)`` -> :class:`~nerwheel.stages.gate.Scores`;
 - ``export(model_dir, out_dir, quantize=None, **options)`` -> export report;
-- ``load_predictor(path_or_url, **options)`` and ``predict_rows(predictor, records)``
+- ``load_predictor(path_or_url, **options)`` and ``predict_rows(predictor, records, **options)``
   -> output rows in input order;
 - ``serving()`` -> the Triton side (model config, handler, probe, client).
 
@@ -99,8 +99,9 @@ class Task:
     def load_predictor(self, path_or_url: str | Path, **options: Any) -> Any:
         return self.hook("load_predictor")(path_or_url, **options)
 
-    def predict_rows(self, predictor: Any, records: Sequence[Any]) -> list[dict[str, Any]]:
-        return self.hook("predict_rows")(predictor, records)
+    def predict_rows(self, predictor: Any, records: Sequence[Any], **options: Any) -> list[dict[str, Any]]:
+        """Output rows in input order; ``options`` are the task's own (ner: ``n_best``)."""
+        return self.hook("predict_rows")(predictor, records, **options)
 
     def serving(self) -> Any:
         return self.hook("serving")

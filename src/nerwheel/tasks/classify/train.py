@@ -248,7 +248,7 @@ def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = N
     write_rejects(inputs.rejects, run_dir / REJECTS_FILE)
     if warning := learning_rate_warning(built.name, t.learning_rate):
         log.warning(warning)
-    learning_rate = t.learning_rate or default_learning_rate(built.name)
+    learning_rate = t.learning_rate or default_learning_rate(built.name, task="classify")
     truncated = sum(1 for ids, _ in rows if len(ids) >= config.model.max_length)
     card = ClassifierCard(
         labels=list(labels.names), backbone=built.name, max_length=config.model.max_length, pad_id=built.pad_id,
