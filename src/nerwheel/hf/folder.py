@@ -15,6 +15,12 @@
   decode) the pipeline reads;
 - ``README.md``, the model card (:mod:`nerwheel.hf.readme`).
 
+A classifier folder (``task: classify``) gets the same treatment with its own
+entry point: ``pipeline_classify.py`` (``custom_pipelines``:
+``text-classification``, on the stock ``AutoModelForSequenceClassification``,
+which needs no code of its own), a ``nerwheel`` section with the pair
+geometry, and the classifier's model card.
+
 Loading then needs ``trust_remote_code=True``, as for any model with its own
 code; without it ``pipeline("token-classification", ...)`` refuses (rather
 than silently ignoring the CRF) and ``AutoModelForTokenClassification`` gives
@@ -31,10 +37,13 @@ from importlib import util
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENTRY_MODULES", "closure", "remote_name", "rewrite_imports", "write_hf_files"]
+__all__ = ["ENTRY_MODULES", "TASK_ENTRIES", "closure", "remote_name", "rewrite_imports", "write_hf_files"]
 
 #: The modules transformers is pointed at (``auto_map`` / ``custom_pipelines``); they keep their names.
-ENTRY_MODULES = ("nerwheel.hf.modeling_nerwheel", "nerwheel.hf.pipeline_nerwheel")
+ENTRY_MODULES = ("nerwheel.hf.modeling_nerwheel", "nerwheel.hf.pipeline_nerwheel", "nerwheel.hf.pipeline_classify")
+#: The entry modules a folder of each task carries.
+TASK_ENTRIES = {"ner": ENTRY_MODULES[:2], "classify": ENTRY_MODULES[2:]}
+CLASSIFY_PIPELINE_CLASS = "NerwheelTextClassificationPipeline"
 MODEL_CLASS = "NerwheelForTokenClassification"
 HYBRID_MODEL_CLASS = "NerwheelHybridForTokenClassification"
 PIPELINE_CLASS = "NerwheelTokenClassificationPipeline"
@@ -67,7 +76,7 @@ def _nerwheel_imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def closure(entries: Iterable[str] = ENTRY_MODULES) -> dict[str, Path]:
+def closure(entries: Iterable[str] = TASK_ENTRIES["ner"]) -> dict[str, Path]:
     """The entry modules and every nerwheel module they import, transitively: module name -> source file.
 
     Raises ``ValueError`` naming file and line for ``import nerwheel...`` (only
@@ -98,9 +107,9 @@ def rewrite_imports(source: str) -> str:
     return _IMPORT.sub(lambda m: f"{m.group(1)}from .{remote_name(m.group(2))} import ", source)
 
 
-def _code_files(directory: Path) -> list[str]:
+def _code_files(directory: Path, task: str = "ner") -> list[str]:
     written = []
-    for module, path in sorted(closure().items()):
+    for module, path in sorted(closure(TASK_ENTRIES[task]).items()):
         name = f"{remote_name(module)}.py"
         (directory / name).write_text(rewrite_imports(path.read_text(encoding="utf-8")), encoding="utf-8")
         written.append(name)
@@ -116,6 +125,8 @@ def hf_settings(card: Any) -> dict[str, Any]:
 
 def write_hf_files(directory: str | Path, card: Any) -> list[str]:
     """Add the code files, the config entries and ``README.md`` to a saved model folder; returns the files written."""
+    if getattr(card, "task", "ner") == "classify":
+        return _write_classifier_files(Path(directory), card)
     from nerwheel.hf.readme import model_card_markdown
     from nerwheel.model.hybrid import MODEL_TYPE
 
@@ -136,4 +147,22 @@ def write_hf_files(directory: str | Path, card: Any) -> list[str]:
     config["nerwheel"] = hf_settings(card)
     config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (d / "README.md").write_text(model_card_markdown(card), encoding="utf-8")
+    return [*written, "config.json", "README.md"]
+
+
+def _write_classifier_files(d: Path, card: Any) -> list[str]:
+    """A classifier folder's pipeline code, config entries and model card (see the module docstring)."""
+    from nerwheel.hf.readme import classifier_card_markdown
+
+    written = _code_files(d, "classify")
+    config_path = d / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["custom_pipelines"] = {"text-classification": {
+        "impl": f"pipeline_classify.{CLASSIFY_PIPELINE_CLASS}", "pt": ["AutoModelForSequenceClassification"],
+        "tf": [], "type": "text",
+    }}
+    config["nerwheel"] = {"task": "classify", "max_length": card.max_length, "pad_id": card.pad_id, "name": card.name,
+                          "backbone": card.backbone}
+    config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (d / "README.md").write_text(classifier_card_markdown(card), encoding="utf-8")
     return [*written, "config.json", "README.md"]

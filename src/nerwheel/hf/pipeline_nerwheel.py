@@ -33,6 +33,7 @@ from tokenizers import Tokenizer
 from transformers import Pipeline
 
 from nerwheel.decode import Decoding
+from nerwheel.hf.whole_batch import WholeBatchPipeline
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.tagger import Tagger
 
@@ -73,14 +74,8 @@ class _ModelTagger(Tagger):
         return out.logits.float().cpu().numpy()
 
 
-class NerwheelTokenClassificationPipeline(Pipeline):
-    """Texts in, nerwheel's character-offset entities out (see the module docstring)."""
-
-    _load_tokenizer = True
-    _load_processor = False
-    _load_image_processor = False
-    _load_feature_extractor = False
-    _load_video_processor = False
+class NerwheelTokenClassificationPipeline(WholeBatchPipeline):
+    """Texts in, nerwheel's character-offset entities out (see the module docstring); a list runs as one batch."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -119,14 +114,6 @@ class NerwheelTokenClassificationPipeline(Pipeline):
             options["span"] = {"nested": nested, "extensions": extensions}
         return {}, options, {}
 
-    def __call__(self, inputs: str | list[str], **kwargs: Any) -> Any:
-        """One text -> its entities; a list of texts -> one list per text (all windows batched together)."""
-        single = isinstance(inputs, str)
-        texts = [inputs] if single else list(inputs)
-        _, options, _ = self._sanitize_parameters(**kwargs)
-        out = self._run(texts, **options)
-        return out[0] if single else out
-
     def _run(self, texts: list[str], n_best: int | None = None, decoding: Decoding | None = None,
              span: dict[str, Any] | None = None) -> list[Any]:
         tagger = self.tagger
@@ -136,13 +123,3 @@ class NerwheelTokenClassificationPipeline(Pipeline):
             return [[e.to_dict() for e in ents] for ents in tagger.predict(texts)]
         return [[{"score": p, "entities": [e.to_dict() for e in ents]} for p, ents in readings]
                 for readings in tagger.n_best(texts, n_best)]
-
-    # The one-input steps transformers' Pipeline declares; __call__ above runs whole batches instead.
-    def preprocess(self, input_: str, **_: Any) -> dict[str, Any]:
-        return {"texts": [input_]}
-
-    def _forward(self, input_tensors: dict[str, Any], **options: Any) -> dict[str, Any]:
-        return {"result": self._run(input_tensors["texts"], **options)[0]}
-
-    def postprocess(self, model_outputs: dict[str, Any], **_: Any) -> Any:
-        return model_outputs["result"]

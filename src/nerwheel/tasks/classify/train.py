@@ -12,7 +12,9 @@ Output folder (``<output_dir>/<model_name>-<timestamp>/``): ``config.json``
 (``id2label``), ``model.safetensors``, tokenizer files, ``labels.json``,
 ``nerwheel.json`` (:class:`~nerwheel.tasks.classify.card.ClassifierCard`),
 ``metrics.jsonl``, ``training_curve.png``, ``train_config.yaml``,
-``rejects.jsonl`` and ``checkpoints/``.
+``rejects.jsonl`` and ``checkpoints/``; and, for ``transformers`` users,
+``pipeline_classify.py`` with the modules it imports, ``custom_pipelines`` in
+``config.json`` and the ``README.md`` model card (:mod:`nerwheel.hf.folder`).
 """
 
 from __future__ import annotations
@@ -222,6 +224,7 @@ def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = N
           dev_records: Sequence[Message] | None = None, test_records: Sequence[Message] | None = None) -> Path:
     """Train a classifier as ``config`` says; returns the new model directory."""
     from nerwheel.formats import write_rejects
+    from nerwheel.hf.folder import write_hf_files
     from nerwheel.model.backbones import save_tokenizer
     from nerwheel.model.config import default_learning_rate, learning_rate_warning
     from nerwheel.model.loop import fit, seed_everything, torch_threads
@@ -268,6 +271,7 @@ def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = N
         labels.write(directory)
         c = card.model_copy(update={"metrics": {"dev": _card_metrics(metrics)}} if metrics else {})
         c.write(directory)
+        write_hf_files(directory, c)  # its text-classification pipeline and README.md model card (nerwheel.hf)
 
     steps = ClassifierSteps(rows, targets, encoder, config, inputs.dev, card, weights)
     with torch_threads(t.threads), open_tracker(config, run_dir) as tracker:
