@@ -1,23 +1,43 @@
-"""Serving throughput and latency: N concurrent gRPC clients against a real Triton, vs the model in-process.
+"""Serving latency under load: a real Triton and the same model in-process, side by side, at 1-16 clients.
 
-Deploys MODEL (a trained model folder, or an export folder) into a fresh local
-repository, starts ``tritonserver`` on 127.0.0.1 (or uses ``--triton-url``),
-then runs ``--clients`` threads, each with its own gRPC :class:`Client`,
-sending ``--batch-size`` texts per request for ``--duration`` seconds. The
-same texts then go through the model in-process: PyTorch (``TorchTagger``,
-when MODEL is a trained folder) and ONNX Runtime (``OnnxTagger``), single
-caller, same batch size, for the ratio.
+    .venv/bin/python benchmarks/serving.py --model MODEL \\
+        --texts ../shared/datasets/ccks2021_address/unlabeled.jsonl [--levels 1,2,4,8,16] [--duration 10] \\
+        [--png serving.png] [--json serving.json]
 
-    .venv/bin/python benchmarks/serving.py --model MODEL_DIR \\
-        --texts ../shared/datasets/ccks2021_address/unlabeled.jsonl --clients 4 --duration 20
+Deploys MODEL (a trained model folder or an export folder) into a fresh local
+repository with the generated ``config.pbtxt`` (:class:`ServingOptions`
+defaults unless ``--instances``/``--threads``/``--queue-delay-us``/
+``--preferred``/``--int8`` say otherwise), starts ``tritonserver`` on
+127.0.0.1, and at each concurrency level runs that many client threads, each
+with its own gRPC :class:`Client`, for ``--duration`` seconds:
 
-Prints a markdown table (and ``--json`` writes the numbers). Figures depend on
-the machine and its load: run it on a quiet machine and report the command.
+1. **online**: one text per request (what a web service sends);
+2. **bulk**: ``--bulk-batch`` texts per request (second table).
+
+Then the same levels and request sizes run *in-process*: the same number of
+threads calling one :class:`OnnxTagger` (``--inprocess-threads`` ONNX Runtime
+threads; 0 = all cores) directly. Each table row gives throughput (texts/s),
+p50/p95/p99 latency per request and failed requests for both paths and their
+throughput ratio; ``--png`` draws the curves (throughput and p99 against
+clients, both paths, both request sizes). Offered load decides latency
+(Little's law: texts in flight = throughput x latency), so targets are stated
+per level.
+
+``--sweep`` instead measures the online levels for every combination of
+``--sweep-instances``, ``--sweep-threads``, ``--sweep-delays`` and
+``--sweep-preferred`` and prints them side by side with the best one: the
+highest online throughput summed over the levels among configurations
+whose p99 at 8 clients is under ``--p99-target-ms`` with no failed request.
+That is how :class:`~nerwheel.serving.config.ServingOptions`' defaults were
+chosen (docs: serving/README.md). Client threads share the machine with the
+server, as they would on a 2-core box; report the load average printed with
+the tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -49,154 +69,250 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def run_clients(url: str, model: str, texts: list[str], *, clients: int, batch_size: int, duration: float,
-                timeout: float) -> dict[str, Any]:
-    from nerwheel.serving.client import Client, ServingError
-
+def drive(make_call: Callable[[], Callable[[list[str]], Any]], texts: list[str], *, clients: int, batch: int,
+          duration: float) -> dict[str, Any]:
+    """``clients`` threads, each with its own ``make_call()``, sending ``batch`` texts per call for ``duration`` s."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
-    done_texts = [0] * clients
+    done = [0] * clients
     start = threading.Barrier(clients + 1)
-    deadline: list[float] = [0.0]
+    go = threading.Event()
+    deadline = [0.0]
 
     def worker(k: int) -> None:
         rng = random.Random(k)
-        with Client(url, model=model, batch_size=batch_size, timeout=timeout, retries=0) as client:
-            client.extract(texts[:batch_size])  # warm the channel
-            start.wait()
-            while time.perf_counter() < deadline[0]:
-                i = rng.randrange(0, max(1, len(texts) - batch_size))
-                batch = texts[i : i + batch_size]
-                t0 = time.perf_counter()
-                try:
-                    client.extract(batch)
-                except ServingError as e:
-                    errors.append(str(e))
-                    continue
-                latencies[k].append(time.perf_counter() - t0)
-                done_texts[k] += len(batch)
+        call = make_call()
+        call(texts[:batch])  # warm the channel / caches
+        start.wait()
+        go.wait()
+        while time.perf_counter() < deadline[0]:
+            i = rng.randrange(0, max(1, len(texts) - batch))
+            chunk = texts[i : i + batch]
+            t0 = time.perf_counter()
+            try:
+                call(chunk)
+            except Exception as e:  # noqa: BLE001 - every failed request is counted and the first one shown
+                errors.append(f"{type(e).__name__}: {e}")
+                continue
+            latencies[k].append(time.perf_counter() - t0)
+            done[k] += len(chunk)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
     for t in threads:
         t.start()
-    deadline[0] = time.perf_counter() + duration
+    start.wait()  # every client is warm
     t0 = time.perf_counter()
-    start.wait()
+    deadline[0] = t0 + duration
+    go.set()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
     lat = [x for per in latencies for x in per]
-    return {
-        "requests": len(lat), "texts": sum(done_texts), "seconds": round(wall, 2),
-        "requests_per_s": round(len(lat) / wall, 1), "texts_per_s": round(sum(done_texts) / wall, 1),
-        "p50_ms": round(percentile(lat, 50) * 1000, 2), "p95_ms": round(percentile(lat, 95) * 1000, 2),
-        "p99_ms": round(percentile(lat, 99) * 1000, 2), "errors": len(errors),
-        "first_error": errors[0] if errors else None,
-    }
-
-
-def run_in_process(predict: Callable[[list[str]], Any], texts: list[str], *, batch_size: int,
-                   duration: float) -> dict[str, Any]:
-    predict(texts[:batch_size])  # warm-up
-    lat, n, i = [], 0, 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < duration:
-        batch = texts[i : i + batch_size] or texts[:batch_size]
-        i = (i + batch_size) % max(1, len(texts))
-        s = time.perf_counter()
-        predict(batch)
-        lat.append(time.perf_counter() - s)
-        n += len(batch)
-    wall = time.perf_counter() - t0
-    return {"requests": len(lat), "texts": n, "seconds": round(wall, 2), "requests_per_s": round(len(lat) / wall, 1),
-            "texts_per_s": round(n / wall, 1), "p50_ms": round(percentile(lat, 50) * 1000, 2),
+    return {"clients": clients, "batch": batch, "requests": len(lat), "texts": sum(done), "seconds": round(wall, 2),
+            "texts_per_s": round(sum(done) / wall, 1), "p50_ms": round(percentile(lat, 50) * 1000, 2),
             "p95_ms": round(percentile(lat, 95) * 1000, 2), "p99_ms": round(percentile(lat, 99) * 1000, 2),
-            "errors": 0}
+            "errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+def triton_caller(url: str, name: str, batch: int) -> Callable[[], Callable[[list[str]], Any]]:
+    from nerwheel.serving.client import Client
+
+    def make() -> Callable[[list[str]], Any]:
+        client = Client(url, model=name, batch_size=batch, timeout=60, retries=0)
+        return client.extract
+
+    return make
+
+
+def options_from(args: argparse.Namespace, **override: Any) -> Any:
+    """:class:`ServingOptions` from the defaults, the flags given, then ``override``."""
+    from nerwheel.serving.config import ServingOptions
+
+    given = {"instances": args.instances, "intra_op_threads": args.threads, "max_queue_delay_us": args.queue_delay_us,
+             "preferred_batch_sizes": tuple(args.preferred) if args.preferred is not None else None,
+             "int8": args.int8 or None, "max_batch_size": args.max_batch_size}
+    values = {k: v for k, v in given.items() if v is not None} | override
+    return ServingOptions(**values)
+
+
+class Served:
+    """A Triton server with MODEL deployed under ``options`` (context manager: stops the server)."""
+
+    def __init__(self, model: str, options: Any, name: str) -> None:
+        from nerwheel.serving.deploy import deploy
+        from nerwheel.serving.server import TritonServer
+
+        self.tmp = tempfile.TemporaryDirectory(prefix="nerwheel-bench-")
+        repo = Path(self.tmp.name) / "repo"
+        repo.mkdir()
+        self.server = TritonServer([repo], exit_timeout_s=5).start()
+        self.url = self.server.grpc_url
+        try:
+            report = deploy(model, str(repo), name=name, triton_url=self.url, options=options,
+                            control_key=self.server.control_key)
+        except BaseException:
+            self.close()
+            raise
+        if report.status != "live":
+            self.close()
+            raise RuntimeError(f"deploy failed: {json.dumps(report.to_dict(), ensure_ascii=False)}")
+
+    def close(self) -> None:
+        self.server.stop()
+        self.tmp.cleanup()
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe(options: Any) -> str:
+    pref = ",".join(map(str, options.preferred_batch_sizes)) or "-"
+    return (f"instances {options.instances} x {options.intra_op_threads} thread(s), queue delay "
+            f"{options.max_queue_delay_us} us, preferred {pref}, {'int8' if options.int8 else 'fp32'}")
+
+
+def sweep(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    """Online levels for every option combination; the best one by the rule in the module docstring."""
+    combos = list(itertools.product(args.sweep_instances, args.sweep_threads, args.sweep_delays,
+                                    args.sweep_preferred))
+    results = []
+    for instances, threads, delay, preferred in combos:
+        opts = options_from(args, instances=instances, intra_op_threads=threads, max_queue_delay_us=delay,
+                            preferred_batch_sizes=tuple(int(x) for x in preferred.split(",") if x))
+        print(f"sweep: {describe(opts)} ...", file=sys.stderr)
+        with Served(args.model, opts, args.name) as served:
+            levels = [drive(triton_caller(served.url, args.name, 1), texts, clients=c, batch=1,
+                            duration=args.duration) for c in args.levels]
+        results.append({"options": describe(opts), "settings": {"instances": instances, "intra_op_threads": threads,
+                                                                 "max_queue_delay_us": delay,
+                                                                 "preferred_batch_sizes": preferred},
+                        "levels": levels})
+    at8 = {r["options"]: next((lv for lv in r["levels"] if lv["clients"] == 8), r["levels"][-1]) for r in results}
+    ok = [r for r in results if at8[r["options"]]["p99_ms"] < args.p99_target_ms
+          and not any(lv["errors"] for lv in r["levels"])]
+    best = max(ok or results, key=lambda r: sum(lv["texts_per_s"] for lv in r["levels"]))
+    header = " | ".join(f"{c} cl texts/s (p99 ms)" for c in args.levels)
+    print(f"\nsweep, online (1 text per request), {args.duration:.0f} s per level, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(f"| configuration | {header} | meets p99 < {args.p99_target_ms:g} ms at 8 |")
+    print("|---|" + "---:|" * len(args.levels) + "---|")
+    for r in results:
+        cells = " | ".join(f"{lv['texts_per_s']} ({lv['p99_ms']})" for lv in r["levels"])
+        mark = "yes" if r in ok else "no"
+        print(f"| {r['options']}{' **best**' if r is best else ''} | {cells} | {mark} |")
+    return {"sweep": results, "best": best}
+
+
+def side_by_side(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
+    """Both tables: Triton and in-process at every level, one text and ``--bulk-batch`` texts per request."""
+    from nerwheel.model.layout import find_export
+    from nerwheel.model.runtime import OnnxTagger
+
+    opts = options_from(args)
+    out: dict[str, Any] = {"options": describe(opts), "online": [], "bulk": []}
+    modes = (("online", 1), ("bulk", args.bulk_batch))
+    with Served(args.model, opts, args.name) as served:
+        for mode, batch in modes:
+            for c in args.levels:
+                out[mode].append({"triton": drive(triton_caller(served.url, args.name, batch), texts, clients=c,
+                                                  batch=batch, duration=args.duration)})
+    export = find_export(Path(args.model))
+    if export is None:
+        raise SystemExit(f"{args.model}: no ONNX export for the in-process rows; run nerwheel export first")
+    tagger = OnnxTagger(export, int8=opts.int8, threads=args.inprocess_threads or None)
+    for mode, batch in modes:
+        for row, c in zip(out[mode], args.levels, strict=True):
+            row["in_process"] = drive(lambda: tagger.predict, texts, clients=c, batch=batch, duration=args.duration)
+    load = os.getloadavg()[0]
+    for mode, batch in modes:
+        print(f"\n{mode}: {batch} text(s) per request, {args.duration:.0f} s per level; Triton: {describe(opts)}; "
+              f"in-process: one OnnxTagger, {args.inprocess_threads or 'all'} ORT threads; load average {load:.1f} "
+              f"on {os.cpu_count()} CPUs\n")
+        print("| clients | Triton texts/s | p50 ms | p95 ms | p99 ms | failed | in-process texts/s | p50 ms | p95 ms "
+              "| p99 ms | Triton / in-process |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for row in out[mode]:
+            t, p = row["triton"], row["in_process"]
+            row["ratio"] = round(t["texts_per_s"] / max(p["texts_per_s"], 1e-9), 2)
+            print(f"| {t['clients']} | {t['texts_per_s']} | {t['p50_ms']} | {t['p95_ms']} | {t['p99_ms']} | "
+                  f"{t['errors']} | {p['texts_per_s']} | {p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} | "
+                  f"{row['ratio']} |")
+    if args.png:
+        plot(out, args.png)
+        print(f"\ncurves: {args.png}")
+    return out
+
+
+def plot(out: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for mode, style in (("online", "-"), ("bulk", "--")):
+        rows = out[mode]
+        clients = [r["triton"]["clients"] for r in rows]
+        for side, colour in (("triton", "tab:blue"), ("in_process", "tab:orange")):
+            label = f"{'Triton' if side == 'triton' else 'in-process'}, {mode}"
+            axes[0].plot(clients, [r[side]["texts_per_s"] for r in rows], style, color=colour, marker="o", label=label)
+            axes[1].plot(clients, [r[side]["p99_ms"] for r in rows], style, color=colour, marker="o", label=label)
+    for ax, title, unit in ((axes[0], "throughput", "texts/s"), (axes[1], "p99 latency per request", "ms")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(clients, [str(c) for c in clients])
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(out["options"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="trained model folder or export folder")
+    ap.add_argument("--model", required=True, help="trained model folder (with its onnx/ export) or export folder")
     ap.add_argument("--texts", default=None, help="texts to send (any nerwheel format; default: generated)")
     ap.add_argument("--limit", type=int, default=2000, help="texts drawn from --texts")
-    ap.add_argument("--clients", type=int, default=4, help="concurrent gRPC clients (threads)")
-    ap.add_argument("--duration", type=float, default=20.0, help="seconds of load per measurement")
-    ap.add_argument("--batch-size", type=int, default=8, help="texts per request")
-    ap.add_argument("--instances", type=int, default=1, help="Triton model instances")
-    ap.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (dynamic batching)")
-    ap.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching max queue delay")
-    ap.add_argument("--triton-url", default=None, help="use this running Triton (model already deployed)")
+    ap.add_argument("--levels", default="1,2,4,8,16", help="concurrent clients per level")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds of load per level")
+    ap.add_argument("--bulk-batch", type=int, default=8, help="texts per request in the bulk table")
+    ap.add_argument("--instances", type=int, default=None, help="Triton model instances [ServingOptions]")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per instance [ServingOptions]")
+    ap.add_argument("--queue-delay-us", type=int, default=None, help="dynamic batching delay [ServingOptions]")
+    ap.add_argument("--preferred", type=lambda s: [int(x) for x in s.split(",") if x], default=None,
+                    help="preferred batch sizes, e.g. 4,8 ('' for none) [ServingOptions]")
+    ap.add_argument("--max-batch-size", type=int, default=None, help="Triton max_batch_size [ServingOptions]")
+    ap.add_argument("--int8", action="store_true", help="serve model.int8.onnx (and in-process int8 too)")
+    ap.add_argument("--inprocess-threads", type=int, default=0, help="ONNX Runtime threads in-process (0: all)")
     ap.add_argument("--name", default="nerwheel", help="model name")
-    ap.add_argument("--threads", type=int, default=1, help="threads for in-process PyTorch / ONNX Runtime")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", dest="json_out", default=None, help="write the results here")
+    ap.add_argument("--png", default=None, help="write the curves here")
+    ap.add_argument("--json", dest="json_out", default=None, help="write every figure here")
+    ap.add_argument("--sweep", action="store_true", help="sweep Triton settings instead (online levels only)")
+    ap.add_argument("--sweep-instances", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    ap.add_argument("--sweep-threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
+    ap.add_argument("--sweep-delays", type=lambda s: [int(x) for x in s.split(",")], default=[0, 500, 2000])
+    ap.add_argument("--sweep-preferred", type=lambda s: s.split(";"), default=[""],
+                    help="preferred batch size lists separated by ';', e.g. ';4,8'")
+    ap.add_argument("--p99-target-ms", type=float, default=50.0)
     args = ap.parse_args(argv)
-
-    from nerwheel.serving.config import ServingOptions
-    from nerwheel.serving.deploy import deploy
-    from nerwheel.serving.server import TritonServer
+    args.levels = [int(x) for x in args.levels.split(",")]
 
     texts = load_texts(args.texts, args.limit, args.seed)
-    results: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "json_out"},
-                               "n_texts": len(texts), "mean_chars": round(statistics.mean(map(len, texts)), 1),
-                               "cpu_count": os.cpu_count()}
-    server = None
-    with tempfile.TemporaryDirectory(prefix="nerwheel-bench-") as tmp:
-        url = args.triton_url
-        if url is None:
-            (Path(tmp) / "repo").mkdir()
-            server = TritonServer([Path(tmp) / "repo"], exit_timeout_s=5).start()
-            url = server.grpc_url
-            opts = ServingOptions(max_batch_size=args.max_batch_size, instances=args.instances,
-                                  max_queue_delay_us=args.queue_delay_us, intra_op_threads=args.threads)
-            report = deploy(args.model, str(Path(tmp) / "repo"), name=args.name, triton_url=url, options=opts,
-                            control_key=server.control_key)
-            if report.status != "live":
-                print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2), file=sys.stderr)
-                server.stop()
-                return 1
-        try:
-            results["triton_grpc"] = run_clients(url, args.name, texts, clients=args.clients,
-                                                 batch_size=args.batch_size, duration=args.duration, timeout=60)
-        finally:
-            if server is not None:
-                server.stop()
-
-    from nerwheel.model.layout import find_export, is_model_dir
-    from nerwheel.model.runtime import OnnxTagger, TorchTagger
-
-    model = Path(args.model)
-    if is_model_dir(model):
-        import torch
-
-        torch.set_num_threads(args.threads)
-        torch_tagger = TorchTagger.from_dir(model, device="cpu")
-        results["pytorch_in_process"] = run_in_process(torch_tagger.predict, texts, batch_size=args.batch_size,
-                                                       duration=args.duration)
-    export = find_export(model)
-    if export is not None:
-        onnx_tagger = OnnxTagger(export, threads=args.threads)
-        results["onnx_in_process"] = run_in_process(onnx_tagger.predict, texts, batch_size=args.batch_size,
-                                                    duration=args.duration)
-
-    rows = [(k, results[k]) for k in ("triton_grpc", "pytorch_in_process", "onnx_in_process") if k in results]
-    print(f"\n{len(texts)} texts (mean {results['mean_chars']} chars), batch {args.batch_size}, "
-          f"{args.clients} gRPC clients, {args.duration:.0f} s each, {results['cpu_count']} CPUs\n")
-    print("| path | requests/s | texts/s | p50 ms | p95 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in rows:
-        print(f"| {name} | {r['requests_per_s']} | {r['texts_per_s']} | {r['p50_ms']} | {r['p95_ms']} | "
-              f"{r['p99_ms']} | {r['errors']} |")
-    if "pytorch_in_process" in results:
-        ratio = results["triton_grpc"]["texts_per_s"] / max(results["pytorch_in_process"]["texts_per_s"], 1e-9)
-        results["triton_over_pytorch_texts_per_s"] = round(ratio, 2)
-        print(f"\nTriton / in-process PyTorch (texts/s): {ratio:.2f}x")
+    head = {"model": args.model, "n_texts": len(texts), "mean_chars": round(statistics.mean(map(len, texts)), 1),
+            "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
+    result = sweep(args, texts) if args.sweep else side_by_side(args, texts)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+        Path(args.json_out).write_text(json.dumps({**head, **result, "load_after": os.getloadavg()},
+                                                  ensure_ascii=False, indent=2), encoding="utf-8")
     return 0
 
 

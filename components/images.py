@@ -32,7 +32,8 @@ CPU_DOCKERFILE = "images/stage/Dockerfile"  # every stage but train: ARG BASE, A
 SERVING_DOCKERFILE = "images/triton/Dockerfile"  # the Triton server with nerwheel's python-backend runtime
 
 #: The pipeline's stages, in DAG order.
-STAGES: tuple[str, ...] = ("annotate", "synthesize", "merge", "train", "evaluate", "gate", "export", "deploy")
+STAGES: tuple[str, ...] = ("annotate", "synthesize", "merge", "train", "distill", "evaluate", "gate", "export",
+                           "deploy")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ STAGE_IMAGES: dict[str, StageImage] = {
     # kb where a model may read knowledge-base lexicon features (model.lexicon, nerwheel.kb.lexicon);
     # embed: the embedding task's split, pairs, expand and train run in the train image too (sentence-transformers)
     "train": StageImage(("train", "kb", "embed", "s3", "kfp"), dockerfile="images/train/Dockerfile"),  # CUDA, GPU node
+    # distillation is training: the same CUDA image, on a GPU node (kb: a lexicon-feature teacher reads the KB)
+    "distill": StageImage(("train", "kb", "s3", "kfp"), dockerfile="images/train/Dockerfile"),
     # serve: the live production version is read with serving.repository (tritonclient's model-config parser);
     # llm: the classifier's label task runs here too (a model teacher needs torch, an LLM teacher the client)
     "evaluate": StageImage(("train", "kb", "embed", "serve", "llm", "s3", "kfp")),

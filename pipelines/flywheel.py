@@ -1,6 +1,6 @@
 """The nerwheel flywheel as a Kubeflow Pipelines v2 DAG.
 
-    annotate -> synthesize -> merge -> train -> evaluate -> gate -> [promoted] export -> deploy
+    annotate -> synthesize -> merge -> train -> distill -> evaluate -> gate -> [promoted] export -> deploy
 
 Every knob a run may change is a typed pipeline parameter with a default (the
 embedded default: bundled sample data, the knowledge-base teacher, the ``tiny``
@@ -21,6 +21,12 @@ recurring run (same URIs, new traffic, a newer live model) would otherwise
 replay the first week. Tasks fed only by artifacts (train, gate, export) stay
 cacheable; they re-run whenever their inputs are new.
 
+``distill`` is optional (``distill_student`` empty, the default: the trained
+model passes through unchanged); with a student spec the trained model teaches
+a smaller student on the merged training texts, and the student is what is
+evaluated, gated and served. One task either way, so the DAG keeps one shape
+and every later task reads one model.
+
 ``synthesize`` takes the teacher-labelled traffic as examples (its entity
 strings join the synthesiser's pools), hence the edge annotate -> synthesize.
 """
@@ -32,6 +38,7 @@ from kfp import dsl, kubernetes
 
 from nerwheel.components.annotate import annotate
 from nerwheel.components.deploy import deploy
+from nerwheel.components.distill import distill
 from nerwheel.components.evaluate import evaluate
 from nerwheel.components.export import export
 from nerwheel.components.gate import gate
@@ -59,6 +66,7 @@ DISPLAY_NAMES: dict[str, str] = {
     "synthesize": "Synthesise labelled texts",
     "merge": "Merge gold, teacher and synthetic labels",
     "train": "Train the tagger (GPU)",
+    "distill": "Distil into a smaller student (optional, GPU)",
     "evaluate": "Evaluate candidate and production",
     "gate": "Gate: does the candidate beat production?",
     "export": "Export to ONNX",
@@ -163,6 +171,8 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         epochs: int = 0,
         train_seed: int = 42,
         train_overrides: str = "",
+        distill_student: str = "",
+        distill_overrides: str = "",
         production_model_uri: str = "",
         production_from_repository: bool = True,
         min_delta: float = _GATE.min_delta,
@@ -195,6 +205,9 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             epochs: Maximum training epochs; 0: the backbone's measured default (nerwheel.model.defaults).
             train_seed: Training seed.
             train_overrides: More training settings, section.key=value separated by ';'.
+            distill_student: Distil the trained model into this student (tiny, tiny:hidden_size=H,..., shallow:K)
+                and serve the student; empty = no distillation.
+            distill_overrides: More distillation settings, section.key=value separated by ';'.
             production_model_uri: Model to gate against (folder or s3:// prefix); empty = live in repository_uri.
             production_from_repository: Gate against the live version when production_model_uri is empty.
             min_delta: Gate: required rise of overall F1.
@@ -232,7 +245,12 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         t_train.set_display_name(DISPLAY_NAMES["train"])
         p.gpu(t_train)
 
-        t_eval = evaluate(model=t_train.outputs["model"], eval_uri=eval_uri,
+        t_distill = distill(model=t_train.outputs["model"], train_data=t_merge.outputs["merged"],
+                            student=distill_student, overrides=distill_overrides)
+        t_distill.set_display_name(DISPLAY_NAMES["distill"])
+        p.gpu(t_distill)
+
+        t_eval = evaluate(model=t_distill.outputs["distilled"], eval_uri=eval_uri,
                           production_model_uri=production_model_uri, repository_uri=repository_uri,
                           model_name=model_name, production_from_repository=production_from_repository)
         t_eval.set_display_name(DISPLAY_NAMES["evaluate"])
@@ -243,10 +261,10 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
                       min_support=min_support, metric=gate_metric)
         t_gate.set_display_name(DISPLAY_NAMES["gate"])
 
-        tasks = [t_annotate, t_synth, t_merge, t_train, t_eval, t_gate]
-        tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
-                                   model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
-                                   gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
+        tasks = [t_annotate, t_synth, t_merge, t_train, t_distill, t_eval, t_gate]
+        tasks += export_and_deploy(p, t_gate, t_distill.outputs["distilled"], t_eval.outputs["scores"],
+                                   quantize=quantize, model_name=model_name, repository_uri=repository_uri,
+                                   triton_url=triton_url, gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         for task in tasks:
             p.storage_access(task)
 

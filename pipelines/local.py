@@ -384,6 +384,17 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join("    " + ln for ln in text[-lines:])
 
 
+def _candidate(run_dir: Path, flow: _Flow) -> Path:
+    """The model evaluated and served: the distil step's student, or the trained model (no distillation asked)."""
+    from nerwheel.model.layout import CARD_FILE
+
+    if flow.name != "ner":  # only the tagger's DAG has a distil step
+        return run_dir / flow.train / "model"
+    student = run_dir / "distill" / "distilled"
+    card = _read(student / CARD_FILE) if (student / CARD_FILE).is_file() else {}
+    return student if "distillation" in card else run_dir / "train" / "model"
+
+
 def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str, Any], flow: _Flow) -> RunSummary:
     tasks = {s: ("SUCCESS" if (run_dir / s).is_dir() else "SKIPPED") for s in flow.stages}
     scores = _read(run_dir / flow.evaluate / "scores")
@@ -403,7 +414,7 @@ def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str,
         verdict=decision["verdict"],
         reasons=list(decision["reasons"]),
         production=(decision.get("production_model") or {}).get("uri"),
-        model_dir=str(run_dir / flow.train / "model"),
+        model_dir=str(_candidate(run_dir, flow)),
         export_dir=str(run_dir / "export" / "onnx") if tasks["export"] == "SUCCESS" else None,
         repository=(deployment or {}).get("repository"),
         model_name=dep.get("name") or (args.get("model_name") if deployment else None),

@@ -170,19 +170,6 @@ def load_tagger(spec: str, path: str | Path, **options: Any) -> Tagger:
     return factory(str(path), **options)
 
 
-def decode_with_tags(
-    tagger: Any, texts: Sequence[str], encs: Sequence[Any], emissions: Sequence[np.ndarray]
-) -> tuple[list[list[Entity]], list[list[int]]]:
-    """Entities (exactly the tagger's ``decode``) and the tag path of each text.
-
-    Tag ids are per label-bearing position (one per character for CJK text);
-    both come from one search (Viterbi or beam, as the card says) over the
-    same stitched emissions, so they agree. A span head (overlapping spans
-    have no tag path) answers with empty tag rows.
-    """
-    return tagger.decode_paths(texts, encs, emissions)
-
-
 class Handler:
     """Validate, predict and encode for a list of requests (one dynamic batch)."""
 
@@ -193,12 +180,16 @@ class Handler:
     def _predict(self, texts: list[str], want_tags: bool, want_n_best: bool) -> tuple[
             list[list[Entity]], list[list[int]], list[Any] | None]:
         t = self.tagger
-        if not (want_tags or want_n_best) or not all(hasattr(t, a) for a in ("emissions", "decode_paths")):
+        if want_n_best and all(hasattr(t, a) for a in ("emissions", "decode_paths", "decode_n_best")):
+            # the readings and the one best path come from the same stitched emissions, so they agree
+            encs, emissions = t.emissions(texts)  # type: ignore[attr-defined]
+            entities, tags = t.decode_paths(texts, encs, emissions)  # type: ignore[attr-defined]
+            readings = t.decode_n_best(texts, encs, emissions, self.limits.n_best)  # type: ignore[attr-defined]
+            return entities, tags, readings
+        if not want_tags or not hasattr(t, "predict_paths"):
             return t.predict(texts), [[] for _ in texts], None
-        encs, emissions = t.emissions(texts)  # type: ignore[attr-defined]
-        entities, tags = decode_with_tags(t, texts, encs, emissions)
-        readings = t.decode_n_best(texts, encs, emissions, self.limits.n_best) if want_n_best else None  # type: ignore[attr-defined]
-        return entities, tags, readings
+        entities, tags = t.predict_paths(texts)  # type: ignore[attr-defined]
+        return entities, tags, None
 
     def run(
         self, requests: Sequence[np.ndarray], want_tags: Sequence[bool] | None = None,

@@ -23,6 +23,7 @@ Two layouts are produced for one exported model:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +74,8 @@ class ServingOptions:
     intra_op_threads: int = 1
     #: most readings per text in ``NBEST`` (computed only for requests that ask for that output)
     n_best: int = 5
+    #: Serve ``model.int8.onnx`` (the export must hold it): dynamic int8, measured F1 cost in its card.
+    int8: bool = False
     # ``module:attribute`` building the runtime on a version folder; the default is the export contract's class.
     tagger: str = "nerwheel.model.runtime:OnnxTagger"
 
@@ -87,6 +90,11 @@ class ServingOptions:
             raise ConfigError(f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]")
 
     @property
+    def tagger_options(self) -> dict[str, object]:
+        """Keyword options for the tagger class beyond the folder (the offline probe must use the same)."""
+        return {"int8": True} if self.int8 else {}
+
+    @property
     def parameters(self) -> dict[str, str]:
         """What the served model reads back in ``initialize`` (Triton parameters are strings)."""
         return {
@@ -94,6 +102,7 @@ class ServingOptions:
             "intra_op_threads": str(self.intra_op_threads),
             "n_best": str(self.n_best),
             "tagger": self.tagger,
+            **{f"tagger.{k}": json.dumps(v) for k, v in self.tagger_options.items()},
         }
 
 

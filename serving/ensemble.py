@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nerwheel.serving.backend import (Limits, RequestError, decode_texts, decode_with_tags, entities_json,
-                                      internal_error, pad_tag_ids)
+from nerwheel.serving.backend import Limits, RequestError, decode_texts, entities_json, internal_error, pad_tag_ids
 
 __all__ = ["DecodeHandler", "TokenizeHandler", "load_decoder"]
 
@@ -105,7 +104,7 @@ class DecodeHandler:
                 stitched.append(np.zeros((0, num_tags), dtype=np.float32))
                 continue
             stitched.append(encoder.stitch(enc, encoder.windows(len(enc)), [emissions[i, :valid]]))
-        entities, tags = decode_with_tags(self.tagger, texts, encs, stitched)
+        entities, tags = self.tagger.decode_paths(texts, encs, stitched)
         return {
             "ENTITIES": np.array([[entities_json(e)] for e in entities], dtype=object),
             "TAG_IDS": pad_tag_ids(tags),

@@ -45,7 +45,7 @@ class NerServing:
     def offline(self, export_dir: Path, options: Any) -> Callable[[Sequence[Any]], list[Any]]:
         from nerwheel.serving.backend import load_tagger
 
-        return load_tagger(options.tagger, export_dir).predict
+        return load_tagger(options.tagger, export_dir, **options.tagger_options).predict  # int8: the same file
 
     def served(self, url: str, name: str, version: int, batch_size: int, timeout_s: float) -> Any:
         from nerwheel.serving.client import Client

@@ -21,6 +21,8 @@ PARAMETERS: dict[str, str] = {
     "llm": "llm_endpoint and llm_model",
     "precedence": "precedence",
     "kind": "teacher",
+    "student": "distill_student",
+    "distill_overrides": "distill_overrides",
 }
 
 

@@ -13,20 +13,20 @@ OWN_PARAMETERS = ("model.model_id", "training.epochs", "training.seed", "data.tr
                   "output.output_dir", "output.model_name", "output.timestamp")
 
 
-def parse_override_list(overrides: str) -> list[str]:
+def parse_override_list(overrides: str, own: tuple[str, ...] = OWN_PARAMETERS) -> list[str]:
     """``"training.batch_size=16; model.tiny.hidden_size=64"`` -> ``["training.batch_size=16", ...]``.
 
-    Items are separated by ``;`` or newlines (values may hold commas). A key that has its own
-    pipeline parameter is refused, so one setting never has two sources.
+    Items are separated by ``;`` or newlines (values may hold commas). A key in ``own`` (a train
+    config key that has its own pipeline parameter) is refused, so one setting never has two sources.
     """
     from nerwheel.errors import ConfigError
     from nerwheel.model.config import RENAMES
 
     items = [p.strip() for chunk in overrides.splitlines() for p in chunk.split(";") if p.strip()]
-    for item in items:
+    for item in items if own else ():
         key = item.partition("=")[0].strip()
         canonical = RENAMES.canonical(key)  # model.name is model.model_id, training.max_epochs training.epochs
-        if canonical in OWN_PARAMETERS:
+        if canonical in own:
             named = key if key == canonical else f"{key} ({canonical})"
             raise ConfigError(f"train override {item!r} sets {named}, which has its own pipeline parameter; "
                               "set that parameter instead")

@@ -6,18 +6,25 @@ positions of each text (the first sub-token of each character span, see
 :mod:`nerwheel.model.encoding`). Everything after that lives here, in numpy, so
 the three runtimes cannot drift apart:
 
-- :func:`viterbi`: batched best path under CRF transitions (or, for a softmax
-  head, under zero transitions) plus the scheme's hard constraints;
+- :func:`viterbi_batch` (:func:`viterbi` for lists): batched best path under
+  CRF transitions (or, for a softmax head, under zero transitions) plus the
+  scheme's hard constraints;
 - :func:`beam_search`: Viterbi over the ``beam_size`` most promising tags per
   position, for ``decode: beam``; exact once the beam holds every tag, so a
   large beam agrees with Viterbi;
 - :func:`nbest_viterbi`: the exact ``n`` best paths (list Viterbi);
-  :func:`best_paths` / :func:`n_best` pick the method a model's card asks for;
+  :func:`best_paths_batch` (:func:`best_paths` for lists) / :func:`n_best` pick
+  the method a model's card asks for;
 - :func:`marginals`: per-position posterior probabilities (forward-backward), the
   confidence reported on each entity; :func:`log_partition` turns a path score
   into the path's probability;
-- :func:`tags_to_entities`: tag ids + the character span of each position ->
-  :class:`~nerwheel.records.Entity` in character offsets.
+- :func:`entities_batch` (:func:`tags_to_entities` for one text): tag ids + the
+  character span of each position -> :class:`~nerwheel.records.Entity` in
+  character offsets, spans read by :func:`spans_batch`.
+
+Every one-best function works on a whole padded batch at once: the Python loops
+run over positions (a few dozen for an address), never over texts, so decoding
+costs little next to the encoder even for the smallest models.
 
 Depends on numpy and :mod:`nerwheel.labels` only (no torch): the serving image
 imports it.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,9 +42,9 @@ from nerwheel.errors import ConfigError
 from nerwheel.labels import get_scheme, tags_to_spans
 from nerwheel.records import Entity
 
-__all__ = ["DECODE_METHODS", "CrfParams", "Decoding", "allowed_transitions", "backtrack", "beam_search", "best_paths",
-           "log_partition", "marginals", "n_best", "nbest_viterbi", "path_score", "tags_to_entities",
-           "viterbi"]
+__all__ = ["DECODE_METHODS", "CrfParams", "Decoding", "allowed_transitions", "backtrack", "backtrack_batch",
+           "beam_search", "best_paths", "best_paths_batch", "entities_batch", "log_partition", "marginals", "n_best",
+           "nbest_viterbi", "path_score", "spans_batch", "tags_to_entities", "viterbi", "viterbi_batch"]
 
 # Finite stand-in for -inf: keeps max/logsumexp free of nan when a whole row is forbidden.
 NEG = -1e4
@@ -129,45 +137,66 @@ def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[np.ndarray, n
 
 
 def viterbi(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams) -> list[list[int]]:
-    """Best tag path of each sequence in a padded batch.
+    """Best tag path of each sequence in a padded batch, as lists (see :func:`viterbi_batch`)."""
+    return _rows(viterbi_batch(emissions, lengths, crf), lengths)
+
+
+def viterbi_batch(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams) -> np.ndarray:
+    """Best tag paths of a padded batch as one ``[B, L]`` int64 array, ``-1`` after each row's length.
 
     ``emissions`` is ``[B, L, T]``; row ``b`` is valid for its first
     ``lengths[b]`` positions (padding after it is ignored). Vectorised over the
-    batch and the tags; the only Python loop is over positions.
+    batch and the tags in both passes (forward max-sum and back-pointers); the
+    only Python loops are over positions, never over texts.
     """
     em = np.asarray(emissions, dtype=np.float32)
-    bsz, max_len, _ = em.shape
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if bsz == 0:
-        return []
-    if max_len == 0:
-        return [[] for _ in range(bsz)]
+    bsz, max_len, num_tags = em.shape
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(bsz)
+    if bsz == 0 or max_len == 0:
+        return np.full((bsz, max_len), -1, dtype=np.int64)
+    into = np.ascontiguousarray(crf.transitions.T, dtype=np.float32)[None]  # [1, to, from]: reduce the last axis
     score = crf.start[None, :] + em[:, 0]  # [B, T]
-    history = np.zeros((bsz, max(max_len - 1, 0), em.shape[2]), dtype=np.int64)
+    history = np.zeros((bsz, max_len - 1, num_tags), dtype=np.int64)
     for t in range(1, max_len):
-        cand = score[:, :, None] + crf.transitions[None, :, :]  # [B, from, to]
-        best_prev = cand.argmax(axis=1)
-        nxt = np.take_along_axis(cand, best_prev[:, None, :], axis=1)[:, 0] + em[:, t]
-        active = (t < lengths)[:, None]
-        score = np.where(active, nxt, score)
-        history[:, t - 1] = best_prev
-    return backtrack(history, (score + crf.end[None, :]).argmax(axis=1), lengths)
+        cand = score[:, None, :] + into  # [B, to, from]
+        best = cand.argmax(axis=2)
+        history[:, t - 1] = best
+        reached = np.take_along_axis(cand, best[:, :, None], axis=2)[:, :, 0]
+        score = np.where((t < lengths)[:, None], reached + em[:, t], score)
+    return backtrack_batch(history, (score + crf.end[None, :]).argmax(axis=1), lengths)
 
 
 def backtrack(history: np.ndarray, last: np.ndarray, lengths: Sequence[int] | np.ndarray) -> list[list[int]]:
     """Viterbi paths from back-pointers ``history[b, t, tag]`` (best tag at t for ``tag`` at t+1) and last tags."""
-    paths: list[list[int]] = []
-    for b, n in enumerate(int(x) for x in lengths):
-        if n == 0:
-            paths.append([])
-            continue
-        tag = int(last[b])
-        path = [tag]
-        for t in range(n - 2, -1, -1):
-            tag = int(history[b, t, tag])
-            path.append(tag)
-        paths.append(path[::-1])
+    return _rows(backtrack_batch(history, last, lengths), lengths)
+
+
+def backtrack_batch(history: np.ndarray, last: np.ndarray, lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """:func:`backtrack` for the whole batch at once: ``[B, L]`` paths, ``-1`` after each row's length.
+
+    Walks the positions backwards once, every row in step: a row joins at its
+    own last position (``lengths[b] - 1``) with ``last[b]`` and follows its
+    back-pointers from there.
+    """
+    history = np.asarray(history)
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    bsz = lengths.shape[0]
+    max_len = history.shape[1] + 1 if history.ndim == 3 and bsz else int(lengths.max(initial=0))
+    paths = np.full((bsz, max_len), -1, dtype=np.int64)
+    if bsz == 0 or max_len == 0:
+        return paths
+    last = np.asarray(last, dtype=np.int64).reshape(bsz)
+    rows = np.arange(bsz)
+    cur = np.zeros(bsz, dtype=np.int64)
+    for t in range(max_len - 1, -1, -1):
+        stepped = history[rows, t, cur] if t < max_len - 1 else cur
+        cur = np.where(t == lengths - 1, last, np.where(t < lengths - 1, stepped, cur))
+        paths[:, t] = np.where(t < lengths, cur, -1)
     return paths
+
+
+def _rows(paths: np.ndarray, lengths: Sequence[int] | np.ndarray) -> list[list[int]]:
+    return [row[: int(n)].tolist() for row, n in zip(paths, np.asarray(lengths).reshape(-1), strict=True)]
 
 
 Scored = list[tuple[list[int], float]]
@@ -286,11 +315,26 @@ def _list_viterbi(
 def best_paths(
     emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, decoding: Decoding | None = None
 ) -> list[list[int]]:
-    """The one path per row that ``decoding`` (default: Viterbi) finds."""
+    """The one path per row that ``decoding`` (default: Viterbi) finds, as lists (see :func:`best_paths_batch`)."""
+    return _rows(best_paths_batch(emissions, lengths, crf, decoding), lengths)
+
+
+def best_paths_batch(
+    emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams, decoding: Decoding | None = None
+) -> np.ndarray:
+    """The one path per row that ``decoding`` finds, as one ``[B, L]`` int64 array, ``-1`` after each row's length.
+
+    Viterbi (the default) is :func:`viterbi_batch`; beam search
+    (:func:`beam_search`) keeps its best path per row.
+    """
     d = decoding or Decoding()
     if d.method == "viterbi":
-        return viterbi(emissions, lengths, crf)
-    return [row[0][0] for row in beam_search(emissions, lengths, crf, d.beam_size)]
+        return viterbi_batch(emissions, lengths, crf)
+    bsz, max_len = np.shape(emissions)[:2]
+    paths = np.full((bsz, max_len), -1, dtype=np.int64)
+    for b, row in enumerate(beam_search(emissions, lengths, crf, d.beam_size)):
+        paths[b, : len(row[0][0])] = row[0][0]
+    return paths
 
 
 def n_best(
@@ -328,39 +372,157 @@ def log_partition(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, cr
     return np.where(lengths > 0, _logsumexp(alpha + crf.end[None, :], axis=1), 0.0)
 
 
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    m = x.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
 def marginals(emissions: np.ndarray, lengths: Sequence[int] | np.ndarray, crf: CrfParams) -> np.ndarray:
     """Posterior ``P(tag at position t | text)`` for a padded batch (``[B, L, T]``), by forward-backward.
 
     For a softmax head (zero transitions) this is the per-position softmax
     under the scheme's constraints; with a CRF it is the proper sequence-level
     confidence. Padding positions come back as zeros.
+
+    Computed in probability space with each step rescaled to sum 1 (the scaled
+    forward-backward of HMMs): one ``[B, T] x [T, T]`` matrix product per
+    position and direction, instead of a ``[B, T, T]`` log-sum-exp. The scale
+    factors cancel in the per-position normalisation, so no log partition is
+    needed; every exponent is taken relative to its row's maximum, so nothing
+    overflows.
     """
     em = np.asarray(emissions, dtype=np.float64)
-    bsz, max_len, _ = em.shape
-    lengths = np.asarray(lengths, dtype=np.int64)
+    bsz, max_len, num_tags = em.shape
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(bsz)
     if bsz == 0 or max_len == 0:
         return np.zeros(em.shape, dtype=np.float32)
     trans = crf.transitions.astype(np.float64)
-    alpha = np.zeros_like(em)
-    beta = np.zeros_like(em)
-    alpha[:, 0] = crf.start + em[:, 0]
+    step = np.exp(trans - trans.max())  # [from, to]
+    pe = np.exp(np.maximum(em - em.max(axis=2, keepdims=True), -200.0))  # [B, L, T], max 1 per position
+    start = np.exp(crf.start.astype(np.float64) - crf.start.max())
+    end = np.exp(crf.end.astype(np.float64) - crf.end.max())
+    alpha = np.empty_like(pe)
+    beta = np.empty_like(pe)
+    alpha[:, 0] = _normalise(start[None, :] * pe[:, 0])
     for t in range(1, max_len):
-        alpha[:, t] = _logsumexp(alpha[:, t - 1, :, None] + trans[None], axis=1) + em[:, t]
-    beta[:, max_len - 1] = crf.end
+        alpha[:, t] = _normalise((alpha[:, t - 1] @ step) * pe[:, t])
+    final = np.broadcast_to(_normalise(end[None, :]), (bsz, num_tags))
+    beta[:, max_len - 1] = final
     for t in range(max_len - 2, -1, -1):
-        inner = _logsumexp(trans[None] + (em[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
-        beta[:, t] = np.where((t == lengths - 1)[:, None], crf.end[None, :], inner)
-    last = np.clip(lengths - 1, 0, None)
-    log_z = _logsumexp(alpha[np.arange(bsz), last] + crf.end[None, :], axis=1)
-    valid = (np.arange(max_len)[None, :] < lengths[:, None])[:, :, None]
-    # Padding positions keep accumulating in alpha; leave them out before exp (they would overflow).
-    post = np.exp(np.where(valid, alpha + beta - log_z[:, None, None], -np.inf))
+        inner = _normalise((pe[:, t + 1] * beta[:, t + 1]) @ step.T)
+        beta[:, t] = np.where((t == lengths - 1)[:, None], final, inner)
+    post = _normalise(alpha * beta)
+    post[np.arange(max_len)[None, :] >= lengths[:, None]] = 0.0
     return post.astype(np.float32)
 
 
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-    m = x.max(axis=axis, keepdims=True)
-    return (m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+# Scaled probabilities below this are set to zero: they cannot move a posterior at float32 precision, and
+# left alone they decay step by step into subnormal numbers, on which the CPU's arithmetic is ~100x slower.
+_FLUSH = 1e-100
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of the last axis scaled to sum 1 (an all-zero row stays zero), negligible entries flushed to zero."""
+    total = x.sum(axis=-1, keepdims=True)
+    out = x / np.where(total > 0, total, 1.0)
+    out[out < _FLUSH] = 0.0
+    return out
+
+
+# Tag kinds for the vectorised span reader.
+_OUT, _BEGIN, _INSIDE, _END, _SINGLE = range(5)
+
+
+@lru_cache(maxsize=64)
+def _tag_kinds(tags: tuple[str, ...], scheme: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per tag id: its kind (outside/begin/inside/end/single), its label index, and the label names."""
+    s = get_scheme(scheme)
+    kind_of = {s.begin: _BEGIN, s.inside: _INSIDE, s.end: _END, s.single: _SINGLE}
+    labels: dict[str, int] = {}
+    kinds = np.zeros(len(tags), dtype=np.int8)
+    label_ids = np.full(len(tags), -1, dtype=np.int64)
+    for i, tag in enumerate(tags):
+        names = tags_to_spans([tag], s)  # validates the tag; a lone tag always reads as one span
+        if not names:
+            continue
+        kinds[i] = kind_of[tag[0]]
+        label_ids[i] = labels.setdefault(names[0][2], len(labels))
+    return kinds, label_ids, list(labels)
+
+
+def spans_batch(
+    paths: np.ndarray, tags: Sequence[str], scheme: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Spans of every row of a ``[B, L]`` path array (``-1`` = padding), read as
+    :func:`~nerwheel.labels.tags_to_spans` does.
+
+    Returns ``rows, starts, ends, label_ids`` (``end`` exclusive, ordered by
+    row then start) and the label names ``label_ids`` index. The lenient
+    reading is a rule on neighbours, so it vectorises: a position *continues*
+    a span when it is inside/end, the previous position left a span open
+    (begin or inside) and the labels match; a span starts at every non-outside
+    position that does not continue, and ends where the next position does
+    not continue it or at an end/single tag.
+    """
+    paths = np.asarray(paths, dtype=np.int64)
+    kinds, label_of, names = _tag_kinds(tuple(tags), scheme)
+    valid = paths >= 0
+    ids = np.where(valid, paths, 0)
+    kind = np.where(valid, kinds[ids], _OUT)
+    label = np.where(valid, label_of[ids], -1)
+    bsz = paths.shape[0]
+    prev_kind = np.concatenate([np.full((bsz, 1), _OUT, dtype=kind.dtype), kind[:, :-1]], axis=1)
+    prev_label = np.concatenate([np.full((bsz, 1), -1, dtype=label.dtype), label[:, :-1]], axis=1)
+    cont = ((kind == _INSIDE) | (kind == _END)) & ((prev_kind == _BEGIN) | (prev_kind == _INSIDE)) & (
+        prev_label == label)
+    inside = kind != _OUT
+    next_cont = np.concatenate([cont[:, 1:], np.zeros((bsz, 1), dtype=bool)], axis=1)
+    rows, starts = np.nonzero(inside & ~cont)
+    _, lasts = np.nonzero(inside & ((kind == _END) | (kind == _SINGLE) | ~next_cont))
+    return rows, starts, lasts + 1, label[rows, starts], names
+
+
+def entities_batch(
+    texts: Sequence[str],
+    paths: np.ndarray,
+    char_spans: Sequence[np.ndarray],
+    tags: Sequence[str],
+    scheme: str,
+    *,
+    offsets: np.ndarray | None = None,
+    confidences: np.ndarray | None = None,
+    source: str | None = None,
+) -> list[list[Entity]]:
+    """Character-offset entities of every row of a decoded batch (``[B, L]`` paths, ``-1`` = padding).
+
+    ``char_spans[b][k]`` is the ``[start, end)`` character span of position
+    ``k`` of row ``b``; with ``offsets``, ``char_spans`` is instead one flat
+    ``[H, 2]`` array in which row ``b``'s positions start at ``offsets[b]``.
+    ``confidences`` (``[B, L]``) gives each entity's ``score``, the mean over
+    its positions. Spans come from :func:`spans_batch`; only building the
+    :class:`~nerwheel.records.Entity` objects is a Python loop.
+    """
+    rows, starts, ends, label_ids, names = spans_batch(paths, tags, scheme)
+    out: list[list[Entity]] = [[] for _ in texts]
+    if not len(rows):
+        return out
+    if offsets is None:
+        sizes = np.array([len(c) for c in char_spans], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        flat = np.concatenate([np.asarray(c, dtype=np.int64).reshape(-1, 2) for c in char_spans])
+    else:
+        flat = np.asarray(char_spans, dtype=np.int64)
+        offsets = np.asarray(offsets, dtype=np.int64)
+    char_start = flat[offsets[rows] + starts, 0].tolist()
+    char_end = flat[offsets[rows] + ends - 1, 1].tolist()
+    scores: list[float | None] = [None] * len(rows)
+    if confidences is not None:
+        conf = np.where(np.asarray(paths) >= 0, np.asarray(confidences, dtype=np.float64), 0.0)
+        cum = np.concatenate([np.zeros((conf.shape[0], 1)), np.cumsum(conf, axis=1)], axis=1)
+        scores = np.round((cum[rows, ends] - cum[rows, starts]) / (ends - starts), 4).tolist()
+    for r, s, e, lab, score in zip(rows.tolist(), char_start, char_end, label_ids.tolist(), scores, strict=True):
+        out[r].append(Entity.at(texts[r], s, e, names[lab], source=source, score=score))
+    return out
 
 
 def tags_to_entities(
@@ -381,10 +543,7 @@ def tags_to_entities(
     ``confidences`` is given. Ill-formed paths are read leniently
     (:func:`nerwheel.labels.tags_to_spans`).
     """
-    names = [tags[i] for i in tag_ids]
-    out: list[Entity] = []
-    for i, j, label in tags_to_spans(names, scheme):
-        start, end = int(char_spans[i][0]), int(char_spans[j - 1][1])
-        score = None if confidences is None else round(float(np.mean(confidences[i:j])), 4)
-        out.append(Entity.at(text, start, end, label, source=source, score=score))
-    return out
+    paths = np.asarray(tag_ids, dtype=np.int64).reshape(1, -1)
+    conf = None if confidences is None else np.asarray(confidences, dtype=np.float64).reshape(1, -1)
+    spans = np.asarray(char_spans, dtype=np.int64).reshape(-1, 2)
+    return entities_batch([text], paths, [spans], tags, scheme, confidences=conf, source=source)[0]

@@ -71,7 +71,8 @@ def test_every_stage_and_only_stages_have_an_image() -> None:
     used = {STAGE_IMAGES[s].dockerfile for s in STAGES} | {SERVING_DOCKERFILE}
     on_disk = {str(p.relative_to(REPO)) for p in IMAGES.glob("*/Dockerfile")}
     assert used == on_disk, "every Dockerfile is built, and every stage's Dockerfile exists"
-    assert {s for s in STAGES if STAGE_IMAGES[s].dockerfile != CPU_DOCKERFILE} == {"train"}  # only train is CUDA
+    # only training (and distillation, which is training) is CUDA
+    assert {s for s in STAGES if STAGE_IMAGES[s].dockerfile != CPU_DOCKERFILE} == {"train", "distill"}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -82,7 +83,7 @@ def test_base_image_is_pinned(stage: str) -> None:
     assert "$" not in ref, f"{ref}: the base must resolve from the ARG's pinned default"
     assert "@sha256:" in ref or re.search(r":\d+(\.\d+)+[-\w.]*$", ref), f"{ref}: pin an exact version or digest"
     assert not ref.endswith(":latest")
-    if stage == "train":
+    if STAGE_IMAGES[stage].dockerfile != CPU_DOCKERFILE:  # train and distill: the CUDA image
         assert ref.startswith(("nvidia/cuda:", "pytorch/pytorch:")) and ("cuda" in ref or "cudnn" in ref), ref
     else:
         assert ref.startswith("python:3.11.") and "slim" in ref, ref
@@ -107,7 +108,7 @@ def test_installs_nerwheel_with_the_stage_extras(stage: str) -> None:
     copies = [args for word, args in ins if word == "COPY"]
     for needed in ("pyproject.toml", "src", "components", "pipelines", "serving"):
         assert any(args.split()[0] == needed for args in copies), f"{stage_dockerfile(stage)} does not copy {needed}"
-    if "train" in STAGE_EXTRAS[stage] and stage != "train":
+    if "train" in STAGE_EXTRAS[stage] and STAGE_IMAGES[stage].dockerfile == CPU_DOCKERFILE:
         # the CPU torch is installed when the extras hold train, before nerwheel's own install
         case = re.search(r'case ",([a-z0-9,]+)," in \*,train,\*\) pip install --index-url "\S+" torch==2\.13\.0', runs)
         assert case and case.group(1) == ",".join(STAGE_EXTRAS[stage]), "CPU images install the pinned CPU torch first"

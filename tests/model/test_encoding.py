@@ -167,3 +167,46 @@ def test_every_char_split_gives_digits_and_letters_their_own_piece():
     assert sorted({s for s, e in enc.offsets if e > s}) == list(range(len(text)))
     assert all(e - s <= 1 for s, e in enc.offsets)
     assert ensure_char_split(chars, every_char=True) is chars  # already split: returned as is
+
+
+def _reference_encoded(text: str, offsets: list[tuple[int, int]]) -> tuple[list, list, list]:
+    """The per-token Python reading the vectorised encoder replaced: trim, heads, head spans."""
+    spans = []
+    for s, e in offsets:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        spans.append([s, e])
+    heads, head_spans, covered = [], [], 0
+    for i, (s, e) in enumerate(spans):
+        if e <= s:
+            continue
+        if s >= covered:
+            heads.append(i)
+            head_spans.append([s, e])
+        elif head_spans:
+            head_spans[-1][1] = max(head_spans[-1][1], e)
+        covered = max(covered, e)
+    return spans, heads, head_spans
+
+
+@pytest.mark.parametrize("kind", ["tiny", "sentencepiece"])
+def test_batch_encoding_equals_the_per_token_reading(kind):
+    """Random texts with spaces (ASCII, full-width, tabs), digits, Latin, unknown and multi-byte characters."""
+    rng = random.Random(5)
+    alphabet = list("浙江省杭州市号00 1Ab\u3000\t龘é") + ["  ", "100"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14))) for _ in range(300)] + ["", " ", "浙"]
+    if kind == "tiny":
+        encoder = _tiny(texts)
+    else:
+        encoder = TextEncoder(ensure_char_split(_sentencepiece_like(byte_fallback=True)), sequence_length=32,
+                              stride=4, pad_id=1)
+    batch = encoder.encode_batch(texts)
+    for text, got in zip(texts, batch, strict=True):
+        raw = encoder.tokenizer.encode(text, add_special_tokens=False)
+        spans, heads, head_spans = _reference_encoded(text, raw.offsets)
+        assert got.ids.tolist() == raw.ids
+        assert got.spans.tolist() == spans and got.heads.tolist() == heads, text
+        assert got.head_spans.tolist() == head_spans, text
+        assert encoder.encode(text).head_spans.tolist() == head_spans

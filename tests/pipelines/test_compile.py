@@ -50,17 +50,23 @@ def edges(tasks: dict[str, Any]) -> set[tuple[str, str]]:
 def test_dag_edges_follow_the_flywheel(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     root = dag_tasks(spec)
-    assert set(root) == {"annotate", "synthesize", "merge", "train", "evaluate", "gate", "condition-1"}
+    assert set(root) == {"annotate", "synthesize", "merge", "train", "distill", "evaluate", "gate", "condition-1"}
     assert edges(root) == {
         ("annotate", "synthesize"), ("annotate", "merge"), ("synthesize", "merge"), ("merge", "train"),
-        ("train", "evaluate"), ("evaluate", "gate"),
-        # the conditional branch consumes the trained model and the scores, and waits for the gate
-        ("train", "condition-1"), ("evaluate", "condition-1"), ("gate", "condition-1"),
+        # distil: the trained model teaches a student on the merged texts (or passes through); evaluate reads its model
+        ("train", "distill"), ("merge", "distill"), ("distill", "evaluate"), ("evaluate", "gate"),
+        # the conditional branch consumes the distil step's model and the scores, and waits for the gate
+        ("distill", "condition-1"), ("evaluate", "condition-1"), ("gate", "condition-1"),
     }
     # artifacts flow along the edges (not just ordering)
     assert root["merge"]["inputs"]["artifacts"]["annotated"]["taskOutputArtifact"] == {
         "outputArtifactKey": "annotated", "producerTask": "annotate"}
     assert root["train"]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"]["producerTask"] == "merge"
+    assert root["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "distilled", "producerTask": "distill"}
+    distill_params = {k: v["componentInputParameter"] for k, v in root["distill"]["inputs"]["parameters"].items()}
+    assert distill_params == {"student": "distill_student", "overrides": "distill_overrides"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["distill_student"]["defaultValue"] == ""  # off by default
     assert root["gate"]["inputs"]["artifacts"]["candidate"]["taskOutputArtifact"] == {
         "outputArtifactKey": "scores", "producerTask": "evaluate"}
 
@@ -84,7 +90,7 @@ def test_tasks_that_read_uris_are_never_cached(docs: tuple[dict, dict]) -> None:
     root = dag_tasks(docs[0])
     for stage in ("annotate", "synthesize", "merge", "evaluate"):
         assert root[stage]["cachingOptions"] == {}, stage
-    for stage in ("train", "gate"):  # fed by artifacts only: new inputs, new run
+    for stage in ("train", "distill", "gate"):  # fed by artifacts only: new inputs, new run
         assert root[stage]["cachingOptions"] == {"enableCache": True}, stage
 
 
@@ -108,13 +114,14 @@ def test_gate_gets_the_whole_policy_and_evaluate_finds_production(docs: tuple[di
     assert params["production_from_repository"]["defaultValue"] is True
 
 
-def test_train_task_asks_for_a_gpu_node(docs: tuple[dict, dict]) -> None:
+@pytest.mark.parametrize("executor", ["exec-train", "exec-distill"])
+def test_train_and_distill_tasks_ask_for_a_gpu_node(docs: tuple[dict, dict], executor: str) -> None:
     spec, platform = docs
-    resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    resources = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]
     assert resources["accelerator"] == {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
                                         "type": "nvidia.com/gpu"}
     assert resources["cpuRequest"] == 4.0 and resources["memoryRequest"] == 16.0
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
     assert k8s["nodeSelector"] == {"labels": {"nvidia.com/gpu.present": "true"}}
     assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
     for other in ("exec-annotate", "exec-merge", "exec-evaluate", "exec-deploy"):

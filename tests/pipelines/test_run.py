@@ -90,7 +90,8 @@ def store(s3_server: str) -> Any:
 @pytest.mark.server
 def test_s3_run_completes_and_promotes_the_first_model(s3_run: dict[str, Any]) -> None:
     assert s3_run["tasks"] == {s: "SUCCESS" for s in
-                               ("annotate", "synthesize", "merge", "train", "evaluate", "gate", "export", "deploy")}
+                               ("annotate", "synthesize", "merge", "train", "distill", "evaluate", "gate", "export",
+                                "deploy")}
     assert s3_run["verdict"] == "promote" and s3_run["production"] is None
     assert s3_run["reasons"][0].startswith(f"no production model (s3://{BUCKET}/{PREFIX}/triton-repository has no "
                                            "live version of 'nerwheel'): the first candidate is promoted")
@@ -109,7 +110,7 @@ def test_artifacts_are_where_the_summary_says(s3_run: dict[str, Any]) -> None:
     scores = json.loads((run_dir / "evaluate" / "scores").read_text())
     assert scores["overall"]["strict"]["f1"] == s3_run["strict_f1"]
     assert json.loads((run_dir / "gate" / "decision").read_text())["verdict"] == "promote"
-    for stage in ("annotate", "synthesize", "merge", "train", "evaluate", "export"):
+    for stage in ("annotate", "synthesize", "merge", "train", "distill", "evaluate", "export"):
         report = (run_dir / stage / "report").read_text()
         assert report.startswith("<!DOCTYPE html>") and ("<svg" in report or "<table>" in report), stage
     assert "**promote**" in (run_dir / "gate" / "report").read_text()

@@ -69,3 +69,11 @@ def test_parse_rejects_fields_outside_the_schema() -> None:
 def test_options_fail_fast(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ServingOptions(**kwargs)
+
+
+def test_int8_option_reaches_the_tagger_as_a_parameter() -> None:
+    assert "tagger.int8" not in ServingOptions().parameters and ServingOptions().tagger_options == {}
+    opts = ServingOptions(int8=True)
+    assert opts.parameters["tagger.int8"] == "true" and opts.tagger_options == {"int8": True}
+    cfg = parse_config(to_pbtxt(cpu_model_config("addr", 1, opts)))
+    assert cfg.parameters["tagger.int8"].string_value == "true"

@@ -382,3 +382,20 @@ def test_a_deploy_killed_at_any_step_leaves_one_live_version(
         with pytest.raises(RepositoryError, match="has no manifest"):
             pin_version(local, 2, name=model_name)
     probe.close()
+
+
+def test_int8_deploy_serves_what_offline_int8_predicts(triton, model_v1: Path, model_name: str, tmp_path) -> None:
+    """ServingOptions(int8=True): the version folder's model.int8.onnx answers, and the probe compares like with like."""
+    from nerwheel.model.runtime import OnnxTagger
+    from nerwheel.stages.export import export
+
+    folder = export(model_v1, tmp_path / "export", quantize="int8", texts=SAMPLE).out_dir
+    opts = ServingOptions(int8=True)
+    report = deploy(folder, str(triton.local_repo), name=model_name, triton_url=triton.url, options=opts)
+    assert report.status == "live" and report.verified, report.error
+    config = (triton.local_repo / model_name / "config.pbtxt").read_text(encoding="utf-8")
+    assert 'key: "tagger.int8"' in config and 'string_value: "true"' in config
+    with Client(triton.url, model=model_name) as client:
+        served = client.extract(SAMPLE)
+    assert [[e.key for e in x] for x in served] == [
+        [e.key for e in x] for x in OnnxTagger(folder, int8=True).predict(SAMPLE)]

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("nerwheel.cli.classify:classify", "Message classifier teachers: label, feedback, merge."),
     "pretrain": ("nerwheel.cli.model:pretrain", "Continue masked-LM training of an encoder on unlabelled text."),
     "train": ("nerwheel.cli.model:train", "Train a model: BERT(+CRF) tagger, or --task classify."),
+    "distill": ("nerwheel.cli.model:distill", "Distil a trained tagger into a smaller, faster student."),
     "evaluate": ("nerwheel.cli.model:evaluate", "Evaluate a model: seqeval strict, partial, type; or macro-F1."),
     "export": ("nerwheel.cli.model:export", "Export a model to ONNX with a parity check."),
     "predict": ("nerwheel.cli.model:predict", "Run a model (PyTorch, ONNX or Triton) over texts."),

@@ -42,6 +42,8 @@ FLAGS: dict[str, str] = {
     "eval_records": "--eval GOLD",
     "model.head": "--head",
     "nested": "--nested/--flat",
+    "teacher": "--teacher",
+    "student": "--student",
 }
 
 

@@ -193,6 +193,64 @@ def pretrain(config_path, model_id, texts, out, epochs, max_steps, masking, sets
     click.echo(str(folder))
 
 
+# -- distill ------------------------------------------------------------------------------------------
+@click.command()
+@click.option("--teacher", type=click.Path(exists=True, file_okay=False),
+              help="Trained teacher model dir (its ONNX export, when present, labels the texts).")
+@click.option("--texts", "texts_file", type=click.Path(exists=True, dir_okay=False),
+              help="Traffic to distil on (any format; records that carry entities count as gold).")
+@click.option("--student", help="tiny, tiny:hidden_size=H,num_layers=L,num_heads=A,intermediate_size=F, or "
+              "shallow:K (the teacher's first K layers, pruned vocabulary; shallow:K,vocab=full keeps it) [tiny].")
+@click.option("--out", type=click.Path(file_okay=False), help="The student's model dir (new or empty).")
+@click.option("--gold", "gold_file", type=click.Path(exists=True, dir_okay=False),
+              help="More labelled records: gold labels plus the teacher's distributions.")
+@click.option("--dev", "dev_file", type=click.Path(exists=True, dir_okay=False),
+              help="Gold records that choose the best epoch and give both models' F1 [agreement with the "
+              "teacher on held-out texts].")
+@format_option()
+@click.option("--epochs", type=int, help="Maximum epochs [5].")
+@click.option("--batch-size", type=int, help="Windows per optimiser step [32].")
+@click.option("--learning-rate", type=float, help="Student learning rate [1e-3 for tiny, 1e-4 for shallow].")
+@click.option("--temperature", type=float, help="Softens teacher and student distributions in the KL term [2.0].")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="YAML or INI distillation config (keys: teacher, student, texts_file, out, distill.*, training.*).")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Any config key, e.g. --set distill.kl_weight=0.5 --set training.threads=1 (repeatable).")
+def distill(teacher, texts_file, student, out, gold_file, dev_file, fmt, epochs, batch_size, learning_rate,
+            temperature, config_path, sets):
+    """Train a smaller STUDENT on the TEACHER's per-character distributions over TEXTS; prints the student dir.
+
+    The loss is the temperature-scaled KL divergence between teacher and
+    student emissions plus the CRF loss on the teacher's Viterbi path (gold
+    labels where a text has them). The student is an ordinary model dir:
+    evaluate, export and deploy it like a trained one.
+    """
+    from nerwheel.configfile import merge_overrides, parse_overrides
+    from nerwheel.model.distill import load_distill_config
+    from nerwheel.stages.distill import distill as run
+
+    flags = {"teacher": teacher, "texts_file": texts_file, "student": student, "out": out, "gold_file": gold_file,
+             "dev_file": dev_file, "format": fmt,
+             "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate},
+             "distill": {"temperature": temperature}}
+    given = {k: ({kk: vv for kk, vv in v.items() if vv is not None} if isinstance(v, dict) else v)
+             for k, v in flags.items()}
+    given = {k: v for k, v in given.items() if v not in (None, {})}
+    config = load_distill_config(config_path, merge_overrides(given, parse_overrides(sets)))
+    result = run(config)
+    s = result.summary
+    agree = s["agreement_with_teacher"]
+    click.echo(f"student {s['student_name']}: {s['student_parameters'] / 1e6:.2f}M parameters "
+               f"(teacher {s['teacher_parameters'] / 1e6:.2f}M); agreement with the teacher on "
+               f"{s['heldout_texts']} held-out texts: strict F1 {agree['strict_f1']:.4f}" if agree else
+               f"student {s['student_name']}: {s['student_parameters'] / 1e6:.2f}M parameters", err=True)
+    dev = s["dev"]
+    if dev["kind"] == "gold":
+        click.echo(f"dev (gold): student strict F1 {dev['student']['strict_f1']:.4f}, teacher "
+                   f"{dev['teacher']['strict_f1']:.4f}", err=True)
+    click.echo(str(result.model_dir))
+
+
 # -- evaluate -----------------------------------------------------------------------------------------
 @click.command()
 @_task_option()
@@ -247,11 +305,20 @@ def evaluate(task_name, model, data_path, out, fmt, runtime, nested, extensions)
               "--quantize reports only int8's agreement with fp32.")
 @click.option("--atol", type=float, help="Largest allowed |output diff| [ner 1e-3 (emissions), classify 1e-4 "
               "(probabilities)].")
+@click.option("--graph", type=click.Choice(["plain", "fused"]),
+              help="ner: plain = the traced graph (ONNX Runtime fuses at load); fused = ONNX Runtime's transformer "
+              "optimizer (Attention, SkipLayerNorm, BiasGelu ops) written into the file [plain].")
+@click.option("--per-channel/--per-tensor", default=None,
+              help="ner: int8 weight scales per output channel (same speed, smaller error) or one per matrix "
+              "[per-channel].")
+@click.option("--int8-max-f1-drop", type=float,
+              help="ner, with --eval: refuse an int8 model whose gold strict F1 is this much below fp32's [0.005].")
 @click.option("--optimize", is_flag=True, help="classify: ONNX Runtime transformer graph fusion (re-checked).")
 @click.option("--max-length", type=int, help="classify: tokens per (context, message) pair in the export "
               "[the training length].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export folder.")
-def export(task_name, model, out, quantize, eval_path, atol, optimize, max_length, overwrite):
+def export(task_name, model, out, quantize, eval_path, atol, graph, per_channel, int8_max_f1_drop, optimize,
+           max_length, overwrite):
     """Export a trained model to ONNX; refused unless ONNX Runtime reproduces PyTorch."""
     from nerwheel.model.layout import EXPORT_SUBDIR
 
@@ -262,7 +329,13 @@ def export(task_name, model, out, quantize, eval_path, atol, optimize, max_lengt
     options: dict[str, Any] = {"overwrite": overwrite}
     if atol is not None:
         options["atol"] = atol
-    if task.name != "ner":
+    ner_options = {"graph": graph, "per_channel": per_channel, "int8_max_f1_drop": int8_max_f1_drop}
+    if task.name == "ner":
+        options.update({k: v for k, v in ner_options.items() if v is not None})
+    else:
+        if any(v is not None for v in ner_options.values()):
+            raise click.UsageError("--graph, --per-channel/--per-tensor and --int8-max-f1-drop are ner export "
+                                   "options (classify: --optimize)")
         options.update(optimize=optimize, max_length=max_length)
     records = read_input(eval_path, what="eval", task=task).records if eval_path else None
     report = task.export(model, out, quantize, eval_records=records, **options)

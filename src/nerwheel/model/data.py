@@ -17,14 +17,14 @@ less than gold, :mod:`nerwheel.model.curriculum`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nerwheel.labels import TagSet, spans_to_tags
-from nerwheel.model.encoding import IGNORE, TextEncoder, misaligned
+from nerwheel.model.encoding import IGNORE, Encoded, TextEncoder, misaligned
 from nerwheel.records import Record
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class Feature:
     labels: np.ndarray  # int64 [n], -100 where no label
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # more model inputs, [n, ...] each
     weight: float = 1.0  # this window's loss weight
+    soft: np.ndarray | None = None  # float32 [n, T]: a teacher's emissions (distillation), NaN rows where none
 
     @staticmethod
     def collate_labels(features: Sequence[Feature], width: int) -> np.ndarray:
@@ -62,16 +63,23 @@ class FeatureStats:
 
 
 def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagSet, *,
-                   lexicon: LexiconInputs | None = None) -> tuple[list[Feature], FeatureStats]:
-    """Windows of ``records`` with aligned labels (and, with ``lexicon``, each window's lexicon rows)."""
+                   lexicon: LexiconInputs | None = None, soft: Callable[[int, Encoded], np.ndarray] | None = None
+                   ) -> tuple[list[Feature], FeatureStats]:
+    """Windows of ``records`` with aligned labels (and, with ``lexicon``, each window's lexicon rows).
+
+    ``soft(i, enc)`` (distillation) gives record ``i``'s per-token teacher
+    rows, ``[len(enc), T]`` (NaN rows where the teacher says nothing); each
+    window takes its slice, NaN over the special tokens.
+    """
     label2id = tagset.label2id
     stats = FeatureStats(records=len(records))
     features: list[Feature] = []
     encs = encoder.encode_batch([r.text for r in records])
-    for rec, enc in zip(records, encs, strict=True):
+    for i, (rec, enc) in enumerate(zip(records, encs, strict=True)):
         if len(enc.heads) == 0:
             stats.empty_texts += 1
             continue
+        teacher_rows = soft(i, enc) if soft is not None else None
         ents = rec.entities
         stats.entities += len(ents)
         bad = misaligned(enc, [(e.start, e.end, e.label) for e in ents])
@@ -81,7 +89,13 @@ def build_features(records: Sequence[Record], encoder: TextEncoder, tagset: TagS
         rows = lexicon.token_rows(rec.text, enc) if lexicon is not None else None
         for w in encoder.windows(len(enc)):
             extra = {} if rows is None else {lexicon.name: lexicon.window_rows(rows, w)}  # type: ignore[union-attr]
-            features.append(Feature(encoder.input_ids(enc, w), encoder.token_labels(enc, tag_ids, w), extra))
+            window_soft = None
+            if teacher_rows is not None:
+                pad = np.full((len(encoder.prefix), teacher_rows.shape[1]), np.nan, dtype=np.float32)
+                tail = np.full((len(encoder.suffix), teacher_rows.shape[1]), np.nan, dtype=np.float32)
+                window_soft = np.concatenate([pad, teacher_rows[w.start : w.end], tail])
+            features.append(Feature(encoder.input_ids(enc, w), encoder.token_labels(enc, tag_ids, w), extra,
+                                    soft=window_soft))
     stats.windows = len(features)
     return features, stats
 
@@ -116,16 +130,24 @@ def pad_rows(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
 
 def collate(features: Sequence[Any], pad_id: int) -> dict[str, np.ndarray]:
     """Padded ``input_ids``/``attention_mask``, the labels as the features' own type pads them, the windows'
-    ``extra`` inputs padded with zeros, and ``weight`` (float32 per window)."""
+    ``extra`` inputs padded with zeros, ``weight`` (float32 per window), and, when the features carry a
+    teacher's rows (distillation), ``soft`` and ``soft_mask``."""
     width = max(len(f.input_ids) for f in features)
     ids = np.full((len(features), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(features), width), dtype=np.int64)
+    with_soft = [f.soft for f in features if getattr(f, "soft", None) is not None]
+    soft = np.full((len(features), width, with_soft[0].shape[1]), np.nan, dtype=np.float32) if with_soft else None
     for r, f in enumerate(features):
         n = len(f.input_ids)
         ids[r, :n] = f.input_ids
         mask[r, :n] = 1
+        if soft is not None and getattr(f, "soft", None) is not None:
+            soft[r, :n] = f.soft
     out = {"input_ids": ids, "attention_mask": mask, "labels": type(features[0]).collate_labels(features, width),
            "weight": np.array([getattr(f, "weight", 1.0) for f in features], dtype=np.float32)}
     for key in getattr(features[0], "extra", {}):
         out[key] = pad_rows([f.extra[key] for f in features], width)
+    if soft is not None:
+        out["soft_mask"] = ~np.isnan(soft[:, :, 0])
+        out["soft"] = np.nan_to_num(soft)
     return out

@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ from tokenizers import Tokenizer
 
 from nerwheel.errors import ConfigError
 
-__all__ = ["CJK", "Encoded", "TextEncoder", "Window", "ensure_char_split", "is_cjk", "special_ids"]
+__all__ = ["CJK", "Encoded", "EncodedBatch", "TextEncoder", "Window", "ensure_char_split", "is_cjk", "pad_ragged",
+           "special_ids"]
 
 IGNORE = -100
 
@@ -137,34 +139,116 @@ class Window:
     own_end: int
 
 
-def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
+# Every code point str.isspace() accepts lies below U+3001 (the last is U+3000, the ideographic space).
+_SPACE_LIMIT = 0x3001
+_SPACE_TABLE = np.array([chr(c).isspace() for c in range(_SPACE_LIMIT)], dtype=bool)
 
 
-def _encoded(text: str, ids: Sequence[int], offsets: Sequence[tuple[int, int]]) -> Encoded:
-    spans = np.array([_trim(text, s, e) for s, e in offsets], dtype=np.int64).reshape(-1, 2)
-    heads: list[int] = []
-    head_spans: list[list[int]] = []
-    covered = 0  # end of the character spans claimed so far
-    for i, (s, e) in enumerate(spans.tolist()):
-        if e <= s:
-            continue
-        if s >= covered:
-            heads.append(i)
-            head_spans.append([s, e])
-        elif head_spans:  # another piece of the same character span (byte fallback, overlap): extend it
-            head_spans[-1][1] = max(head_spans[-1][1], e)
-        covered = max(covered, e)
-    return Encoded(
-        ids=np.asarray(ids, dtype=np.int64),
-        spans=spans,
-        heads=np.asarray(heads, dtype=np.int64),
-        head_spans=np.asarray(head_spans, dtype=np.int64).reshape(-1, 2),
+def _is_space(text: str) -> np.ndarray:
+    """``str.isspace`` of every character of ``text`` at once (bool ``[len(text)]``)."""
+    cp = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    return _SPACE_TABLE[np.minimum(cp, _SPACE_LIMIT - 1)] & (cp < _SPACE_LIMIT)
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Many texts tokenized at once, as flat arrays (what the runtimes batch from).
+
+    Text ``i`` owns tokens ``token_offsets[i]:token_offsets[i + 1]`` of ``ids``
+    and ``spans``, and heads ``head_offsets[i]:head_offsets[i + 1]`` of
+    ``heads`` (token indices within the text) and ``head_spans``; spans are
+    character offsets within the text. ``self[i]`` is text ``i``'s
+    :class:`Encoded` (views, no copies).
+    """
+
+    ids: np.ndarray  # int64 [N]
+    spans: np.ndarray  # int64 [N, 2]
+    token_offsets: np.ndarray  # int64 [n + 1]
+    heads: np.ndarray  # int64 [H]
+    head_spans: np.ndarray  # int64 [H, 2]
+    head_offsets: np.ndarray  # int64 [n + 1]
+
+    def __len__(self) -> int:
+        return len(self.token_offsets) - 1
+
+    @property
+    def token_counts(self) -> np.ndarray:
+        return np.diff(self.token_offsets)
+
+    @property
+    def head_counts(self) -> np.ndarray:
+        return np.diff(self.head_offsets)
+
+    def __getitem__(self, i: int) -> Encoded:
+        t0, t1 = self.token_offsets[i], self.token_offsets[i + 1]
+        h0, h1 = self.head_offsets[i], self.head_offsets[i + 1]
+        return Encoded(self.ids[t0:t1], self.spans[t0:t1], self.heads[h0:h1], self.head_spans[h0:h1])
+
+    def items(self) -> list[Encoded]:
+        return [self[i] for i in range(len(self))]
+
+
+def _encode_flat(texts: Sequence[str], ids: Sequence[Sequence[int]], offsets: Sequence[Sequence[tuple[int, int]]]
+                 ) -> EncodedBatch:
+    """Token spans trimmed of whitespace, heads and head spans of every text, in numpy over the whole batch.
+
+    The texts are laid end to end, so one pass over global character positions
+    serves them all: a token's span is trimmed with "next non-space at or
+    after" / "last non-space before" tables; a token is a head when its trimmed
+    span is not empty and starts at or after every earlier non-empty span
+    (a running maximum, which never crosses into the next text because its
+    positions are larger); each head's span runs to the furthest end of the
+    non-head pieces that follow it (byte-fallback pieces of one character).
+    """
+    n_texts = len(texts)
+    counts = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n_texts)
+    token_offsets = np.concatenate([[0], np.cumsum(counts)])
+    total = int(token_offsets[-1])
+    flat_ids = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=total)
+    raw = np.fromiter(chain.from_iterable(chain.from_iterable(offsets)), dtype=np.int64, count=2 * total)
+    raw = raw.reshape(total, 2)
+    text_len = np.fromiter(map(len, texts), dtype=np.int64, count=n_texts)
+    char_base = np.concatenate([[0], np.cumsum(text_len)])
+    owner = np.repeat(np.arange(n_texts), counts)
+    base = char_base[:-1][owner]
+    joined = "".join(texts)
+    n_chars = len(joined)
+    space = _is_space(joined)
+    positions = np.arange(n_chars)
+    next_solid = np.append(np.minimum.accumulate(np.where(space, n_chars, positions)[::-1])[::-1], n_chars)
+    solid_end = np.concatenate([[0], np.maximum.accumulate(np.where(space, -1, positions)) + 1])
+    start = np.minimum(next_solid[raw[:, 0] + base], raw[:, 1] + base)
+    end = np.maximum(solid_end[raw[:, 1] + base], start)
+    filled = np.where(end > start, end, 0)
+    covered = np.concatenate([[0], np.maximum.accumulate(filled)[:-1]]) if total else filled
+    is_head = (end > start) & (start >= covered)
+    head_idx = np.flatnonzero(is_head)
+    head_end = np.maximum.reduceat(filled, head_idx) if head_idx.size else np.zeros(0, dtype=np.int64)
+    head_owner = owner[head_idx]
+    head_offsets = np.concatenate([[0], np.cumsum(np.bincount(head_owner, minlength=n_texts))])
+    return EncodedBatch(
+        ids=flat_ids,
+        spans=np.stack([start - base, end - base], axis=1),
+        token_offsets=token_offsets,
+        heads=head_idx - token_offsets[:-1][head_owner],
+        head_spans=np.stack([start[head_idx], head_end], axis=1) - char_base[:-1][head_owner][:, None],
+        head_offsets=head_offsets,
     )
+
+
+def pad_ragged(flat: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int, fill: float | int = 0
+               ) -> np.ndarray:
+    """Rows ``flat[starts[r]:starts[r] + lengths[r]]`` left-aligned in a ``[len(starts), width, ...]`` array.
+
+    One scatter for the whole batch instead of a copy per row.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.full((len(starts), width, *flat.shape[1:]), fill, dtype=flat.dtype)
+    rows = np.repeat(np.arange(len(starts)), lengths)
+    cols = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = flat[np.repeat(starts, lengths) + cols]
+    return out
 
 
 class TextEncoder:
@@ -197,12 +281,16 @@ class TextEncoder:
 
     # -- tokenization ---------------------------------------------------------------------------
     def encode(self, text: str) -> Encoded:
-        enc = self.tokenizer.encode(text, add_special_tokens=False)
-        return _encoded(text, enc.ids, enc.offsets)
+        return self.encode_flat([text])[0]
 
     def encode_batch(self, texts: Sequence[str]) -> list[Encoded]:
-        encs = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [_encoded(t, e.ids, e.offsets) for t, e in zip(texts, encs, strict=True)]
+        return self.encode_flat(texts).items()
+
+    def encode_flat(self, texts: Sequence[str]) -> EncodedBatch:
+        """All texts through the Rust tokenizer in one call (its own threads), then :func:`_encode_flat`."""
+        texts = list(texts)
+        encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return _encode_flat(texts, [e.ids for e in encs], [e.offsets for e in encs])
 
     # -- windows ----------------------------------------------------------------------------------
     def windows(self, n_tokens: int) -> list[Window]:

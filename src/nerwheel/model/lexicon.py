@@ -57,12 +57,6 @@ class LexiconInputs:
         check_signature(lexicon, features.signature, where=where)
         return cls(features, encoder)
 
-    def pad(self, rows: list[np.ndarray], width: int) -> np.ndarray:
-        """Window rows of one batch, padded to ``width`` tokens (:func:`nerwheel.model.data.pad_rows`)."""
-        from nerwheel.model.data import pad_rows
-
-        return pad_rows(rows, width)
-
     def token_rows(self, text: str, enc: Encoded) -> np.ndarray:
         """float32 ``[len(enc), width]``: each token's row is the maximum over the characters it covers."""
         chars = self.features.matrix(text)

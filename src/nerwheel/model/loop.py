@@ -46,7 +46,7 @@ from nerwheel.model.runtime import TorchTagger
 from nerwheel.progress import progress
 from nerwheel.records import Record
 
-__all__ = ["DevResult", "EarlyStopping", "FitResult", "Steps", "TaggerSteps", "evaluate_model", "fit",
+__all__ = ["DevResult", "EarlyStopping", "FitResult", "LossFn", "Steps", "TaggerSteps", "evaluate_model", "fit",
            "resolve_device", "seed_everything", "torch_threads"]
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,10 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"training.device={name!r} but CUDA is not available; use auto or cpu")
     return dev
+
+
+#: A training loss: ``(model, emissions [B, S, T], collated batch as tensors) -> scalar``.
+LossFn = Callable[[TokenClassifier, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass
@@ -163,6 +167,10 @@ def evaluate_model(model: TokenClassifier, card: ModelCard, encoder: TextEncoder
     return M.evaluate(records, tagger.predict([r.text for r in records], scores=False))
 
 
+#: A tagger's training loss: ``(model, emissions [B, S, T], collated batch as tensors) -> scalar``.
+LossFn = Callable[[TokenClassifier, torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
+
+
 @dataclass
 class TaggerSteps:
     """The token classifier's :class:`Steps`: length-bucketed windows, CRF/softmax loss, dev strict F1.
@@ -170,6 +178,9 @@ class TaggerSteps:
     With a ``curriculum`` (:class:`~nerwheel.model.curriculum.Curriculum`, teacher-labelled traffic beside
     gold) each epoch trains on the windows and loss weights it plans for that epoch; the model's
     ``input_names`` say which batch arrays it reads (``lexicon`` features too).
+    ``loss_fn(model, emissions, batch)`` replaces the weighted loss of the model's own
+    (CRF NLL or cross-entropy on ``batch["labels"]``): distillation adds the teacher's
+    distributions (:class:`nerwheel.model.distill.DistillLoss`).
     """
 
     train: Sequence[Feature]
@@ -178,6 +189,7 @@ class TaggerSteps:
     encoder: TextEncoder
     card: ModelCard
     curriculum: Curriculum | None = None
+    loss_fn: LossFn | None = None
     _windows: Sequence[Feature] | None = field(default=None, init=False, repr=False)
 
     def start_epoch(self, epoch: int) -> None:
@@ -198,7 +210,10 @@ class TaggerSteps:
         tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         with autocast():
             emissions = model(*(tensors[k] for k in model.input_names))
-        return weighted_loss(model, emissions.float(), tensors["labels"], tensors["weight"])
+        em = emissions.float()
+        if self.loss_fn is not None:
+            return self.loss_fn(model, em, tensors)
+        return weighted_loss(model, em, tensors["labels"], tensors["weight"])
 
     def evaluate(self, model: Any) -> DevResult | None:
         if not self.dev:

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nerwheel.decode import CrfParams, Decoding, best_paths, marginals, n_best, tags_to_entities
+from nerwheel.decode import CrfParams, Decoding, best_paths_batch, entities_batch, marginals, n_best, tags_to_entities
 from nerwheel.decode_span import SpanDecoder, SpanLayout
 from nerwheel.errors import ConfigError
-from nerwheel.model.encoding import Encoded, TextEncoder
+from nerwheel.model.encoding import Encoded, EncodedBatch, TextEncoder, pad_ragged
 from nerwheel.records import Entity
 
 __all__ = ["Alternative", "Tagger", "TaggerCard"]
@@ -58,7 +58,18 @@ class Tagger:
     heads only: ``nested`` returns nested target spans (default: the card's
     ``span.nested``), ``extensions`` adds the extension labels (``pos:``,
     ``kb:``...) to the output.
+
+    The hot path has no per-text Python loop: texts are tokenized in one call
+    to the Rust tokenizer and read as flat arrays (:meth:`TextEncoder.encode_flat`),
+    each forward batch is built by one scatter (:func:`pad_ragged`), each head
+    takes its emissions from the window that owns it by one gather, and
+    decoding (path search, marginals, spans) runs on padded batches
+    (:mod:`nerwheel.decode`). Only the :class:`~nerwheel.records.Entity`
+    objects are built one by one.
     """
+
+    #: Texts decoded together (the path search and marginals run on one padded ``[n, L, T]`` batch).
+    decode_batch_size = 256
 
     def __init__(self, card: TaggerCard, encoder: TextEncoder, crf: CrfParams | None, *, batch_size: int = 32,
                  decoding: Decoding | None = None, nested: bool | None = None, extensions: bool | None = None,
@@ -92,71 +103,140 @@ class Tagger:
         raise NotImplementedError
 
     # -- the shared pipeline ------------------------------------------------------------------------
+    def _plan(self, batch: EncodedBatch) -> tuple[np.ndarray, ...]:
+        """Windows of every text as arrays ``(text, start, end, own_start, own_end)``.
+
+        A text that fits one window (nearly all) takes its window without a
+        Python call; only longer texts go through :meth:`TextEncoder.windows`.
+        Texts without tokens get no window.
+        """
+        counts = batch.token_counts
+        single = np.flatnonzero((counts > 0) & (counts <= self.encoder.content_length))
+        cols = [single, np.zeros_like(single), counts[single], np.zeros_like(single), counts[single]]
+        long_rows = [(int(t), w) for t in np.flatnonzero(counts > self.encoder.content_length)
+                     for w in self.encoder.windows(int(counts[t]))]
+        if long_rows:
+            extra = np.array([(t, w.start, w.end, w.own_start, w.own_end) for t, w in long_rows], dtype=np.int64)
+            cols = [np.concatenate([c, extra[:, k]]) for k, c in enumerate(cols)]
+        return tuple(np.asarray(c, dtype=np.int64) for c in cols)
+
+    def forward_flat(self, batch: EncodedBatch, texts: Sequence[str] | None = None) -> np.ndarray:
+        """Emissions ``[H, T]`` of every head of every text (windows stitched), in ``batch`` order.
+
+        A model that reads lexicon features needs ``texts`` (the features come
+        from the characters): their per-token rows are gathered per window
+        like the ids, zeros over the special tokens.
+        """
+        enc = self.encoder
+        text, start, end, own_start, own_end = self._plan(batch)
+        heads_out = np.zeros((len(batch.heads), self.card.num_outputs), dtype=np.float32)
+        if not len(text):
+            return heads_out
+        lex = self.lexicon
+        lex_flat = None
+        if lex is not None:
+            if texts is None:
+                raise ValueError("forward_flat: a lexicon-feature model needs the texts")
+            lex_flat = np.concatenate([lex.token_rows(texts[t], batch[t]) for t in range(len(batch))]) if len(
+                batch) else np.zeros((0, lex.width), np.float32)
+        # Which window owns each head: own ranges tile each text's tokens, so in global token positions
+        # they are sorted intervals and a binary search finds the owner.
+        own_global = batch.token_offsets[text] + own_start
+        by_own = np.argsort(own_global, kind="stable")
+        head_text = np.repeat(np.arange(len(batch)), batch.head_counts)
+        head_global = batch.token_offsets[head_text] + batch.heads
+        owner = by_own[np.searchsorted(own_global[by_own], head_global, side="right") - 1]
+        prefix, suffix = np.asarray(enc.prefix, np.int64), np.asarray(enc.suffix, np.int64)
+        n_prefix = len(prefix)
+        column = n_prefix + batch.heads - start[owner]
+        lengths = end - start
+        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        chunk_of_head = position[owner] // self.batch_size
+        heads_by_chunk = np.argsort(chunk_of_head, kind="stable")
+        bounds = np.searchsorted(chunk_of_head[heads_by_chunk], np.arange(0, len(order) // self.batch_size + 2))
+        for c, b in enumerate(range(0, len(order), self.batch_size)):
+            rows = order[b : b + self.batch_size]
+            n = lengths[rows]
+            width = n_prefix + int(n.max()) + len(suffix)
+            ids = np.empty((len(rows), width), dtype=np.int64)
+            ids[:, :n_prefix] = prefix
+            ids[:, n_prefix:] = pad_ragged(batch.ids, batch.token_offsets[text[rows]] + start[rows], n,
+                                           width - n_prefix, fill=enc.pad_id)
+            for k, token in enumerate(suffix):
+                ids[np.arange(len(rows)), n_prefix + n + k] = token
+            mask = (np.arange(width)[None, :] < (n_prefix + n + len(suffix))[:, None]).astype(np.int64)
+            extra = {}
+            if lex_flat is not None:
+                rows_lex = np.zeros((len(rows), width, lex_flat.shape[1]), dtype=np.float32)
+                rows_lex[:, n_prefix:] = pad_ragged(lex_flat, batch.token_offsets[text[rows]] + start[rows], n,
+                                                    width - n_prefix)
+                extra[lex.name] = rows_lex  # type: ignore[union-attr]
+            out = self.run(ids, mask, **extra)
+            sel = heads_by_chunk[bounds[c] : bounds[c + 1]]
+            heads_out[sel] = out[position[owner[sel]] - b, column[sel]]
+        return heads_out
+
+    def window_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Tokens of every window the texts become (special tokens included, no padding): the model's real input."""
+        _, start, end, _, _ = self._plan(self.encoder.encode_flat(texts))
+        return end - start + len(self.encoder.prefix) + len(self.encoder.suffix)
+
     def emissions(self, texts: Sequence[str]) -> tuple[list[Encoded], list[np.ndarray]]:
         """Per text: its encoding and its per-head emissions ``[heads, T]`` (windows stitched)."""
-        encs = self.encoder.encode_batch(texts)
-        plans = [self.encoder.windows(len(e)) for e in encs]
-        items: list[tuple[int, int, np.ndarray]] = [
-            (ti, wi, self.encoder.input_ids(encs[ti], w)) for ti, ws in enumerate(plans) for wi, w in enumerate(ws)
-        ]
-        items.sort(key=lambda it: len(it[2]))
-        lex = self.lexicon
-        lex_rows = {ti: lex.token_rows(texts[ti], encs[ti]) for ti in range(len(texts))} if lex else {}
-        outputs: dict[tuple[int, int], np.ndarray] = {}
-        for b in range(0, len(items), self.batch_size):
-            chunk = items[b : b + self.batch_size]
-            width = max(len(ids) for _, _, ids in chunk)
-            ids = np.full((len(chunk), width), self.encoder.pad_id, dtype=np.int64)
-            mask = np.zeros((len(chunk), width), dtype=np.int64)
-            for r, (_, _, row) in enumerate(chunk):
-                ids[r, : len(row)] = row
-                mask[r, : len(row)] = 1
-            extra = {} if lex is None else {lex.name: lex.pad(
-                [lex.window_rows(lex_rows[ti], plans[ti][wi]) for ti, wi, _ in chunk], width)}
-            out = self.run(ids, mask, **extra)
-            for r, (ti, wi, row) in enumerate(chunk):
-                outputs[(ti, wi)] = out[r, : len(row)]
-        stitched = [
-            self.encoder.stitch(e, ws, [outputs[(ti, wi)] for wi in range(len(ws))])
-            if len(e) else np.zeros((0, self.card.num_outputs), dtype=np.float32)
-            for ti, (e, ws) in enumerate(zip(encs, plans, strict=True))
-        ]
-        return encs, stitched
+        batch = self.encoder.encode_flat(texts)
+        flat = self.forward_flat(batch, texts)
+        return batch.items(), np.split(flat, batch.head_offsets[1:-1])
 
-    def _batches(self, emissions: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
-        """Stitched emissions regrouped into padded batches of similar length: (text indices, batch, lengths)."""
-        order = sorted(range(len(emissions)), key=lambda i: len(emissions[i]))
-        num_tags = len(self.card.tags)
-        out = []
-        for b in range(0, len(order), 256):
-            idx = order[b : b + 256]
-            lengths = np.array([len(emissions[i]) for i in idx])
-            batch = np.zeros((len(idx), int(lengths.max(initial=0)), num_tags), dtype=np.float32)
-            for r, i in enumerate(idx):
-                batch[r, : lengths[r]] = emissions[i]
-            out.append((idx, batch, lengths))
-        return out
+    def decode_flat(
+        self, texts: Sequence[str], flat: np.ndarray, offsets: np.ndarray, head_spans: np.ndarray, *,
+        scores: bool = True,
+    ) -> tuple[list[list[Entity]], list[list[int]]]:
+        """Entities and tag paths from flat head emissions: text ``i`` owns rows ``offsets[i]:offsets[i + 1]``.
+
+        Texts are decoded in length-sorted padded batches of
+        :attr:`decode_batch_size`; ``head_spans`` (flat, like ``flat``) maps
+        positions to characters.
+        """
+        lengths = np.diff(offsets)
+        ents: list[list[Entity]] = [[] for _ in texts]
+        paths: list[list[int]] = [[] for _ in texts]
+        order = np.argsort(lengths, kind="stable")
+        for b in range(0, len(order), self.decode_batch_size):
+            idx = order[b : b + self.decode_batch_size]
+            n = lengths[idx]
+            batch = pad_ragged(flat, offsets[idx], n, int(n.max(initial=0)))
+            best = best_paths_batch(batch, n, self.transitions, self.decoding)
+            conf = None
+            if scores:
+                post = marginals(batch, n, self.transitions)
+                conf = np.take_along_axis(post, np.maximum(best, 0)[:, :, None], axis=2)[:, :, 0]
+            found = entities_batch([texts[i] for i in idx], best, head_spans, self.card.tags, self.card.scheme,
+                                   offsets=offsets[idx], confidences=conf, source=self.source)
+            for r, i in enumerate(idx.tolist()):
+                ents[i] = found[r]
+                paths[i] = best[r, : n[r]].tolist()
+        return ents, paths
 
     def decode_paths(
         self, texts: Sequence[str], encs: Sequence[Encoded], emissions: Sequence[np.ndarray], *, scores: bool = True
     ) -> tuple[list[list[Entity]], list[list[int]]]:
         """Entities and the tag path (one id per label-bearing position) of each text, by the card's search.
 
-        A span head (overlapping spans have no tag path) gives empty paths.
+        A span head (overlapping spans have no tag path) selects spans
+        (:mod:`nerwheel.decode_span`) and answers with empty paths.
         """
         if self.spans is not None:
             ents = self.spans.decode(texts, encs, emissions, scores=scores, source=self.source)
             # in a record's order (start, end, label), so every caller, the HF pipeline included, lists them alike
             return [sorted(e) for e in ents], [[] for _ in texts]
-        ents: list[list[Entity]] = [[] for _ in texts]
-        paths: list[list[int]] = [[] for _ in texts]
-        for idx, batch, lengths in self._batches(emissions):
-            found = best_paths(batch, lengths, self.transitions, self.decoding)
-            post = marginals(batch, lengths, self.transitions) if scores else None
-            for r, i in enumerate(idx):
-                paths[i] = found[r]
-                ents[i] = self._entities(texts[i], encs[i], found[r], post[r] if post is not None else None)
-        return ents, paths
+        num_tags = self.card.num_outputs
+        offsets = np.concatenate([[0], np.cumsum([len(e) for e in emissions])]).astype(np.int64)
+        flat = np.concatenate([np.asarray(e, np.float32).reshape(-1, num_tags) for e in emissions]) if len(
+            emissions) else np.zeros((0, num_tags), np.float32)
+        spans = np.concatenate([e.head_spans for e in encs]) if len(encs) else np.zeros((0, 2), np.int64)
+        return self.decode_flat(texts, flat, offsets, spans, scores=scores)
 
     def decode(
         self, texts: Sequence[str], encs: Sequence[Encoded], emissions: Sequence[np.ndarray], *, scores: bool = True
@@ -164,16 +244,38 @@ class Tagger:
         """Entities of stitched emissions (see :meth:`decode_paths`)."""
         return self.decode_paths(texts, encs, emissions, scores=scores)[0]
 
+    def predict_paths(self, texts: Sequence[str], *, scores: bool = True) -> tuple[list[list[Entity]], list[list[int]]]:
+        """:meth:`predict` plus each text's tag path, without leaving the flat arrays in between."""
+        texts = list(texts)
+        batch = self.encoder.encode_flat(texts)
+        flat = self.forward_flat(batch, texts)
+        if self.spans is not None:
+            return self.decode_paths(texts, batch.items(), np.split(flat, batch.head_offsets[1:-1]), scores=scores)
+        return self.decode_flat(texts, flat, batch.head_offsets, batch.head_spans, scores=scores)
+
+    def predict(self, texts: Sequence[str], *, scores: bool = True) -> list[list[Entity]]:
+        """Entities of each text, in input order; ``score`` is the mean posterior of the entity's tags."""
+        return self.predict_paths(texts, scores=scores)[0]
+
+    def _batches(self, emissions: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
+        """Stitched emissions regrouped into padded batches of similar length: (text indices, batch, lengths)
+        (the n-best lists; :meth:`decode_flat` is the one-reading hot path)."""
+        order = sorted(range(len(emissions)), key=lambda i: len(emissions[i]))
+        num_tags = len(self.card.tags)
+        out = []
+        for b in range(0, len(order), self.decode_batch_size):
+            idx = order[b : b + self.decode_batch_size]
+            lengths = np.array([len(emissions[i]) for i in idx])
+            batch = np.zeros((len(idx), int(lengths.max(initial=0)), num_tags), dtype=np.float32)
+            for r, i in enumerate(idx):
+                batch[r, : lengths[r]] = emissions[i]
+            out.append((idx, batch, lengths))
+        return out
+
     def _entities(self, text: str, enc: Encoded, path: Sequence[int], post: np.ndarray | None) -> list[Entity]:
         conf = post[np.arange(len(path)), list(path)] if post is not None else None
         return tags_to_entities(text, path, enc.head_spans, self.card.tags, self.card.scheme, confidences=conf,
                                 source=self.source)
-
-    def predict(self, texts: Sequence[str], *, scores: bool = True) -> list[list[Entity]]:
-        """Entities of each text, in input order; ``score`` is the mean posterior of the entity's tags."""
-        texts = list(texts)
-        encs, em = self.emissions(texts)
-        return self.decode(texts, encs, em, scores=scores)
 
     def n_best(self, texts: Sequence[str], n: int) -> list[list[Alternative]]:
         """Up to ``n`` readings of each text, best first, each with ``P(path | text)`` and its entities.

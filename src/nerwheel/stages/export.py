@@ -91,6 +91,9 @@ def export_folder(out: Path) -> Iterator[Path]:
         raise
 
 
+#: Largest drop of gold strict F1 (int8 minus fp32) an int8 export may show (0.005 = half an F1 point).
+INT8_MAX_F1_DROP = 0.005
+
 NO_GOLD_NOTE = ("no gold records given (eval_records), so no F1 change is reported: agreement_f1_vs_fp32 is the "
                 "int8 model's strict F1 against the fp32 model's predictions on the parity sample")
 
@@ -113,8 +116,19 @@ def export(
     texts: Sequence[str] | None = None,
     atol: float = 1e-3,
     overwrite: bool = False,
+    graph: str = "plain",
+    per_channel: bool = True,
+    int8_max_f1_drop: float = INT8_MAX_F1_DROP,
 ) -> ExportReport:
     """Export ``model_dir`` to ``out_dir``; ``quantize="int8"`` adds ``model.int8.onnx``.
+
+    ``graph`` is ``plain`` (the traced graph) or ``fused`` (ONNX Runtime's
+    transformer fusions, see :mod:`nerwheel.model.onnx_export`); either must
+    pass the same parity checks. ``per_channel`` sets int8 weight scales per
+    output channel. With gold ``eval_records``, an int8 model whose strict F1
+    falls more than ``int8_max_f1_drop`` below fp32's is refused
+    (:class:`ExportCheckError`): a quantised model must be measured to be
+    nearly as good, not assumed to be.
 
     Parity is checked on ``texts`` (default: the first 64 ``eval_records``
     texts plus seeded random texts over the tokenizer's characters, some longer
@@ -132,11 +146,22 @@ def export(
     from nerwheel.decode import CrfParams
     from nerwheel.model.card import ModelCard
     from nerwheel.model.classifier import TokenClassifier
-    from nerwheel.model.onnx_export import OPSET, check_export, quantize_int8, sample_texts, write_onnx
+    from nerwheel.model.onnx_export import (
+        GRAPHS,
+        OPSET,
+        check_export,
+        fuse_transformer,
+        graph_ops,
+        quantize_int8,
+        sample_texts,
+        write_onnx,
+    )
     from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
     from nerwheel.model.runtime import OnnxTagger, TorchTagger
 
     out = check_request(quantize, out_dir, overwrite)
+    if graph not in GRAPHS:
+        raise ConfigError(f"Invalid graph: {graph!r}. Allowed values are: {', '.join(GRAPHS)}")
     started = time.perf_counter()
     src = Path(model_dir)
     card = ModelCard.read(src)
@@ -150,7 +175,13 @@ def export(
     texts = list(texts)
 
     with export_folder(out) as tmp:
-        write_onnx(model, tmp / ONNX_FILE, opset=OPSET, pad_id=card.pad_id)
+        fused = None
+        if graph == "fused":
+            write_onnx(model, tmp / "traced.onnx", opset=OPSET, pad_id=card.pad_id, attention="eager")
+            fused = fuse_transformer(tmp / "traced.onnx", tmp / ONNX_FILE, model.encoder.config)
+            (tmp / "traced.onnx").unlink()
+        else:
+            write_onnx(model, tmp / ONNX_FILE, opset=OPSET, pad_id=card.pad_id)
         shutil.copy2(src / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
         if model.crf is not None:
             CrfParams(*(p.detach().float().numpy() for p in (
@@ -170,11 +201,12 @@ def export(
             fp32_report = {"gold_records": len(gold), "gold_f1": f32}
         int8_report = None
         if quantize == "int8":
-            quantize_int8(tmp / ONNX_FILE, tmp / ONNX_INT8_FILE)
+            quantization = quantize_int8(tmp / ONNX_FILE, tmp / ONNX_INT8_FILE, per_channel=per_channel)
             int8 = OnnxTagger(tmp, int8=True)
             agree = M.span_scores(candidate.predict(texts, scores=False), int8.predict(texts, scores=False))[0]
             int8_report = {"gold_records": len(gold), "sample_texts": len(texts),
-                           "agreement_f1_vs_fp32": agree["strict"]["f1"]}
+                           "agreement_f1_vs_fp32": agree["strict"]["f1"], "quantization": quantization,
+                           "max_f1_drop": int8_max_f1_drop}
             if gold:
                 i8 = _gold_f1(int8, gold)
                 int8_report.update(gold_f1=i8, gold_f1_change=round(i8 - f32, 6))
@@ -184,9 +216,15 @@ def export(
             _, em8 = int8.emissions(texts)
             int8_report["max_abs_diff_vs_fp32"] = max(float(np.abs(a - b).max()) for a, b in zip(em32, em8) if a.size)
             log.info("int8: %s", int8_report)
+            if gold and int8_report["gold_f1_change"] < -int8_max_f1_drop:
+                raise ExportCheckError([
+                    f"int8: gold strict F1 {int8_report['gold_f1']:.4f} is {-int8_report['gold_f1_change']:.4f} "
+                    f"below fp32's {f32:.4f} on {len(gold)} records, more than the tolerance {int8_max_f1_drop:g}; "
+                    "export without quantize, or with per_channel weights"])
 
         card.export = {
             "source": str(src), "opset": OPSET, "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
+            "graph": graph, "fused_ops": fused, "ops": graph_ops(tmp / ONNX_FILE),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "atol": atol,
             "parity": check.to_dict(), "fp32": fp32_report, "int8": int8_report,
         }

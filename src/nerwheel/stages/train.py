@@ -64,7 +64,8 @@ from nerwheel.records import Record
 from nerwheel.storage import sha256_file
 from nerwheel.validate import NOTE_OVERLAPS_KEPT
 
-__all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs", "input_summary", "records_sha256",
+__all__ = ["DROPPED_SPANS_FILE", "REJECTS_FILE", "TrainDataError", "TrainInputs", "as_read_result", "input_summary",
+           "records_sha256",
            "resolve_inputs", "tag_ready", "train", "write_input_report"]
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def records_sha256(records: Sequence[Record]) -> str:
     return h.hexdigest()
 
 
-def _in_memory(records: Sequence[Record], role: str) -> ReadResult:
+def as_read_result(records: Sequence[Record], role: str) -> ReadResult:
     """Records passed by a caller, as a read result whose "lines" are 1-based positions."""
     rr = ReadResult(source=f"<{role} records>", format="records")
     for i, r in enumerate(records, start=1):
@@ -225,7 +226,7 @@ def resolve_inputs(
         if role == "train":
             fp["validation"] = _policy_counts(result, dropped)
     if train is not None:  # records passed in memory: the same policy, positions for lines
-        result, dropped = tag_ready(_limit(_in_memory(parts["train"] or [], "train"), d.max_text_length, label_set),
+        result, dropped = tag_ready(_limit(as_read_result(parts["train"] or [], "train"), d.max_text_length, label_set),
                                     overlaps)
         rejects += result.rejects
         parts["train"] = list(result.records)

@@ -1,0 +1,248 @@
+"""The distill stage: a trained teacher + traffic texts -> a smaller student model directory.
+
+Steps: read the texts (records with entities count as gold) and the optional
+gold and dev files, with rejects (:mod:`nerwheel.formats`); hold out a seeded
+share of the texts to measure agreement with the teacher; run the teacher once
+over every text (its per-head emissions and its Viterbi entities); build the
+student (:mod:`nerwheel.model.students`); line the teacher's emissions up with
+the student's tokens (:func:`nerwheel.model.distill.align_teacher`); train with
+:class:`~nerwheel.model.distill.DistillLoss` in the ordinary loop
+(:func:`nerwheel.model.loop.fit`); write the student like any trained model,
+its card carrying a ``distillation`` section (teacher, student, sizes, losses,
+agreement with the teacher, gold F1 of both when a dev file is given).
+
+The output is an ordinary model directory: ``evaluate``, ``export``, ``gate``,
+``deploy`` take it as they take a trained one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nerwheel import metrics as M
+from nerwheel.errors import ConfigError, DataError
+from nerwheel.formats.base import ReadResult
+from nerwheel.model.distill import DistillConfig
+from nerwheel.records import Entity, Record
+
+__all__ = ["DISTILL_CONFIG_FILE", "DistillResult", "check_teacher", "distill", "teacher_tagger"]
+
+log = logging.getLogger(__name__)
+
+DISTILL_CONFIG_FILE = "distill_config.yaml"
+
+
+@dataclass
+class DistillResult:
+    model_dir: Path
+    summary: dict[str, Any]  # the card's ``distillation`` section
+
+
+def teacher_tagger(teacher: Path, runtime: str, *, batch_size: int, threads: int) -> Any:
+    """The teacher's :class:`~nerwheel.model.runtime.Tagger`: its ONNX export (``auto``/``onnx``) or PyTorch."""
+    from nerwheel.model.layout import find_export
+    from nerwheel.model.runtime import OnnxTagger, TorchTagger
+
+    export = find_export(teacher) if runtime in ("auto", "onnx") else None
+    if runtime == "onnx" and export is None:
+        raise FileNotFoundError(f"{teacher}: no ONNX export for distill.teacher_runtime=onnx; run nerwheel export "
+                                "first or set distill.teacher_runtime: torch")
+    if export is not None:
+        return OnnxTagger(export, batch_size=batch_size, threads=threads or None)
+    return TorchTagger.from_dir(teacher, device="cpu", batch_size=batch_size)
+
+
+def _read(path: str | None, fmt: str | None, role: str) -> ReadResult | None:
+    if not path:
+        return None
+    from nerwheel.formats import read_records
+
+    result = read_records(path, format=fmt) if fmt else read_records(path)
+    log.info("%s: %s", role, result.summary())
+    return result
+
+
+def _counts(result: ReadResult) -> dict[str, Any]:
+    return {"path": result.source, "read": result.read, "accepted": len(result.records),
+            "rejected": len(result.rejects)}
+
+
+def _teacher_pass(tagger: Any, texts: Sequence[str]) -> tuple[list[Any], list[Any], list[list[Entity]]]:
+    """Encodings, per-head emissions and Viterbi entities of the teacher on every text, in chunks with a bar."""
+    from nerwheel.progress import progress
+
+    encs, ems, ents = [], [], []
+    with progress(total=len(texts), desc="teacher", unit="text") as bar:
+        for i in range(0, len(texts), 2048):
+            part = list(texts[i : i + 2048])
+            e, em = tagger.emissions(part)
+            encs += e
+            ems += em
+            ents += tagger.decode(part, e, em, scores=False)
+            bar.update(len(part))
+    return encs, ems, ents
+
+
+def check_teacher(teacher: Path) -> Any:
+    """The teacher's card, refused before any work when its head has nothing to distil.
+
+    The student learns the teacher's per-character tag distributions; a span
+    head scores (start, width, label) cells instead, with no tag per
+    character, and its overlapping or nested entities have no single tag
+    path a CRF or softmax student could copy.
+    """
+    from nerwheel.model.card import ModelCard
+    from nerwheel.tasks import task_of
+
+    task = task_of(teacher)
+    if task != "ner":
+        raise ConfigError(f"{teacher}: the teacher is a {task} model; nerwheel distill distils taggers (ner) only "
+                          "so far: train the smaller classifier directly with nerwheel train --task "
+                          f"{task}", field="teacher")
+    card = ModelCard.read(teacher)
+    if card.lexicon:
+        raise ConfigError(f"{teacher}: the teacher reads knowledge-base lexicon features, which the students do "
+                          "not take yet; distil a teacher trained without model.lexicon", field="teacher")
+    if card.head not in ("crf", "softmax"):
+        raise ConfigError(f"{teacher}: the teacher has a {card.head} head, which gives no per-character tag "
+                          "distribution to distil; pass a teacher trained with model.head crf or softmax, or "
+                          "train the smaller model directly with nerwheel train", field="teacher")
+    return card
+
+
+def distill(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> DistillResult:
+    """Distil ``config.teacher`` into ``config.student`` over ``config.texts_file`` (or ``texts``); see the module."""
+    from nerwheel.formats import write_rejects
+    from nerwheel.leakage import drop_leaks
+    from nerwheel.model.backbones import save_tokenizer
+    from nerwheel.model.card import ModelCard
+    from nerwheel.model.classifier import TokenClassifier
+    from nerwheel.model.data import build_features
+    from nerwheel.model.distill import DistillLoss, align_teacher
+    from nerwheel.model.encoding import TextEncoder
+    from nerwheel.model.layout import REJECTS_FILE, TOKENIZER_FILE
+    from nerwheel.model.loop import TaggerSteps, evaluate_model, fit, seed_everything, torch_threads
+    from nerwheel.model.students import build_student, parse_student
+    from nerwheel.stages.split import split_records
+    from nerwheel.stages.train import as_read_result, records_sha256, tag_ready
+
+    started = time.perf_counter()
+    spec = parse_student(config.student)
+    d, t = config.distill, config.training
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; choose a new folder for the student")
+    teacher_dir = Path(config.teacher)
+    teacher_card = check_teacher(teacher_dir)
+    seed_everything(t.seed)
+
+    # -- data ------------------------------------------------------------------------------------------
+    reads = {role: _read(path, config.format, role) for role, path in
+             (("texts", None if texts is not None else config.texts_file), ("gold", config.gold_file),
+              ("dev", config.dev_file))}
+    traffic = list(texts) if texts is not None else list(reads["texts"].records)  # type: ignore[union-attr]
+    capped = max(0, len(traffic) - d.max_texts)
+    traffic = traffic[: d.max_texts]
+    gold_read = reads["gold"]
+    gold = list(tag_ready(gold_read)[0].records) if gold_read is not None else []
+    dev_gold = list(reads["dev"].records) if reads["dev"] is not None else []
+    labelled = [r for r in traffic if r.entities]
+    if labelled:  # gold inside the traffic file: the same overlap policy as training data
+        checked = tag_ready(as_read_result(labelled, "texts"))[0].records
+        traffic = [r for r in traffic if not r.entities] + list(checked)
+    leaked = 0
+    if dev_gold:
+        traffic, dropped = drop_leaks(traffic, dev_gold)
+        gold, dropped_gold = drop_leaks(gold, dev_gold)
+        leaked = len(dropped) + len(dropped_gold)
+    if not traffic and not gold:
+        raise DataError(f"{config.texts_file}: no texts to distil on", field="texts_file")
+    parts = split_records(traffic, (1 - d.dev_ratio, d.dev_ratio), names=("train", "heldout"), seed=t.seed)
+    train_texts, heldout = parts["train"] + gold, parts["heldout"]
+
+    # -- teacher -----------------------------------------------------------------------------------------
+    teacher_model = TokenClassifier.load(teacher_dir, head=teacher_card.head).eval()
+    from tokenizers import Tokenizer
+
+    teacher_tok = Tokenizer.from_file(str(teacher_dir / TOKENIZER_FILE))
+    tagger = teacher_tagger(teacher_dir, d.teacher_runtime, batch_size=d.teacher_batch_size, threads=t.threads)
+    all_texts = [r.text for r in train_texts] + [r.text for r in heldout]
+    with torch_threads(t.threads):
+        encs, ems, ents = _teacher_pass(tagger, all_texts)
+        teacher_dev = M.evaluate(dev_gold, tagger.predict([r.text for r in dev_gold], scores=False)) \
+            if dev_gold else None
+    n_train = len(train_texts)
+
+    # -- student -----------------------------------------------------------------------------------------
+    sequence_length = t.sequence_length if "sequence_length" in t.model_fields_set else teacher_card.sequence_length
+    stride = t.stride if "stride" in t.model_fields_set else teacher_card.stride
+    student, backbone = build_student(spec, teacher_model, teacher_tok, teacher_card.pad_id,
+                                      [r.text for r in train_texts], sequence_length=sequence_length)
+    encoder = TextEncoder(backbone.tokenizer, sequence_length=sequence_length, stride=stride, pad_id=backbone.pad_id)
+    hard = [r if r.entities else r.with_entities(tuple(ents[i])) for i, r in enumerate(train_texts)]
+    features, stats = build_features(hard, encoder, teacher_card.tagset,
+                                     soft=lambda i, enc: align_teacher(enc, encs[i], ems[i]))
+    heldout_teacher = [r.with_entities(tuple(ents[n_train + i])) for i, r in enumerate(heldout)]
+    dev = dev_gold or heldout_teacher
+    learning_rate = t.learning_rate or (1e-3 if spec.kind == "tiny" else 1e-4)
+    data = {"texts_file": _counts(reads["texts"]) if reads["texts"] is not None else {"records": len(traffic)},
+            "texts_beyond_max_texts": capped, "gold_file": _counts(gold_read) if gold_read is not None else None,
+            "dev_file": _counts(reads["dev"]) if reads["dev"] is not None else None, "eval_texts_dropped": leaked,
+            "train_texts": n_train, "gold_texts": sum(bool(r.entities) for r in train_texts),
+            "heldout_texts": len(heldout), "train_sha256": records_sha256(hard), "alignment": stats.to_dict()}
+    card = ModelCard.new(teacher_card.tagset, head=teacher_card.head, backbone=backbone.name,
+                         sequence_length=sequence_length, stride=stride, pad_id=backbone.pad_id, name=out.name,
+                         data=data, training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate,
+                                              **backbone.info})
+    out.mkdir(parents=True, exist_ok=True)
+    write_rejects([rej for r in reads.values() if r is not None for rej in r.rejects], out / REJECTS_FILE)
+    (out / DISTILL_CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True,
+                                                          sort_keys=False), encoding="utf-8")
+    log.info("distilling %s (%s) into %s on %d texts (%d gold), %d windows; dev: %s -> %s", teacher_dir,
+             teacher_card.backbone, spec.name, n_train, data["gold_texts"], len(features),
+             "gold" if dev_gold else f"agreement with the teacher on {len(heldout)} held-out texts", out)
+    loop_config = config.loop_config(out, sequence_length=sequence_length, stride=stride)
+    steps = TaggerSteps(features, dev, loop_config, encoder, card,
+                        loss_fn=DistillLoss(d.temperature, d.kl_weight, d.hard_weight))
+    with torch_threads(t.threads):
+        result = fit(student, steps, config=loop_config, learning_rate=learning_rate, run_dir=out,
+                     save=lambda path, metrics: None)
+        agreement = evaluate_model(student, card, encoder, heldout_teacher, t.eval_batch_size) if heldout else None
+    summary = {
+        "teacher": str(teacher_dir), "teacher_backbone": teacher_card.backbone, "student": config.student,
+        "student_name": spec.name, "temperature": d.temperature, "kl_weight": d.kl_weight,
+        "hard_weight": d.hard_weight, "teacher_parameters": sum(p.numel() for p in teacher_model.parameters()),
+        "student_parameters": sum(p.numel() for p in student.parameters()),
+        "agreement_with_teacher": _f1s(agreement), "heldout_texts": len(heldout),
+        "dev": {"kind": "gold" if dev_gold else "agreement", "student": _f1s(result.best_metrics),
+                "teacher": _f1s(teacher_dev)},
+        "best_epoch": result.best_epoch, "epochs_run": len(result.history), "seconds": round(time.perf_counter() -
+                                                                                            started, 1),
+    }
+    card.metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                    "stopped_early": result.stopped_early, "training_seconds": round(result.seconds, 1),
+                    "dev": {k: v for k, v in result.best_metrics.items() if k != "seqeval_report"}}
+    card_dict = card.model_dump()
+    card_dict["distillation"] = summary
+    student.save(out)
+    save_tokenizer(backbone.tokenizer, backbone.special_tokens, out, sequence_length)
+    ModelCard.model_validate(card_dict).write(out)
+    log.info("student %s: agreement with the teacher %s, dev %s -> %s", spec.name, summary["agreement_with_teacher"],
+             summary["dev"], out)
+    return DistillResult(out, summary)
+
+
+def _f1s(metrics: dict[str, Any] | None) -> dict[str, float] | None:
+    if not metrics:
+        return None
+    o = metrics["overall"]
+    return {"strict_f1": o["strict"]["f1"], "strict_precision": o["strict"]["precision"],
+            "strict_recall": o["strict"]["recall"], "type_f1": o["type"]["f1"]}
+
