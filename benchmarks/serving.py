@@ -28,10 +28,12 @@ per level.
 ``--sweep-preferred`` and prints them side by side with the best one: the
 highest online throughput summed over the levels among configurations
 whose p99 at 8 clients is under ``--p99-target-ms`` with no failed request.
-That is how :class:`~nerwheel.serving.config.ServingOptions`' defaults were
-chosen (docs: serving/README.md). Client threads share the machine with the
-server, as they would on a 2-core box; report the load average printed with
-the tables.
+That is how :class:`~nerwheel.serving.config.ServingOptions`' defaults are
+to be chosen; the defaults today (1 instance x 1 thread, 2000 us queue delay,
+no preferred sizes) have not yet been confirmed by a sweep on an idle 2-core
+machine (a sweep on a loaded one measures the other tenants). Client threads
+share the machine with the server, as they would on a 2-core box; report the
+load average printed with the tables.
 """
 
 from __future__ import annotations
