@@ -36,8 +36,8 @@ def run(*, model_path: str, train_path: str, student: str, overrides: str, stude
     out = Path(student_path)
     if not student.strip():
         shutil.copytree(model_path, out, dirs_exist_ok=True)
-        Report("distill: none").items(["distill_student is empty: the trained model passes on unchanged"]).write(
-            report_path)
+        Report("distill: none").key_values({"distilled": "no (distill_student is empty)", "model": model_path}).items(
+            ["the trained model passes on unchanged"]).write(report_path)
         return {"distilled": 0.0}
     with parameter_hints():
         items = parse_override_list(overrides, own=())

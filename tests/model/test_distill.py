@@ -176,6 +176,7 @@ def test_pipeline_distill_step_passes_the_model_on_or_serves_a_student(tiny_mode
     same = run(model_path=str(tiny_model), train_path=str(merged), student=" ", overrides="",
                student_path=str(tmp_path / "none" / "distilled"), report_path=str(tmp_path / "none.html"))
     assert same == {"distilled": 0.0}
+    assert "<table>" in (tmp_path / "none.html").read_text(encoding="utf-8")  # every step's report holds a table
     for name in ("nerwheel.json", "model.safetensors"):
         assert (tmp_path / "none" / "distilled" / name).read_bytes() == (tiny_model / name).read_bytes()
 
