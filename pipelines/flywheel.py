@@ -205,8 +205,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             epochs: Maximum training epochs; 0: the backbone's measured default (nerwheel.model.defaults).
             train_seed: Training seed.
             train_overrides: More training settings, section.key=value separated by ';'.
-            distill_student: Distil the trained model into this student (tiny, tiny:hidden_size=H,..., shallow:K)
-                and serve the student; empty = no distillation.
+            distill_student: Serve a student distilled from the trained model (tiny, shallow:K, ...); empty = none.
             distill_overrides: More distillation settings, section.key=value separated by ';'.
             production_model_uri: Model to gate against (folder or s3:// prefix); empty = live in repository_uri.
             production_from_repository: Gate against the live version when production_model_uri is empty.
