@@ -25,7 +25,7 @@ from typing import Any
 import nerwheel
 
 __all__ = ["CPU_DOCKERFILE", "DEFAULT_REGISTRY", "SERVING_DOCKERFILE", "STAGES", "STAGE_EXTRAS", "STAGE_IMAGES",
-           "StageImage", "build_commands", "component", "image", "image_name", "registry", "tag"]
+           "StageImage", "build_commands", "component", "image", "image_name", "registry", "serving_image", "tag"]
 
 DEFAULT_REGISTRY = "ghcr.io/nerwheel"
 CPU_DOCKERFILE = "images/stage/Dockerfile"  # every stage but train: ARG BASE, ARG EXTRAS, ARG APT_PACKAGES
@@ -106,14 +106,23 @@ def component(stage: str) -> Any:
     return dsl.component(base_image=image(stage), install_kfp_package=False)
 
 
+def serving_image() -> str:
+    """The Triton serving image (``images/triton``) the manifests run."""
+    return f"{registry()}/nerwheel-triton:{tag()}"
+
+
 def build_commands() -> list[list[str]]:
-    """``docker build`` argv for every image (run from the repository root): the stages, then Triton."""
+    """``docker build`` argv for every image (run from the repository root): the stages, then Triton.
+
+    ``scripts/images.sh build`` runs the same commands with podman or docker and a build machine's settings
+    (:mod:`nerwheel.components.containers`).
+    """
     out = []
     for stage in STAGES:
         spec = STAGE_IMAGES[stage]
         args = [a for k, v in spec.build_args().items() for a in ("--build-arg", f"{k}={v}")]
         out.append(["docker", "build", "-f", spec.dockerfile, *args, "-t", image(stage), "."])
-    out.append(["docker", "build", "-f", SERVING_DOCKERFILE, "-t", f"{registry()}/nerwheel-triton:{tag()}", "."])
+    out.append(["docker", "build", "-f", SERVING_DOCKERFILE, "-t", serving_image(), "."])
     return out
 
 

@@ -130,6 +130,14 @@ def _local(uri: str | os.PathLike[str]) -> Path:
     return Path(s[len("file://") :] if s.startswith("file://") else s)
 
 
+def _read_error(uri: str, e: Exception) -> StorageError:
+    """A failed S3 read as :class:`StorageNotFound` (no such key or bucket) or :class:`StorageError` (anything
+    else: permissions, network, no answer at all)."""
+    code = getattr(e, "response", {}).get("Error", {}).get("Code")
+    missing = code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
+    return (StorageNotFound if missing else StorageError)(f"cannot read {uri}: {e}")
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """SHA-256 hex digest of a local file, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -283,15 +291,55 @@ class Storage:
             bucket, key = split_s3(uri)
             try:
                 return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            except BotoCoreError as e:  # no answer at all (endpoint down, DNS, TLS)
-                raise StorageError(f"cannot read {uri}: {e}") from e
-            except ClientError as e:
-                missing = e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchBucket")
-                raise (StorageNotFound if missing else StorageError)(f"cannot read {uri}: {e}") from e
+            except (BotoCoreError, ClientError) as e:  # BotoCoreError: no answer at all (endpoint down, DNS, TLS)
+                raise _read_error(uri, e) from e
         path = _local(uri)
         if not path.is_file():
             raise StorageNotFound(f"cannot read {uri}: no such file")
         return path.read_bytes()
+
+    def read_range(self, uri: str | os.PathLike[str], start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a file or object (an S3 ranged GET: a shard reads only its part)."""
+        uri = str(uri)
+        if not 0 <= start <= end:
+            raise StorageError(f"cannot read {uri}: bad byte range [{start}, {end})")
+        if start == end:
+            return b""
+        if is_s3(uri):
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            bucket, key = split_s3(uri)
+            try:
+                return self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"].read()
+            except (BotoCoreError, ClientError) as e:
+                raise _read_error(uri, e) from e
+        path = _local(uri)
+        if not path.is_file():
+            raise StorageNotFound(f"cannot read {uri}: no such file")
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+
+    def iter_bytes(self, uri: str | os.PathLike[str], chunk_size: int = _CHUNK) -> Iterator[bytes]:
+        """The content of a file or object in chunks, without holding it whole (one streaming pass)."""
+        uri = str(uri)
+        if is_s3(uri):
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            bucket, key = split_s3(uri)
+            try:
+                body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+                while chunk := body.read(chunk_size):
+                    yield chunk
+            except (BotoCoreError, ClientError) as e:
+                raise _read_error(uri, e) from e
+            return
+        path = _local(uri)
+        if not path.is_file():
+            raise StorageNotFound(f"cannot read {uri}: no such file")
+        with open(path, "rb") as f:
+            while chunk := f.read(chunk_size):
+                yield chunk
 
     def read_text(self, uri: str | os.PathLike[str], encoding: str = "utf-8") -> str:
         return self.read_bytes(uri).decode(encoding)
@@ -409,6 +457,19 @@ class Storage:
         finally:
             tmp.unlink(missing_ok=True)
         return dst
+
+    def size(self, uri: str | os.PathLike[str]) -> int:
+        """The size in bytes of a file or object; :class:`StorageNotFound` when there is none."""
+        uri = str(uri)
+        if is_s3(uri):
+            head = self._head(uri)
+            if head is None:
+                raise StorageNotFound(f"cannot read {uri}: no such object")
+            return int(head["ContentLength"])
+        path = _local(uri)
+        if not path.is_file():
+            raise StorageNotFound(f"cannot read {uri}: no such file")
+        return path.stat().st_size
 
     def exists(self, uri: str | os.PathLike[str]) -> bool:
         """True for an existing file/object, or a folder/prefix with anything under it."""

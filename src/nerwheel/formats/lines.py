@@ -37,28 +37,37 @@ def iter_lines(path: Path, *, skip_blank: bool = True, notes: Counter[str] | Non
     name = str(path)
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
-            if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-                if notes is not None:
-                    notes[NOTE_BOM] += 1
-            raw = raw.rstrip(b"\n")
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-                if notes is not None:
-                    notes[NOTE_CRLF] += 1
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Reject(
-                    name, number,
-                    f"invalid UTF-8 at byte {exc.start} of the line ({raw[exc.start:exc.start + 4]!r}); "
-                    "re-save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)",
-                    raw.decode("utf-8", errors="replace"), kind="utf8",
-                )
-                continue
-            if skip_blank and not text.strip():
-                continue
-            yield Line(number, text)
+            item = decode_line(raw, number, name, skip_blank=skip_blank, notes=notes)
+            if item is not None:
+                yield item
+
+
+def decode_line(raw: bytes, number: int, name: str, *, skip_blank: bool = True,
+                notes: Counter[str] | None = None) -> Line | Reject | None:
+    """One raw line (with or without its ending) as :func:`iter_lines` reads it: a :class:`Line`, a
+    :class:`Reject` (not UTF-8), or ``None`` (blank, skipped). The one rule, shared with the shard planner
+    (:mod:`nerwheel.shards`), which counts the texts of a byte range the way the reader will."""
+    if number == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM):]
+        if notes is not None:
+            notes[NOTE_BOM] += 1
+    raw = raw.rstrip(b"\n")
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+        if notes is not None:
+            notes[NOTE_CRLF] += 1
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Reject(
+            name, number,
+            f"invalid UTF-8 at byte {exc.start} of the line ({raw[exc.start:exc.start + 4]!r}); "
+            "re-save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)",
+            raw.decode("utf-8", errors="replace"), kind="utf8",
+        )
+    if skip_blank and not text.strip():
+        return None
+    return Line(number, text)
 
 
 def iter_json_lines(path: Path, *, notes: Counter[str] | None = None) -> Iterator[tuple[Line, Any] | Reject]:

@@ -1,0 +1,203 @@
+"""Build the stage images with podman or docker, and check them by running the pipeline in them.
+
+``scripts/images.sh build|check`` calls this module. The images come from the one
+table, :data:`nerwheel.components.images.STAGE_IMAGES`; this module only adds what
+a build *machine* needs and the images do not keep:
+
+* ``--base IMAGE``: the Python 3.11 base for the CPU stages (and the train image's
+  CPU variant), for machines that cannot pull ``python:3.11-slim`` or the CUDA base
+  (e.g. a Debian made with ``debootstrap`` and imported: ``images.sh base``);
+* ``--wheels DIR``: a folder holding the CPU torch wheel, mounted read-only at
+  build time (``TORCH_FIND_LINKS``), for machines without the PyTorch index;
+* ``--ca-bundle FILE``: a CA bundle mounted at build time (``PIP_CERT``) for a
+  package index behind a TLS-inspecting proxy;
+* podman's ``--runtime``/``--ulimit`` flags where the host needs them.
+
+``check`` runs the compiled pipeline with Kubeflow's own ``kfp.local.DockerRunner``
+against the engine's Docker-compatible API (podman: ``podman system service``): every
+task runs in its stage's image, with the command line the compiled IR gives it and
+the executor input a KFP launcher passes, artifacts under a local pipeline root
+(or, with ``--s3``, inputs and the Triton repository on a local S3 server). The
+serving image is checked by starting it on the repository the run deployed and
+asking it for entities. Build and check times and image sizes go to a JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nerwheel.components.images import SERVING_DOCKERFILE, STAGE_IMAGES, STAGES, image, serving_image
+from nerwheel.errors import ConfigError, NerwheelError
+
+__all__ = ["BuildOptions", "BuildResult", "Engine", "ImageError", "build_argv", "build_images", "detect_engine",
+           "image_size"]
+
+#: The repository root (the build context): components/ is one level below it.
+REPO = Path(__file__).resolve().parents[1]
+#: Where a build machine's CPU torch wheel is mounted inside a build.
+WHEELS_MOUNT = "/tmp/nerwheel-wheels"
+CA_MOUNT = "/etc/ssl/certs/ca-certificates.crt"
+
+
+class ImageError(NerwheelError, RuntimeError):
+    """An image did not build, or its container did not do its job."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The container engine's command and the flags this host needs on every build and run."""
+
+    command: str
+    flags: tuple[str, ...] = ()
+
+    @property
+    def is_podman(self) -> bool:
+        return Path(self.command).name == "podman"
+
+
+#: podman on hosts with hybrid cgroups refuses crun and the default rlimits (``../shared/notes/environment.md``).
+PODMAN_FLAGS = ("--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096")
+
+
+def detect_engine(name: str | None = None) -> Engine:
+    """``name`` (podman or docker), else podman when installed, else docker; podman gets :data:`PODMAN_FLAGS`."""
+    wanted = [name] if name else ["podman", "docker"]
+    for cmd in wanted:
+        path = shutil.which(cmd)
+        if path is None:
+            continue
+        if Path(path).name == "docker" and subprocess.run([path, "info"], capture_output=True).returncode != 0:
+            continue  # a docker client without an engine
+        return Engine(path, PODMAN_FLAGS if Path(path).name == "podman" else ())
+    raise ConfigError(f"no container engine: install podman (apt-get install podman runc) or docker; looked for "
+                      f"{', '.join(wanted)}")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Build-machine settings (nothing of them stays in an image)."""
+
+    base: str | None = None
+    wheels: str | None = None
+    ca_bundle: str | None = None
+
+
+def build_argv(target: str, engine: Engine, options: BuildOptions = BuildOptions()) -> list[str]:
+    """The build command of ``target`` (a stage, or ``triton``), run from the repository root."""
+    if target == "triton":
+        dockerfile, args, tag = SERVING_DOCKERFILE, {}, serving_image()
+        if options.base:  # no NVIDIA base here: Triton from the nvidia-pytriton wheel on the local base
+            args = {"BASE": options.base, "SERVER": "wheel"}
+    elif target in STAGE_IMAGES:
+        spec = STAGE_IMAGES[target]
+        dockerfile, args, tag = spec.dockerfile, spec.build_args(), image(target)
+        if options.base:
+            args["BASE"] = options.base
+    else:
+        raise ConfigError(f"unknown image {target!r}; images: {', '.join((*STAGES, 'triton'))}")
+    volumes: list[str] = []
+    if options.wheels and ("train" in args.get("EXTRAS", "") or target == "train"):
+        volumes += ["--volume", f"{Path(options.wheels).resolve()}:{WHEELS_MOUNT}:ro"]
+        args["TORCH_FIND_LINKS"] = WHEELS_MOUNT
+    if options.ca_bundle:
+        volumes += ["--volume", f"{Path(options.ca_bundle).resolve()}:{CA_MOUNT}:ro"]
+        args["PIP_CERT"] = CA_MOUNT
+    build_args = [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
+    return [engine.command, "build", *engine.flags, *volumes, "-f", dockerfile, *build_args, "-t", tag, "."]
+
+
+def image_size(engine: Engine, ref: str) -> int:
+    """The image's size in bytes as the engine reports it."""
+    out = subprocess.run([engine.command, "image", "inspect", "--format", "{{.Size}}", ref], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise ImageError(f"{ref}: not found by {engine.command} ({out.stderr.strip()})")
+    return int(out.stdout.strip().splitlines()[0])
+
+
+@dataclass
+class BuildResult:
+    target: str
+    image: str
+    seconds: float
+    size_bytes: int
+    argv: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"{self.target:10} {self.image:55} {self.size_bytes / 1e6:8.0f} MB {self.seconds:8.0f} s"
+
+
+def build_images(targets: Sequence[str], engine: Engine, options: BuildOptions, *, log_dir: Path,
+                 echo: Any = print) -> list[BuildResult]:
+    """Build each target one at a time (the log of each in ``log_dir/<target>.log``); stops at the first failure."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for target in targets:
+        argv = build_argv(target, engine, options)
+        ref = argv[argv.index("-t") + 1]
+        log = log_dir / f"{target}.log"
+        echo(f"building {target}: {' '.join(argv)}  (log: {log})")
+        t0 = time.monotonic()
+        with log.open("w", encoding="utf-8") as f:
+            code = subprocess.run(argv, cwd=REPO, stdout=f, stderr=subprocess.STDOUT).returncode
+        seconds = time.monotonic() - t0
+        if code != 0:
+            tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+            raise ImageError(f"{target}: build failed (exit {code}) after {seconds:.0f} s; log {log}:\n{tail}")
+        results.append(BuildResult(target, ref, round(seconds, 1), image_size(engine, ref), argv))
+        echo(results[-1].line())
+    return results
+
+
+def write_report(path: Path, section: str, payload: Any) -> Path:
+    """Merge ``section`` into the JSON report at ``path`` (build and check runs share one file)."""
+    report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    report[section] = payload
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def results_payload(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]
+
+
+def env_flag(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+#: The local base ``images.sh base`` makes (Debian bookworm with Python 3.11, from debootstrap): used by ``build``
+#: when no ``--base`` is given and the engine has it.
+LOCAL_BASE = "localhost/nerwheel-base:bookworm"
+
+
+def has_image(engine: Engine, ref: str) -> bool:
+    return subprocess.run([engine.command, "image", "exists" if engine.is_podman else "inspect", ref],
+                          capture_output=True).returncode == 0
+
+
+def make_base(engine: Engine, *, mirror: str, work: Path, ref: str = LOCAL_BASE, echo: Any = print) -> str:
+    """A Python 3.11 base without any registry: ``debootstrap`` a minimal Debian bookworm and import it (root)."""
+    if shutil.which("debootstrap") is None:
+        raise ConfigError("images.sh base needs debootstrap (apt-get install debootstrap)")
+    rootfs = work / "rootfs"
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    echo(f"debootstrap bookworm from {mirror} into {rootfs}")
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
+                    str(rootfs), mirror], check=True)
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([engine.command, "import", "-", ref], stdin=tar.stdout, check=True)
+    if tar.wait() != 0:
+        raise ImageError(f"packing {rootfs} failed")
+    shutil.rmtree(rootfs)
+    return ref
