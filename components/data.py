@@ -76,9 +76,20 @@ def read_dataset(uri: str, *, format: str | None = None) -> ReadResult:
     return result
 
 
-def read_artifact(path: str | os.PathLike[str]) -> list[Record]:
-    """The records of a Dataset artifact folder written by :func:`write_dataset` (any reject is a bug here)."""
-    result = read_records(Path(path) / RECORDS_FILE, format="spans")
+def read_artifact(path: str | os.PathLike[str], name: str = RECORDS_FILE) -> list[Record]:
+    """The records of a Dataset artifact folder written by :func:`write_dataset` (any reject is a bug here).
+
+    ``path`` is the folder (the task's local path) or its URI (``s3://...``: an artifact handed on by URI, as
+    the fan-in's output is when one of two branches produced it); ``name`` picks a side set instead of
+    ``records.jsonl`` (a missing side set is empty).
+    """
+    from nerwheel import storage
+
+    uri = storage.join(str(path), name)
+    if name != RECORDS_FILE and not storage.get_storage().exists(uri):
+        return []
+    with local_copy(uri) as local:
+        result = read_records(local, format="spans")
     result.raise_first()
     return result.records
 

@@ -31,9 +31,10 @@ DEFAULT_REGISTRY = "ghcr.io/nerwheel"
 CPU_DOCKERFILE = "images/stage/Dockerfile"  # every stage but train: ARG BASE, ARG EXTRAS, ARG APT_PACKAGES
 SERVING_DOCKERFILE = "images/triton/Dockerfile"  # the Triton server with nerwheel's python-backend runtime
 
-#: The pipeline's stages, in DAG order.
-STAGES: tuple[str, ...] = ("annotate", "synthesize", "merge", "train", "distill", "evaluate", "gate", "export",
-                           "deploy")
+#: The pipeline's stages, in DAG order: which model is live, the shard plan, the sharded teachers (annotate without
+#: a production model; feedback and pseudo-label with one) and their fan-in, then the rest of the wheel.
+STAGES: tuple[str, ...] = ("production", "shard", "annotate", "feedback", "pseudo_label", "gather", "synthesize",
+                           "merge", "train", "distill", "evaluate", "gate", "export", "deploy")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,14 @@ class StageImage:
 #: ``s3`` because every stage reads or writes through :mod:`nerwheel.storage`. A stage with the ``train``
 #: extra on the CPU Dockerfile gets the CPU build of torch first.
 STAGE_IMAGES: dict[str, StageImage] = {
+    # serve: the live version is read with serving.repository (tritonclient's model-config parser)
+    "production": StageImage(("serve", "s3", "kfp")),
+    "shard": StageImage(("s3", "kfp")),
     "annotate": StageImage(("kb", "llm", "s3", "kfp")),
+    # serve: the production export runs on ONNX Runtime (onnxruntime, tokenizers), no torch
+    "feedback": StageImage(("kb", "llm", "serve", "s3", "kfp")),
+    "pseudo_label": StageImage(("serve", "s3", "kfp")),
+    "gather": StageImage(("s3", "kfp")),
     "synthesize": StageImage(("kb", "s3", "kfp")),
     "merge": StageImage(("s3", "kfp")),
     # kb where a model may read knowledge-base lexicon features (model.lexicon, nerwheel.kb.lexicon);
@@ -91,7 +99,7 @@ def image_name(stage: str) -> str:
         from nerwheel.errors import ConfigError
 
         raise ConfigError(f"unknown stage {stage!r}; stages with an image are: {', '.join(STAGES)}")
-    return f"nerwheel-{stage}"
+    return f"nerwheel-{stage.replace('_', '-')}"
 
 
 def image(stage: str) -> str:

@@ -10,7 +10,7 @@ __all__ = ["merge"]
 @component("merge")
 def merge(
     seed_uri: str,
-    annotated: Input[Dataset],
+    labelled_uri: str,
     synthetic: Input[Dataset],
     teacher: str,
     precedence: str,
@@ -24,9 +24,10 @@ def merge(
     Args:
         seed_uri: gold records (local path or s3:// URI, any format nerwheel reads); empty means the
             bundled sample seed set.
-        annotated: records labelled by the teacher (Dataset folder).
+        labelled_uri: the teacher-labelled traffic (the fan-in's Dataset folder, by URI: from the annotate
+            shards, or with a production model from the feedback and pseudo-label shards).
         synthetic: synthesised records (Dataset folder).
-        teacher: the teacher that labelled ``annotated`` (``kb`` or ``llm``), the source kind of its labels.
+        teacher: the teacher that labelled the traffic (``kb`` or ``llm``), the source kind of its labels.
         precedence: comma-separated source kinds, best first (e.g. ``gold,kb,llm,synthetic``).
         eval_uri: the eval set; training records with an eval text are dropped. Empty = bundled sample.
 
@@ -38,7 +39,7 @@ def merge(
     from nerwheel.components.steps.merge import run
 
     task_logging()
-    scalars = run(seed_uri=seed_uri, annotated_path=annotated.path, synthetic_path=synthetic.path,
+    scalars = run(seed_uri=seed_uri, annotated_path=labelled_uri, synthetic_path=synthetic.path,
                   teacher=teacher, precedence=precedence, eval_uri=eval_uri, out_path=merged.path,
                   report_path=report.path)
     for name, value in scalars.items():

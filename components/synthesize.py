@@ -1,6 +1,6 @@
 """KFP component: synthesise labelled texts (logic: :mod:`nerwheel.components.steps.synthesize`)."""
 
-from kfp.dsl import HTML, Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Dataset, Metrics, Output
 
 from nerwheel.components.images import component
 
@@ -9,7 +9,7 @@ __all__ = ["synthesize"]
 
 @component("synthesize")
 def synthesize(
-    annotated: Input[Dataset],
+    labelled_uri: str,
     seed_uri: str,
     eval_uri: str,
     n_short: int,
@@ -22,7 +22,8 @@ def synthesize(
     """Synthesise short (one entity type each) and long (composite) labelled address texts.
 
     Args:
-        annotated: teacher-labelled traffic; its entities join the synthesiser's pools.
+        labelled_uri: the teacher-labelled traffic (the fan-in's Dataset folder, by URI); its entities join the
+            synthesiser's pools.
         seed_uri: gold records whose entities join the pools too; empty = bundled sample.
         eval_uri: the eval set; no synthetic text may equal one of its texts. Empty = bundled sample.
         n_short: short texts in total, spread over the entity types.
@@ -36,7 +37,7 @@ def synthesize(
     from nerwheel.components.steps.synthesize import run
 
     task_logging()
-    scalars = run(annotated_path=annotated.path, seed_uri=seed_uri, eval_uri=eval_uri, n_short=n_short,
+    scalars = run(annotated_path=labelled_uri, seed_uri=seed_uri, eval_uri=eval_uri, n_short=n_short,
                   n_long=n_long, seed=seed, out_path=synthetic.path, report_path=report.path)
     for name, value in scalars.items():
         metrics.log_metric(name, value)

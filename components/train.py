@@ -14,6 +14,8 @@ def train(
     epochs: int,
     seed: int,
     overrides: str,
+    nodes: int,
+    gpus_per_node: int,
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
@@ -27,6 +29,9 @@ def train(
         seed: seed for data order, initialisation and the dev split.
         overrides: further training-config settings, ``section.key=value`` separated by ``;``
             (e.g. ``training.batch_size=16; model.head=softmax``).
+        nodes: training nodes; 1 trains in this task's pod, more runs a Kubeflow Training Operator PyTorchJob
+            of this image (``nodes`` x ``gpus_per_node`` DDP processes) that this task creates and waits for.
+        gpus_per_node: GPUs per node, one DDP process each (``torchrun``); 0 or 1 = one process.
 
     Returns:
         model: a Hugging Face model folder plus nerwheel.json (and crf.safetensors);
@@ -37,7 +42,8 @@ def train(
 
     task_logging()
     scalars = run(train_path=train_data.path, backbone=backbone, epochs=epochs, seed=seed, overrides=overrides,
-                  model_path=model.path, report_path=report.path)
+                  model_path=model.path, report_path=report.path, nodes=nodes, gpus_per_node=gpus_per_node,
+                  train_uri=train_data.uri, model_uri=model.uri)
     for name, value in scalars.items():
         metrics.log_metric(name, value)
     model.metadata["framework"] = "pytorch"

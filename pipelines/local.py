@@ -47,6 +47,8 @@ LOCAL_DEFAULTS: dict[str, Any] = {
     "synth_long": 100,
     "epochs": 12,
     "train_overrides": "training.sequence_length=64; training.stride=16",
+    # two shards: the fan-out and the fan-in run locally too (each shard is one more subprocess, a few seconds)
+    "shards": 2,
 }
 
 
@@ -395,8 +397,22 @@ def _candidate(run_dir: Path, flow: _Flow) -> Path:
     return student if "distillation" in card else run_dir / "train" / "model"
 
 
+def task_status(run_dir: Path, stages: tuple[str, ...]) -> dict[str, str]:
+    """Stage -> SUCCESS (a task of it ran: its folder exists, also inside a ParallelFor iteration) or SKIPPED.
+
+    kfp.local names a task's folder after its component (``pseudo-label``; ``gather-2`` for a second task of
+    one component) and puts a ParallelFor's tasks under ``for-loop-*-iteration-*/``.
+    """
+    def name(folder: str) -> str:
+        return re.sub(r"-\d+$", "", folder).replace("-", "_")
+
+    ran = {name(p.name) for pattern in ("*", "for-loop-*/*")
+           for p in run_dir.glob(pattern) if p.is_dir() and (p / "executor_output.json").is_file()}
+    return {s: ("SUCCESS" if name(s) in ran else "SKIPPED") for s in stages}
+
+
 def _summarise(run_dir: Path, seconds: float, log_path: Path, args: Mapping[str, Any], flow: _Flow) -> RunSummary:
-    tasks = {s: ("SUCCESS" if (run_dir / s).is_dir() else "SKIPPED") for s in flow.stages}
+    tasks = task_status(run_dir, flow.stages)
     scores = _read(run_dir / flow.evaluate / "scores")
     decision = _read(run_dir / "gate" / "decision")
     deployment = None

@@ -18,7 +18,7 @@ import yaml
 
 from nerwheel.errors import ConfigError
 
-__all__ = ["ParamError", "Parameter", "check_arguments", "coerce", "load_params_file", "parameters", "parse_assignments"]
+__all__ = ["ParamError", "Parameter", "check_arguments", "check_settings", "coerce", "load_params_file", "parameters", "parse_assignments"]
 
 _TYPES: dict[str, type] = {"String": str, "Integer": int, "Float": float, "Boolean": bool}
 
@@ -78,7 +78,70 @@ def check_arguments(arguments: Mapping[str, Any], pipeline: Any = None, *, sourc
                          f"the pipeline takes: {', '.join(params)}")
     out = {k: coerce(params[k], v, source) for k, v in arguments.items()}
     _check_gate_policy(out, source)
+    if "shards" in params:  # the flywheel's own settings (another task's DAG has its own)
+        check_settings({**{k: p.default for k, p in params.items()}, **out}, source)
     return out
+
+
+def check_settings(values: Mapping[str, Any], source: str) -> None:
+    """Every enumerated or bounded flywheel parameter, checked when a run is submitted, not hours into it.
+
+    ``values`` are the effective arguments (the pipeline's defaults, then the given ones). All problems are
+    reported together, each naming the parameter and what it takes.
+    """
+    from nerwheel.errors import NerwheelError
+    from nerwheel.shards import MAX_SHARDS
+    from nerwheel.stages.annotate import TEACHER_KINDS
+    from nerwheel.stages.export import QUANTIZE_MODES
+
+    problems: list[str] = []
+
+    def choice(name: str, allowed: tuple[str, ...]) -> None:
+        if values[name] not in allowed:
+            problems.append(f"{name} is {values[name]!r}; allowed: {', '.join(repr(a) for a in allowed)}")
+
+    def at_least(name: str, low: float, high: float | None = None) -> None:
+        v = values[name]
+        if v < low or (high is not None and v > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            problems.append(f"{name} is {v}; it must be {bound}")
+
+    choice("teacher", TEACHER_KINDS)
+    choice("quantize", ("", *QUANTIZE_MODES))
+    at_least("shards", 1, MAX_SHARDS)
+    at_least("replay_ratio", 0)
+    at_least("pseudo_label_threshold", 0, 1)
+    at_least("nodes", 1)
+    at_least("gpus_per_node", 0)
+    at_least("llm_max_tokens", 1)
+    at_least("synth_short", 0)
+    at_least("synth_long", 0)
+    if values["teacher"] == "llm" and not (str(values["llm_endpoint"]).strip() and str(values["llm_model"]).strip()):
+        problems.append("teacher 'llm' needs llm_endpoint and llm_model")
+    import pydantic
+
+    from nerwheel.stages.merge import MergeConfig
+
+    try:
+        kinds = list(MergeConfig(precedence=values["precedence"]).precedence)
+    except pydantic.ValidationError as e:
+        problems.append(f"precedence: {'; '.join(err['msg'] for err in e.errors())}")
+        kinds = []
+    needed = ["gold", values["teacher"], "model", "synthetic"]
+    missing = [k for k in needed if k not in kinds]
+    if kinds and missing:
+        problems.append(f"precedence {values['precedence']!r} lacks {', '.join(missing)} (the run's labels come "
+                        f"from {', '.join(needed)}; model: the production model's pseudo-labels)")
+    try:  # the training settings as the train step will resolve them
+        from nerwheel.components.steps.train import resolve_config
+
+        resolve_config(train_path="train", backbone=str(values["backbone"]), epochs=int(values["epochs"]),
+                       seed=int(values["train_seed"]), overrides=str(values["train_overrides"]),
+                       model_path="model")
+    except NerwheelError as e:
+        problems.append(f"train_overrides/backbone/epochs: {e}")
+    if problems:
+        raise ParamError(f"{source}: " + "; ".join(problems))
 
 
 #: Pipeline parameter -> :class:`nerwheel.stages.gate.GatePolicy` field.

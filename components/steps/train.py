@@ -5,7 +5,9 @@ The only stage that wants a GPU: the pipeline asks for one on this task
 CPU when none is there (``training.device: auto``).
 """
 
-__all__ = ["OWN_PARAMETERS", "parse_override_list", "run"]
+from typing import Any
+
+__all__ = ["OWN_PARAMETERS", "parse_override_list", "resolve_config", "run"]
 
 
 #: Config keys that have their own pipeline parameter; ``overrides`` may not set them too.
@@ -33,19 +35,13 @@ def parse_override_list(overrides: str, own: tuple[str, ...] = OWN_PARAMETERS) -
     return items
 
 
-def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: str, model_path: str,
-        report_path: str) -> dict[str, float]:
-    """Train on the Dataset folder at ``train_path`` into the folder ``model_path``.
-
-    Returns the scalars the component logs (dev scores and training facts from nerwheel.json).
-    """
+def resolve_config(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: str,
+                   model_path: str) -> Any:
+    """The training config of a pipeline run: the overrides, then the fields with their own parameter."""
     from pathlib import Path
 
-    from nerwheel.components.data import RECORDS_FILE, read_json
-    from nerwheel.components.steps import flatten_metrics
+    from nerwheel.components.data import RECORDS_FILE
     from nerwheel.model.config import load_config, merge_overrides, parse_overrides
-    from nerwheel.model.layout import CARD_FILE
-    from nerwheel.stages.train import train
 
     out = Path(model_path)
     data = parse_overrides(parse_override_list(overrides))
@@ -56,8 +52,46 @@ def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: st
         "data": {"train_file": str(Path(train_path) / RECORDS_FILE), "format": "spans"},
         "output": {"output_dir": str(out.parent), "model_name": out.name, "timestamp": False},
     }
-    config = load_config(None, overrides=merge_overrides(data, fixed))
-    model_dir = Path(train(config))
+    return load_config(None, overrides=merge_overrides(data, fixed))
+
+
+def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: str, model_path: str,
+        report_path: str, nodes: int = 1, gpus_per_node: int = 1, train_uri: str = "",
+        model_uri: str = "") -> dict[str, float]:
+    """Train on the Dataset folder at ``train_path`` into the folder ``model_path``.
+
+    One node, at most one GPU: in this process. One node, several GPUs: ``torchrun`` with one DDP process per
+    GPU on this pod. Several nodes: a Kubeflow Training Operator PyTorchJob of this image, created and awaited
+    here (:mod:`nerwheel.components.steps.pytorchjob`); it reads the data from ``train_uri`` and writes the model
+    beside ``model_uri``, which is then copied into ``model_path``. Returns the scalars the component logs (dev
+    scores and training facts from nerwheel.json).
+    """
+    from pathlib import Path
+
+    from nerwheel.components.data import read_json
+    from nerwheel.components.steps import flatten_metrics
+    from nerwheel.errors import ConfigError
+    from nerwheel.model.layout import CARD_FILE
+
+    if nodes < 1 or gpus_per_node < 0:
+        raise ConfigError(f"nodes must be >= 1 and gpus_per_node >= 0, got {nodes} and {gpus_per_node}")
+    out = Path(model_path)
+    config = resolve_config(train_path=train_path, backbone=backbone, epochs=epochs, seed=seed, overrides=overrides,
+                            model_path=model_path)
+    if nodes > 1:
+        from nerwheel.components.steps.pytorchjob import train_on_cluster
+
+        train_on_cluster(config, nodes=nodes, gpus_per_node=gpus_per_node, train_uri=train_uri,
+                         model_uri=model_uri, model_path=model_path)
+        model_dir = out
+    elif gpus_per_node > 1:
+        from nerwheel.model.distributed import launch_local
+
+        model_dir = launch_local(config, nproc=gpus_per_node)
+    else:
+        from nerwheel.stages.train import train
+
+        model_dir = Path(train(config))
     if model_dir.resolve() != out.resolve():
         raise RuntimeError(f"train wrote {model_dir}, expected the artifact folder {out}")
 

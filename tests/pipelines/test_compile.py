@@ -43,24 +43,49 @@ def dag_tasks(spec: dict[str, Any], component: str | None = None) -> dict[str, A
     return dag["tasks"]
 
 
+def all_tasks(spec: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every task of the pipeline by name, in any sub-DAG (condition, loop): name -> (its DAG's component, task)."""
+    out = {name: ("root", t) for name, t in dag_tasks(spec).items()}
+    for comp, body in spec["components"].items():
+        for name, t in body.get("dag", {}).get("tasks", {}).items():
+            out[name] = (comp, t)
+    return out
+
+
 def edges(tasks: dict[str, Any]) -> set[tuple[str, str]]:
     return {(dep, name) for name, t in tasks.items() for dep in t.get("dependentTasks", [])}
+
+
+def sub_dag(spec: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    return dag_tasks(spec, task["componentRef"]["name"])
 
 
 def test_dag_edges_follow_the_flywheel(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     root = dag_tasks(spec)
-    assert set(root) == {"annotate", "synthesize", "merge", "train", "distill", "evaluate", "gate", "condition-1"}
+    promoted = next(n for n, t in root.items() if "gate-Output" in t.get("triggerPolicy", {}).get("condition", ""))
+    assert set(root) == {"production", "shard", "condition-branches-1", "synthesize", "merge", "train", "distill",
+                         "evaluate", "gate", promoted}
     assert edges(root) == {
-        ("annotate", "synthesize"), ("annotate", "merge"), ("synthesize", "merge"), ("merge", "train"),
+        # which branch labels the traffic depends on production; both shard the plan
+        ("production", "condition-branches-1"), ("shard", "condition-branches-1"),
+        ("condition-branches-1", "synthesize"), ("condition-branches-1", "merge"), ("synthesize", "merge"),
+        ("merge", "train"),
         # distil: the trained model teaches a student on the merged texts (or passes through); evaluate reads its model
         ("train", "distill"), ("merge", "distill"), ("distill", "evaluate"), ("evaluate", "gate"),
         # the conditional branch consumes the distil step's model and the scores, and waits for the gate
-        ("distill", "condition-1"), ("evaluate", "condition-1"), ("gate", "condition-1"),
+        ("distill", promoted), ("evaluate", promoted), ("gate", promoted),
     }
+    # the labelled traffic reaches synthesize and merge from whichever branch ran (dsl.OneOf over the fan-in's URI)
+    oneof = {"taskOutputParameter": {"outputParameterKey": "pipelinechannel--condition-branches-1-oneof-1",
+                                     "producerTask": "condition-branches-1"}}
+    assert root["merge"]["inputs"]["parameters"]["labelled_uri"] == oneof
+    assert root["synthesize"]["inputs"]["parameters"]["labelled_uri"] == oneof
+    selectors = spec["components"]["comp-condition-branches-1"]["dag"]["outputs"]["parameters"][
+        "pipelinechannel--condition-branches-1-oneof-1"]["valueFromOneof"]["parameterSelectors"]
+    assert [s["outputParameterKey"] for s in selectors] == ["pipelinechannel--gather-Output",
+                                                             "pipelinechannel--gather-2-Output"]
     # artifacts flow along the edges (not just ordering)
-    assert root["merge"]["inputs"]["artifacts"]["annotated"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "annotated", "producerTask": "annotate"}
     assert root["train"]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"]["producerTask"] == "merge"
     assert root["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "distilled", "producerTask": "distill"}
@@ -71,13 +96,63 @@ def test_dag_edges_follow_the_flywheel(docs: tuple[dict, dict]) -> None:
         "outputArtifactKey": "scores", "producerTask": "evaluate"}
 
 
+def branches(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The two branches under condition-branches-1 by their condition: no production model / production model."""
+    out = {}
+    for t in dag_tasks(spec, "comp-condition-branches-1").values():
+        cond = t["triggerPolicy"]["condition"]
+        out["first" if not cond.startswith("!") else "loop"] = t
+        assert cond.lstrip("!(").rstrip(")") == "inputs.parameter_values['pipelinechannel--production-Output'] == ''"
+    return out
+
+
+@pytest.mark.parametrize("branch, stages, extra", [("first", ["annotate"], None),
+                                                   ("loop", ["feedback", "pseudo-label"], "pseudo-label")])
+def test_shards_fan_out_with_parallel_for_and_fan_in_in_one_gather(docs: tuple[dict, dict], branch: str,
+                                                                   stages: list[str], extra: str | None) -> None:
+    spec, _ = docs
+    body = sub_dag(spec, branches(spec)[branch])
+    (loop_name,) = [n for n in body if n.startswith("for-loop")]
+    (gather_name,) = [n for n in body if n.startswith("gather")]
+    loop = body[loop_name]
+    # fan-out: one iteration (pod) per item of the shard task's plan
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--shard-Output"}
+    inner = sub_dag(spec, loop)
+    assert sorted(inner) == stages
+    item = loop["parameterIterator"]["itemInput"]
+    for stage in stages:
+        if stage != "pseudo-label":
+            assert inner[stage]["inputs"]["parameters"]["shard"] == {"componentInputParameter": item}
+    # fan-in: the loop's outputs collected into the gather, reconciled against the same plan
+    gather = body[gather_name]
+    arts = gather["inputs"]["artifacts"]
+    assert arts["parts"]["taskOutputArtifact"]["producerTask"] == loop_name
+    assert arts["plan"] == {"componentInputArtifact": "pipelinechannel--shard-plan"}
+    assert ("extra" in arts) == (extra is not None)
+    if extra:
+        assert arts["extra"]["taskOutputArtifact"] == {"outputArtifactKey": "pipelinechannel--pseudo-label-part",
+                                                       "producerTask": loop_name}
+        assert inner["pseudo-label"]["inputs"]["artifacts"]["feedback"]["taskOutputArtifact"] == {
+            "outputArtifactKey": "part", "producerTask": "feedback"}
+        assert gather["inputs"]["parameters"]["replay_ratio"] == {"componentInputParameter":
+                                                                  "pipelinechannel--replay_ratio"}
+    else:
+        assert gather["inputs"]["parameters"]["replay_ratio"] == {"runtimeValue": {"constant": 0.0}}
+    gather_comp = spec["components"][gather["componentRef"]["name"]]
+    assert gather_comp["inputDefinitions"]["artifacts"]["parts"]["isArtifactList"] is True
+    assert gather_comp["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "STRING"
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["shards"]["defaultValue"] == 4 and params["shards"]["parameterType"] == "NUMBER_INTEGER"
+
+
 def test_export_and_deploy_run_only_when_the_gate_promotes(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
-    cond = dag_tasks(spec)["condition-1"]
+    name, cond = next((n, t) for n, t in dag_tasks(spec).items()
+                      if "gate-Output" in t.get("triggerPolicy", {}).get("condition", ""))
     assert cond["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
     assert cond["inputs"]["parameters"]["pipelinechannel--gate-Output"]["taskOutputParameter"] == {
         "outputParameterKey": "Output", "producerTask": "gate"}
-    inner = dag_tasks(spec, "comp-condition-1")
+    inner = sub_dag(spec, cond)
     assert set(inner) == {"export", "deploy"}
     assert edges(inner) == {("export", "deploy")}
     assert inner["deploy"]["cachingOptions"] == {}  # caching off: a deploy always happens when asked
@@ -87,11 +162,36 @@ def test_export_and_deploy_run_only_when_the_gate_promotes(docs: tuple[dict, dic
 def test_tasks_that_read_uris_are_never_cached(docs: tuple[dict, dict]) -> None:
     # KFP's cache key holds a URI, not what is behind it: the weekly run (same URIs, new traffic, a newer live
     # model) must re-read its inputs and the live version instead of replaying the first week.
-    root = dag_tasks(docs[0])
-    for stage in ("annotate", "synthesize", "merge", "evaluate"):
-        assert root[stage]["cachingOptions"] == {}, stage
-    for stage in ("train", "distill", "gate"):  # fed by artifacts only: new inputs, new run
-        assert root[stage]["cachingOptions"] == {"enableCache": True}, stage
+    tasks = all_tasks(docs[0])
+    for stage in ("production", "shard", "annotate", "feedback", "pseudo-label", "synthesize", "merge", "evaluate",
+                  "deploy"):
+        assert tasks[stage][1]["cachingOptions"] == {}, stage
+    # fed by artifacts only: new inputs, new run
+    for stage in ("gather", "gather-2", "train", "distill", "gate", "export"):
+        assert tasks[stage][1]["cachingOptions"] == {"enableCache": True}, stage
+
+
+def test_every_task_has_a_time_limit_and_network_stages_retry(docs: tuple[dict, dict]) -> None:
+    from nerwheel.pipelines.flywheel import RETRIES, TIMEOUTS
+
+    spec, platform = docs
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    tasks = all_tasks(spec)
+    for name, (_, task) in tasks.items():
+        if "componentRef" not in task or not task["componentRef"]["name"].startswith("comp-") or \
+                "dag" in spec["components"][task["componentRef"]["name"]]:
+            continue  # a condition or loop, not a task
+        stage = re.sub(r"-\d+$", "", name).replace("-", "_")
+        executor = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        assert k8s[executor]["activeDeadlineSeconds"] == str(TIMEOUTS[stage]), name
+        retry = task.get("retryPolicy")
+        if stage in ("train", "distill", "deploy"):
+            assert retry is None, f"{name} must never restart silently"
+        else:
+            assert retry == {"maxRetryCount": RETRIES[stage].retries, "backoffDuration": "30s", "backoffFactor": 2.0,
+                             "backoffMaxDuration": "600s"}, name
+    for stage in ("annotate", "feedback", "production", "shard", "gather"):  # LLM and S3 stages
+        assert tasks[stage][1]["retryPolicy"]["maxRetryCount"] >= 3, stage
 
 
 def test_gate_gets_the_whole_policy_and_evaluate_finds_production(docs: tuple[dict, dict]) -> None:
@@ -118,13 +218,25 @@ def test_gate_gets_the_whole_policy_and_evaluate_finds_production(docs: tuple[di
 def test_train_and_distill_tasks_ask_for_a_gpu_node(docs: tuple[dict, dict], executor: str) -> None:
     spec, platform = docs
     resources = spec["deploymentSpec"]["executors"][executor]["container"]["resources"]
-    assert resources["accelerator"] == {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
-                                        "type": "nvidia.com/gpu"}
+    if executor == "exec-train":
+        # the GPU count per node is a pipeline parameter (one DDP process per GPU)
+        assert resources["accelerator"] == {
+            "resourceCount": "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}",
+            "resourceType": "nvidia.com/gpu", "type": "nvidia.com/gpu"}
+        assert dag_tasks(spec)["train"]["inputs"]["parameters"]["pipelinechannel--gpus_per_node"] == {
+            "componentInputParameter": "gpus_per_node"}
+        params = spec["root"]["inputDefinitions"]["parameters"]
+        assert params["gpus_per_node"]["defaultValue"] == 1 and params["nodes"]["defaultValue"] == 1
+        assert {k: v["componentInputParameter"] for k, v in dag_tasks(spec)["train"]["inputs"]["parameters"].items()
+                if k in ("nodes", "gpus_per_node")} == {"nodes": "nodes", "gpus_per_node": "gpus_per_node"}
+    else:  # distillation is one process on one GPU
+        assert resources["accelerator"] == {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
+                                            "type": "nvidia.com/gpu"}
     assert resources["cpuRequest"] == 4.0 and resources["memoryRequest"] == 16.0
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
     assert k8s["nodeSelector"] == {"labels": {"nvidia.com/gpu.present": "true"}}
     assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-    for other in ("exec-annotate", "exec-merge", "exec-evaluate", "exec-deploy"):
+    for other in ("exec-annotate", "exec-feedback", "exec-merge", "exec-evaluate", "exec-deploy"):
         assert "accelerator" not in spec["deploymentSpec"]["executors"][other]["container"].get("resources", {})
         assert "nodeSelector" not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][other]
 
@@ -140,12 +252,14 @@ def test_credentials_reach_tasks_as_secrets_in_env_never_as_parameters(docs: tup
     s3 = {"AWS_ACCESS_KEY_ID": ("nerwheel-s3", "AWS_ACCESS_KEY_ID", False),
           "AWS_SECRET_ACCESS_KEY": ("nerwheel-s3", "AWS_SECRET_ACCESS_KEY", False)}
     for stage in STAGES:
-        env = _secret_env(platform, f"exec-{stage}")
+        executor = f"exec-{stage.replace('_', '-')}"
+        env = _secret_env(platform, executor)
         assert {k: env[k] for k in s3} == s3, stage
-        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{stage}"]
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
         assert k8s["configMapAsEnv"][0]["configMapName"] == "nerwheel-storage"
     assert _secret_env(platform, "exec-train") == s3
-    assert _secret_env(platform, "exec-annotate")["NERWHEEL_LLM_API_KEY"] == ("nerwheel-llm", "api-key", True)
+    for llm_stage in ("exec-annotate", "exec-feedback"):
+        assert _secret_env(platform, llm_stage)["NERWHEEL_LLM_API_KEY"] == ("nerwheel-llm", "api-key", True)
     assert _secret_env(platform, "exec-deploy")["NERWHEEL_GIT_TOKEN"] == ("nerwheel-git", "token", True)
     # the Triton control key reaches the deploy task alone, which the NetworkPolicy lets reach model control
     control = ("nerwheel-triton-control", "control-key", True)
@@ -201,10 +315,12 @@ def test_pipeline_defaults_point_at_the_manifests(docs: tuple[dict, dict]) -> No
 
 def test_every_task_has_its_display_name_and_stage_image(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
-    tasks = {**dag_tasks(spec), **dag_tasks(spec, "comp-condition-1")}
+    tasks = all_tasks(spec)
     for stage in STAGES:
-        assert tasks[stage]["taskInfo"]["name"] == DISPLAY_NAMES[stage]
-        container = spec["deploymentSpec"]["executors"][f"exec-{stage}"]["container"]
+        assert tasks[stage.replace("_", "-")][1]["taskInfo"]["name"] == DISPLAY_NAMES[stage]
+    assert tasks["gather-2"][1]["taskInfo"]["name"] == DISPLAY_NAMES["gather"]
+    for stage in STAGES:
+        container = spec["deploymentSpec"]["executors"][f"exec-{stage.replace('_', '-')}"]["container"]
         assert container["image"] == image(stage)
         assert "pip install" not in " ".join(container["command"])  # the image has kfp and nerwheel already
 
@@ -229,7 +345,7 @@ def test_platform_settings_are_configurable_at_compile_time(tmp_path: Path) -> N
                                      gpu_tolerations=(Toleration("dedicated", "Equal", "NoSchedule", "gpu"),)))
     spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml", custom).read_text())
     acc = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]["accelerator"]
-    assert (acc["type"], acc["count"]) == ("nvidia.com/mig-1g.10gb", "2")
+    assert acc["type"] == "nvidia.com/mig-1g.10gb"  # the count is the gpus_per_node parameter
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
     assert k8s["nodeSelector"] == {"labels": {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}}
     assert k8s["tolerations"] == [{"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "gpu"}]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResponseCache", "cache_key"]
+__all__ = ["ObjectCache", "ResponseCache", "cache_key", "open_cache"]
 
 
 def cache_key(model: str, request: dict[str, Any]) -> str:
@@ -66,3 +66,58 @@ class ResponseCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ObjectCache:
+    """:class:`ResponseCache`'s ``get``/``put`` over a folder or an ``s3://`` prefix: one JSON object per answer.
+
+    Why: annotation fans out over many pods (one per shard), and a SQLite file cannot be shared by pods on
+    different nodes. The key (:func:`cache_key`) depends only on the model and the request, never on the
+    shard, the record id or the run, so a re-run with any number of shards finds every text answered before,
+    whichever pod asked. An answer is ``<location>/<key[:2]>/<key>.json``; writes are atomic per object, and
+    two pods answering the same text write the same question's answer (last writer wins, either is right).
+    """
+
+    def __init__(self, location: str, storage: Any = None) -> None:
+        from nerwheel import storage as st
+
+        self.location = str(location).rstrip("/")
+        self.storage = storage or st.get_storage()
+
+    def _uri(self, key: str) -> str:
+        from nerwheel import storage as st
+
+        return st.join(self.location, key[:2], f"{key}.json")
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        from nerwheel.storage import StorageNotFound
+
+        try:
+            return json.loads(self.storage.read_bytes(self._uri(key)))["response"]
+        except StorageNotFound:
+            return None
+
+    def put(self, key: str, model: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        doc = {"key": key, "model": model, "request": request, "response": response, "created": time.time()}
+        self.storage.write_bytes(self._uri(key), json.dumps(doc, ensure_ascii=False).encode("utf-8"))
+
+    def __len__(self) -> int:
+        return sum(1 for u in self.storage.list(self.location) if u.endswith(".json"))
+
+    def close(self) -> None:
+        """Nothing to release (each answer is its own object)."""
+
+    def __enter__(self) -> ObjectCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_cache(location: str | Path) -> ResponseCache | ObjectCache:
+    """A local ``*.sqlite``/``*.db`` file is a :class:`ResponseCache`; a folder or an ``s3://`` prefix (what a
+    pipeline's shards share) is an :class:`ObjectCache`."""
+    text = str(location)
+    if not text.startswith("s3://") and Path(text).suffix.lower() in (".sqlite", ".db", ".sqlite3"):
+        return ResponseCache(text)
+    return ObjectCache(text)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nerwheel import metrics as M
+from nerwheel.model import distributed
 from nerwheel.model.card import ModelCard
 from nerwheel.model.classifier import TokenClassifier
 from nerwheel.model.config import ConfigError, TrainConfig
@@ -70,12 +71,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The training device; under ``torchrun`` each process takes the GPU of its ``local_rank``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"training.device={name!r} but CUDA is not available; use auto or cpu")
+    if dev.type == "cuda" and dev.index is None and local_rank:
+        dev = torch.device("cuda", local_rank)
     return dev
 
 
@@ -133,7 +137,8 @@ class Steps(Protocol):
         """One epoch: batch handles in training order."""
 
     def loss(self, model: torch.nn.Module, batch: Any, device: torch.device, autocast: Any) -> torch.Tensor:
-        """The mean loss of one batch."""
+        """The mean loss of one batch (this process's slice of it under DDP). Forward through ``model`` (the DDP
+        wrapper when there are several processes); its own methods via :func:`distributed.unwrap`."""
 
     def evaluate(self, model: torch.nn.Module) -> DevResult | None:
         """Dev evaluation; None without dev data (the latest evaluation is then the best)."""
@@ -209,11 +214,11 @@ class TaggerSteps:
         arrays = collate([windows[j] for j in batch], self.encoder.pad_id)
         tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         with autocast():
-            emissions = model(*(tensors[k] for k in model.input_names))
+            emissions = model(*(tensors[k] for k in distributed.unwrap(model).input_names))
         em = emissions.float()
         if self.loss_fn is not None:
-            return self.loss_fn(model, em, tensors)
-        return weighted_loss(model, em, tensors["labels"], tensors["weight"])
+            return self.loss_fn(distributed.unwrap(model), em, tensors)
+        return weighted_loss(distributed.unwrap(model), em, tensors["labels"], tensors["weight"])
 
     def evaluate(self, model: Any) -> DevResult | None:
         if not self.dev:
@@ -295,9 +300,11 @@ def fit(
     can become the best and counts for early stopping.
     """
     t, every, out = config.training, config.logging, config.output
+    dist = distributed.from_env()
     seed_everything(t.seed)
-    device = resolve_device(t.device)
+    device = resolve_device(t.device, dist.local_rank)
     model.to(device)
+    net = distributed.wrap(model, dist, device)  # forward through DDP: gradients are averaged over processes
     autocast, scaler = _amp(config, device)
     rng = np.random.default_rng(t.seed)
     start_epoch = getattr(steps, "start_epoch", None)
@@ -314,7 +321,10 @@ def fit(
     scheduler = build_scheduler(optimizer, total_steps=total_steps, warmup_ratio=t.warmup_ratio,
                                 settings=config.scheduler)
     stopper = EarlyStopping(config.early_stopping.patience, config.early_stopping.min_delta)
-    checkpoints = _Checkpoints(run_dir, out.save_strategy, out.save_steps, out.save_total_limit, save)
+    # only rank 0 writes: checkpoints, history lines (the other ranks hold the same weights and scores)
+    checkpoints = _Checkpoints(run_dir, out.save_strategy, out.save_steps, out.save_total_limit if dist.main else 0,
+                               save)
+    append = _append if dist.main else (lambda path, row, tracker=None: None)
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, best_step, best_metrics, latest_metrics = 0, 0, {}, {}
@@ -348,13 +358,17 @@ def fit(
         optimizer.zero_grad(set_to_none=True)
         bar = progress(plan, desc=f"epoch {epoch}/{t.epochs}", unit="batch", leave=False)
         for i, batch in enumerate(bar):
-            loss = steps.loss(model, batch, device, autocast) / t.gradient_accumulation_steps
-            (scaler.scale(loss) if scaler else loss).backward()
+            batch = distributed.split_batch(batch, dist)
+            last_micro = (i + 1) % t.gradient_accumulation_steps == 0 or i + 1 == len(plan)
+            # accumulation steps keep their gradients local; DDP averages them on the step's last micro-batch
+            with (net.no_sync() if dist.enabled and not last_micro else nullcontext()):
+                loss = steps.loss(net, batch, device, autocast) / t.gradient_accumulation_steps
+                (scaler.scale(loss) if scaler else loss).backward()
             batch_loss = loss.detach().item() * t.gradient_accumulation_steps
             total_loss, window_loss = total_loss + batch_loss, window_loss + batch_loss
             n_batches, window_batches = n_batches + 1, window_batches + 1
             bar.set_postfix(loss=f"{total_loss / n_batches:.4f}")
-            if not ((i + 1) % t.gradient_accumulation_steps == 0 or i + 1 == len(plan)):
+            if not last_micro:
                 continue
             if scaler:
                 scaler.unscale_(optimizer)
@@ -370,9 +384,9 @@ def fit(
             step += 1
             at = {"step": step, "epoch": round(epoch - 1 + (i + 1) / len(plan), 3)}
             if every.steps and step % every.steps == 0:
-                row = {**at, "train_loss": round(window_loss / window_batches, 6),
+                row = {**at, "train_loss": round(distributed.mean(window_loss / window_batches, dist), 6),
                        "learning_rate": scheduler.get_last_lr()[0]}
-                _append(run_dir / STEP_HISTORY_FILE, row, tracker)
+                append(run_dir / STEP_HISTORY_FILE, row, tracker)
                 log.info("step %d/%d (epoch %.2f): loss %.4f lr %.3g (%.0f s)", step, total_steps, at["epoch"],
                          row["train_loss"], row["learning_rate"], time.perf_counter() - started)
                 window_loss, window_batches = 0.0, 0
@@ -380,7 +394,7 @@ def fit(
             if every.eval_steps and step % every.eval_steps == 0 and (dev := steps.evaluate(model)) is not None:
                 model.train()
                 improved = consider(dev, epoch)
-                _append(run_dir / STEP_HISTORY_FILE, {**at, "dev": dev.summary, "best": improved}, tracker)
+                append(run_dir / STEP_HISTORY_FILE, {**at, "dev": dev.summary, "best": improved}, tracker)
                 log.info("step %d: dev score %.4f%s", step, dev.score, " (best)" if improved else "")
                 checkpoints.after_evaluation(f"step-{step}", dev.metrics, improved, epoch_end=False)
             checkpoints.after_step(step, latest_metrics, improved)
@@ -397,13 +411,13 @@ def fit(
         dev = steps.evaluate(model)
         improved = consider(dev, epoch)
         row = {
-            "epoch": epoch, "step": step, "train_loss": round(total_loss / max(1, n_batches), 6),
+            "epoch": epoch, "step": step, "train_loss": round(distributed.mean(total_loss / max(1, n_batches), dist), 6),
             "learning_rate": scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 2),
             "eval_seconds": round(time.perf_counter() - epoch_start - train_seconds, 2),
             "dev": dev.summary if dev is not None else None, "best": improved,
         }
         history.append(row)
-        _append(run_dir / HISTORY_FILE, row, tracker)
+        append(run_dir / HISTORY_FILE, row, tracker)
         log.info("epoch %d: loss %.4f dev score %s%s", epoch, row["train_loss"],
                  f"{dev.score:.4f}" if dev is not None else "-", " (best)" if improved else "")
         checkpoints.after_evaluation(f"epoch-{epoch}", latest_metrics, improved, epoch_end=True)

@@ -40,7 +40,11 @@ from nerwheel.votes import Candidate, joint_source, pick, vote_share
 if TYPE_CHECKING:
     from nerwheel.labels import LabelMap
 
-__all__ = ["AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers", "input_reject"]
+__all__ = ["TEACHER_KINDS", "AnnotateResult", "FailedRecord", "KBTeacher", "Teacher", "annotate", "build_teachers",
+           "input_reject"]
+
+#: The teachers :func:`build_teachers` knows: the knowledge base and OpenAI-compatible LLMs.
+TEACHER_KINDS: tuple[str, ...] = ("kb", "llm")
 
 STAGE = "annotate"  # the ``file`` of rejects the stage itself makes (line 0: a record, not a line; ``id`` names it)
 
@@ -111,9 +115,9 @@ def build_teachers(
     policy for overlapping LLM answers (``longest``, ``first``, ``reject``).
     """
     kinds = list(dict.fromkeys(kinds))
-    unknown = [k for k in kinds if k not in ("kb", "llm")]
+    unknown = [k for k in kinds if k not in TEACHER_KINDS]
     if unknown:
-        raise ConfigError(f"unknown teacher(s) {unknown}; choose from: kb, llm")
+        raise ConfigError(f"unknown teacher(s) {unknown}; choose from: {', '.join(TEACHER_KINDS)}", field="kind")
     if "llm" in kinds and not llm_configs:
         raise ConfigError("teacher 'llm' needs an LLM endpoint and a model name", field="llm")
     if mode == "pos" and "kb" in kinds:

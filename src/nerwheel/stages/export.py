@@ -26,7 +26,10 @@ from typing import Any
 from nerwheel.errors import ConfigError, NerwheelError
 from nerwheel.records import Record
 
-__all__ = ["ExportCheckError", "ExportReport", "check_request", "export", "export_folder"]
+__all__ = ["QUANTIZE_MODES", "ExportCheckError", "ExportReport", "check_request", "export", "export_folder"]
+
+#: Quantised exports ``export`` can add beside the FP32 model (``quantize``); none = FP32 only.
+QUANTIZE_MODES: tuple[str, ...] = ("int8",)
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,8 @@ class ExportReport:
 
 def check_request(quantize: str | None, out_dir: str | Path, overwrite: bool) -> Path:
     """The checks every task's export makes before any work: a known quantisation, a free target folder."""
-    if quantize not in (None, "int8"):
-        raise ConfigError(f"Invalid quantize: {quantize!r}. Allowed values are: int8")
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise ConfigError(f"Invalid quantize: {quantize!r}. Allowed values are: {', '.join(QUANTIZE_MODES)}")
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out}: exists and is not empty; choose a new folder or pass overwrite")

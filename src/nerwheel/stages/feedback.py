@@ -248,12 +248,16 @@ class FeedbackReport:
 @dataclass
 class FeedbackResult:
     """``records``: the feedback training set (disagreements, then replay);
-    ``model_records``/``teacher_records``: both sides' labels for every disagreement record (for review)."""
+    ``model_records``/``teacher_records``: both sides' labels for every disagreement record (for review);
+    ``agreed``: the teacher's labels on the texts where the model agreed (a replay pool drawn from current
+    traffic); ``unlabelled``: the texts no teacher could label (what a model may pseudo-label)."""
 
     records: list[Record]
     report: FeedbackReport
     model_records: list[Record] = field(default_factory=list)
     teacher_records: list[Record] = field(default_factory=list)
+    agreed: list[Record] = field(default_factory=list)
+    unlabelled: list[Record] = field(default_factory=list)
 
 
 def _with_source(ents: Iterable[Entity], source: str) -> list[Entity]:
@@ -312,9 +316,12 @@ def feedback(
     out: list[Record] = []
     model_side: list[Record] = []
     teacher_side: list[Record] = []
+    agreed: list[Record] = []
+    unlabelled: list[Record] = []
     for rec, m_ents, t_rec in zip(bare, predicted, _align(bare, annotated.records)):
         if t_rec is None:
             report.teacher_failed += 1
+            unlabelled.append(rec)
             continue
         m = _with_source(m_ents, cfg.model_source)
         t = list(t_rec.entities)
@@ -323,6 +330,7 @@ def feedback(
         diffs = diff_entities(m, t, teacher_labels=cfg.teacher_labels)
         if not diffs:
             report.agreed += 1
+            agreed.append(t_rec)
             continue
         report.disagreed += 1
         for d in diffs:
@@ -338,7 +346,7 @@ def feedback(
     replayed = sample_replay(replay, n_replay, seed=cfg.seed, exclude_texts={r.text for r in out},
                              source=cfg.replay_source)
     report.replay = len(replayed)
-    return FeedbackResult(out + replayed, report, model_side, teacher_side)
+    return FeedbackResult(out + replayed, report, model_side, teacher_side, agreed, unlabelled)
 
 
 def review_records(result: FeedbackResult) -> list[Record]:

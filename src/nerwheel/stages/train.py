@@ -40,6 +40,7 @@ A run that continues a trained model says so and records it as ``parent``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -443,8 +444,23 @@ def train(
     dev_records: Sequence[Record] | None = None,
     test_records: Sequence[Record] | None = None,
 ) -> Path:
-    """Train a token or span classifier as ``config`` says; returns the new model directory."""
+    """Train a token or span classifier as ``config`` says; returns the new model directory.
+
+    Started by ``torchrun`` (``nerwheel train`` under ``torchrun --no-python``, or a PyTorchJob), each process
+    joins the process group here and trains its share of every batch (:mod:`nerwheel.model.distributed`);
+    rank 0 alone writes the model directory.
+    """
+    from nerwheel.model import distributed
+    from nerwheel.model.loop import resolve_device
+
+    with distributed.process_group(resolve_device(config.training.device).type) as dist:
+        return _train(config, dist, train_records, dev_records, test_records)
+
+
+def _train(config: TrainConfig, dist: Any, train_records: Sequence[Record] | None,
+           dev_records: Sequence[Record] | None, test_records: Sequence[Record] | None) -> Path:
     from nerwheel.model.data import build_features
+    from nerwheel.model.distributed import main_first
     from nerwheel.model.lora import apply_lora
     from nerwheel.model.loop import TaggerSteps, evaluate_model, fit, seed_everything, torch_threads
     from nerwheel.model.tracking import open_tracker
@@ -453,7 +469,9 @@ def train(
     seed_everything(t.seed)
     check_available(config.model)
     inputs = resolve_inputs(config, train_records, dev_records, test_records)
-    backbone = load_backbone(config.model, texts=[r.text for r in inputs.train], sequence_length=t.sequence_length)
+    with main_first(dist):  # a backbone converted into the shared cache is converted once
+        backbone = load_backbone(config.model, texts=[r.text for r in inputs.train],
+                                 sequence_length=t.sequence_length)
     given_learning_rate = t.learning_rate
     config, schedule = resolve_schedule(config, backbone)
     t = config.training
@@ -503,14 +521,17 @@ def train(
         apply_lora(model, config.model.lora)
 
     run_dir = config.run_dir()
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"{run_dir}: already exists and is not empty; choose another output.model_name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_input_report(run_dir, inputs)
-    if taught is not None:
-        from nerwheel.formats import write_rejects
+    with main_first(dist):  # rank 0 makes the folder; the others only check it was made
+        if dist.main:
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise FileExistsError(f"{run_dir}: already exists and is not empty; choose another "
+                                      "output.model_name")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_input_report(run_dir, inputs)
+            if taught is not None:
+                from nerwheel.formats import write_rejects
 
-        write_rejects(taught.rejects, run_dir / UNLABELED_REJECTS_FILE)
+                write_rejects(taught.rejects, run_dir / UNLABELED_REJECTS_FILE)
     learning_rate = float(t.learning_rate)  # type: ignore[arg-type] - resolved above
     card = ModelCard(
         **head_card, head=config.model.head, backbone=backbone.name, sequence_length=t.sequence_length, stride=t.stride,
@@ -521,9 +542,10 @@ def train(
         decode={"method": config.model.decode, "beam_size": config.model.beam_size},
         language=_language([r.text for r in inputs.train]), parent=parent,
     )
-    (run_dir / TRAIN_CONFIG_FILE).write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
-    )
+    if dist.main:
+        (run_dir / TRAIN_CONFIG_FILE).write_text(
+            yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
     log.info("training %s (%s head, %d outputs) on %d windows from %d records; dev %d records -> %s",
              backbone.name, config.model.head, card.num_outputs, len(features), len(inputs.train), len(inputs.dev),
              run_dir)
@@ -532,7 +554,9 @@ def train(
         _write_model(path, model, backbone, card.model_copy(update={"metrics": {"dev": _summary(dev_metrics)}}))
 
     steps = TaggerSteps(features, inputs.dev, config, encoder, card, curriculum)
-    with torch_threads(t.threads), open_tracker(config, run_dir) as tracker:
+    # one run in the tracker (TensorBoard, W&B, MLflow): rank 0's
+    tracking = open_tracker(config, run_dir) if dist.main else contextlib.nullcontext(None)
+    with torch_threads(t.threads), tracking as tracker:
         result = fit(model, steps, config=config, learning_rate=learning_rate, run_dir=run_dir,
                      save=save_checkpoint, tracker=tracker)
         test_metrics = evaluate_model(model, card, encoder, inputs.test, t.eval_batch_size) if inputs.test else None
@@ -545,6 +569,8 @@ def train(
     if test_metrics:
         card_metrics["test"] = _summary(test_metrics)
     card.metrics = card_metrics
+    if not dist.main:  # rank 0 writes the model; the others' replicas are the same weights
+        return run_dir
     _write_model(run_dir, model, backbone, card)
     if config.output.plots and result.history:
         from nerwheel.model.plots import training_curve_png

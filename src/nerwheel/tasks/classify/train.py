@@ -190,9 +190,11 @@ class ClassifierSteps:
     def loss(self, model: Any, batch: np.ndarray, device: Any, autocast: Any) -> Any:
         import torch
 
+        from nerwheel.model.distributed import unwrap
+
         enc = self.encoder.pad([self.rows[i] for i in batch])
         feeds = {k: torch.from_numpy(v).to(device) for k, v in enc.feeds().items()
-                 if k != "token_type_ids" or getattr(model.config, "type_vocab_size", 1) > 1}
+                 if k != "token_type_ids" or getattr(unwrap(model).config, "type_vocab_size", 1) > 1}
         with autocast():
             logits = model(**feeds).logits
         weight = torch.from_numpy(self.weights).to(device) if self.weights is not None else None
