@@ -201,3 +201,86 @@ def make_base(engine: Engine, *, mirror: str, work: Path, ref: str = LOCAL_BASE,
         raise ImageError(f"packing {rootfs} failed")
     shutil.rmtree(rootfs)
     return ref
+
+
+def all_targets() -> list[str]:
+    """Every image: the stages in DAG order, then the Triton server."""
+    return [*STAGES, "triton"]
+
+
+def _options(base: str | None, wheels: str | None, ca_bundle: str | None, engine: Engine) -> BuildOptions:
+    if base is None and has_image(engine, LOCAL_BASE):
+        base = LOCAL_BASE
+    return BuildOptions(base=base, wheels=wheels or env_flag("PIP_FIND_LINKS"),
+                        ca_bundle=ca_bundle or env_flag("PIP_CERT"))
+
+
+def cli() -> Any:
+    """``python -m nerwheel.components.containers build|check|base`` (what ``scripts/images.sh`` runs)."""
+    import click
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    def main() -> None:
+        """Build nerwheel's images with podman or docker and check them by running the pipeline in them."""
+
+    engine_opt = click.option("--engine", type=click.Choice(["podman", "docker"]), default=None,
+                              help="Container engine (default: podman when installed, else docker).")
+    report_opt = click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+                              default=Path("runs/images/report.json"), show_default=True,
+                              help="JSON report: build times, image sizes, the check's tasks and wall time.")
+
+    @main.command()
+    @click.argument("targets", nargs=-1)
+    @engine_opt
+    @click.option("--base", default=None, help=f"Python 3.11 base image for the CPU images (default: {LOCAL_BASE} "
+                  "when the engine has it, else each Dockerfile's pinned base).")
+    @click.option("--wheels", default=None, help="Folder with the CPU torch wheel (default: $PIP_FIND_LINKS).")
+    @click.option("--ca-bundle", default=None, help="CA bundle mounted at build time (default: $PIP_CERT).")
+    @report_opt
+    def build(targets: tuple[str, ...], engine: str | None, base: str | None, wheels: str | None,
+              ca_bundle: str | None, report: Path) -> None:
+        """Build TARGETS (stages, or triton; default: all), one at a time."""
+        eng = detect_engine(engine)
+        opts = _options(base, wheels, ca_bundle, eng)
+        results = build_images(list(targets) or all_targets(), eng, opts, log_dir=report.parent / "logs",
+                               echo=lambda m: click.echo(m, err=True))
+        write_report(report, "build", {"engine": eng.command, "options": asdict(opts),
+                                       "images": results_payload(results)})
+        for r in results:
+            click.echo(r.line())
+
+    @main.command()
+    @engine_opt
+    @click.option("--mirror", default="http://deb.debian.org/debian", show_default=True,
+                  help="Debian mirror for debootstrap.")
+    @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/images/base"),
+                  show_default=True)
+    def base(engine: str | None, mirror: str, work: Path) -> None:
+        """Make the local Python 3.11 base image (Debian bookworm by debootstrap; needs root)."""
+        ref = make_base(detect_engine(engine), mirror=mirror, work=work, echo=lambda m: click.echo(m, err=True))
+        click.echo(ref)
+
+    @main.command()
+    @engine_opt
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+                  default=Path("runs/images/check"), show_default=True, help="Pipeline root and logs.")
+    @click.option("--s3", is_flag=True, help="Inputs and the Triton repository on a local S3 server (moto).")
+    @click.option("--turns", type=click.IntRange(1, 2), default=2, show_default=True,
+                  help="1: the first turn (annotate shards); 2: also the second (feedback and pseudo-label shards, "
+                       "gated against the first).")
+    @click.option("--no-serve", is_flag=True, help="Skip starting the Triton image on the deployed repository.")
+    @report_opt
+    def check(engine: str | None, out_dir: Path, s3: bool, turns: int, no_serve: bool, report: Path) -> None:
+        """Run the compiled pipeline with every task in its stage's image (kfp.local.DockerRunner)."""
+        from nerwheel.components.image_check import run_check
+
+        result = run_check(detect_engine(engine), out_dir=out_dir.resolve(), s3=s3, turns=turns, serve=not no_serve,
+                           echo=lambda m: click.echo(m, err=True))
+        write_report(report, "check", result)
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+    return main
+
+
+if __name__ == "__main__":
+    cli()()

@@ -144,6 +144,9 @@ class LocalRun:
     s3_prefix: str = "local"
     echo: TextIO | None = None  # progress lines go here (None: quiet)
     task: str = "ner"  # which task's DAG: ner (the flywheel), classify or embed
+    #: kfp.local's runner; None: ``SubprocessRunner(use_venv=False)`` (each task a subprocess of this Python).
+    #: ``scripts/images.sh check`` passes a ``DockerRunner``: every task in its stage's image.
+    runner: Any = None
 
 
 @dataclass
@@ -355,7 +358,8 @@ def run_local(cfg: LocalRun) -> RunSummary:
             args = _stage_inputs_on_s3(args, s3_base, flow)
         if not cfg.production_from_repository:
             args["production_from_repository"] = False
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+        local.init(runner=cfg.runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+                   raise_on_error=True)
         with open(log_path, "w", encoding="utf-8") as log, warnings.catch_warnings():
             # The local runner warns that images, display names and platform settings are not used locally.
             warnings.simplefilter("ignore")

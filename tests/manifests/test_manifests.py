@@ -87,7 +87,7 @@ def test_overlay_builds_into_valid_objects(overlay: str) -> None:
     docs = build(overlay)
     assert sorted(d["kind"] for d in docs) == ["ConfigMap", "ConfigMap", "ConfigMap", "Deployment",
                                                 "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget",
-                                                "Service"]
+                                                "Role", "RoleBinding", "Service"]
     for doc in docs:
         validate(doc, f"kustomize build overlays/{overlay}")
         assert doc["metadata"]["namespace"] == {"dev": "nerwheel-dev", "prod": "nerwheel"}[overlay]

@@ -1,0 +1,231 @@
+"""``scripts/images.sh check``: the compiled pipeline with every task in its stage's image, then the Triton image.
+
+Kubeflow's own local runner does the launcher's work: ``kfp.local.DockerRunner``
+compiles the pipeline, gives each task the command line of the IR and the executor
+input a KFP launcher passes (``--executor_input`` JSON with parameter values and
+artifact URIs), and runs it in the image the IR names, here through the container
+engine's Docker-compatible API (podman: ``podman system service``). Artifacts live
+under a local pipeline root mounted into every container at the same path (or, with
+``--s3``, inputs and the Triton repository on a local moto S3 server the containers
+reach over the host network).
+
+Two turns, like two weeks of the wheel: the first (no production model) runs the
+annotate shards; the second finds the first turn's deployed model and runs the
+feedback and pseudo-label shards, gated against it. Then the Triton image serves the
+repository the pipeline deployed, and its answers are compared with the export's.
+
+One workaround lives here: podman 4.3's Docker API answers 500 (not Docker's 404)
+for a container that is already auto-removed, which kfp's DockerRunner reads as an
+error; :func:`_podman_not_found` maps that one answer to ``NotFound``. A task whose
+container vanished before its status was read is still checked: each task must
+have written its ``executor_output.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from nerwheel.components.containers import Engine, ImageError, has_image, image_size
+from nerwheel.components.images import STAGES, image, serving_image
+
+__all__ = ["run_check"]
+
+#: What podman needs on this kind of host, for containers started through its API (no CLI flags there).
+CONTAINERS_CONF = """[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def docker_api(engine: Engine, work: Path) -> Iterator[str]:
+    """``DOCKER_HOST`` of the engine's Docker API: podman's own service on a private socket (stopped after)."""
+    if not engine.is_podman:
+        yield os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        return
+    conf = work / "containers.conf"
+    conf.write_text(CONTAINERS_CONF, encoding="utf-8")
+    sock = work / "podman.sock"
+    log = open(work / "podman-service.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([engine.command, "system", "service", "--time=0", f"unix://{sock}"],
+                            env={**os.environ, "CONTAINERS_CONF": str(conf)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            if proc.poll() is not None:
+                raise ImageError(f"podman system service exited ({proc.returncode}); see {log.name}")
+            time.sleep(0.1)
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def _podman_not_found() -> Iterator[None]:
+    """docker-py: a 500 "no such container" (podman 4.3) becomes ``NotFound``, as Docker's 404 would."""
+    import docker.api.client as api_client
+    import docker.errors as errors
+
+    original = api_client.create_api_error_from_http_exception
+
+    def translate(e: Any) -> None:
+        response = getattr(e, "response", None)
+        if response is not None and response.status_code == 500 and "no such container" in (response.text or ""):
+            raise errors.NotFound(e, response=response, explanation=response.text) from e
+        original(e)
+
+    api_client.create_api_error_from_http_exception = translate
+    try:
+        yield
+    finally:
+        api_client.create_api_error_from_http_exception = original
+
+
+@contextlib.contextmanager
+def _env(updates: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _moto() -> Iterator[dict[str, str]]:
+    """A local S3 server on 127.0.0.1 (moto) and the env a task needs to reach it."""
+    port = _free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield {"NERWHEEL_S3_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "check",
+               "AWS_SECRET_ACCESS_KEY": "check", "AWS_DEFAULT_REGION": "us-east-1"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _check_tasks(run_dir: Path) -> list[str]:
+    """Every task folder of the run holds its executor_output.json (the executor wrote its outputs)."""
+    missing = [str(p.relative_to(run_dir)) for p in sorted(run_dir.glob("**/")) if p != run_dir
+               and any(p.iterdir()) and (p.parent == run_dir or p.parent.name.startswith("for-loop-"))
+               and not p.name.startswith("for-loop-") and not (p / "executor_output.json").is_file()]
+    return missing
+
+
+def _serve(engine: Engine, repository: str, texts: list[str], export_dir: Path, model: str,
+           echo: Callable[[str], None], env: dict[str, str]) -> dict[str, Any]:
+    """Start the Triton image on ``repository``; its entities on ``texts`` must equal the export's own."""
+    from nerwheel.model.runtime import OnnxTagger
+    from nerwheel.serving.client import Client
+
+    grpc, http, metrics = _free_port(), _free_port(), _free_port()
+    name = f"nerwheel-check-triton-{os.getpid()}"
+    mounts = [] if repository.startswith("s3://") else ["--volume", f"{repository}:{repository}:ro"]
+    envs = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+    argv = [engine.command, "run", "--detach", "--rm", "--name", name, *engine.flags, "--network", "host", *mounts,
+            *envs, serving_image(), "nerwheel", "serve", "--repository", repository, "--grpc-port", str(grpc),
+            "--http-port", str(http), "--metrics-port", str(metrics)]
+    echo("serving: " + " ".join(argv))
+    t0 = time.monotonic()
+    subprocess.run(argv, check=True, capture_output=True)
+    try:
+        client = Client(f"127.0.0.1:{grpc}", model=model)
+        while not client.ready():
+            if time.monotonic() - t0 > 600:
+                logs = subprocess.run([engine.command, "logs", name], capture_output=True, text=True)
+                raise ImageError(f"the Triton image did not get ready in 600 s:\n{logs.stdout[-3000:]}"
+                                 f"{logs.stderr[-3000:]}")
+            time.sleep(1)
+        ready_s = time.monotonic() - t0
+        served = client.predict(texts)
+        offline = OnnxTagger(export_dir).predict(texts)
+        key = [[(e.start, e.end, e.label) for e in ents] for ents in served]
+        same = key == [[(e.start, e.end, e.label) for e in ents] for ents in offline]
+        return {"image": serving_image(), "ready_seconds": round(ready_s, 1), "texts": len(texts),
+                "entities": sum(map(len, served)), "same_as_export": same}
+    finally:
+        subprocess.run([engine.command, "stop", "--time", "5", name], capture_output=True)
+
+
+def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2, serve: bool = True,
+              echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the pipeline ``turns`` times in the stage images (then serve its result); returns the report."""
+    from kfp import local
+
+    from nerwheel.pipelines.local import LocalRun, run_local
+
+    missing = [image(s) for s in STAGES if not has_image(engine, image(s))]
+    if serve and not has_image(engine, serving_image()):
+        missing.append(serving_image())
+    if missing:
+        raise ImageError(f"not built: {', '.join(missing)}; run scripts/images.sh build first")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = out_dir / "pipeline-root"
+    root.mkdir(exist_ok=True)
+    os.chmod(root, 0o777)  # the images run as uid 10001; their outputs land under the mounted pipeline root
+    report: dict[str, Any] = {"engine": engine.command, "s3": s3, "images": {
+        s: {"image": image(s), "size_bytes": image_size(engine, image(s))} for s in STAGES}, "turns": []}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nerwheel-check-") as tmp, docker_api(engine, Path(tmp)) as host, \
+            _podman_not_found(), _env({"DOCKER_HOST": host}), contextlib.ExitStack() as stack:
+        task_env = stack.enter_context(_moto()) if s3 else {}
+        runner = local.DockerRunner(network_mode="host", environment=task_env) if task_env else local.DockerRunner()
+        arguments = {} if s3 else {"repository_uri": str(root / "triton-repository")}
+        summary = None
+        for turn in range(1, turns + 1):
+            echo(f"turn {turn}: the pipeline in the stage images ({engine.command})")
+            with _env(task_env):
+                summary = run_local(LocalRun(out_dir=out_dir, arguments=arguments, runner=runner,
+                                             s3_endpoint=task_env.get("NERWHEEL_S3_ENDPOINT"), echo=sys.stderr))
+            bad = _check_tasks(Path(summary.run_dir))
+            if bad:
+                raise ImageError(f"turn {turn}: task(s) without executor output: {', '.join(bad)}; "
+                                 f"log {summary.log}")
+            report["turns"].append({"turn": turn, "seconds": round(summary.seconds, 1), "tasks": summary.tasks,
+                                    "strict_f1": summary.strict_f1, "verdict": summary.verdict,
+                                    "reasons": summary.reasons, "version": summary.version,
+                                    "run_dir": summary.run_dir, "log": summary.log})
+            echo(summary.text())
+        if serve and summary is not None and summary.repository and summary.export_dir:
+            from nerwheel.components.data import sample_path
+
+            texts = [t for t in sample_path("texts").read_text(encoding="utf-8").splitlines() if t.strip()][:40]
+            with _env(task_env):
+                report["serve"] = _serve(engine, summary.repository, texts, Path(summary.export_dir),
+                                         summary.model_name or "nerwheel", echo, task_env)
+    report["seconds"] = round(time.monotonic() - started, 1)
+    return report
