@@ -16,6 +16,7 @@ def train(
     overrides: str,
     nodes: int,
     gpus_per_node: int,
+    cluster: dict,
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
@@ -32,6 +33,7 @@ def train(
         nodes: training nodes; 1 trains in this task's pod, more runs a Kubeflow Training Operator PyTorchJob
             of this image (``nodes`` x ``gpus_per_node`` DDP processes) that this task creates and waits for.
         gpus_per_node: GPUs per node, one DDP process each (``torchrun``); 0 or 1 = one process.
+        cluster: the platform settings a PyTorchJob's pods need (fixed when the pipeline is compiled).
 
     Returns:
         model: a Hugging Face model folder plus nerwheel.json (and crf.safetensors);
@@ -43,7 +45,7 @@ def train(
     task_logging()
     scalars = run(train_path=train_data.path, backbone=backbone, epochs=epochs, seed=seed, overrides=overrides,
                   model_path=model.path, report_path=report.path, nodes=nodes, gpus_per_node=gpus_per_node,
-                  train_uri=train_data.uri, model_uri=model.uri)
+                  train_uri=train_data.uri, model_uri=model.uri, cluster=cluster)
     for name, value in scalars.items():
         metrics.log_metric(name, value)
     model.metadata["framework"] = "pytorch"

@@ -213,6 +213,14 @@ class Platform:
         kubernetes.add_pod_label(task, label_key=self.triton_control_label[0], label_value=self.triton_control_label[1])
         return task
 
+    def job_settings(self) -> dict[str, Any]:
+        """What a multi-node training job's pods need from the cluster (the train task's ``cluster`` input)."""
+        return {"s3_secret": self.s3_secret, "s3_secret_keys": list(self.s3_secret_keys), "gpu_type": self.gpu_type,
+                "node_selector": dict([self.gpu_node_selector]), "cpu": self.train_cpu, "memory": self.train_memory,
+                "tolerations": [{k: v for k, v in (("key", t.key), ("operator", t.operator), ("effect", t.effect),
+                                                   ("value", t.value)) if v is not None} for t in self.gpu_tolerations],
+                "timeout": self.timeouts["train"]}
+
     def gpu(self, task: dsl.PipelineTask, count: Any = None) -> dsl.PipelineTask:
         """Ask for a GPU node: accelerator type and limit (``count``: a pipeline parameter, else ``gpu_count``),
         node selector, tolerations, CPU and memory."""
@@ -370,7 +378,8 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         tasks += [t_synth, t_merge]
 
         t_train = train(train_data=t_merge.outputs["merged"], backbone=backbone, epochs=epochs, seed=train_seed,
-                        overrides=train_overrides, nodes=nodes, gpus_per_node=gpus_per_node)
+                        overrides=train_overrides, nodes=nodes, gpus_per_node=gpus_per_node,
+                        cluster=p.job_settings())
         p.gpu(t_train, gpus_per_node)
 
         t_distill = distill(model=t_train.outputs["model"], train_data=t_merge.outputs["merged"],

@@ -10,12 +10,31 @@ on to pseudo-labelling. Eval texts in the traffic are dropped first.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["SIDE_SETS", "run"]
+__all__ = ["SIDE_SETS", "production_tagger", "run"]
 
 #: Side sets of the output folder: the teacher's labels where the model agreed, and the texts no teacher labelled.
 SIDE_SETS = ("agreed", "unlabelled")
+
+
+@contextmanager
+def production_tagger(uri: str) -> Iterator[Any]:
+    """The production model at ``uri`` (a version folder of the Triton repository, an export folder or a model
+    folder with its ``onnx/`` export; local or ``s3://``) on ONNX Runtime, the runtime Triton serves it with."""
+    from nerwheel import storage
+    from nerwheel.errors import ConfigError
+    from nerwheel.model.layout import find_export
+    from nerwheel.model.runtime import OnnxTagger
+
+    with storage.get_storage().local_dir(uri) as folder:
+        export = find_export(folder)
+        if export is None:
+            raise ConfigError(f"production model {uri}: no ONNX export (model.onnx) there or in its onnx/ folder; "
+                              "the feedback loop runs the export users are served", field="production_model_uri")
+        yield OnnxTagger(export)
 
 
 def run(*, texts_uri: str, shard: dict[str, Any] | None, production_uri: str, teacher: str, llm_endpoint: str,
@@ -29,7 +48,6 @@ def run(*, texts_uri: str, shard: dict[str, Any] | None, production_uri: str, te
     """
     import json
 
-    from nerwheel import storage
     from nerwheel.components.data import read_dataset, resolve_uri, write_dataset
     from nerwheel.components.report import Report, bar_chart
     from nerwheel.components.steps.annotate import read_texts, teachers_for
@@ -37,7 +55,6 @@ def run(*, texts_uri: str, shard: dict[str, Any] | None, production_uri: str, te
     from nerwheel.errors import ConfigError
     from nerwheel.shards import ShardPart
     from nerwheel.stages.feedback import DISAGREEMENT_KINDS, FeedbackConfig, feedback
-    from nerwheel.stages.predict import load_predictor
 
     if not production_uri.strip():
         raise ConfigError("the feedback step needs the production model (production_uri is empty)")
@@ -47,8 +64,8 @@ def run(*, texts_uri: str, shard: dict[str, Any] | None, production_uri: str, te
     name = production_uri.rstrip("/").rsplit("/", 2)
     config = FeedbackConfig(model_source=f"model:{'/'.join(name[-2:])}")  # model:<name>/<version>; replay: fan-in
     try:
-        with storage.get_storage().local_dir(production_uri) as model_dir:
-            result = feedback(load_predictor(model_dir), teachers, texts.records, holdout=holdout, config=config)
+        with production_tagger(production_uri) as model:
+            result = feedback(model, teachers, texts.records, holdout=holdout, config=config)
     finally:
         if cache is not None:
             cache.close()

@@ -20,13 +20,12 @@ def run(*, feedback_path: str, production_uri: str, threshold: float, out_path: 
     """
     import json
 
-    from nerwheel import storage
     from nerwheel.components.data import read_artifact, write_dataset
     from nerwheel.components.report import Report
     from nerwheel.components.steps import parameter_hints
+    from nerwheel.components.steps.feedback import production_tagger
     from nerwheel.components.steps.shard import read_part, write_part
     from nerwheel.shards import ShardPart
-    from nerwheel.stages.predict import load_predictor
     from nerwheel.stages.pseudo_label import PseudoLabelConfig, pseudo_label
 
     texts = read_artifact(feedback_path, "unlabelled.jsonl")
@@ -37,8 +36,8 @@ def run(*, feedback_path: str, production_uri: str, threshold: float, out_path: 
     records = []
     report = None
     if texts:
-        with storage.get_storage().local_dir(production_uri) as model_dir:
-            result = pseudo_label(load_predictor(model_dir), texts, config)
+        with production_tagger(production_uri) as model:
+            result = pseudo_label(model, texts, config)
         records, report = result.records, result.report
     write_dataset(out_path, records)
     scalars = {"texts": float(len(texts)), "records": float(len(records)),

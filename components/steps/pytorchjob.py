@@ -150,8 +150,12 @@ def _namespace() -> str:
 
 
 def train_on_cluster(config: Any, *, nodes: int, gpus_per_node: int, train_uri: str, model_uri: str,
-                     model_path: str, image: str | None = None) -> None:
-    """Create the PyTorchJob for ``config``, wait for it, and copy the model rank 0 wrote into ``model_path``."""
+                     model_path: str, cluster: dict[str, Any], image: str | None = None) -> None:
+    """Create the PyTorchJob for ``config``, wait for it, and copy the model rank 0 wrote into ``model_path``.
+
+    ``cluster``: the compile-time platform settings the job's pods need (``Platform.job_settings()`` in
+    :mod:`nerwheel.pipelines.flywheel`: S3 secret, GPU resource, node selector, tolerations, CPU, memory, time).
+    """
     import os
     import tempfile
     from pathlib import Path
@@ -178,15 +182,12 @@ def train_on_cluster(config: Any, *, nodes: int, gpus_per_node: int, train_uri: 
     name = "nerwheel-train-" + hashlib.sha256(model_uri.encode()).hexdigest()[:10]
     passthrough = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "NERWHEEL_S3_ENDPOINT")
                    if os.environ.get(k)}
-    from nerwheel.pipelines.flywheel import Platform
-
-    p = Platform()
     spec = JobSpec(name=name, namespace=_namespace(), image=image or stage_image("train"), nodes=nodes,
                    gpus_per_node=gpus_per_node, work_uri=work, env=passthrough,
-                   secret_env={k: (p.s3_secret, k) for k in p.s3_secret_keys}, gpu_resource=p.gpu_type,
-                   cpu=p.train_cpu, memory=p.train_memory, node_selector=dict([p.gpu_node_selector]),
-                   tolerations=tuple({"key": t.key, "operator": t.operator, "effect": t.effect} for t in
-                                     p.gpu_tolerations), timeout=p.timeouts["train"])
+                   secret_env={k: (cluster["s3_secret"], k) for k in cluster["s3_secret_keys"]},
+                   gpu_resource=cluster["gpu_type"], cpu=cluster["cpu"], memory=cluster["memory"],
+                   node_selector=dict(cluster["node_selector"]), tolerations=tuple(cluster["tolerations"]),
+                   timeout=int(cluster["timeout"]))
     body = job_manifest(spec)
     api.create_namespaced_custom_object(GROUP, VERSION, spec.namespace, PLURAL, body)
     try:

@@ -57,13 +57,13 @@ def resolve_config(*, train_path: str, backbone: str, epochs: int, seed: int, ov
 
 def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: str, model_path: str,
         report_path: str, nodes: int = 1, gpus_per_node: int = 1, train_uri: str = "",
-        model_uri: str = "") -> dict[str, float]:
+        model_uri: str = "", cluster: dict[str, Any] | None = None) -> dict[str, float]:
     """Train on the Dataset folder at ``train_path`` into the folder ``model_path``.
 
     One node, at most one GPU: in this process. One node, several GPUs: ``torchrun`` with one DDP process per
     GPU on this pod. Several nodes: a Kubeflow Training Operator PyTorchJob of this image, created and awaited
-    here (:mod:`nerwheel.components.steps.pytorchjob`); it reads the data from ``train_uri`` and writes the model
-    beside ``model_uri``, which is then copied into ``model_path``. Returns the scalars the component logs (dev
+    here (:mod:`nerwheel.components.steps.pytorchjob`, its pods as ``cluster`` says); it reads the data from
+    ``train_uri`` and writes the model beside ``model_uri``, which is then copied into ``model_path``. Returns the scalars the component logs (dev
     scores and training facts from nerwheel.json).
     """
     from pathlib import Path
@@ -81,8 +81,11 @@ def run(*, train_path: str, backbone: str, epochs: int, seed: int, overrides: st
     if nodes > 1:
         from nerwheel.components.steps.pytorchjob import train_on_cluster
 
+        if not cluster:
+            raise ConfigError("nodes > 1 needs the cluster settings the pipeline compiles in (cluster)",
+                              field="nodes")
         train_on_cluster(config, nodes=nodes, gpus_per_node=gpus_per_node, train_uri=train_uri,
-                         model_uri=model_uri, model_path=model_path)
+                         model_uri=model_uri, model_path=model_path, cluster=cluster)
         model_dir = out
     elif gpus_per_node > 1:
         from nerwheel.model.distributed import launch_local

@@ -40,7 +40,7 @@ _ARG_REF = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 def instructions(dockerfile: Path, build_args: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped; with ``build_args``, every
     ``${ARG}`` of an ARG instruction is replaced by the build argument, else by the ARG's default."""
-    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -110,9 +110,30 @@ def test_installs_nerwheel_with_the_stage_extras(stage: str) -> None:
         assert any(args.split()[0] == needed for args in copies), f"{stage_dockerfile(stage)} does not copy {needed}"
     if "train" in STAGE_EXTRAS[stage] and STAGE_IMAGES[stage].dockerfile == CPU_DOCKERFILE:
         # the CPU torch is installed when the extras hold train, before nerwheel's own install
-        case = re.search(r'case ",([a-z0-9,]+)," in \*,train,\*\) pip install --index-url "\S+" torch==2\.13\.0', runs)
+        # from the CPU index, or from a folder mounted at build time (TORCH_FIND_LINKS) on machines without it
+        runs = re.sub(r"\s+", " ", runs)
+        case = re.search(r'case ",([a-z0-9,]+)," in \*,train,\*\) if \[ -n "" \]; then pip install --find-links "" '
+                         r'torch==2\.13\.0; else pip install --index-url "\S+" torch==2\.13\.0; fi ;;', runs)
         assert case and case.group(1) == ",".join(STAGE_EXTRAS[stage]), "CPU images install the pinned CPU torch first"
         assert runs.index("torch==2.13.0") < runs.index('pip install ".['), "torch before nerwheel"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_dependencies_are_a_layer_of_their_own_listing_the_stage_extras(stage: str) -> None:
+    """The dependency layer comes before the sources are copied (a code change keeps it cached), and its
+    requirement list, produced by the Dockerfile's own command, is pyproject's dependencies plus the extras'."""
+    ins = stage_instructions(stage)
+    words = [w for w, _ in ins]
+    run_deps = next(i for i, (w, a) in enumerate(ins) if w == "RUN" and "requirements.txt" in a)
+    first_src = next(i for i, (w, a) in enumerate(ins) if w == "COPY" and a.split()[0] == "src")
+    assert words.index("COPY") < run_deps < first_src
+    assert ins[words.index("COPY")][1].split()[0] == "pyproject.toml"
+    command = re.search(r'(python3 -c ".*?") > /tmp/requirements\.txt', ins[run_deps][1]).group(1)
+    listed = subprocess.run(["sh", "-c", command.replace("python3", sys.executable, 1)], cwd=REPO, check=True,
+                            capture_output=True, text=True).stdout.split("\n")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    expected = project["dependencies"] + [r for e in STAGE_EXTRAS[stage] for r in project["optional-dependencies"][e]]
+    assert [x for x in listed if x] == expected
 
 
 def test_deploy_image_has_git_for_the_gitops_commit() -> None:
@@ -168,7 +189,8 @@ def test_component_command_is_one_the_image_provides(stage: str) -> None:
     component = load(stage)
     container = component.component_spec.implementation.container
     assert container.image == image(stage)
-    assert container.image.rsplit(":", 1)[0].endswith("/" + image_name(stage)) and image_name(stage).endswith(stage)
+    assert container.image.rsplit(":", 1)[0].endswith("/" + image_name(stage))
+    assert image_name(stage).endswith(stage.replace("_", "-"))
     assert container.command[:2] == ["sh", "-ec"]
     script = container.command[2]
     assert "python3 -m kfp.dsl.executor_main" in script and "pip install" not in script
@@ -363,11 +385,14 @@ def test_serving_image_runs_the_manifests_tritonserver() -> None:
     and it is the image the Deployment runs with the command the manifests give."""
     import yaml
 
-    ins = instructions(IMAGES / "triton" / "Dockerfile")
+    ins = instructions(IMAGES / "triton" / "Dockerfile", {})  # the defaults: the cluster image
     (base,) = [args for word, args in ins if word == "FROM"]
     assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d{2}\.\d{2}-py3", base), base
-    runs = " ".join(args for word, args in ins if word == "RUN")
-    assert re.search(r'pip install "\.\[serve,kb\]"', runs)  # kb: lexicon-feature models compute KB matches
+    runs = re.sub(r"\s+", " ", " ".join(args for word, args in ins if word == "RUN"))
+    # kb: lexicon-feature models compute KB matches
+    assert re.search(r'case "image" in image\) pip install "\.\[serve,kb\]" ;;', runs)
+    # the variant for build machines without the NVIDIA image: the wheel's tritonserver in a venv on PATH
+    assert 'wheel) python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,kb]" ;;' in runs
     users = [args for word, args in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert not [args for word, args in ins if word in ("ENV", "ARG") and SECRETISH.search(args)]

@@ -36,11 +36,12 @@ def test_bad_schedules_are_refused_with_an_example(bad: str) -> None:
 
 
 def test_one_run_plan() -> None:
-    req = SubmitRequest(host="http://localhost:8080", arguments={"epochs": 3, "min_delta": 0, "teacher": "llm"},
+    llm = {"teacher": "llm", "llm_endpoint": "http://llm:8000/v1", "llm_model": "qwen"}
+    req = SubmitRequest(host="http://localhost:8080", arguments={"epochs": 3, "min_delta": 0, **llm},
                         experiment="flywheel", run_name="turn-7", pipeline_root="s3://bucket/root")
     (call,) = plan(req)
     assert call.method == "create_run_from_pipeline_func"
-    assert call.kwargs == {"pipeline_func": "flywheel", "arguments": {"epochs": 3, "min_delta": 0.0, "teacher": "llm"},
+    assert call.kwargs == {"pipeline_func": "flywheel", "arguments": {"epochs": 3, "min_delta": 0.0, **llm},
                            "run_name": "turn-7", "experiment_name": "flywheel", "namespace": None,
                            "pipeline_root": "s3://bucket/root", "enable_caching": None}
     assert isinstance(call.kwargs["arguments"]["min_delta"], float)  # widened to the parameter's type
@@ -72,9 +73,10 @@ def test_bad_requests_fail_before_any_call(kwargs: dict, message: str) -> None:
 
 
 def test_params_file_yaml_and_json(tmp_path: Path) -> None:
-    (tmp_path / "p.yaml").write_text("teacher: llm\nllm_endpoint: http://llm:8000/v1\nepochs: 4\nmax_type_drop: 0\n")
+    (tmp_path / "p.yaml").write_text("teacher: llm\nllm_endpoint: http://llm:8000/v1\nllm_model: qwen\nepochs: 4\n"
+                                     "max_type_drop: 0\n")
     assert load_params_file(tmp_path / "p.yaml") == {"teacher": "llm", "llm_endpoint": "http://llm:8000/v1",
-                                                     "epochs": 4, "max_type_drop": 0.0}
+                                                     "llm_model": "qwen", "epochs": 4, "max_type_drop": 0.0}
     (tmp_path / "p.json").write_text(json.dumps({"backbone": "e5-small"}))
     assert load_params_file(tmp_path / "p.json") == {"backbone": "e5-small"}
     (tmp_path / "bad.yaml").write_text("- a\n- b\n")
@@ -98,12 +100,12 @@ def test_parameter_list_comes_from_the_pipeline() -> None:
 def test_cli_dry_run_prints_the_calls(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("epochs: 5\n")
     result = CliRunner().invoke(cli, ["submit", "--host", "http://localhost:8080", "--schedule", "0 3 * * 1",
-                                      "--params", str(tmp_path / "p.yaml"), "--set", "teacher=llm", "--dry-run"])
+                                      "--params", str(tmp_path / "p.yaml"), "--set", "shards=16", "--dry-run"])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("create_experiment(") and lines[1].startswith("create_recurring_run(")
     rec = json.loads(lines[1][len("create_recurring_run("):-1])
-    assert rec["params"] == {"epochs": 5, "teacher": "llm"} and rec["cron_expression"] == "0 0 3 * * 1"
+    assert rec["params"] == {"epochs": 5, "shards": 16} and rec["cron_expression"] == "0 0 3 * * 1"
 
 
 def test_cli_errors_are_one_line_without_traceback() -> None:
@@ -141,3 +143,36 @@ def test_a_refusing_api_is_named_by_its_status() -> None:
 
     err = unreachable("http://h:8080", kfp_server_api.ApiException(status=403, reason="Forbidden"))
     assert "cannot reach the Kubeflow Pipelines API at http://h:8080 (HTTP 403 Forbidden)" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"quantize": "int4"}, "quantize is 'int4'; allowed: '', 'int8'"),
+        ({"teacher": "gpt"}, "teacher is 'gpt'; allowed: 'kb', 'llm'"),
+        ({"teacher": "llm", "llm_model": "qwen"}, "teacher 'llm' needs llm_endpoint and llm_model"),
+        ({"shards": 0}, "shards is 0; it must be between 1 and 256"),
+        ({"shards": 1000}, "shards is 1000; it must be between 1 and 256"),
+        ({"pseudo_label_threshold": 1.5}, "pseudo_label_threshold is 1.5; it must be between 0 and 1"),
+        ({"replay_ratio": -1}, "replay_ratio is -1.0; it must be at least 0"),
+        ({"nodes": 0, "gpus_per_node": -1}, "nodes is 0; it must be at least 1; gpus_per_node is -1; it must be at "
+                                            "least 0"),
+        ({"precedence": "gold,kb,synthetic"}, "precedence 'gold,kb,synthetic' lacks model"),
+        ({"teacher": "llm", "llm_endpoint": "http://l/v1", "llm_model": "m", "precedence": "gold,kb,model,synthetic"},
+         "precedence 'gold,kb,model,synthetic' lacks llm"),
+        ({"precedence": "gold,kb,kb,model,synthetic"}, "precedence: .*kb more than once"),
+        ({"train_overrides": "training.epoch=3"}, "unknown key 'training.epoch'; did you mean 'training.epochs'"),
+        ({"backbone": "tiny", "train_overrides": "training.learning_rate=-1"}, "training.learning_rate"),
+    ],
+)
+def test_every_enumerated_and_bounded_parameter_is_checked_at_submit(arguments: dict, message: str) -> None:
+    """Refused when the run is submitted, with the parameter and what it takes, not after hours of GPU training."""
+    with pytest.raises(ParamError, match=f"submit arguments: .*{message}"):
+        SubmitRequest(host="http://h", arguments=arguments)
+
+
+def test_all_problems_are_reported_at_once_and_the_cli_exits_1() -> None:
+    result = CliRunner().invoke(cli, ["submit", "--host", "http://h", "--set", "quantize=fp8", "--set", "shards=0",
+                                      "--dry-run"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "quantize is 'fp8'" in result.output and "shards is 0" in result.output
