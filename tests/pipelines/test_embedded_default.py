@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from nerwheel.components import STAGES
+
 pytest.importorskip("kfp")
 pytest.importorskip("torch")
 pytest.importorskip("tritonclient")
@@ -48,16 +50,19 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_summary_reports_f1_verdict_and_every_task(default_run: dict[str, Any]) -> None:
     f = default_run["fields"]
     assert default_run["stdout"].startswith("nerwheel run nerwheel-flywheel-")
-    assert f["tasks"] == ", ".join(f"{s} success" for s in ("annotate", "synthesize", "merge", "train", "distill",
-                                                              "evaluate", "gate", "export", "deploy"))
+    # the first turn: no production model, so the annotate shards ran and the feedback loop's did not
+    assert f["tasks"] == ", ".join(f"{s} {'skipped' if s in ('feedback', 'pseudo_label') else 'success'}"
+                                   for s in STAGES)
     f1 = re.fullmatch(r"strict (\S+), partial (\S+), type (\S+) on (\d+) records", f["F1 (eval)"])
     assert f1 and int(f1.group(4)) == SAMPLE_EVAL_RECORDS  # scored on the bundled eval set
     assert 0.05 < float(f1.group(1)) <= float(f1.group(2)) <= 1.0  # it learned something; partial >= strict
     repo = default_run["out"] / "triton-repository"
     assert f["gate"] == (f"PROMOTE: no production model ({repo} has no live version of 'nerwheel'): the first "
                          f"candidate is promoted (strict F1 {float(f1.group(1)):.4f})")
-    # progress lines went to stderr, one start and one finish per task
-    assert len(re.findall(r"^Task '\w+' finished with status SUCCESS$", default_run["stderr"], re.MULTILINE)) == 9
+    # progress lines went to stderr, one start and one finish per task, annotate once per shard (2)
+    finished = re.findall(r"^Task '([\w-]+)' finished with status SUCCESS$", default_run["stderr"], re.MULTILINE)
+    assert sorted(finished) == sorted(["production", "shard", "annotate", "annotate", "gather", "synthesize",
+                                       "merge", "train", "distill", "evaluate", "gate", "export", "deploy"])
     assert "Pipeline 'nerwheel-flywheel' finished with status SUCCESS" in default_run["stderr"]
     # each task's own progress lines are streamed under its name, not left in run.log only
     assert re.search(r"^  train: epoch 1: loss \d", default_run["stderr"], re.MULTILINE), default_run["stderr"]
