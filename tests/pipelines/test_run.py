@@ -110,8 +110,10 @@ def test_artifacts_are_where_the_summary_says(s3_run: dict[str, Any]) -> None:
     scores = json.loads((run_dir / "evaluate" / "scores").read_text())
     assert scores["overall"]["strict"]["f1"] == s3_run["strict_f1"]
     assert json.loads((run_dir / "gate" / "decision").read_text())["verdict"] == "promote"
-    for stage in ("annotate", "synthesize", "merge", "train", "distill", "evaluate", "export"):
-        report = (run_dir / stage / "report").read_text()
+    # a task inside a ParallelFor lives under its iteration's folder (annotate: one per shard)
+    for stage in ("for-loop-*/annotate", "gather", "synthesize", "merge", "train", "distill", "evaluate", "export"):
+        (report_path, *more) = sorted(run_dir.glob(f"{stage}/report"))
+        report = report_path.read_text()
         assert report.startswith("<!DOCTYPE html>") and ("<svg" in report or "<table>" in report), stage
     assert "**promote**" in (run_dir / "gate" / "report").read_text()
 
@@ -207,7 +209,8 @@ def test_a_failing_task_is_named_with_its_log(tmp_path: Path) -> None:
                            str(tmp_path), "--set", f"texts_uri={tmp_path / 'missing.txt'}", "-q"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "Traceback (most recent call last)" not in proc.stderr.splitlines()[0]
-    assert "'annotate'" in proc.stderr and f"full log: {tmp_path / 'run.log'}" in proc.stderr
+    # the shard task is the first that reads the traffic
+    assert "'shard'" in proc.stderr and f"full log: {tmp_path / 'run.log'}" in proc.stderr
     assert "missing.txt: no such file" in proc.stderr  # the task's own error, from the log tail
 
 
