@@ -154,8 +154,7 @@ class Platform:
     ``nerwheel-llm`` secret); the GPU settings match the common NVIDIA device-plugin setup.
     """
 
-    gpu_type: str = "nvidia.com/gpu"
-    gpu_count: int = 1
+    gpu_type: str = "nvidia.com/gpu"  # how many: the gpus_per_node pipeline parameter
     gpu_node_selector: tuple[str, str] = ("nvidia.com/gpu.present", "true")
     gpu_tolerations: tuple[Toleration, ...] = (Toleration("nvidia.com/gpu"),)
     train_cpu: str = "4"
@@ -221,10 +220,10 @@ class Platform:
                                                    ("value", t.value)) if v is not None} for t in self.gpu_tolerations],
                 "timeout": self.timeouts["train"]}
 
-    def gpu(self, task: dsl.PipelineTask, count: Any = None) -> dsl.PipelineTask:
-        """Ask for a GPU node: accelerator type and limit (``count``: a pipeline parameter, else ``gpu_count``),
-        node selector, tolerations, CPU and memory."""
-        task.set_accelerator_type(self.gpu_type).set_accelerator_limit(self.gpu_count if count is None else count)
+    def gpu(self, task: dsl.PipelineTask, count: Any) -> dsl.PipelineTask:
+        """Ask for a GPU node: accelerator type and ``count`` (a pipeline parameter: gpus_per_node), node
+        selector, tolerations, CPU and memory."""
+        task.set_accelerator_type(self.gpu_type).set_accelerator_limit(count)
         task.set_cpu_request(self.train_cpu).set_memory_request(self.train_memory)
         kubernetes.add_node_selector(task, label_key=self.gpu_node_selector[0], label_value=self.gpu_node_selector[1])
         for t in self.gpu_tolerations:

@@ -340,7 +340,7 @@ def test_parameters_are_typed_with_the_embedded_default(docs: tuple[dict, dict])
 
 
 def test_platform_settings_are_configurable_at_compile_time(tmp_path: Path) -> None:
-    custom = build_pipeline(Platform(gpu_type="nvidia.com/mig-1g.10gb", gpu_count=2,
+    custom = build_pipeline(Platform(gpu_type="nvidia.com/mig-1g.10gb",
                                      gpu_node_selector=("cloud.google.com/gke-accelerator", "nvidia-h100-80gb"),
                                      gpu_tolerations=(Toleration("dedicated", "Equal", "NoSchedule", "gpu"),)))
     spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / "p.yaml", custom).read_text())
