@@ -189,16 +189,20 @@ def make_base(engine: Engine, *, mirror: str, work: Path, ref: str = LOCAL_BASE,
     """A Python 3.11 base without any registry: ``debootstrap`` a minimal Debian bookworm and import it (root)."""
     if shutil.which("debootstrap") is None:
         raise ConfigError("images.sh base needs debootstrap (apt-get install debootstrap)")
-    rootfs = work / "rootfs"
+    rootfs = work.resolve() / "rootfs"  # debootstrap changes directory: a relative target would not be found
     if rootfs.exists():
         shutil.rmtree(rootfs)
+    rootfs.parent.mkdir(parents=True, exist_ok=True)
     echo(f"debootstrap bookworm from {mirror} into {rootfs}")
-    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
-                    str(rootfs), mirror], check=True)
+    code = subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
+                           "bookworm", str(rootfs), mirror]).returncode
+    if code != 0:
+        raise ImageError(f"debootstrap of bookworm from {mirror} failed (exit {code}); its log is above and in "
+                         f"{rootfs}/debootstrap/debootstrap.log; --mirror takes the Debian URI apt uses here")
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    subprocess.run([engine.command, "import", "-", ref], stdin=tar.stdout, check=True)
-    if tar.wait() != 0:
-        raise ImageError(f"packing {rootfs} failed")
+    code = subprocess.run([engine.command, "import", "-", ref], stdin=tar.stdout).returncode
+    if tar.wait() != 0 or code != 0:
+        raise ImageError(f"packing {rootfs} into {ref} failed (tar exit {tar.returncode}, import exit {code})")
     shutil.rmtree(rootfs)
     return ref
 
@@ -219,7 +223,16 @@ def cli() -> Any:
     """``python -m nerwheel.components.containers build|check|base`` (what ``scripts/images.sh`` runs)."""
     import click
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    from nerwheel.cli.common import handle_errors
+
+    class Group(click.Group):
+        """An expected failure (no engine, a failed build or check) is one line on stderr and exit 1."""
+
+        def invoke(self, ctx: click.Context) -> Any:
+            with handle_errors():
+                return super().invoke(ctx)
+
+    @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
     def main() -> None:
         """Build nerwheel's images with podman or docker and check them by running the pipeline in them."""
 

@@ -383,7 +383,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
 
         t_distill = distill(model=t_train.outputs["model"], train_data=t_merge.outputs["merged"],
                             student=distill_student, overrides=distill_overrides)
-        p.gpu(t_distill)
+        p.gpu(t_distill, 1)  # distillation runs in one process
 
         t_eval = evaluate(model=t_distill.outputs["distilled"], eval_uri=eval_uri,
                           production_model_uri=production_model_uri, repository_uri=repository_uri,

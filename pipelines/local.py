@@ -328,16 +328,20 @@ def run_local(cfg: LocalRun) -> RunSummary:
     from kfp import local
 
     from nerwheel import storage
-    from nerwheel.pipelines.params import check_arguments
+    from nerwheel.pipelines.params import ParamError, check_arguments
 
     flow = _flow(cfg.task)
     out = Path(cfg.out_dir).resolve()
     root = out / "pipeline-root"
-    root.mkdir(parents=True, exist_ok=True)
     given = check_arguments(cfg.arguments, flow.pipeline, source="run arguments")
     args: dict[str, Any] = {**flow.defaults, **given}
     if flow.name == "ner" and args["backbone"] != flow.defaults["backbone"] and "epochs" not in given:
         args["epochs"] = 0  # the 12 epochs above were measured for tiny; another backbone gets its own default
+    if args.get("nodes", 1) > 1:  # refused before any task runs, not when training starts
+        raise ParamError(f"run arguments: nodes is {args['nodes']}; several nodes train as a Kubeflow PyTorchJob, "
+                         "which needs a cluster (`nerwheel submit --nodes N --gpus-per-node G`); a local run "
+                         "takes gpus_per_node alone")
+    root.mkdir(parents=True, exist_ok=True)
     from nerwheel.progress import env as progress_env
 
     env: dict[str, str] = {"PYTHONUNBUFFERED": "1", **progress_env()}  # tasks follow nerwheel --progress/--quiet

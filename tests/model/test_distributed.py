@@ -77,3 +77,26 @@ def test_two_gloo_processes_train_like_one(fixture_files: dict[str, Path], capfd
     for epoch in range(1, 6):
         assert len(re.findall(rf"nerwheel\.model\.loop: epoch {epoch}: loss", text)) == 1, text[-3000:]
     assert len(re.findall(r"training tiny \(crf head", text)) == 1
+
+
+@pytest.mark.slow
+def test_train_cli_gpus_per_node_runs_that_many_processes(fixture_files: dict[str, Path], tmp_path: Path) -> None:
+    """`nerwheel train --gpus-per-node 2`: two DDP processes (gloo here), one model folder, one log."""
+    import yaml
+    from click.testing import CliRunner
+
+    from nerwheel.cli import cli
+
+    cfg = config(fixture_files, "cli-ddp").model_copy(deep=True)
+    path = tmp_path / "train.yaml"
+    data = cfg.model_dump(mode="json")
+    data["training"]["epochs"] = 1
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    res = CliRunner().invoke(cli, ["train", "--config", str(path), "--gpus-per-node", "2"])
+    assert res.exit_code == 0, res.output
+    model_dir = Path(res.output.strip().splitlines()[-1])
+    assert model_dir == fixture_files["out"] / "cli-ddp" and (model_dir / "model.safetensors").is_file()
+    assert len((model_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+    refused = CliRunner().invoke(cli, ["train", "--config", str(path), "--gpus-per-node", "0"])
+    assert refused.exit_code == 2 and "--gpus-per-node" in refused.output

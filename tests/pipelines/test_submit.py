@@ -108,6 +108,24 @@ def test_cli_dry_run_prints_the_calls(tmp_path: Path) -> None:
     assert rec["params"] == {"epochs": 5, "shards": 16} and rec["cron_expression"] == "0 0 3 * * 1"
 
 
+def test_cli_nodes_and_gpus_per_node_are_the_training_parameters() -> None:
+    result = CliRunner().invoke(cli, ["submit", "--host", "http://h", "--nodes", "2", "--gpus-per-node", "4",
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    call = json.loads(result.output.strip()[len("create_run_from_pipeline_func("):-1])
+    assert call["arguments"] == {"nodes": 2, "gpus_per_node": 4}
+    result = CliRunner().invoke(cli, ["submit", "--host", "http://h", "--nodes", "0", "--dry-run"])
+    assert result.exit_code == 1 and "nodes is 0; it must be at least 1" in result.output
+
+
+def test_a_local_run_refuses_several_nodes_before_any_task(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", "--out", str(tmp_path / "run"), "--set", "nodes=2",
+                                      "--gpus-per-node", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "nodes is 2" in result.output and "nerwheel submit --nodes N" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_errors_are_one_line_without_traceback() -> None:
     result = CliRunner().invoke(cli, ["submit", "--host", "http://h", "--set", "epochs=many", "--dry-run"])
     assert result.exit_code == 1 and "epochs takes an integer" in result.output and "Traceback" not in result.output

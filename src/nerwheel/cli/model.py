@@ -77,9 +77,13 @@ def _task_for(task_name: str | None, model: str | None = None) -> Any:
 @click.option("--wandb-project", help="W&B project (MLflow experiment) name.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Any config key, e.g. --set early_stopping.patience=5 (repeatable).")
+@click.option("--gpus-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine, one per GPU (DDP under torchrun; without GPUs, gloo "
+                   "processes on the CPU). training.batch_size stays the global batch. Several nodes: "
+                   "`nerwheel submit --nodes N --gpus-per-node G` (a Kubeflow PyTorchJob). ner only.")
 def train(task_name, config_path, create_config, model_id, init_from, head, train_file, dev_file, test_file,
           unlabeled_file, output_dir, model_name, epochs, batch_size, learning_rate, max_length, sequence_length, seed,
-          report_to, use_wandb, wandb_project, sets):
+          report_to, use_wandb, wandb_project, sets, gpus_per_node):
     """Train a model for the task (ner: BERT(+CRF) token classifier or span extractor; classify: message classifier).
 
     Prints the model directory on stdout.
@@ -98,6 +102,9 @@ def train(task_name, config_path, create_config, model_id, init_from, head, trai
     if task.name != "ner" and (init_from or head or sequence_length or unlabeled_file):
         raise click.UsageError(f"--init-from, --head, --sequence-length and --unlabeled are NER options; task "
                                f"{task.name} has model.max_length (--max-length)")
+    if task.name != "ner" and gpus_per_node > 1:
+        raise click.UsageError(f"--gpus-per-node is for the ner task's training; task {task.name} trains in one "
+                               "process")
     flags = {
         "model": {"model_id": model_id, "init_from": init_from, "head": head, "max_length": max_length},
         "data": {"train_file": train_file, "dev_file": dev_file, "test_file": test_file},
@@ -114,7 +121,12 @@ def train(task_name, config_path, create_config, model_id, init_from, head, trai
         from nerwheel.model.hub import check_available
 
         check_available(config.model)  # an unusable hub id fails in a second, before torch is imported
-    model_dir = task.train(config)
+    if gpus_per_node > 1:
+        from nerwheel.model.distributed import launch_local
+
+        model_dir = launch_local(config, nproc=gpus_per_node)
+    else:
+        model_dir = task.train(config)
     for line in _input_summary(task.name, model_dir):
         click.echo(line, err=True)
     if task.name == "ner":

@@ -33,6 +33,13 @@ _TASK = click.option("--task", type=click.Choice(list(TEACHERS)), default="ner",
                           "embed (a retrieval encoder adapted to a corpus).")
 
 
+def training_scale(*, nodes: int | None = None, gpus_per_node: int | None = None) -> dict[str, int]:
+    """The --nodes/--gpus-per-node flags as the pipeline parameters they stand for (given ones only; the
+    bounds are checked with every other parameter, :func:`nerwheel.pipelines.params.check_settings`)."""
+    given = {"nodes": nodes, "gpus_per_node": gpus_per_node}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @click.command("run")
 @_TASK
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/local"),
@@ -60,6 +67,9 @@ _TASK = click.option("--task", type=click.Choice(list(TEACHERS)), default="ner",
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="YAML/JSON file of pipeline parameters (see `nerwheel compile --list-params`).")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="One pipeline parameter. Repeatable.")
+@click.option("--gpus-per-node", type=int, default=None,
+              help="DDP processes for the train task, one per GPU (without GPUs, gloo processes on the CPU) "
+                   "(pipeline parameter gpus_per_node) [1]. Several nodes need a cluster: `nerwheel submit --nodes`.")
 @click.option("--ignore-live", is_flag=True,
               help="Do not gate against the model already live in the repository (from an earlier run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -67,8 +77,8 @@ _TASK = click.option("--task", type=click.Choice(list(TEACHERS)), default="ner",
 def run(task: str, out_dir: Path, backbone: str | None, teacher: str | None, llm_url: str | None, llm_model: str | None,
         epochs: int | None,
         s3_endpoint: str | None, s3_bucket: str,
-        s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], ignore_live: bool, as_json: bool,
-        quiet: bool) -> None:
+        s3_prefix: str, params_file: Path | None, sets: tuple[str, ...], gpus_per_node: int | None,
+        ignore_live: bool, as_json: bool, quiet: bool) -> None:
     """Run the whole pipeline locally (Kubeflow's local runner) on the embedded default.
 
     Bundled sample data, the knowledge-base teacher and the tiny backbone (--task classify: the
@@ -99,6 +109,7 @@ def run(task: str, out_dir: Path, backbone: str | None, teacher: str | None, llm
     if epochs is not None:
         args["epochs"] = epochs
     args.update(parse_assignments(sets, pipeline))
+    args.update(training_scale(gpus_per_node=gpus_per_node))
     summary = run_local(LocalRun(task=task, out_dir=out_dir, arguments=args, s3_endpoint=s3_endpoint,
                                  s3_bucket=s3_bucket, s3_prefix=s3_prefix,
                                  production_from_repository=not ignore_live,
@@ -136,15 +147,22 @@ def compile_(task: str, out_path: Path, list_params: bool) -> None:
 @click.option("--run-name", default=None, help="Name of the run (or of the recurring run).")
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs).")
 @click.option("--pipeline-root", default=None, help="Override the launcher's defaultPipelineRoot (s3://...).")
+@click.option("--nodes", type=int, default=None,
+              help="Training nodes (pipeline parameter nodes): more than 1 runs training as a Kubeflow Training "
+                   "Operator PyTorchJob of the train image [1].")
+@click.option("--gpus-per-node", type=int, default=None,
+              help="GPUs per training node, one DDP process each (pipeline parameter gpus_per_node) [1].")
 @click.option("--dry-run", is_flag=True, help="Print the client calls instead of making them.")
 def submit(host: str, experiment: str, schedule: str | None, params_file: Path | None, sets: tuple[str, ...],
-           run_name: str | None, namespace: str | None, pipeline_root: str | None, dry_run: bool) -> None:
+           run_name: str | None, namespace: str | None, pipeline_root: str | None, nodes: int | None,
+           gpus_per_node: int | None, dry_run: bool) -> None:
     """Submit the pipeline to a Kubeflow Pipelines cluster: one run, or a recurring run with --schedule."""
     from nerwheel.pipelines.params import load_params_file, parse_assignments
     from nerwheel.pipelines.submit import SubmitRequest, plan, submit as do_submit
 
     args: dict[str, Any] = load_params_file(params_file) if params_file else {}
     args.update(parse_assignments(sets))
+    args.update(training_scale(nodes=nodes, gpus_per_node=gpus_per_node))
     req = SubmitRequest(host=host, arguments=args, experiment=experiment, run_name=run_name, schedule=schedule,
                         namespace=namespace, pipeline_root=pipeline_root)
     if dry_run:
