@@ -37,6 +37,7 @@ from typing import Any
 
 from nerwheel.components.containers import Engine, ImageError, has_image, image_size
 from nerwheel.components.images import STAGES, image, serving_image
+from nerwheel.pipelines.local import environment
 
 __all__ = ["run_check"]
 
@@ -102,20 +103,6 @@ def _podman_not_found() -> Iterator[None]:
         yield
     finally:
         api_client.create_api_error_from_http_exception = original
-
-
-@contextlib.contextmanager
-def _env(updates: dict[str, str]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -201,14 +188,14 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
         s: {"image": image(s), "size_bytes": image_size(engine, image(s))} for s in STAGES}, "turns": []}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nerwheel-check-") as tmp, docker_api(engine, Path(tmp)) as host, \
-            _podman_not_found(), _env({"DOCKER_HOST": host}), contextlib.ExitStack() as stack:
+            _podman_not_found(), environment({"DOCKER_HOST": host}), contextlib.ExitStack() as stack:
         task_env = stack.enter_context(_moto()) if s3 else {}
         runner = local.DockerRunner(network_mode="host", environment=task_env) if task_env else local.DockerRunner()
         arguments = {} if s3 else {"repository_uri": str(root / "triton-repository")}
         summary = None
         for turn in range(1, turns + 1):
             echo(f"turn {turn}: the pipeline in the stage images ({engine.command})")
-            with _env(task_env):
+            with environment(task_env):
                 summary = run_local(LocalRun(out_dir=out_dir, arguments=arguments, runner=runner,
                                              s3_endpoint=task_env.get("NERWHEEL_S3_ENDPOINT"), echo=sys.stderr))
             bad = _check_tasks(Path(summary.run_dir))
@@ -224,7 +211,7 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
             from nerwheel.components.data import sample_path
 
             texts = [t for t in sample_path("texts").read_text(encoding="utf-8").splitlines() if t.strip()][:40]
-            with _env(task_env):
+            with environment(task_env):
                 report["serve"] = _serve(engine, summary.repository, texts, Path(summary.export_dir),
                                          summary.model_name or "nerwheel", echo, task_env)
     report["seconds"] = round(time.monotonic() - started, 1)

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 from nerwheel.errors import NerwheelError
 
-__all__ = ["LocalRun", "LocalRunError", "RunSummary", "run_local"]
+__all__ = ["LocalRun", "LocalRunError", "RunSummary", "environment", "run_local", "task_status"]
 
 #: Pipeline arguments of the embedded default on a laptop, where the pipeline's own defaults (sized for a GPU
 #: node) would take too long: fewer synthetic texts and 64-token windows (addresses are short, so they hold almost
@@ -265,8 +265,8 @@ class _Progress(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _env(updates: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the run (tasks are subprocesses and inherit them)."""
+def environment(updates: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the run (tasks are subprocesses and inherit them); restored afterwards."""
     old = {k: os.environ.get(k) for k in updates}
     os.environ.update(updates)
     try:
@@ -357,7 +357,7 @@ def run_local(cfg: LocalRun) -> RunSummary:
     log_path = out / "run.log"
     before = {p.name for p in root.iterdir()}
     t0 = time.monotonic()
-    with _env(env):
+    with environment(env):
         if s3_base:
             args = _stage_inputs_on_s3(args, s3_base, flow)
         if not cfg.production_from_repository:
@@ -382,7 +382,7 @@ def run_local(cfg: LocalRun) -> RunSummary:
     run_dir = _new_run_dir(root, before, flow.pipeline.name)
     summary = _summarise(run_dir, seconds, log_path, args, flow)
     if s3_base:
-        with _env(env):
+        with environment(env):
             uri = storage.join(s3_base, "pipeline-root", run_dir.name)
             summary.s3_objects, manifest = _mirror_to_s3(run_dir, uri, out)
             summary.s3_run_uri, summary.manifest = uri, str(manifest)
