@@ -282,13 +282,24 @@ def cli() -> Any:
                   help="1: the first turn (annotate shards); 2: also the second (feedback and pseudo-label shards, "
                        "gated against the first).")
     @click.option("--no-serve", is_flag=True, help="Skip starting the Triton image on the deployed repository.")
+    @click.option("--stage", default=None, help="Only this stage's image: its component alone on each shard of the "
+                  "sample data, compared with the same step on this machine (shard, annotate).")
+    @click.option("--shards", type=click.IntRange(1, 16), default=3, show_default=True, help="Shards for --stage.")
     @report_opt
-    def check(engine: str | None, out_dir: Path, s3: bool, turns: int, no_serve: bool, report: Path) -> None:
+    def check(engine: str | None, out_dir: Path, s3: bool, turns: int, no_serve: bool, stage: str | None,
+              shards: int, report: Path) -> None:
         """Run the compiled pipeline with every task in its stage's image (kfp.local.DockerRunner)."""
-        from nerwheel.components.image_check import run_check
+        from nerwheel.components.image_check import run_check, run_stage_check
 
+        echo = lambda m: click.echo(m, err=True)  # noqa: E731
+        if stage:
+            result = run_stage_check(detect_engine(engine), stage, out_dir=out_dir.resolve(), shards=shards,
+                                     echo=echo)
+            write_report(report, f"check-{stage}", result)
+            click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+            return
         result = run_check(detect_engine(engine), out_dir=out_dir.resolve(), s3=s3, turns=turns, serve=not no_serve,
-                           echo=lambda m: click.echo(m, err=True))
+                           echo=echo)
         write_report(report, "check", result)
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 

@@ -39,7 +39,7 @@ from nerwheel.components.containers import Engine, ImageError, has_image, image_
 from nerwheel.components.images import STAGES, image, serving_image
 from nerwheel.pipelines.local import environment
 
-__all__ = ["run_check"]
+__all__ = ["STAGE_CHECKS", "run_check", "run_stage_check"]
 
 #: What podman needs on this kind of host, for containers started through its API (no CLI flags there).
 CONTAINERS_CONF = """[containers]
@@ -215,4 +215,82 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
                 report["serve"] = _serve(engine, summary.repository, texts, Path(summary.export_dir),
                                          summary.model_name or "nerwheel", echo, task_env)
     report["seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+# -- one stage's image alone -----------------------------------------------------------------------------------
+def _same_files(image_dir: Path, host_dir: Path, names: tuple[str, ...]) -> dict[str, bool]:
+    return {n: (image_dir / n).read_bytes() == (host_dir / n).read_bytes() for n in names}
+
+
+def _check_shard(shards: int, work: Path) -> dict[str, Any]:
+    """The shard step's plan from its image equals the plan this machine makes of the bundled traffic."""
+    from nerwheel.components.shard import shard
+    from nerwheel.components.steps.shard import PLAN_FILE
+    from nerwheel.components.steps.shard import run as plan_here
+
+    task = shard(texts_uri="", shards=shards)
+    here = plan_here(texts_uri="", shards=shards, plan_path=str(work / "host-plan"))
+    image_plan = json.loads((Path(task.outputs["plan"].path) / PLAN_FILE).read_text(encoding="utf-8"))
+    same = [dict(s) for s in task.outputs["Output"]] == here and image_plan["shards"] == here
+    return {"shards": len(here), "same_as_host": same}
+
+
+def _check_annotate(shards: int, work: Path) -> dict[str, Any]:
+    """Every shard of the bundled traffic labelled by the knowledge-base teacher in the annotate image: its records,
+    rejects and shard counts equal the same step's on this machine, byte for byte."""
+    from nerwheel.components.annotate import annotate
+    from nerwheel.components.steps.annotate import run as annotate_here
+    from nerwheel.components.steps.shard import run as plan_here
+
+    plan = plan_here(texts_uri="", shards=shards, plan_path=str(work / "host-plan"))
+    parts = []
+    for s in plan:
+        task = annotate(texts_uri="", shard=s, seed_uri="", teacher="kb", llm_endpoint="", llm_model="",
+                        llm_max_tokens=1024, llm_cache_uri="")
+        host = work / f"host-annotate-{s['index']}"
+        annotate_here(texts_uri="", shard=s, seed_uri="", teacher="kb", llm_endpoint="", llm_model="",
+                      out_path=str(host), report_path=str(work / f"host-report-{s['index']}"))
+        image_dir = Path(task.outputs["annotated"].path)
+        same = _same_files(image_dir, host, ("records.jsonl", "rejects.jsonl", "shard.json"))
+        part = json.loads((image_dir / "shard.json").read_text(encoding="utf-8"))
+        parts.append({"shard": s["index"], "texts": s["texts"], "same_as_host": same, "counts": part})
+    return {"shards": len(plan), "same_as_host": all(all(p["same_as_host"].values()) for p in parts), "parts": parts}
+
+
+#: The stages ``images.sh check --stage`` can run alone: their inputs are parameters (the bundled sample data), so
+#: one image is enough. The whole pipeline (every image) is ``check`` without ``--stage``.
+STAGE_CHECKS: dict[str, Callable[[int, Path], dict[str, Any]]] = {"shard": _check_shard, "annotate": _check_annotate}
+
+
+def run_stage_check(engine: Engine, stage: str, *, out_dir: Path, shards: int = 3,
+                    echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``stage``'s component alone in its image, as a cluster would (kfp.local.DockerRunner: the component's
+    command line from its IR and a launcher's executor input), on each shard of the bundled traffic, and compare
+    its outputs with the same step run on this machine. Returns the report; raises :class:`ImageError` when the
+    image is missing or its outputs differ."""
+    from kfp import local
+
+    from nerwheel.errors import ConfigError
+
+    if stage not in STAGE_CHECKS:
+        raise ConfigError(f"--stage {stage!r}: a stage that runs alone on the sample data is one of "
+                          f"{', '.join(STAGE_CHECKS)}; the others run in the whole pipeline (check without --stage)")
+    if not has_image(engine, image(stage)):
+        raise ImageError(f"not built: {image(stage)}; run scripts/images.sh build {stage} first")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = out_dir / "pipeline-root"
+    root.mkdir(exist_ok=True)
+    os.chmod(root, 0o777)  # the image runs as uid 10001; its outputs land under the mounted pipeline root
+    echo(f"{stage}: its component alone in {image(stage)} ({engine.command}), {shards} shard(s) of the sample")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nerwheel-check-") as tmp, docker_api(engine, Path(tmp)) as host, \
+            _podman_not_found(), environment({"DOCKER_HOST": host}):
+        local.init(runner=local.DockerRunner(), pipeline_root=str(root), raise_on_error=True)
+        result = STAGE_CHECKS[stage](shards, Path(tmp))
+    report = {"engine": engine.command, "stage": stage, "image": image(stage),
+              "size_bytes": image_size(engine, image(stage)), **result,
+              "seconds": round(time.monotonic() - started, 1)}
+    if not result["same_as_host"]:
+        raise ImageError(f"{stage}: the image's outputs differ from this machine's: {json.dumps(report)}")
     return report

@@ -10,6 +10,7 @@ Dockerfiles are read, not built.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from nerwheel.components.images import (  # noqa: E402
     build_commands,
     image,
     image_name,
+    serving_image,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -402,3 +404,41 @@ def test_serving_image_runs_the_manifests_tritonserver() -> None:
     assert container["command"] == ["tritonserver"]
     uid = int(users[-1].split(":")[0])
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == uid
+
+
+def test_build_machine_options_reach_the_build_command_only() -> None:
+    """scripts/images.sh build: a local base, the CPU torch wheel folder and the CA bundle are build-time mounts and
+    arguments; a stage without the train extra gets no wheel folder."""
+    from nerwheel.components.containers import PODMAN_FLAGS, BuildOptions, Engine, build_argv
+
+    podman = Engine("/usr/bin/podman", PODMAN_FLAGS)
+    opts = BuildOptions(base="localhost/nerwheel-base:bookworm", wheels="/opt/wheels", ca_bundle="/etc/ca.crt")
+    argv = build_argv("export", podman, opts)
+    assert argv[:2] == ["/usr/bin/podman", "build"] and argv[2:2 + len(PODMAN_FLAGS)] == list(PODMAN_FLAGS)
+    assert "BASE=localhost/nerwheel-base:bookworm" in argv and "TORCH_FIND_LINKS=/tmp/nerwheel-wheels" in argv
+    assert "/opt/wheels:/tmp/nerwheel-wheels:ro" in argv and "/etc/ca.crt:/etc/ssl/certs/ca-certificates.crt:ro" in argv
+    assert argv[-3:] == ["-t", image("export"), "."]
+    shard = build_argv("shard", podman, opts)
+    assert not [a for a in shard if "wheels" in a] and "EXTRAS=s3,kfp" in shard
+    triton = build_argv("triton", podman, opts)
+    assert "SERVER=wheel" in triton and triton[-2] == serving_image()
+
+
+def test_images_script_failures_are_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no podman, no docker
+    res = subprocess.run([sys.executable, "-m", "nerwheel.components.containers", "build", "annotate"],
+                         capture_output=True, text=True, env=env, cwd=REPO)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == ["Error: no container engine: install podman (apt-get install podman "
+                                               "runc) or docker; looked for podman, docker"]
+
+
+def test_a_stage_check_alone_is_only_for_stages_fed_by_parameters(tmp_path: Path) -> None:
+    from nerwheel.components.containers import Engine
+    from nerwheel.components.image_check import STAGE_CHECKS, run_stage_check
+    from nerwheel.errors import ConfigError
+
+    assert set(STAGE_CHECKS) <= set(STAGES)
+    with pytest.raises(ConfigError, match="--stage 'train': .* one of shard, annotate; the others run in the whole"):
+        run_stage_check(Engine("podman"), "train", out_dir=tmp_path)
+    assert not list(tmp_path.iterdir()), "refused before writing anything"
