@@ -219,58 +219,82 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
 
 
 # -- one stage's image alone -----------------------------------------------------------------------------------
+def _outputs(task: Any, *names: str) -> list[Any]:
+    """The task's outputs, or :class:`ImageError` when its container failed. kfp's DockerRunner counts a container
+    that is gone before its status was read as a success (podman removes it at once), so the executor's own
+    ``executor_output.json``, written only when the component returned, decides."""
+    outputs = task.outputs
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise ImageError(f"the task failed in its image (no output {', '.join(missing)}); its log is above")
+    for name in names:
+        value = outputs[name]
+        if hasattr(value, "path") and not (Path(value.path).parent / "executor_output.json").is_file():
+            raise ImageError(f"the task failed in its image (no executor_output.json beside {value.path}); "
+                             "its log is above")
+    return [outputs[n] for n in names]
+
+
 def _same_files(image_dir: Path, host_dir: Path, names: tuple[str, ...]) -> dict[str, bool]:
-    return {n: (image_dir / n).read_bytes() == (host_dir / n).read_bytes() for n in names}
+    """Per file name: written by both with the same bytes, or by neither (no rejects: no rejects.jsonl)."""
+    def content(path: Path) -> bytes | None:
+        return path.read_bytes() if path.is_file() else None
+
+    return {n: content(image_dir / n) == content(host_dir / n) for n in names}
 
 
-def _check_shard(shards: int, work: Path) -> dict[str, Any]:
-    """The shard step's plan from its image equals the plan this machine makes of the bundled traffic."""
+def _check_shard(texts: Path, shards: int, work: Path) -> dict[str, Any]:
+    """The shard step's plan from its image equals the plan this machine makes of the same file."""
     from nerwheel.components.shard import shard
     from nerwheel.components.steps.shard import PLAN_FILE
     from nerwheel.components.steps.shard import run as plan_here
 
-    task = shard(texts_uri="", shards=shards)
-    here = plan_here(texts_uri="", shards=shards, plan_path=str(work / "host-plan"))
-    image_plan = json.loads((Path(task.outputs["plan"].path) / PLAN_FILE).read_text(encoding="utf-8"))
-    same = [dict(s) for s in task.outputs["Output"]] == here and image_plan["shards"] == here
+    plan_art, returned = _outputs(shard(texts_uri=str(texts), shards=shards), "plan", "Output")
+    here = plan_here(texts_uri=str(texts), shards=shards, plan_path=str(work / "host-plan"))
+    image_plan = json.loads((Path(plan_art.path) / PLAN_FILE).read_text(encoding="utf-8"))
+    same = [dict(s) for s in returned] == here and image_plan["shards"] == here
     return {"shards": len(here), "same_as_host": same}
 
 
-def _check_annotate(shards: int, work: Path) -> dict[str, Any]:
-    """Every shard of the bundled traffic labelled by the knowledge-base teacher in the annotate image: its records,
-    rejects and shard counts equal the same step's on this machine, byte for byte."""
+def _check_annotate(texts: Path, shards: int, work: Path) -> dict[str, Any]:
+    """Every shard of the traffic labelled by the knowledge-base teacher in the annotate image: its records, rejects
+    and shard counts equal the same step's on this machine, byte for byte."""
     from nerwheel.components.annotate import annotate
     from nerwheel.components.steps.annotate import run as annotate_here
     from nerwheel.components.steps.shard import run as plan_here
 
-    plan = plan_here(texts_uri="", shards=shards, plan_path=str(work / "host-plan"))
+    plan = plan_here(texts_uri=str(texts), shards=shards, plan_path=str(work / "host-plan"))
     parts = []
     for s in plan:
-        task = annotate(texts_uri="", shard=s, seed_uri="", teacher="kb", llm_endpoint="", llm_model="",
-                        llm_max_tokens=1024, llm_cache_uri="")
+        (annotated,) = _outputs(annotate(texts_uri=str(texts), shard=s, seed_uri="", teacher="kb", llm_endpoint="",
+                                         llm_model="", llm_max_tokens=1024, llm_cache_uri=""), "annotated")
         host = work / f"host-annotate-{s['index']}"
-        annotate_here(texts_uri="", shard=s, seed_uri="", teacher="kb", llm_endpoint="", llm_model="",
+        annotate_here(texts_uri=str(texts), shard=s, seed_uri="", teacher="kb", llm_endpoint="", llm_model="",
                       out_path=str(host), report_path=str(work / f"host-report-{s['index']}"))
-        image_dir = Path(task.outputs["annotated"].path)
+        image_dir = Path(annotated.path)
         same = _same_files(image_dir, host, ("records.jsonl", "rejects.jsonl", "shard.json"))
         part = json.loads((image_dir / "shard.json").read_text(encoding="utf-8"))
         parts.append({"shard": s["index"], "texts": s["texts"], "same_as_host": same, "counts": part})
     return {"shards": len(plan), "same_as_host": all(all(p["same_as_host"].values()) for p in parts), "parts": parts}
 
 
-#: The stages ``images.sh check --stage`` can run alone: their inputs are parameters (the bundled sample data), so
-#: one image is enough. The whole pipeline (every image) is ``check`` without ``--stage``.
-STAGE_CHECKS: dict[str, Callable[[int, Path], dict[str, Any]]] = {"shard": _check_shard, "annotate": _check_annotate}
+#: The stages ``images.sh check --stage`` can run alone: their inputs are parameters and the sample traffic, so one
+#: image is enough. The whole pipeline (every image) is ``check`` without ``--stage``.
+STAGE_CHECKS: dict[str, Callable[[Path, int, Path], dict[str, Any]]] = {"shard": _check_shard,
+                                                                        "annotate": _check_annotate}
 
 
 def run_stage_check(engine: Engine, stage: str, *, out_dir: Path, shards: int = 3,
                     echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``stage``'s component alone in its image, as a cluster would (kfp.local.DockerRunner: the component's
-    command line from its IR and a launcher's executor input), on each shard of the bundled traffic, and compare
+    command line from its IR and a launcher's executor input), on each shard of the sample traffic, and compare
     its outputs with the same step run on this machine. Returns the report; raises :class:`ImageError` when the
-    image is missing or its outputs differ."""
+    image is missing, a task fails or its outputs differ."""
+    import shutil
+
     from kfp import local
 
+    from nerwheel.components.data import sample_path
     from nerwheel.errors import ConfigError
 
     if stage not in STAGE_CHECKS:
@@ -282,12 +306,16 @@ def run_stage_check(engine: Engine, stage: str, *, out_dir: Path, shards: int = 
     root = out_dir / "pipeline-root"
     root.mkdir(exist_ok=True)
     os.chmod(root, 0o777)  # the image runs as uid 10001; its outputs land under the mounted pipeline root
+    # the traffic under the pipeline root, which DockerRunner mounts at the same path: the host and the image read
+    # the same file by the same name (the plan names it, and each shard checks it)
+    texts = root / "traffic.txt"
+    shutil.copyfile(sample_path("texts"), texts)
     echo(f"{stage}: its component alone in {image(stage)} ({engine.command}), {shards} shard(s) of the sample")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nerwheel-check-") as tmp, docker_api(engine, Path(tmp)) as host, \
             _podman_not_found(), environment({"DOCKER_HOST": host}):
         local.init(runner=local.DockerRunner(), pipeline_root=str(root), raise_on_error=True)
-        result = STAGE_CHECKS[stage](shards, Path(tmp))
+        result = STAGE_CHECKS[stage](texts, shards, Path(tmp))
     report = {"engine": engine.command, "stage": stage, "image": image(stage),
               "size_bytes": image_size(engine, image(stage)), **result,
               "seconds": round(time.monotonic() - started, 1)}

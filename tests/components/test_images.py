@@ -442,3 +442,22 @@ def test_a_stage_check_alone_is_only_for_stages_fed_by_parameters(tmp_path: Path
     with pytest.raises(ConfigError, match="--stage 'train': .* one of shard, annotate; the others run in the whole"):
         run_stage_check(Engine("podman"), "train", out_dir=tmp_path)
     assert not list(tmp_path.iterdir()), "refused before writing anything"
+
+
+def test_a_task_whose_container_failed_is_not_taken_for_a_success(tmp_path: Path) -> None:
+    """kfp's DockerRunner reports SUCCESS for a container that is gone before its status is read (podman removes
+    it at once); the check goes by the executor's own executor_output.json instead."""
+    from types import SimpleNamespace
+
+    from nerwheel.components.containers import ImageError
+    from nerwheel.components.image_check import _outputs
+
+    out = tmp_path / "task" / "annotated"
+    out.mkdir(parents=True)
+    task = SimpleNamespace(outputs={"annotated": SimpleNamespace(path=str(out))})
+    with pytest.raises(ImageError, match="no executor_output.json beside"):
+        _outputs(task, "annotated")
+    with pytest.raises(ImageError, match="no output Output"):
+        _outputs(task, "annotated", "Output")
+    (out.parent / "executor_output.json").write_text("{}")
+    assert _outputs(task, "annotated") == [task.outputs["annotated"]]
