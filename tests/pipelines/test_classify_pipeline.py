@@ -45,6 +45,23 @@ def test_dag_compiles_with_the_task(spec) -> None:
     assert k8s["exec-classify-label"]["secretAsEnv"]  # LLM key and S3 credentials as secrets, never parameters
 
 
+def test_every_task_has_a_time_limit_and_training_never_retries(spec) -> None:
+    """The NER stage doing the same work sets each policy: the label task retries like annotate (LLM, S3)."""
+    from nerwheel.pipelines.flywheel import RETRIES, TIMEOUTS
+
+    pipeline_spec, platform_spec = spec
+    k8s = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    tasks = {**pipeline_spec["root"]["dag"]["tasks"], **pipeline_spec["components"]["comp-condition-1"]["dag"]["tasks"]}
+    like = {"classify-label": "annotate", "classify-merge": "merge", "classify-train": "train",
+            "classify-evaluate": "evaluate", "gate": "gate", "export": "export", "deploy": "deploy"}
+    for name, stage in like.items():
+        executor = pipeline_spec["components"][tasks[name]["componentRef"]["name"]]["executorLabel"]
+        assert k8s[executor]["activeDeadlineSeconds"] == str(TIMEOUTS[stage]), name
+        retry = tasks[name].get("retryPolicy")
+        assert (retry or {}).get("maxRetryCount") == (RETRIES[stage].retries if RETRIES[stage] else None), name
+    assert tasks["classify-label"]["retryPolicy"]["maxRetryCount"] >= 3
+
+
 def test_list_params_names_the_classifier_parameters() -> None:
     res = CliRunner().invoke(cli, ["compile", "--task", "classify", "--list-params"])
     assert res.exit_code == 0 and "teacher_model_uri" in res.output and "threshold" in res.output
