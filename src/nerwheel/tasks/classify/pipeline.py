@@ -229,7 +229,7 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         t_train = classify_train(train_data=t_merge.outputs["merged"], backbone=backbone, epochs=epochs,
                                  seed=train_seed, overrides=train_overrides)
         t_train.set_display_name(DISPLAY_NAMES["train"])
-        p.gpu(t_train)
+        p.gpu(t_train, 1)  # the classifier trains in one process: one GPU
         t_eval = classify_evaluate(model=t_train.outputs["model"], eval_uri=eval_uri,
                                    production_model_uri=production_model_uri, repository_uri=repository_uri,
                                    model_name=model_name, production_from_repository=production_from_repository)
@@ -243,7 +243,10 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
                                    model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
                                    gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
-        for task in tasks:
+        # time limits and retries as the NER stages that do the same work (label: a teacher over the traffic)
+        for task, stage in zip(tasks, ("annotate", "merge", "train", "evaluate", "gate", "export", "deploy"),
+                               strict=True):
+            p.limits(task, stage)
             p.storage_access(task)
 
     return classify_flywheel
