@@ -260,7 +260,7 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         t_train = embed_train(pairs=t_pairs.outputs["pairs"], base=t_expand.outputs["base"], backbone=backbone,
                               epochs=epochs, seed=train_seed, overrides=train_overrides)
         t_train.set_display_name(DISPLAY_NAMES["train"])
-        p.gpu(t_train)
+        p.gpu(t_train, 1)  # the embedding model trains in one process: one GPU
         t_eval = embed_evaluate(model=t_train.outputs["model"], pairs=t_pairs.outputs["pairs"], eval_uri=eval_uri,
                                 production_model_uri=production_model_uri, repository_uri=repository_uri,
                                 model_name=model_name, production_from_repository=production_from_repository)
@@ -274,7 +274,10 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
                                    model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
                                    gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
-        for task in tasks:
+        # time limits and retries as the NER stages that do the same work (pairs: an LLM teacher, like annotate)
+        for task, stage in zip(tasks, ("merge", "annotate", "merge", "train", "evaluate", "gate", "export", "deploy"),
+                               strict=True):
+            p.limits(task, stage)
             p.storage_access(task)
 
     return embed_flywheel
