@@ -43,6 +43,16 @@ def test_dag_compiles_with_the_task(spec) -> None:
     assert k8s["exec-embed-pairs"]["secretAsEnv"]  # the LLM key and S3 credentials as secrets, never parameters
 
 
+def test_every_task_has_a_time_limit_and_training_never_retries(spec) -> None:
+    """The NER stage doing the same work sets each policy: pairs (an LLM teacher) retries like annotate."""
+    from pipeline_limits import assert_limits
+
+    assert_limits(spec, {"embed-split": "merge", "embed-pairs": "annotate", "embed-expand": "merge",
+                         "embed-train": "train", "embed-evaluate": "evaluate", "gate": "gate", "export": "export",
+                         "deploy": "deploy"})
+    assert spec[0]["root"]["dag"]["tasks"]["embed-pairs"]["retryPolicy"]["maxRetryCount"] >= 3
+
+
 def test_list_params_names_the_embedding_parameters() -> None:
     res = CliRunner().invoke(cli, ["compile", "--task", "embed", "--list-params"])
     assert res.exit_code == 0 and "corpus_uri" in res.output and "expand_words" in res.output
