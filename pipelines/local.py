@@ -120,9 +120,12 @@ def _flow(task: str) -> _Flow:
         raise LocalRunError(f"unknown task {task!r}; the local runner knows ner, classify and embed")
     from nerwheel.components import STAGES
     from nerwheel.components.data import sample_path
-    from nerwheel.pipelines.flywheel import flywheel
+    from nerwheel.pipelines.flywheel import RETRIES, Platform, build_pipeline
 
-    return _Flow("ner", flywheel, tuple(STAGES), "evaluate", LOCAL_DEFAULTS, "strict F1", sample_path)
+    # kfp.local honours retry policies: a local run's failing task (a missing file) fails at once instead of
+    # waiting out the cluster's backoff, and its error stays at the end of the log
+    local = build_pipeline(Platform(retries=dict.fromkeys(RETRIES)))
+    return _Flow("ner", local, tuple(STAGES), "evaluate", LOCAL_DEFAULTS, "strict F1", sample_path)
 
 
 @dataclass
