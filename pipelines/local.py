@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -225,6 +226,9 @@ class _Progress(io.TextIOBase):
     echoed as ``  train: epoch 3: loss ...`` under the task's start line, while
     the KFP executor's own chatter (executor input JSON, output paths) stays in
     the log only. Colour codes are removed.
+
+    Writes are serialised: the shards of a ``dsl.ParallelFor`` run in threads that log to this one stream, and
+    two of them splitting the shared buffer at once lost a line (a ``Task 'annotate' finished`` line went missing).
     """
 
     _WANTED = re.compile(r"Executing task|finished with status|Task .* failed|Pipeline .* finished")
@@ -235,19 +239,21 @@ class _Progress(io.TextIOBase):
 
     def __init__(self, log: TextIO, echo: TextIO | None) -> None:
         self.log, self.echo, self._buf, self.task = log, echo, "", ""
+        self._lock = threading.Lock()
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
-        self.log.write(s)
-        if self.echo is not None:
-            self._buf += s
-            *lines, self._buf = re.split(r"\r\n|\r|\n", self._buf)
-            for line in lines:
-                if shown := self._shown(self._ANSI.sub("", line)):
-                    self.echo.write(shown + "\n")
-                    self.echo.flush()
+        with self._lock:
+            self.log.write(s)
+            if self.echo is not None:
+                self._buf += s
+                *lines, self._buf = re.split(r"\r\n|\r|\n", self._buf)
+                for line in lines:
+                    if shown := self._shown(self._ANSI.sub("", line)):
+                        self.echo.write(shown + "\n")
+                        self.echo.flush()
         return len(s)
 
     def _shown(self, line: str) -> str | None:
@@ -264,7 +270,8 @@ class _Progress(io.TextIOBase):
         return None
 
     def flush(self) -> None:
-        self.log.flush()
+        with self._lock:
+            self.log.flush()
 
 
 @contextlib.contextmanager
