@@ -93,6 +93,33 @@ def test_evaluate_writes_every_report(tiny_model, tmp_path, address_data):
         assert row["error"] in ("false_positive", "false_negative") and "[" in row["context"]
 
 
+def test_evaluate_rejects_gold_labels_the_model_does_not_know(tiny_model, tmp_path, address_data):
+    """Issue 17: a gold label outside the model's label set (STREETX) is a counted reject with its line, not a
+    silent miss that lowers recall; the summary, metrics.json and report.txt name the label set used."""
+    gold = tmp_path / "gold.jsonl"
+    write_records(address_data["test"][:10], gold)
+    with gold.open("a", encoding="utf-8") as f:  # line 11: a typo'd label; line 12: an extension label, kept
+        f.write(json.dumps({"text": "杭州市文三路", "entities": [{"start": 3, "end": 6, "label": "STREETX"}]},
+                           ensure_ascii=False) + "\n")
+        f.write(json.dumps({"text": "杭州市文三路", "entities": [{"start": 0, "end": 3, "label": "city"},
+                                                              {"start": 0, "end": 3, "label": "kb:city"}]},
+                           ensure_ascii=False) + "\n")
+    out = tmp_path / "eval"
+    res = _run("evaluate", "--model", tiny_model, "--data", gold, "--out", out)
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["input"] == {"read": 12, "accepted": 11, "rejected": 1} and metrics["n_records"] == 11
+    (reject,) = [json.loads(x) for x in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert (reject["file"], reject["line"], reject["kind"]) == (str(gold), 11, "unknown-label")
+    assert "unknown label 'STREETX'" in reject["reason"] and "city" in reject["reason"]
+    labels = sorted(ModelCard.read(tiny_model).labels)
+    assert metrics["label_set"] == {"source": f"the model ({tiny_model})", "labels": labels}
+    assert "STREETX" not in metrics["per_type"]
+    line = f"labels checked ({len(labels)}, from the model ({tiny_model})): {', '.join(labels)}"
+    assert line in (out / "report.txt").read_text(encoding="utf-8") and line in res.stderr
+    assert "read 12 = accepted 11 + rejected 1" in res.stderr
+
+
 def test_predict_needs_exactly_one_model_source(tmp_path):
     (tmp_path / "in.txt").write_text("杭州市\n", encoding="utf-8")
     res = _run("predict", tmp_path / "in.txt", "--out", tmp_path / "o.jsonl")

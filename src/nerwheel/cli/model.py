@@ -280,18 +280,32 @@ def evaluate(task_name, model, data_path, out, fmt, runtime, nested, extensions)
     per class, confusion, calibration); errors and charts.
 
     NER: target labels are scored; extension labels (pos:..., kb:...) only with --extensions.
+    Gold labels outside the model's label set are rejects (file, line, reason), not silent misses.
     """
+    from nerwheel.stages.evaluate import label_set_line, model_label_set
+
     task = _task_for(task_name, model)
     decode = _decode(task, nested, extensions)
-    data = read_input(data_path, fmt, what="data", task=task)
-    records, rejects = data.records, data.rejects
-    labelled = records if task.name != "ner" else [r for r in records if r.entities]
-    predictor = task.load_predictor(model, runtime=runtime, **decode) if labelled else None
+    predictor = None
+    if task.name == "classify":  # read against the model's classes: integer labels index them, unknown ones reject
+        from nerwheel.tasks.classify.records import LabelSet as Classes
+
+        predictor = task.load_predictor(model, runtime=runtime)
+        data = read_input(data_path, fmt, what="data", task=task, labels=Classes(tuple(predictor.labels)))
+    else:
+        from nerwheel.validate import reject_unknown_labels
+
+        data = read_input(data_path, fmt, what="data", task=task)
+        if any(r.entities for r in data.records):
+            predictor = task.load_predictor(model, runtime=runtime, **decode)
+            data = reject_unknown_labels(data, model_label_set(predictor, model),
+                                         fix="evaluate on gold labelled with the model's labels")
     options = {"extensions": extensions} if task.name == "ner" else {}
-    metrics = task.evaluate(model, records, out, predictor=predictor, rejects=rejects, **options)
+    metrics = task.evaluate(model, data.records, out, predictor=predictor, rejects=data.rejects, **options)
     i, o = metrics["input"], metrics["overall"]
     click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
                f"{i['rejected']} rejects with file, line and reason in {Path(out) / 'rejects.jsonl'}", err=True)
+    click.echo(label_set_line(metrics["label_set"]), err=True)
     if task.name == "classify":
         click.echo(f"accuracy {o['accuracy']:.4f}; macro-F1 {o['macro']['f1']:.4f} (P {o['macro']['precision']:.4f} "
                    f"R {o['macro']['recall']:.4f}); ECE {o.get('ece', float('nan')):.4f}")

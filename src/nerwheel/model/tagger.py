@@ -98,6 +98,11 @@ class Tagger:
         self.transitions = (crf or CrfParams.zeros(len(card.tags))).constrained(card.tags, card.scheme)
         self.decoding = decoding or Decoding.from_dict(getattr(card, "decode", None))
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The entity labels the model predicts (its card): what an evaluation judges gold labels against."""
+        return tuple(self.card.labels)
+
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> np.ndarray:
         """Emissions ``[B, S, T]`` float32 for int64 ``[B, S]`` inputs (``extra``: ``lexicon`` ``[B, S, F]``)."""
         raise NotImplementedError

@@ -9,9 +9,12 @@ Writes into ``out_dir``:
   table of the four modes;
 - ``errors.jsonl``: every false negative and false positive with its context;
 - ``predictions.jsonl``: the predicted records (span JSONL);
-- ``rejects.jsonl``: the gold input records that could not be read (file,
-  line, reason; empty when none), counted in ``metrics.json`` as ``input``:
+- ``rejects.jsonl``: the gold input records that could not be read, or that
+  carry a label outside the model's label set (file, line, reason; empty when
+  none), counted in ``metrics.json`` as ``input``:
   ``{"read", "accepted", "rejected"}`` with read = accepted + rejected;
+  ``metrics.json``'s ``label_set`` (``{"source", "labels"}``) names the label
+  set gold was judged against (:func:`model_label_set`), as report.txt does;
   ``metrics.json``'s ``confusion`` holds the character-level confusion by
   type (``labels``, ``matrix``: gold rows, predicted columns, ``O`` last),
   which the pipeline also logs as KFP ``ClassificationMetrics``;
@@ -42,9 +45,11 @@ from typing import Any
 from nerwheel import metrics as M
 from nerwheel.errors import DataError
 from nerwheel.formats.base import Reject
+from nerwheel.labels import ANY, LabelSet
 from nerwheel.records import Record
 
-__all__ = ["REJECTS_FILE", "MetricsSource", "evaluate", "input_counts", "render_report"]
+__all__ = ["REJECTS_FILE", "MetricsSource", "evaluate", "input_counts", "input_lines", "label_set_line",
+           "model_label_set", "render_report"]
 
 
 REJECTS_FILE = "rejects.jsonl"
@@ -54,13 +59,40 @@ def input_counts(records: Sequence[Record], rejects: Sequence[Reject]) -> dict[s
     return {"read": len(records) + len(rejects), "accepted": len(records), "rejected": len(rejects)}
 
 
-def render_report(metrics: dict[str, Any]) -> str:
-    o = metrics["overall"]
+def model_label_set(predictor: Any, model: str | Path) -> LabelSet:
+    """The labels gold may carry in an evaluation: the model's own (every task's predictor names them).
+
+    A gold label the model cannot predict is a typo (``STREETX``) or data for another model: scored, it
+    would only lower recall without a word. A served NER tagger does not publish its labels
+    (``labels is None``): then nothing is checked, and the summary says so.
+    """
+    names = getattr(predictor, "labels", None)
+    if names is None:
+        return LabelSet(None, f"the served model {model}, which does not publish its labels")
+    return LabelSet(frozenset(names), f"the model ({model})")
+
+
+def input_lines(metrics: dict[str, Any]) -> list[str]:
+    """The head of every task's report: what was read and rejected, and the label set gold was judged against."""
     lines = []
     if "input" in metrics:
         i = metrics["input"]
         lines.append(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']} "
                      f"(rejects in {REJECTS_FILE})")
+    if "label_set" in metrics:
+        lines.append(label_set_line(metrics["label_set"]))
+    return lines
+
+
+def label_set_line(label_set: dict[str, Any]) -> str:
+    """One line naming a ``metrics.json`` ``label_set``: where it comes from and its labels."""
+    return LabelSet(None if label_set["labels"] == ANY else frozenset(label_set["labels"]),
+                    label_set["source"]).describe()
+
+
+def render_report(metrics: dict[str, Any]) -> str:
+    o = metrics["overall"]
+    lines = input_lines(metrics)
     lines += [f"records: {metrics['n_records']}  gold spans: {o['support']}  predicted spans: {o['predicted']}  "
               f"token accuracy: {o['token_accuracy']:.4f}"]
     if metrics.get("gold_spans_not_in_tag_metrics"):
@@ -88,7 +120,8 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
              plots: bool = True, rejects: Sequence[Reject] = (), extensions: bool = False) -> dict[str, Any]:
     """Predict ``records`` with the model, score against their gold entities, write the files above.
 
-    ``rejects``: the gold file's lines the reader refused; written to
+    ``rejects``: the gold file's lines the reader refused (and those with labels outside the model's,
+    which the caller rejects with their lines: :func:`model_label_set`); written to
     ``rejects.jsonl`` and counted in ``metrics["input"]``, so a score is never
     read without knowing how much of the gold set it covers. ``extensions``:
     score extension labels too (the predictor must return them).
@@ -116,7 +149,8 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
         records, ignored["gold"] = M.target_records(records)
         predicted, ignored["predicted"] = M.target_records(predicted)
     pred = [r.entities for r in predicted]
-    metrics = {"input": input_counts(records, rejects), **M.evaluate(records, pred)}
+    metrics = {"input": input_counts(records, rejects),
+               "label_set": model_label_set(predictor, model_dir).to_dict(), **M.evaluate(records, pred)}
     if ignored["gold"] or ignored["predicted"]:
         metrics["extension_spans_ignored"] = ignored
     metrics["model"] = str(model_dir)

@@ -164,6 +164,29 @@ def test_evaluate_writes_metrics_errors_and_plots(tmp_path: Path, tiny_classifie
     assert res.exit_code == 1 and "no labelled messages" in res.output
 
 
+def test_evaluate_rejects_gold_labels_outside_the_models_classes(tmp_path: Path, tiny_classifier: Path,
+                                                                message_files):
+    """Issue 17: gold read against the model's classes (no labels.json needed): an integer label is an index into
+    them, a class the model does not know is a counted reject with its line; the summary names the label set."""
+    rows = [json.loads(x) for x in message_files["eval"].read_text(encoding="utf-8").splitlines()]
+    classes = ClassifierCard.read(tiny_classifier).labels
+    rows[3] = {**rows[3], "label": "spam"}  # line 4: not a class of the model
+    rows[5] = {**rows[5], "label": classes.index(rows[5]["label"])}  # line 6: an index into the model's classes
+    gold = tmp_path / "gold.jsonl"  # no labels.json beside it
+    gold.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    res = CliRunner().invoke(cli, ["evaluate", "--model", str(tiny_classifier), "--data", str(gold),
+                                   "--out", str(tmp_path / "E")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "E" / "metrics.json").read_text())
+    assert m["input"] == {"read": 40, "accepted": 39, "rejected": 1} and m["n_records"] == 39
+    (reject,) = [json.loads(x) for x in (tmp_path / "E" / "rejects.jsonl").read_text().splitlines()]
+    assert (reject["file"], reject["line"], reject["kind"]) == (str(gold), 4, "label")
+    assert "unknown label 'spam'" in reject["reason"]
+    assert m["label_set"] == {"source": f"the model ({tiny_classifier})", "labels": sorted(classes)}
+    line = f"labels checked (3, from the model ({tiny_classifier})): {', '.join(sorted(classes))}"
+    assert line in (tmp_path / "E" / "report.txt").read_text() and line in res.stderr
+
+
 def test_any_hugging_face_directory_is_a_backbone(tmp_path: Path, message_files, tiny_classifier: Path):
     """model.name: a Hugging Face model directory (here the trained tiny classifier: its encoder, a fresh head)."""
     from nerwheel.tasks.classify.train import train

@@ -12,7 +12,9 @@ Writes into ``out_dir``:
   errors first: the ones worth a look);
 - ``predictions.jsonl``: every message with ``label`` and ``probabilities``;
 - ``rejects.jsonl``: the input lines that could not be read (file, line,
-  kind, reason);
+  kind, reason), those with a class the model does not know among them when
+  the caller read them against the model's classes (``nerwheel evaluate`` does);
+  ``metrics.json``'s ``label_set`` names the classes gold was judged against;
 - ``confusion.png``: counts in every cell and a colour bar (row-normalised
   colours), ``calibration.png``: the reliability diagram.
 """
@@ -26,7 +28,7 @@ from typing import Any
 
 from nerwheel.errors import DataError
 from nerwheel.formats.base import Reject
-from nerwheel.stages.evaluate import REJECTS_FILE, input_counts
+from nerwheel.stages.evaluate import REJECTS_FILE, input_counts, input_lines, model_label_set
 from nerwheel.tasks.classify.records import Message
 
 __all__ = ["evaluate", "prediction_row", "render_report"]
@@ -34,11 +36,7 @@ __all__ = ["evaluate", "prediction_row", "render_report"]
 
 def render_report(metrics: dict[str, Any]) -> str:
     o = metrics["overall"]
-    lines = []
-    if "input" in metrics:
-        i = metrics["input"]
-        lines.append(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']} "
-                     f"(rejects in {REJECTS_FILE})")
+    lines = input_lines(metrics)
     lines.append(f"messages: {metrics['n_records']}  accuracy: {o['accuracy']:.4f}  macro-F1: {o['macro']['f1']:.4f}"
                  + (f"  ECE: {o['ece']:.4f}" if "ece" in o else ""))
     lines += ["", f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
@@ -92,7 +90,7 @@ def evaluate(model: str | Path, messages: Sequence[Message], out_dir: str | Path
         raise DataError(f"gold labels {outside} are not classes of the model ({', '.join(labels)}); evaluate on data "
                          "with the model's label set")
     probs = np.array([[p.probabilities[lab] for lab in labels] for p in preds], dtype=np.float64)
-    metrics = {"input": input_counts(messages, rejects),
+    metrics = {"input": input_counts(messages, rejects), "label_set": model_label_set(predictor, model).to_dict(),
                **classification_metrics([m.label for m in messages], [p.label for p in preds], labels, probs)}
     metrics["model"] = str(model)
     (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
