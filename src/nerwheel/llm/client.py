@@ -23,7 +23,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,23 +77,32 @@ class RunStats:
         return asdict(self)
 
 
-class _RateLimiter:
-    """Spaces request starts at least ``1 / rate`` seconds apart."""
+Sleep = Callable[[float], Awaitable[None]]
 
-    def __init__(self, rate: float | None) -> None:
+
+class _RateLimiter:
+    """Spaces request starts at least ``1 / rate`` seconds apart.
+
+    ``clock`` and ``sleep`` are the time it reads and the waits it asks for: a test checks the waits
+    asked for on a frozen clock, where timing the starts on a loaded machine would be a flaky test.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
         self._lock = asyncio.Lock()
+        self._clock, self._sleep = clock, sleep
 
     async def wait(self) -> None:
         if not self.interval:
             return
         async with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             delay = self._next - now
             self._next = max(now, self._next) + self.interval
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
@@ -118,7 +127,8 @@ class ChatClient:
     """Chat completions with cache, concurrency bound, rate limit, retries and accounting.
 
     Use as ``async with ChatClient(config, cache=...) as client: await client.complete(messages, schema=...)``.
-    ``transport`` lets tests inject an httpx transport; ``rng`` makes jitter reproducible.
+    ``transport`` lets tests inject an httpx transport; ``rng`` makes jitter reproducible; ``clock`` (the
+    rate limiter's) and ``sleep`` (every wait: rate limit and retries) let a test check the waits asked for.
     """
 
     def __init__(
@@ -128,13 +138,16 @@ class ChatClient:
         cache: ResponseCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config = config
         self.cache = cache
         self.stats = RunStats()
         self._rng = rng or random.Random()
         self._sem = asyncio.Semaphore(config.max_in_flight)
-        self._limiter = _RateLimiter(config.requests_per_second)
+        self._sleep = sleep
+        self._limiter = _RateLimiter(config.requests_per_second, clock=clock, sleep=sleep)
         self._structured = config.structured != "off"
         headers = {"Content-Type": "application/json"}
         key = api_key_from_env()
@@ -273,4 +286,4 @@ class ChatClient:
             log.info("retrying in %.2fs after %s", delay, problem)
             self.stats.retries += 1
             attempt += 1
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
