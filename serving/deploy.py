@@ -21,9 +21,13 @@ The steps, each of which can fail without harming what is live:
 
 The repository is the single source of truth: the server only ever loads
 what ``config.pbtxt`` names, so a deploy killed at any step leaves the server
-and the repository on the same verified version (killed between the commit
-and the load that follows it, the server keeps the previous verified version
-until the next deploy reconciles it, or a restart reads the repository).
+and the repository on the same verified version. The one exception: killed
+between the commit and the load that follows it, ``config.pbtxt`` names the new
+version (verified as a candidate) while the server keeps the previous verified
+one, until the next deploy or pin reconciles it (:func:`_reconcile`) or a
+restart reads the repository. Two states with no transaction between them
+leave one such instant in any order; this order keeps what a restart reads
+verified (serving/README.md, "Crash-consistent", says what remains and why).
 The next deploy also unloads candidates a killed deploy left; orphan version
 folders and claims are ignored (numbers are never reused, and a pin refuses a
 version whose files do not match its manifest).

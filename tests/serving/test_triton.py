@@ -342,10 +342,15 @@ raise SystemExit("the crash point was never reached")
 
 @pytest.mark.parametrize("point", ["uploaded", "candidate", "committed", "switched"])
 def test_a_deploy_killed_at_any_step_leaves_one_live_version(
-    triton, export_v1: Path, export_v2: Path, model_name: str, point: str
+    triton, triton_launcher, export_v1: Path, export_v2: Path, model_name: str, point: str
 ) -> None:
     """A killed deploy once left Triton serving versions config.pbtxt did not name, and orphan folders. The
-    server now only loads what the repository names; the next deploy reconciles and ignores orphans."""
+    server now only loads what the repository names; the next deploy reconciles and ignores orphans.
+
+    Killed between the commit and the load (``committed``: two states, the repository's file and the
+    server's memory, with no transaction between them), the server keeps the previous verified version
+    until something reconciles: a restart (shown here: it loads what config.pbtxt names) or the next deploy.
+    """
     import subprocess
     import sys
 
@@ -364,6 +369,14 @@ def test_a_deploy_killed_at_any_step_leaves_one_live_version(
 
     if point == "committed":  # the one window: the repository names 2 (verified), the server still serves 1
         assert (repo.live_versions(model_name), served()) == ([2], [1])
+        # a restart reads the repository: a server started on it (as `nerwheel serve` starts one) serves N+1
+        restarted = triton_launcher([local], load_models=[model_name])
+        try:
+            fresh = InferenceServerClient(restarted.grpc_url)
+            assert [v for v in repo.versions(model_name) if fresh.is_model_ready(model_name, str(v))] == [2]
+            fresh.close()
+        finally:
+            restarted.stop()
     else:
         expected = [2] if point == "switched" else [1]
         assert repo.live_versions(model_name) == served() == expected
