@@ -5,7 +5,10 @@ always compares like with like. Which model is production is decided by
 :func:`nerwheel.serving.production.find_production`: the one named, else the
 version live in the Triton repository, else none (the candidate is the first).
 Production is scored through :class:`nerwheel.stages.evaluate.MetricsSource`,
-as ``nerwheel gate`` scores its two sides.
+as ``nerwheel gate`` scores its two sides. Gold records carrying a label that
+neither model knows are counted rejects for both
+(:func:`nerwheel.stages.evaluate.read_gold`, as ``nerwheel evaluate`` and the
+gate judge gold); ``scores`` names the label set used (``label_set``).
 """
 
 __all__ = ["confusion_of", "run", "scalars"]
@@ -51,11 +54,13 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
     from nerwheel.components.data import read_dataset, resolve_uri, write_json
     from nerwheel.errors import DataError
     from nerwheel.serving.production import find_production
-    from nerwheel.stages.evaluate import MetricsSource, evaluate
+    from nerwheel.stages.evaluate import MetricsSource, evaluate, read_gold
+    from nerwheel.stages.predict import load_predictor
+    from nerwheel.tasks import get_task
 
-    data = read_dataset(resolve_uri(eval_uri, "eval"))
-    if not data.records:
-        raise DataError(f"{data.source}: no usable eval records ({len(data.rejects)} rejected)")
+    read = read_dataset(resolve_uri(eval_uri, "eval"))
+    if not read.records:
+        raise DataError(f"{read.source}: no usable eval records ({len(read.rejects)} rejected)")
     production = find_production(production_model_uri, repository_uri, model_name,
                                  from_repository=production_from_repository)
     with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp, contextlib.ExitStack() as stack:
@@ -69,13 +74,19 @@ def run(*, model_path: str, eval_uri: str, production_model_uri: str, repository
                     f"production model {production.uri} ({production.note}) cannot be evaluated: {e}; set "
                     "production_model_uri to its export folder (model.onnx, nerwheel.json, tokenizer.json)"
                 ) from None
-        candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate", rejects=data.rejects)
+        cand = load_predictor(Path(model_path))
+        models = [(cand, model_path)] + ([(prod.predictor, production.uri)] if prod is not None else [])
+        # gold labels neither model knows are rejects for both (nerwheel evaluate's and the gate's rule)
+        data, label_set = read_gold(get_task("ner"), lambda **_: read, lambda: models,
+                                    fix="evaluate on an eval set labelled with the models' labels")
+        judged = {"rejects": data.rejects, "label_set": label_set}
+        candidate = evaluate(Path(model_path), data.records, Path(tmp) / "candidate", predictor=cand, **judged)
         production_metrics = None
         if prod is not None:
-            production_metrics = prod.score(data.records, Path(tmp) / "production", rejects=data.rejects)
+            production_metrics = prod.score(data.records, Path(tmp) / "production", **judged)
             production_metrics["model"] = production.uri  # not the temporary download folder
-        _report(candidate, production_metrics, production.note, data.summary(), Path(tmp) / "candidate",
-                report_path)
+        summary = data.summary() + (f"; {label_set.describe()}" if label_set is not None else "")
+        _report(candidate, production_metrics, production.note, summary, Path(tmp) / "candidate", report_path)
     write_json(scores_path, candidate)
     write_json(production_scores_path, {**production.to_dict(), "metrics": production_metrics})
     return scalars(candidate)

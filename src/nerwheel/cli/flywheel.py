@@ -115,13 +115,26 @@ def merge(gold, extras, out, precedence, min_agreement, fill_gold, keep_extensio
 
 
 # -- gate ------------------------------------------------------------------------------------------
-def _eval_records(data: str, task: Any) -> list[Any]:
-    rejects: list[Any] = []
-    records = read_input(data, what="--data", rejects=rejects, task=task).records
-    if rejects:
-        raise click.ClickException(f"{data}: {len(rejects)} eval lines were rejected (first: {rejects[0]}); "
+def _eval_gold(data: str, task: Any, models: list[tuple[Any, Path]], work: Path) -> tuple[Any, Any]:
+    """The fixed eval set, judged against the labels of the models scored on it (:func:`read_gold`).
+
+    A line the reader refuses stops the gate (it needs the whole fixed eval set); a record carrying a
+    label no model knows is a counted reject, listed in each side's rejects.jsonl under ``work``.
+    """
+    from nerwheel.stages.evaluate import read_gold
+
+    gold, label_set = read_gold(task, lambda **o: read_input(data, what="--data", task=task, **o), lambda: models,
+                                fix="gate on an eval set labelled with the models' labels")
+    broken = [r for r in gold.rejects if r.kind != "unknown-label"]
+    if broken:
+        raise click.ClickException(f"{data}: {len(broken)} eval lines were rejected (first: {broken[0]}); "
                                    "the gate needs the whole fixed eval set, fix the file")
-    return records
+    if label_set is not None:
+        click.echo(f"--data: {label_set.describe()}", err=True)
+    if gold.rejects:
+        click.echo(f"--data: read {gold.read} = accepted {len(gold.records)} + rejected {len(gold.rejects)} (labels "
+                   f"no model knows; first: {gold.rejects[0]}), listed in {work}/<side>/rejects.jsonl", err=True)
+    return gold, label_set
 
 
 @click.command()
@@ -155,10 +168,14 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
     to macro-F1 and each class's F1 (support: its gold messages). Without
     --production the candidate is the first model and is promoted.
 
+    Models are evaluated on --data judged against their labels (either model's): a record carrying a
+    label neither knows is a counted reject (decision record ``input`` and ``label_set``; each side's
+    rejects.jsonl under --work-dir); a line that cannot be read stops the gate.
+
     Exit status: 0 = promote, 3 = refused (reasons in the decision record and on
     stdout), 1/2 = error / usage error.
     """
-    from nerwheel.stages.evaluate import MetricsSource
+    from nerwheel.stages.evaluate import MetricsSource, input_counts
     from nerwheel.stages.gate import GatePolicy
     from nerwheel.stages.gate import gate as run_gate
 
@@ -181,11 +198,16 @@ def gate(ctx, candidate, production, data, min_delta, max_type_drop, min_support
         raise click.ClickException(f"the candidate is a {tasks['candidate']} model but production is "
                                    f"{tasks['production']}; gate models of one task")
     task = sources["candidate"].task
-    records = _eval_records(data, task) if any(s.is_model for s in sources.values()) else []
-    metrics = {role: s.score(records, work / role) for role, s in sources.items()}
+    models = [(s.predictor, s.path) for s in sources.values() if s.is_model]
+    gold, label_set = _eval_gold(data, task, models, work) if models else (None, None)
+    records, rejects = (gold.records, gold.rejects) if gold is not None else ([], [])
+    metrics = {role: s.score(records, work / role, rejects=rejects, label_set=label_set)
+               for role, s in sources.items()}
     decision = run_gate(metrics["candidate"], metrics.get("production"), policy, scores=task.gate_scores)
+    judged = {"input": input_counts(records, rejects),
+              "label_set": label_set.to_dict() if label_set is not None else None} if gold is not None else {}
     record = {"candidate_path": str(candidate), "production_path": str(production) if production else None,
-              "data": str(data) if data else None, **decision.to_dict()}
+              "data": str(data) if data else None, **judged, **decision.to_dict()}
     write_json(out, record)
     click.echo(f"{decision.verdict.upper()}: " + "; ".join(decision.reasons))
     ctx.exit(decision.exit_code)

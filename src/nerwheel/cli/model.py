@@ -282,26 +282,19 @@ def evaluate(task_name, model, data_path, out, fmt, runtime, nested, extensions)
     NER: target labels are scored; extension labels (pos:..., kb:...) only with --extensions.
     Gold labels outside the model's label set are rejects (file, line, reason), not silent misses.
     """
-    from nerwheel.stages.evaluate import label_set_line, model_label_set
+    from functools import cache
+
+    from nerwheel.stages.evaluate import label_set_line, read_gold
 
     task = _task_for(task_name, model)
     decode = _decode(task, nested, extensions)
-    predictor = None
-    if task.name == "classify":  # read against the model's classes: integer labels index them, unknown ones reject
-        from nerwheel.tasks.classify.records import LabelSet as Classes
-
-        predictor = task.load_predictor(model, runtime=runtime)
-        data = read_input(data_path, fmt, what="data", task=task, labels=Classes(tuple(predictor.labels)))
-    else:
-        from nerwheel.validate import reject_unknown_labels
-
-        data = read_input(data_path, fmt, what="data", task=task)
-        if any(r.entities for r in data.records):
-            predictor = task.load_predictor(model, runtime=runtime, **decode)
-            data = reject_unknown_labels(data, model_label_set(predictor, model),
-                                         fix="evaluate on gold labelled with the model's labels")
+    loaded = cache(lambda: task.load_predictor(model, runtime=runtime, **decode))
+    data, label_set = read_gold(task, lambda **o: read_input(data_path, fmt, what="data", task=task, **o),
+                                lambda: [(loaded(), model)])
+    predictor = loaded() if label_set is not None else None  # NER gold with no entity: refused without a model
     options = {"extensions": extensions} if task.name == "ner" else {}
-    metrics = task.evaluate(model, data.records, out, predictor=predictor, rejects=data.rejects, **options)
+    metrics = task.evaluate(model, data.records, out, predictor=predictor, rejects=data.rejects,
+                            label_set=label_set, **options)
     i, o = metrics["input"], metrics["overall"]
     click.echo(f"input: read {i['read']} = accepted {i['accepted']} + rejected {i['rejected']}; "
                f"{i['rejected']} rejects with file, line and reason in {Path(out) / 'rejects.jsonl'}", err=True)

@@ -37,19 +37,19 @@ on their own (:func:`nerwheel.metrics.overlapping_scores`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nerwheel import metrics as M
 from nerwheel.errors import DataError
-from nerwheel.formats.base import Reject
+from nerwheel.formats.base import ReadResult, Reject
 from nerwheel.labels import ANY, LabelSet
 from nerwheel.records import Record
 
 __all__ = ["REJECTS_FILE", "MetricsSource", "evaluate", "input_counts", "input_lines", "label_set_line",
-           "model_label_set", "render_report"]
+           "model_label_set", "models_label_set", "read_gold", "render_report"]
 
 
 REJECTS_FILE = "rejects.jsonl"
@@ -70,6 +70,55 @@ def model_label_set(predictor: Any, model: str | Path) -> LabelSet:
     if names is None:
         return LabelSet(None, f"the served model {model}, which does not publish its labels")
     return LabelSet(frozenset(names), f"the model ({model})")
+
+
+def models_label_set(models: Sequence[tuple[Any, str | Path]]) -> LabelSet:
+    """The labels gold may carry when every one of ``models`` ((predictor, model) pairs) is scored on it.
+
+    The gate and the pipeline's evaluate step score candidate and production on the same records, so both
+    are judged against one set: every label either model knows. A label only production knows stays in
+    (the candidate missing it is the regression the gate exists to see); a label no model knows is a
+    reject for both. One model: :func:`model_label_set`. If any model does not publish its labels,
+    nothing is checked, and the set says so.
+    """
+    sets = [model_label_set(predictor, model) for predictor, model in models]
+    if len(sets) == 1:
+        return sets[0]
+    source = " and ".join(s.source for s in sets)
+    if any(s.labels is None for s in sets):
+        return LabelSet(None, source)
+    return LabelSet(frozenset().union(*(s.labels or () for s in sets)), source)
+
+
+def read_gold(task: Any, read: Callable[..., ReadResult], models: Callable[[], Sequence[tuple[Any, str | Path]]], *,
+              fix: str = "evaluate on gold labelled with the model's labels") -> tuple[ReadResult, LabelSet | None]:
+    """Gold for an evaluation, its records with a label no scored model knows turned into rejects.
+
+    The one home of that rule for ``nerwheel evaluate``, ``nerwheel gate --data`` and the pipelines'
+    evaluate steps: a gold label the model cannot predict (a typo, data for another model) would
+    otherwise only lower recall without a word. ``read(**options)`` reads the gold (a file, a dataset
+    artifact); ``models()`` gives the (predictor, model) pairs that will be scored on it, and is called
+    only when needed (NER gold without any entity is refused by the evaluation, no model loaded).
+
+    NER: :func:`nerwheel.validate.reject_unknown_labels` against :func:`models_label_set` (``unknown-label``
+    rejects with file and line; extension labels are never judged). Classifier: the gold is read against
+    the models' classes, so integer labels index them (the first model's head order) and an unknown class
+    is the reader's ``unknown-label`` reject. Other tasks carry no gold labels: read as they are.
+    Returns the gold (read = accepted + rejected) and the label set used (``None``: none was needed).
+    """
+    if task.name == "classify":
+        from nerwheel.tasks.classify.records import LabelSet as Classes
+
+        sides = models()
+        classes = Classes(tuple(dict.fromkeys(name for predictor, _ in sides for name in predictor.labels)))
+        return read(labels=classes), models_label_set(sides)
+    data = read()
+    if task.name != "ner" or not any(r.entities for r in data.records):
+        return data, None
+    from nerwheel.validate import reject_unknown_labels
+
+    label_set = models_label_set(models())
+    return reject_unknown_labels(data, label_set, fix=fix), label_set
 
 
 def input_lines(metrics: dict[str, Any]) -> list[str]:
@@ -117,14 +166,16 @@ def render_report(metrics: dict[str, Any]) -> str:
 
 
 def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Path, *, predictor: Any = None,
-             plots: bool = True, rejects: Sequence[Reject] = (), extensions: bool = False) -> dict[str, Any]:
+             plots: bool = True, rejects: Sequence[Reject] = (), extensions: bool = False,
+             label_set: LabelSet | None = None) -> dict[str, Any]:
     """Predict ``records`` with the model, score against their gold entities, write the files above.
 
     ``rejects``: the gold file's lines the reader refused (and those with labels outside the model's,
     which the caller rejects with their lines: :func:`model_label_set`); written to
     ``rejects.jsonl`` and counted in ``metrics["input"]``, so a score is never
     read without knowing how much of the gold set it covers. ``extensions``:
-    score extension labels too (the predictor must return them).
+    score extension labels too (the predictor must return them). ``label_set``: the set gold was judged
+    against (:func:`read_gold`; default: the model's own), named in ``metrics.json`` and report.txt.
     """
     from nerwheel.formats import write_records, write_rejects
     from nerwheel.stages.predict import load_predictor, predict_records
@@ -150,7 +201,7 @@ def evaluate(model_dir: str | Path, records: Sequence[Record], out_dir: str | Pa
         predicted, ignored["predicted"] = M.target_records(predicted)
     pred = [r.entities for r in predicted]
     metrics = {"input": input_counts(records, rejects),
-               "label_set": model_label_set(predictor, model_dir).to_dict(), **M.evaluate(records, pred)}
+               "label_set": (label_set or model_label_set(predictor, model_dir)).to_dict(), **M.evaluate(records, pred)}
     if ignored["gold"] or ignored["predicted"]:
         metrics["extension_spans_ignored"] = ignored
     metrics["model"] = str(model_dir)
@@ -204,9 +255,11 @@ class MetricsSource:
         task = get_task(task_of(path))
         return cls(path, predictor=task.load_predictor(path), task=task)
 
-    def score(self, records: Sequence[Any], out_dir: str | Path, *,
-              rejects: Sequence[Reject] = ()) -> dict[str, Any]:
+    def score(self, records: Sequence[Any], out_dir: str | Path, *, rejects: Sequence[Reject] = (),
+              label_set: LabelSet | None = None) -> dict[str, Any]:
+        """The metrics; a model is evaluated on ``records`` (``rejects`` and ``label_set``: :func:`read_gold`'s)."""
         if self.metrics is not None:
             return self.metrics
+        judged = {"label_set": label_set} if label_set is not None else {}  # tasks without gold labels take none
         return self.task.evaluate(self.path, records, out_dir, predictor=self.predictor, plots=False,
-                                  rejects=rejects)
+                                  rejects=rejects, **judged)

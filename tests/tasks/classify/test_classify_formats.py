@@ -74,8 +74,8 @@ def test_every_reject_kind_names_file_line_and_reason(tmp_path: Path):
     assert rr.read == 12 == len(rr.records) + len(rr.rejects)
     assert [m.id for m in rr.records] == ["1", "bad:10"]
     kinds = {r.line: r.kind for r in rr.rejects}
-    assert kinds == {2: "empty", 3: "label", 4: "label", 5: "schema", 6: "length", 7: "duplicate-id", 8: "schema",
-                     9: "json", 11: "schema", 12: "utf8"}
+    assert kinds == {2: "empty", 3: "unknown-label", 4: "label", 5: "schema", 6: "length", 7: "duplicate-id",
+                     8: "schema", 9: "json", 11: "schema", 12: "utf8"}
     for r in rr.rejects:
         assert r.file == str(path) and r.reason
     assert "spam" in next(r.reason for r in rr.rejects if r.line == 3)

@@ -180,7 +180,7 @@ def test_evaluate_rejects_gold_labels_outside_the_models_classes(tmp_path: Path,
     m = json.loads((tmp_path / "E" / "metrics.json").read_text())
     assert m["input"] == {"read": 40, "accepted": 39, "rejected": 1} and m["n_records"] == 39
     (reject,) = [json.loads(x) for x in (tmp_path / "E" / "rejects.jsonl").read_text().splitlines()]
-    assert (reject["file"], reject["line"], reject["kind"]) == (str(gold), 4, "label")
+    assert (reject["file"], reject["line"], reject["kind"]) == (str(gold), 4, "unknown-label")
     assert "unknown label 'spam'" in reject["reason"]
     assert m["label_set"] == {"source": f"the model ({tiny_classifier})", "labels": sorted(classes)}
     line = f"labels checked (3, from the model ({tiny_classifier})): {', '.join(sorted(classes))}"

@@ -63,8 +63,12 @@ def prediction_row(message: Message, label: str, probabilities: dict[str, float]
 
 
 def evaluate(model: str | Path, messages: Sequence[Message], out_dir: str | Path, *, predictor: Any = None,
-             plots: bool = True, rejects: Sequence[Reject] = ()) -> dict[str, Any]:
-    """Predict ``messages`` with the model, score against their gold labels, write the files above."""
+             plots: bool = True, rejects: Sequence[Reject] = (), label_set: Any = None) -> dict[str, Any]:
+    """Predict ``messages`` with the model, score against their gold labels, write the files above.
+
+    ``label_set``: the :class:`nerwheel.labels.LabelSet` gold was judged against
+    (:func:`nerwheel.stages.evaluate.read_gold`; default: the model's classes), named in metrics.json.
+    """
     import numpy as np
 
     from nerwheel.formats import write_rejects
@@ -90,7 +94,8 @@ def evaluate(model: str | Path, messages: Sequence[Message], out_dir: str | Path
         raise DataError(f"gold labels {outside} are not classes of the model ({', '.join(labels)}); evaluate on data "
                          "with the model's label set")
     probs = np.array([[p.probabilities[lab] for lab in labels] for p in preds], dtype=np.float64)
-    metrics = {"input": input_counts(messages, rejects), "label_set": model_label_set(predictor, model).to_dict(),
+    metrics = {"input": input_counts(messages, rejects),
+               "label_set": (label_set or model_label_set(predictor, model)).to_dict(),
                **classification_metrics([m.label for m in messages], [p.label for p in preds], labels, probs)}
     metrics["model"] = str(model)
     (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

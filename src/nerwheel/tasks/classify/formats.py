@@ -73,7 +73,7 @@ def _label(value: Any, labels: LabelSet | None) -> str | None:
         return labels.names[index]
     name = value.strip()
     if labels is not None and name not in labels:
-        raise BadRecord(f"unknown label {value!r}; the label set is: {', '.join(labels.names)}", "label")
+        raise BadRecord(f"unknown label {value!r}; the label set is: {', '.join(labels.names)}", "unknown-label")
     return name
 
 

@@ -190,13 +190,10 @@ def evaluate(*, model_path: str, eval_uri: str, production_model_uri: str, repos
     from nerwheel.components.report import Report
     from nerwheel.tasks.classify.evaluate import evaluate as run
     from nerwheel.tasks.classify.metrics import summary
+    from nerwheel.stages.evaluate import read_gold
+    from nerwheel.tasks import get_task
     from nerwheel.tasks.classify.predict import load_classifier
-    from nerwheel.tasks.classify.records import LabelSet
 
-    card_labels = json.loads((Path(model_path) / "nerwheel.json").read_text(encoding="utf-8"))["labels"]
-    data = _read(resolve(eval_uri, "eval"), LabelSet(tuple(card_labels)), require_label=True)
-    if not data.records:
-        raise DataError(f"{data.source}: no usable eval messages ({len(data.rejects)} rejected)")
     production = find_production(production_model_uri, repository_uri, model_name,
                                  from_repository=production_from_repository)
     with tempfile.TemporaryDirectory(prefix="nerwheel-eval-") as tmp, contextlib.ExitStack() as stack:
@@ -205,12 +202,22 @@ def evaluate(*, model_path: str, eval_uri: str, production_model_uri: str, repos
         if production.uri is not None:
             prod_dir = stack.enter_context(storage.get_storage().local_dir(production.uri))
             prod_predictor = load_classifier(prod_dir)
-        candidate = run(Path(model_path), data.records, Path(tmp) / "candidate", rejects=data.rejects)
+        cand = load_classifier(Path(model_path))
+        models = [(cand, model_path)] + ([(prod_predictor, production.uri)] if prod_predictor is not None else [])
+        # read against both models' classes: a class neither knows is a counted reject (nerwheel evaluate's rule)
+        data, label_set = read_gold(get_task("classify"),
+                                    lambda **o: _read(resolve(eval_uri, "eval"), require_label=True, **o),
+                                    lambda: models)
+        if not data.records:
+            raise DataError(f"{data.source}: no usable eval messages ({len(data.rejects)} rejected)")
+        judged = {"rejects": data.rejects, "label_set": label_set}
+        candidate = run(Path(model_path), data.records, Path(tmp) / "candidate", predictor=cand, **judged)
         if prod_predictor is not None:
             prod_metrics = run(prod_dir, data.records, Path(tmp) / "production", predictor=prod_predictor,
-                               plots=False, rejects=data.rejects)
+                               plots=False, **judged)
             prod_metrics["model"] = production.uri
         rep = Report("evaluate: candidate on the eval set").paragraph(data.summary())
+        rep.paragraph(label_set.describe())
         rep.paragraph(f"production: {production.note}")
         rep.table([(k, v, summary(prod_metrics).get(k) if prod_metrics else "n/a")
                    for k, v in summary(candidate).items()], ("figure", "candidate", "production"))
