@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -127,14 +128,17 @@ def test_export_refuses_modules_it_cannot_put_in_the_graph(tmp_path, tiny_dir):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_train_reports_base_and_fine_tuned(tmp_path, tiny_dir, ict_pairs):
+def test_cli_train_reports_base_and_fine_tuned(tmp_path, tiny_dir, ict_pairs, caplog):
     from nerwheel.cli import cli
 
+    caplog.set_level(logging.INFO, logger="nerwheel.tasks.embed.train")
     res = CliRunner().invoke(cli, ["embed", "train", "--model", str(tiny_dir), "--pairs", str(ict_pairs), "--out",
                                    str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "8", "--max-seq-length",
                                    "48", "--set", "learning_rate=0.001", "--set", "max_val_queries=5"])
     assert res.exit_code == 0, res.output
     assert "validation nDCG@10" in res.output and "(base " in res.output
+    assert res.stdout.strip() == str(tmp_path / "ft"), "stdout carries only the model folder"
+    assert "eval_val_cosine_ndcg@10" in caplog.text, "the per-evaluation figures go to the log"
     again = CliRunner().invoke(cli, ["embed", "train", "--model", str(tiny_dir), "--pairs", str(ict_pairs), "--out",
                                      str(tmp_path / "ft")])
     assert again.exit_code == 1 and "not empty" in again.output

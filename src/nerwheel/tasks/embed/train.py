@@ -266,6 +266,26 @@ def _arguments(cfg: EmbedTrainConfig, out: Path, prompts: dict[str, str], device
     )
 
 
+def _log_to_logger(trainer: Any) -> None:
+    """Send the trainer's loss and evaluation lines to nerwheel's log (stderr), not to stdout.
+
+    Without a progress bar (``disable_tqdm``, as in any log file or pipeline step) transformers adds its
+    ``PrinterCallback``, which ``print``s every log dict to stdout, where ``nerwheel embed train`` writes
+    only the model folder it made (scripts read that line)."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    class _ToLog(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs:
+                shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+                log.info("step %d (epoch %.2f): %s", state.global_step, state.epoch or 0.0, shown)
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_ToLog())
+
+
 def _write_history(out: Path, log_history: list[dict[str, Any]]) -> int:
     """``metrics.jsonl``: one line per validation (epoch, step, nDCG@10, MRR@10, recall@10); returns how many."""
     rows = [h for h in log_history if f"eval_{BEST_METRIC}" in h]
@@ -322,6 +342,7 @@ def train(cfg: EmbedTrainConfig, pairs: str | Path, out: str | Path) -> Path:
         loss=MultipleNegativesRankingLoss(model), evaluator=evaluator,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)],
     )
+    _log_to_logger(trainer)
     trainer.train()
     best = trainer.model
     val = evaluate_model(best, data, cfg.val_split, batch_size=cfg.eval_batch_size, max_queries=cfg.max_val_queries,
