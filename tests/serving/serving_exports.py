@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nerwheel.records import Entity, Record
 
@@ -127,3 +128,33 @@ def traffic_during(url: str, model: str, texts: Sequence[str], *, threads: int =
         stop.set()
         for t in workers:
             t.join()
+
+
+def deploy_with_corrupt_copy(export_dir: Path, repository: str, *, name: str, triton_url: str,
+                             file: str = "model.onnx", garbage: bytes = b"not an onnx graph") -> Any:
+    """Deploy ``export_dir`` while ``file`` of the copy Triton reads is corrupted after staging, so the offline
+    check passes and only the load/probe can catch it: every task's rollback test drives the same fault."""
+    import pytest
+
+    import nerwheel.serving.deploy as deploy_module
+    from nerwheel.serving.repository import stage_cpu_version
+
+    def corrupt_after_staging(export: Path, into: Path) -> Path:
+        folder = stage_cpu_version(export, into)
+        (folder / file).write_bytes(garbage)
+        return folder
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
+        return deploy_module.deploy(export_dir, repository, name=name, triton_url=triton_url)
+
+
+def swap_then_roll_back(new: Path, broken: Path, repository: str, *, name: str, triton_url: str) -> None:
+    """Version 1 is live: ``new`` swaps in as version 2, then ``broken`` (its Triton copy corrupted) is rolled
+    back so that version 2 keeps serving. The caller checks that the answers are version 2's."""
+    import nerwheel.serving.deploy as deploy_module
+
+    report = deploy_module.deploy(new, repository, name=name, triton_url=triton_url)
+    assert report.status == "live" and report.version == 2, report.error
+    failed = deploy_with_corrupt_copy(broken, repository, name=name, triton_url=triton_url)
+    assert failed.status == "rolled_back" and failed.live_versions == [2], failed

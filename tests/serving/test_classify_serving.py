@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from classify_messages import train_tiny_classifier, write_message_files
+from serving_exports import swap_then_roll_back
 
-import nerwheel.serving.deploy as deploy_module
 from nerwheel.serving.client import Client, ServingError
 from nerwheel.serving.deploy import deploy
-from nerwheel.serving.repository import stage_cpu_version
 from nerwheel.tasks.classify.formats import read_messages
 from nerwheel.tasks.classify.records import Message
 from nerwheel.tasks.classify.runtime import OnnxClassifier
@@ -68,21 +67,7 @@ def test_served_classifier_answers_what_offline_answers(triton, classifier_expor
     raw.close()
 
     # a new version swaps in; a broken one rolls back to it
-    report2 = deploy(v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
-    assert report2.status == "live" and report2.version == 2, report2.error
-
-    def corrupt_after_staging(export_dir, into):
-        folder = stage_cpu_version(export_dir, into)
-        (folder / "model.onnx").write_bytes(b"not an onnx graph")
-        return folder
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
-    try:
-        report3 = deploy(v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
-    finally:
-        mp.undo()
-    assert report3.status == "rolled_back" and report3.live_versions == [2]
+    swap_then_roll_back(v2, v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
     with ClassifyClient(triton.url, model=model_name) as client:
         again = client.classify(messages[:5])
     assert [p.label for p in again] == [p.label for p in OnnxClassifier(v2).predict(messages[:5])]

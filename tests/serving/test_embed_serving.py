@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from embed_helpers import PARAGRAPHS, tiny_embed_export
+from serving_exports import swap_then_roll_back
 
-import nerwheel.serving.deploy as deploy_module
 from nerwheel.serving.client import Client, ServingError
 from nerwheel.serving.deploy import deploy
-from nerwheel.serving.repository import stage_cpu_version
 from nerwheel.tasks.embed.runtime import OnnxEncoder
 from nerwheel.tasks.embed.serving import RemoteEncoder
 
@@ -57,21 +56,7 @@ def test_served_encoder_answers_what_offline_answers(triton, embed_exports, mode
     raw.close()
 
     # a new version swaps in; a broken one is rolled back and the previous version keeps serving
-    report2 = deploy(v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
-    assert report2.status == "live" and report2.version == 2, report2.error
-
-    def corrupt_after_staging(export_dir, into):
-        folder = stage_cpu_version(export_dir, into)
-        (folder / "model.onnx").write_bytes(b"not an onnx graph")
-        return folder
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
-    try:
-        report3 = deploy(v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
-    finally:
-        mp.undo()
-    assert report3.status == "rolled_back" and report3.live_versions == [2]
+    swap_then_roll_back(v2, v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
     with RemoteEncoder(triton.url, model=model_name) as remote:
         assert _cos(remote.encode(TEXTS), OnnxEncoder(v2).encode(TEXTS)).min() >= 0.9999
 

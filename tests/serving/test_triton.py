@@ -20,7 +20,7 @@ from nerwheel.serving.deploy import DeployError, deploy, pin_version
 from nerwheel.serving.repository import ModelRepository, stage_cpu_version
 from nerwheel.stages.predict import load_predictor
 from nerwheel.storage import Storage, StorageError
-from serving_exports import HYBRID, TEXTS, train_tiny, traffic_during
+from serving_exports import HYBRID, TEXTS, deploy_with_corrupt_copy, train_tiny, traffic_during
 
 pytestmark = pytest.mark.server
 
@@ -76,7 +76,7 @@ def test_s3_deploy_serves_what_offline_predicts(triton, export_v1: Path, model_n
 
 
 def test_hot_swap_drops_no_request_and_a_broken_version_rolls_back(
-    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+    triton, export_v1: Path, export_v2: Path, model_name: str
 ) -> None:
     assert deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url).status == "live"
     with traffic_during(triton.url, model_name, SAMPLE[:3], threads=3) as seen:
@@ -90,13 +90,7 @@ def test_hot_swap_drops_no_request_and_a_broken_version_rolls_back(
     assert [p.entities for p in after] == offline(export_v2, SAMPLE) != offline(export_v1, SAMPLE)
 
     # v3 passes the offline check but the copy Triton reads is corrupt (fault injected after staging).
-    def corrupt_after_staging(export_dir, into):
-        folder = stage_cpu_version(export_dir, into)
-        (folder / "model.onnx").write_bytes(b"not an onnx graph")
-        return folder
-
-    monkeypatch.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
-    v3 = deploy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
+    v3 = deploy_with_corrupt_copy(export_v2, str(triton.local_repo), name=model_name, triton_url=triton.url)
     assert (v3.status, v3.version, v3.live_versions) == ("rolled_back", 3, [2]), v3.error
     assert "load failed" in v3.error
     repo = ModelRepository(str(triton.local_repo))
@@ -182,16 +176,9 @@ def test_broken_model_is_refused_before_touching_the_repository(
     assert ModelRepository(str(triton.local_repo)).versions(model_name) == []
 
 
-def test_failed_first_version_is_unloaded(
-    triton, export_v1: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def corrupt_after_staging(export_dir, into):
-        folder = stage_cpu_version(export_dir, into)
-        (folder / "crf.npz").write_bytes(b"garbage")
-        return folder
-
-    monkeypatch.setattr(deploy_module, "stage_cpu_version", corrupt_after_staging)
-    report = deploy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url)
+def test_failed_first_version_is_unloaded(triton, export_v1: Path, model_name: str) -> None:
+    report = deploy_with_corrupt_copy(export_v1, str(triton.local_repo), name=model_name, triton_url=triton.url,
+                                      file="crf.npz", garbage=b"garbage")
     assert (report.status, report.live_versions) == ("failed", [])
     assert ModelRepository(str(triton.local_repo)).read_config(model_name) is None
     with Client(triton.url, model=model_name) as client:
