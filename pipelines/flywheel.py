@@ -50,9 +50,10 @@ and every later task reads one model.
 strings join the synthesiser's pools), hence the edge gather -> synthesize.
 """
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kfp import dsl, kubernetes
 
@@ -70,10 +71,11 @@ from nerwheel.components.pseudo_label import pseudo_label
 from nerwheel.components.shard import shard
 from nerwheel.components.synthesize import synthesize
 from nerwheel.components.train import train
+from nerwheel.gitops import DEFAULT_OVERLAY_FILE
 from nerwheel.stages.gate import GatePolicy
 
-__all__ = ["DEFAULT_REPOSITORY", "DISPLAY_NAMES", "PIPELINE_NAME", "Platform", "Retry", "ShardOutputs",
-           "Toleration", "build_pipeline", "export_and_deploy", "flywheel", "sharded"]
+__all__ = ["DEFAULT_REPOSITORY", "DISPLAY_NAMES", "PIPELINE_NAME", "TAIL_ARGS", "Platform", "Retry", "ShardOutputs",
+           "Toleration", "build_pipeline", "export_and_deploy", "flywheel", "gate_and_ship", "sharded", "tail_args"]
 
 PIPELINE_NAME = "nerwheel-flywheel"
 
@@ -270,6 +272,16 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         description="nerwheel flywheel: teacher labels + synthetic data -> train -> evaluate -> gate -> "
         "(if promoted) ONNX export -> Triton deploy + GitOps commit.",
     )
+    @tail_args(  # the Args lines of production_model_uri ... gitops_path: TAIL_ARGS, and NER's words here
+        production_model_uri="Model to gate against (folder or s3:// prefix); empty = live in repository_uri.",
+        min_delta="Gate: required rise of overall F1.",
+        max_type_drop="Gate: largest allowed fall of a well-supported entity type's F1.",
+        noise_spans="Gate: a type's F1 may fall by max(max_type_drop, noise_spans / its gold spans).",
+        min_support="Gate: opt-out, types with fewer gold spans are not enforced; 0 = every type is checked.",
+        gate_metric="Gate: which F1 decides: strict, partial or type.",
+        repository_uri="Triton model repository deploy writes to (default: the one manifests/base serves).",
+        gitops_path="Overlay env file whose MODEL_VERSION line the deploy commits (dev serves repository_uri).",
+    )
     def flywheel(
         seed_uri: str = "",
         texts_uri: str = "",
@@ -306,7 +318,7 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
         repository_uri: str = DEFAULT_REPOSITORY,
         triton_url: str = "",
         gitops_repo_url: str = "",
-        gitops_path: str = "manifests/overlays/dev/model-version.env",
+        gitops_path: str = DEFAULT_OVERLAY_FILE,
     ) -> None:
         """One turn of the flywheel.
 
@@ -334,19 +346,6 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             train_overrides: More training settings, section.key=value separated by ';'.
             distill_student: Serve a student distilled from the trained model (tiny, shallow:K, ...); empty = none.
             distill_overrides: More distillation settings, section.key=value separated by ';'.
-            production_model_uri: Model to gate against (folder or s3:// prefix); empty = live in repository_uri.
-            production_from_repository: Gate against the live version when production_model_uri is empty.
-            min_delta: Gate: required rise of overall F1.
-            max_type_drop: Gate: largest allowed fall of a well-supported entity type's F1.
-            noise_spans: Gate: a type's F1 may fall by max(max_type_drop, noise_spans / its gold spans).
-            min_support: Gate: opt-out, types with fewer gold spans are not enforced; 0 = every type is checked.
-            gate_metric: Gate: which F1 decides: strict, partial or type.
-            quantize: Export quantisation; empty = FP32 only.
-            model_name: Triton model name.
-            repository_uri: Triton model repository deploy writes to (default: the one manifests/base serves).
-            triton_url: Triton gRPC host:port to load and verify the new version in; empty = write only.
-            gitops_repo_url: Git repository with the kustomize overlays; empty = no GitOps commit.
-            gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits (dev serves repository_uri).
         """
         t_production = production(production_model_uri=production_model_uri, repository_uri=repository_uri,
                                   model_name=model_name, production_from_repository=production_from_repository)
@@ -389,14 +388,12 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
                           production_model_uri=production_model_uri, repository_uri=repository_uri,
                           model_name=model_name, production_from_repository=production_from_repository)
 
-        t_gate = gate(candidate=t_eval.outputs["scores"], production=t_eval.outputs["production_scores"],
-                      min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
-                      min_support=min_support, metric=gate_metric)
-
-        tasks += [t_train, t_distill, t_eval, t_gate]
-        tasks += export_and_deploy(p, t_gate, t_distill.outputs["distilled"], t_eval.outputs["scores"],
-                                   quantize=quantize, model_name=model_name, repository_uri=repository_uri,
-                                   triton_url=triton_url, gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
+        tasks += [t_train, t_distill, t_eval]
+        tasks += gate_and_ship(p, t_eval, t_distill.outputs["distilled"], min_delta=min_delta,
+                               max_type_drop=max_type_drop, noise_spans=noise_spans, min_support=min_support,
+                               metric=gate_metric, quantize=quantize, model_name=model_name,
+                               repository_uri=repository_uri, triton_url=triton_url,
+                               gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         for task in tasks:
             stage = task.component_spec.name.replace("-", "_")
             task.set_display_name(DISPLAY_NAMES[stage])
@@ -409,6 +406,67 @@ def build_pipeline(platform: Platform | None = None):  # noqa: ANN201 - a kfp Gr
             p.storage_access(task)
 
     return flywheel
+
+
+#: The Args lines of the parameters every task's DAG ends with, in this order, as classify and embed word them
+#: (:func:`tail_args` adds them to a pipeline function's docstring; a task words its gate and anything else there).
+TAIL_ARGS: dict[str, str | None] = {
+    "production_model_uri": "Model to gate against; empty = live in repository_uri.",
+    "production_from_repository": "Gate against the live version when production_model_uri is empty.",
+    "min_delta": None, "max_type_drop": None, "noise_spans": None, "min_support": None,  # the task's metric
+    "gate_metric": None,  # only where the task lets a run choose the gate's metric
+    "quantize": "Export quantisation; empty = FP32 only.",
+    "model_name": "Triton model name.",
+    "repository_uri": "Triton model repository deploy writes to.",
+    "triton_url": "Triton gRPC host:port to load and verify the new version in; empty = write only.",
+    "gitops_repo_url": "Git repository with the kustomize overlays; empty = no GitOps commit.",
+    "gitops_path": "Overlay env file whose MODEL_VERSION line the deploy commits.",
+}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def tail_args(**texts: str) -> Callable[[_F], _F]:
+    """Append the Args lines of the gate, export and deploy parameters to a pipeline function's docstring.
+
+    KFP takes each pipeline parameter's description from the docstring's Args section when it compiles, so
+    the lines must be in ``__doc__`` before ``dsl.pipeline`` reads it: this decorator goes below it. The lines
+    are :data:`TAIL_ARGS`, with ``texts`` for the task's own words (the gate's, always); a parameter with no
+    text, or a text for a parameter the function does not have, is a mistake in the DAG and raises.
+    """
+    unknown = set(texts) - set(TAIL_ARGS)
+    if unknown:
+        raise TypeError(f"tail_args: {sorted(unknown)} are not gate, export or deploy parameters ({list(TAIL_ARGS)})")
+
+    def add(fn: _F) -> _F:
+        params = inspect.signature(fn).parameters
+        lines = {name: texts.get(name, text) for name, text in TAIL_ARGS.items() if name in params}
+        missing = [name for name, text in lines.items() if text is None]
+        if missing or not set(texts) <= set(lines):
+            raise TypeError(f"tail_args on {fn.__name__}: no words for {missing}, or words for parameters it "
+                            f"does not have ({sorted(set(texts) - set(lines))})")
+        doc = (fn.__doc__ or "").rstrip(" ")
+        last = doc.rstrip("\n").rsplit("\n", 1)[-1]  # the Args section's last line: the lines' indent
+        indent = last[:len(last) - len(last.lstrip())]
+        fn.__doc__ = doc + "".join(f"{indent}{name}: {text}\n" for name, text in lines.items()) + indent[:-4]
+        return fn
+
+    return add
+
+
+def gate_and_ship(p: Platform, evaluation: dsl.PipelineTask, model: Any, *, gate_name: str | None = None,
+                  min_delta: Any, max_type_drop: Any, noise_spans: Any, min_support: Any, metric: Any,
+                  **ship: Any) -> list[dsl.PipelineTask]:
+    """The tail every task's DAG ends with: the gate on ``evaluation``'s scores against production, then
+    :func:`export_and_deploy` of ``model`` when it promotes. Returns [gate, export, deploy].
+
+    ``gate_name``: the gate's display name (default: NER's); ``ship``: export_and_deploy's parameters.
+    """
+    t_gate = gate(candidate=evaluation.outputs["scores"], production=evaluation.outputs["production_scores"],
+                  min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
+                  min_support=min_support, metric=metric)
+    t_gate.set_display_name(gate_name or DISPLAY_NAMES["gate"])
+    return [t_gate, *export_and_deploy(p, t_gate, model, evaluation.outputs["scores"], **ship)]
 
 
 def export_and_deploy(p: Platform, gate_task: dsl.PipelineTask, model: Any,

@@ -14,7 +14,6 @@ the same way. The evaluate component also logs KFP's own
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from nerwheel.components.gate import gate
 from nerwheel.components.images import component
 from nerwheel.stages.gate import GatePolicy
 
@@ -151,12 +150,19 @@ def classify_evaluate(model: Input[Model], eval_uri: str, production_model_uri: 
 
 def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp GraphComponent
     """The classifier's flywheel with ``platform``'s cluster settings attached."""
-    from nerwheel.pipelines.flywheel import Platform, export_and_deploy
+    from nerwheel.gitops import DEFAULT_OVERLAY_FILE
+    from nerwheel.pipelines.flywheel import DEFAULT_REPOSITORY, Platform, gate_and_ship, tail_args
 
     p = platform or Platform()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="nerwheel message classifier: teacher labels -> merge -> train -> "
                   "evaluate -> gate (macro-F1) -> (if promoted) ONNX export -> Triton deploy + GitOps commit.")
+    @tail_args(  # the Args lines of production_model_uri ... gitops_path: TAIL_ARGS, and the gate's words here
+        min_delta="Gate: required rise of macro-F1.",
+        max_type_drop="Gate: largest allowed fall of a well-supported class's F1.",
+        noise_spans="Gate: a class's F1 may fall by max(max_type_drop, noise_spans / its gold messages).",
+        min_support="Gate: opt-out, classes with fewer gold messages are not enforced; 0 = all checked.",
+    )
     def classify_flywheel(
         seed_uri: str = "",
         texts_uri: str = "",
@@ -180,10 +186,10 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         min_support: int = _GATE.min_support,
         quantize: str = "",
         model_name: str = "classifier",
-        repository_uri: str = "s3://nerwheel/triton-repository",
+        repository_uri: str = DEFAULT_REPOSITORY,
         triton_url: str = "",
         gitops_repo_url: str = "",
-        gitops_path: str = "manifests/overlays/dev/model-version.env",
+        gitops_path: str = DEFAULT_OVERLAY_FILE,
     ) -> None:
         """One turn of the classifier's flywheel.
 
@@ -202,18 +208,6 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
             epochs: Maximum training epochs.
             train_seed: Training seed.
             train_overrides: More training settings, section.key=value separated by ';'.
-            production_model_uri: Model to gate against; empty = live in repository_uri.
-            production_from_repository: Gate against the live version when production_model_uri is empty.
-            min_delta: Gate: required rise of macro-F1.
-            max_type_drop: Gate: largest allowed fall of a well-supported class's F1.
-            noise_spans: Gate: a class's F1 may fall by max(max_type_drop, noise_spans / its gold messages).
-            min_support: Gate: opt-out, classes with fewer gold messages are not enforced; 0 = all checked.
-            quantize: Export quantisation; empty = FP32 only.
-            model_name: Triton model name.
-            repository_uri: Triton model repository deploy writes to.
-            triton_url: Triton gRPC host:port to load and verify the new version in; empty = write only.
-            gitops_repo_url: Git repository with the kustomize overlays; empty = no GitOps commit.
-            gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits.
         """
         t_label = classify_label(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher,
                                  teacher_model_uri=teacher_model_uri, threshold=threshold, llm_endpoint=llm_endpoint,
@@ -235,14 +229,12 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
                                    model_name=model_name, production_from_repository=production_from_repository)
         t_eval.set_display_name(DISPLAY_NAMES["evaluate"])
         t_eval.set_caching_options(False)
-        t_gate = gate(candidate=t_eval.outputs["scores"], production=t_eval.outputs["production_scores"],
-                      min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
-                      min_support=min_support, metric="strict")
-        t_gate.set_display_name(DISPLAY_NAMES["gate"])
-        tasks = [t_label, t_merge, t_train, t_eval, t_gate]
-        tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
-                                   model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
-                                   gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
+        tasks = [t_label, t_merge, t_train, t_eval]
+        tasks += gate_and_ship(p, t_eval, t_train.outputs["model"], gate_name=DISPLAY_NAMES["gate"], min_delta=min_delta,
+                               max_type_drop=max_type_drop, noise_spans=noise_spans, min_support=min_support,
+                               metric="strict", quantize=quantize, model_name=model_name,
+                               repository_uri=repository_uri, triton_url=triton_url,
+                               gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         # time limits and retries as the NER stages that do the same work (label: a teacher over the traffic)
         for task, stage in zip(tasks, ("annotate", "merge", "train", "evaluate", "gate", "export", "deploy"),
                                strict=True):

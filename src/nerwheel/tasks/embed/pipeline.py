@@ -4,8 +4,8 @@
 
 The five task-specific components below are thin wrappers over
 :mod:`nerwheel.tasks.embed.steps`; gate, export and deploy are the shared
-components, export and deploy attached by
-:func:`~nerwheel.pipelines.flywheel.export_and_deploy` as in every task's DAG
+components, attached by
+:func:`~nerwheel.pipelines.flywheel.gate_and_ship` as in every task's DAG
 (their steps read the task from the metrics or the model: the gate decides on
 nDCG@10 with the usual policy, the export writes the encoder with pooling and
 normalisation in the graph, deploy probes served == offline embeddings).
@@ -19,7 +19,6 @@ credentials as env) are attached as for the other tasks.
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
-from nerwheel.components.gate import gate
 from nerwheel.components.images import component
 from nerwheel.stages.gate import GatePolicy
 
@@ -176,12 +175,19 @@ def embed_evaluate(model: Input[Model], pairs: Input[Dataset], eval_uri: str, pr
 
 def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp GraphComponent
     """The embedding task's DAG with ``platform``'s cluster settings attached."""
-    from nerwheel.pipelines.flywheel import Platform, export_and_deploy
+    from nerwheel.gitops import DEFAULT_OVERLAY_FILE
+    from nerwheel.pipelines.flywheel import DEFAULT_REPOSITORY, Platform, gate_and_ship, tail_args
 
     p = platform or Platform()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="nerwheel embeddings: split -> pairs (LLM or inverse cloze) -> "
                   "(expand) -> train -> evaluate -> gate (nDCG@10) -> (if promoted) ONNX export -> Triton deploy.")
+    @tail_args(  # the Args lines of production_model_uri ... gitops_path: TAIL_ARGS, and the gate's words here
+        min_delta="Gate: required rise of nDCG@10.",
+        max_type_drop="Gate: largest allowed fall of recall@10 / MRR@10 (the other metrics checked).",
+        noise_spans="Gate: a metric may fall by max(max_type_drop, noise_spans / queries).",
+        min_support="Gate: opt-out (metrics are checked when there are at least this many queries).",
+    )
     def embed_flywheel(
         corpus_uri: str = "",
         max_tokens: int = 256,
@@ -207,10 +213,10 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         min_support: int = _GATE.min_support,
         quantize: str = "",
         model_name: str = "nerwheel-embed",
-        repository_uri: str = "s3://nerwheel/triton-repository",
+        repository_uri: str = DEFAULT_REPOSITORY,
         triton_url: str = "",
         gitops_repo_url: str = "",
-        gitops_path: str = "manifests/overlays/dev/model-version.env",
+        gitops_path: str = DEFAULT_OVERLAY_FILE,
     ) -> None:
         """One turn of the embedding task.
 
@@ -231,18 +237,6 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
             train_seed: Training seed.
             train_overrides: More training settings, key=value separated by ';' (nerwheel embed train --set).
             eval_uri: BEIR folder (qrels/test.tsv) both models are scored on; empty = this run's validation pairs.
-            production_model_uri: Model to gate against; empty = live in repository_uri.
-            production_from_repository: Gate against the live version when production_model_uri is empty.
-            min_delta: Gate: required rise of nDCG@10.
-            max_type_drop: Gate: largest allowed fall of recall@10 / MRR@10 (the other metrics checked).
-            noise_spans: Gate: a metric may fall by max(max_type_drop, noise_spans / queries).
-            min_support: Gate: opt-out (metrics are checked when there are at least this many queries).
-            quantize: Export quantisation; empty = FP32 only.
-            model_name: Triton model name.
-            repository_uri: Triton model repository deploy writes to.
-            triton_url: Triton gRPC host:port to load and verify the new version in; empty = write only.
-            gitops_repo_url: Git repository with the kustomize overlays; empty = no GitOps commit.
-            gitops_path: Overlay env file whose MODEL_VERSION line the deploy commits.
         """
         t_split = embed_split(corpus_uri=corpus_uri, max_tokens=max_tokens, ratio=ratio, seed=split_seed,
                               tokenizer=backbone)
@@ -266,14 +260,12 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
                                 model_name=model_name, production_from_repository=production_from_repository)
         t_eval.set_display_name(DISPLAY_NAMES["evaluate"])
         t_eval.set_caching_options(False)
-        t_gate = gate(candidate=t_eval.outputs["scores"], production=t_eval.outputs["production_scores"],
-                      min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
-                      min_support=min_support, metric="strict")
-        t_gate.set_display_name(DISPLAY_NAMES["gate"])
-        tasks = [t_split, t_pairs, t_expand, t_train, t_eval, t_gate]
-        tasks += export_and_deploy(p, t_gate, t_train.outputs["model"], t_eval.outputs["scores"], quantize=quantize,
-                                   model_name=model_name, repository_uri=repository_uri, triton_url=triton_url,
-                                   gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
+        tasks = [t_split, t_pairs, t_expand, t_train, t_eval]
+        tasks += gate_and_ship(p, t_eval, t_train.outputs["model"], gate_name=DISPLAY_NAMES["gate"], min_delta=min_delta,
+                               max_type_drop=max_type_drop, noise_spans=noise_spans, min_support=min_support,
+                               metric="strict", quantize=quantize, model_name=model_name,
+                               repository_uri=repository_uri, triton_url=triton_url,
+                               gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         # time limits and retries as the NER stages that do the same work (pairs: an LLM teacher, like annotate)
         for task, stage in zip(tasks, ("merge", "annotate", "merge", "train", "evaluate", "gate", "export", "deploy"),
                                strict=True):
