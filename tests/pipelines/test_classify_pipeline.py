@@ -8,41 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
+from task_dag import assert_task_dag, compile_task
 
 from nerwheel.cli import cli
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> tuple[dict[str, Any], dict[str, Any]]:
-    out = tmp_path_factory.mktemp("ir") / "classify.yaml"
-    res = CliRunner().invoke(cli, ["compile", "--task", "classify", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    pipeline_spec, platform_spec = yaml.safe_load_all(out.read_text())
-    return pipeline_spec, platform_spec
+    return compile_task("classify", tmp_path_factory.mktemp("ir") / "classify.yaml")
 
 
 def test_dag_compiles_with_the_task(spec) -> None:
-    pipeline_spec, platform_spec = spec
-    assert pipeline_spec["pipelineInfo"]["name"] == "nerwheel-classify"
-    root = pipeline_spec["root"]["dag"]["tasks"]
-    assert set(root) == {"classify-label", "classify-merge", "classify-train", "classify-evaluate", "gate",
-                         "condition-1"}
-    edges = {(d, n) for n, t in root.items() for d in t.get("dependentTasks", [])}
-    assert {("classify-label", "classify-merge"), ("classify-merge", "classify-train"),
-            ("classify-train", "classify-evaluate"), ("classify-evaluate", "gate"), ("gate", "condition-1")} <= edges
-    inner = pipeline_spec["components"]["comp-condition-1"]["dag"]["tasks"]
-    assert set(inner) == {"export", "deploy"}  # the shared components, behind the gate
-    evaluate = pipeline_spec["components"]["comp-classify-evaluate"]["outputDefinitions"]["artifacts"]
+    assert_task_dag(spec, name="nerwheel-classify",
+                    line=("classify-label", "classify-merge", "classify-train", "classify-evaluate"),
+                    train="classify-train", teacher="classify-label",
+                    defaults={"teacher": "model", "model_name": "classifier"})
+    evaluate = spec[0]["components"]["comp-classify-evaluate"]["outputDefinitions"]["artifacts"]
     assert evaluate["confusion"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
-    params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
-    assert params["teacher"]["defaultValue"] == "model" and params["model_name"]["defaultValue"] == "classifier"
-    executors = pipeline_spec["deploymentSpec"]["executors"]
-    train = executors["exec-classify-train"]["container"]
-    assert train["resources"]["accelerator"]["resourceCount"] == "1"
-    k8s = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert k8s["exec-classify-label"]["secretAsEnv"]  # LLM key and S3 credentials as secrets, never parameters
 
 
 def test_every_task_has_a_time_limit_and_training_never_retries(spec) -> None:

@@ -9,38 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
+from task_dag import assert_task_dag, compile_task
 
 from nerwheel.cli import cli
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> tuple[dict[str, Any], dict[str, Any]]:
-    out = tmp_path_factory.mktemp("ir") / "embed.yaml"
-    res = CliRunner().invoke(cli, ["compile", "--task", "embed", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    pipeline_spec, platform_spec = yaml.safe_load_all(out.read_text())
-    return pipeline_spec, platform_spec
+    return compile_task("embed", tmp_path_factory.mktemp("ir") / "embed.yaml")
 
 
 def test_dag_compiles_with_the_task(spec) -> None:
-    pipeline_spec, platform_spec = spec
-    assert pipeline_spec["pipelineInfo"]["name"] == "nerwheel-embed"
-    root = pipeline_spec["root"]["dag"]["tasks"]
-    assert set(root) == {"embed-split", "embed-pairs", "embed-expand", "embed-train", "embed-evaluate", "gate",
-                         "condition-1"}
-    edges = {(d, n) for n, t in root.items() for d in t.get("dependentTasks", [])}
-    assert {("embed-split", "embed-pairs"), ("embed-pairs", "embed-expand"), ("embed-expand", "embed-train"),
-            ("embed-train", "embed-evaluate"), ("embed-evaluate", "gate"), ("gate", "condition-1")} <= edges
-    assert set(pipeline_spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"export", "deploy"}
-    params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
-    assert params["backbone"]["defaultValue"] == "e5-small" and params["teacher"]["defaultValue"] == "ict"
-    assert params["model_name"]["defaultValue"] == "nerwheel-embed"
-    train = pipeline_spec["deploymentSpec"]["executors"]["exec-embed-train"]["container"]
-    assert train["resources"]["accelerator"]["resourceCount"] == "1"
-    k8s = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert k8s["exec-embed-pairs"]["secretAsEnv"]  # the LLM key and S3 credentials as secrets, never parameters
+    assert_task_dag(spec, name="nerwheel-embed",
+                    line=("embed-split", "embed-pairs", "embed-expand", "embed-train", "embed-evaluate"),
+                    train="embed-train", teacher="embed-pairs",
+                    defaults={"backbone": "e5-small", "teacher": "ict", "model_name": "nerwheel-embed"})
 
 
 def test_every_task_has_a_time_limit_and_training_never_retries(spec) -> None:
