@@ -261,9 +261,9 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         t_eval.set_display_name(DISPLAY_NAMES["evaluate"])
         t_eval.set_caching_options(False)
         tasks = [t_split, t_pairs, t_expand, t_train, t_eval]
-        tasks += gate_and_ship(p, t_eval, t_train.outputs["model"], gate_name=DISPLAY_NAMES["gate"], min_delta=min_delta,
-                               max_type_drop=max_type_drop, noise_spans=noise_spans, min_support=min_support,
-                               metric="strict", quantize=quantize, model_name=model_name,
+        tasks += gate_and_ship(p, t_eval, t_train.outputs["model"], gate_name=DISPLAY_NAMES["gate"],
+                               min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
+                               min_support=min_support, metric="strict", quantize=quantize, model_name=model_name,
                                repository_uri=repository_uri, triton_url=triton_url,
                                gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         # time limits and retries as the NER stages that do the same work (pairs: an LLM teacher, like annotate)
