@@ -25,27 +25,40 @@ from nerwheel.model.layout import CARD_FILE
 from nerwheel.storage import sha256_file as file_sha256  # the one file digest, under its old name here
 from nerwheel.storage import write_json
 
-__all__ = ["CARD_FILE", "ModelCard", "file_sha256", "write_card"]
+__all__ = ["CARD_FILE", "Card", "ModelCard", "file_sha256", "write_card"]
 
 
-class ModelCard(BaseModel):
-    """The contents of ``nerwheel.json`` (see docs/architecture.md, "Model directory")."""
+class Card(BaseModel):
+    """What the tagger's and the classifier's ``nerwheel.json`` share: the labels, the backbone, the padding id,
+    and where the model came from (name, data fingerprints, metrics, training config, export checks).
+
+    Each task's card adds its own fields (:class:`ModelCard` for NER, ``ClassifierCard`` for classify), which
+    the file lists after these; readers go by key. The embedding card is a plain dict of other keys.
+    """
 
     model_config = ConfigDict(extra="allow")  # newer writers may add keys; old readers keep working
 
     labels: list[str]
-    scheme: str = "BIO"
-    tags: list[str]
-    head: Literal["crf", "softmax", "span"] = "crf"
     backbone: str
-    sequence_length: int
-    stride: int
     pad_id: int = 0
     name: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     export: dict[str, Any] = Field(default_factory=dict)
+
+    def write(self, directory: str | Path) -> Path:
+        return write_card(self, directory)
+
+
+class ModelCard(Card):
+    """The contents of a tagger's ``nerwheel.json`` (see docs/architecture.md, "Model directory")."""
+
+    scheme: str = "BIO"
+    tags: list[str]
+    head: Literal["crf", "softmax", "span"] = "crf"
+    sequence_length: int
+    stride: int
     span: dict[str, Any] = Field(default_factory=dict)  # span heads: max_width, threshold, nested
     lexicon: dict[str, Any] = Field(default_factory=dict)  # lexicon features' signature (nerwheel.kb.lexicon)
     #: How the tag path is found: ``{"method": "viterbi"|"beam", "beam_size": N}`` (:class:`nerwheel.decode.Decoding`).
@@ -83,9 +96,6 @@ class ModelCard(BaseModel):
         elif card.tags != card.tagset.tags:
             raise DataError(f"{path}: 'tags' does not match 'labels' under scheme {card.scheme}; the card is corrupt")
         return card
-
-    def write(self, directory: str | Path) -> Path:
-        return write_card(self, directory)
 
 
 def write_card(card: BaseModel, directory: str | Path) -> Path:

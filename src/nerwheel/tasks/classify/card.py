@@ -11,32 +11,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
 from nerwheel.errors import ConfigError
-from nerwheel.model.card import CARD_FILE, write_card
+from nerwheel.model.card import CARD_FILE, Card
 from nerwheel.tasks.classify.records import LabelSet
 
 __all__ = ["ClassifierCard"]
 
 
-class ClassifierCard(BaseModel):
+class ClassifierCard(Card):
     """The contents of a classifier's ``nerwheel.json`` (docs/architecture.md, "Tasks")."""
 
-    model_config = ConfigDict(extra="allow")
-
     task: Literal["classify"] = "classify"
-    labels: list[str]
-    backbone: str
     max_length: int
-    pad_id: int = 0
-    name: str = ""
-    data: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
-    export: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def labelset(self) -> LabelSet:
@@ -53,6 +41,3 @@ class ClassifierCard(BaseModel):
             raise ConfigError(f"{path}: holds a {data.get('task', 'ner')!r} model, not a classifier; use --task "
                              f"{data.get('task', 'ner')}")
         return cls.model_validate(data)
-
-    def write(self, directory: str | Path) -> Path:
-        return write_card(self, directory)
