@@ -38,6 +38,7 @@ def assert_task_dag(spec: Spec, *, name: str, line: tuple[str, ...], train: str,
     assert set(inner) == {"export", "deploy"}  # the shared components, behind the gate
     params = pipeline_spec["root"]["inputDefinitions"]["parameters"]
     assert {key: params[key]["defaultValue"] for key in defaults} == defaults
+    assert all(p.get("description") for p in params.values()), "every parameter is described for the UI"
     container = pipeline_spec["deploymentSpec"]["executors"][f"exec-{train}"]["container"]
     assert container["resources"]["accelerator"]["resourceCount"] == "1"
     k8s = platform_spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

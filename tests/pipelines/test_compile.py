@@ -339,6 +339,30 @@ def test_parameters_are_typed_with_the_embedded_default(docs: tuple[dict, dict])
     assert all(p.get("description") for p in params.values()), "every parameter is described for the UI"
 
 
+def test_tail_args_describes_the_tail_parameters_and_refuses_gaps() -> None:
+    """Every task's DAG gets the Args lines of its gate/export/deploy parameters from one place; a gate
+    parameter without the task's words, or words for a parameter that is not there, is refused."""
+    from nerwheel.pipelines.flywheel import TAIL_ARGS, tail_args
+
+    def turn(min_delta: float = 0.0, quantize: str = "", seed_uri: str = "") -> None:
+        """One turn.
+
+        Args:
+            seed_uri: Gold records.
+        """
+
+    described = tail_args(min_delta="Gate: required rise of accuracy.")(turn)
+    assert described.__doc__.endswith(
+        "            seed_uri: Gold records.\n            min_delta: Gate: required rise of accuracy.\n"
+        f"            quantize: {TAIL_ARGS['quantize']}\n        ")
+    with pytest.raises(TypeError, match=r"no words for \['min_delta'\]"):
+        tail_args()(lambda min_delta=0.0: None)
+    with pytest.raises(TypeError, match="not gate, export or deploy parameters"):
+        tail_args(seed_uri="x")
+    with pytest.raises(TypeError, match="does not have"):
+        tail_args(min_delta="Gate: rise.", gate_metric="Gate: which F1.")(lambda min_delta=0.0: None)
+
+
 def test_platform_settings_are_configurable_at_compile_time(tmp_path: Path) -> None:
     custom = build_pipeline(Platform(gpu_type="nvidia.com/mig-1g.10gb",
                                      gpu_node_selector=("cloud.google.com/gke-accelerator", "nvidia-h100-80gb"),
