@@ -36,6 +36,13 @@ def export_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_model(model, tmp_path_factory.mktemp("export") / "v2")
 
 
+@pytest.fixture(scope="session")
+def export_lexicon(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An export of a model trained with knowledge-base lexicon features (a third ONNX input, ``lexicon``)."""
+    model = train_tiny(tmp_path_factory.mktemp("models"), seed=3, model={"lexicon": {"enabled": True}})
+    return export_model(model, tmp_path_factory.mktemp("export") / "lexicon")
+
+
 @dataclass
 class TritonSession:
     server: Any

@@ -36,6 +36,8 @@ TEXTS = (
     "浙江省杭州市余杭区 文一西路 969号（阿里巴巴西溪园区）",
     "北京市朝阳区建国路88号SOHO现代城A座2301",
 )
+# Longer than one window of the tiny models (sequence_length 32): the CPU layout slides windows over it.
+LONG_TEXT = "浙江省杭州市西湖区文三路90号华星时代广场A座1201室，转江苏省南京市鼓楼区中山路30号"
 
 
 def make_records(n: int, seed: int = 0, drop: Iterable[str] = ()) -> list[Record]:
