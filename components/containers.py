@@ -5,7 +5,7 @@ table, :data:`nerwheel.components.images.STAGE_IMAGES`; this module only adds wh
 a build *machine* needs and the images do not keep:
 
 * ``--base IMAGE``: the Python 3.11 base for the CPU stages (and the train image's
-  CPU variant), for machines that cannot pull ``python:3.11-slim`` or the CUDA base
+  CPU variant), for machines that cannot pull ``docker.io/library/python:3.11-slim`` or the CUDA base
   (e.g. a Debian made with ``debootstrap`` and imported: ``images.sh base``);
 * ``--wheels DIR``: a folder holding the CPU torch wheel, mounted read-only at
   build time (``TORCH_FIND_LINKS``), for machines without the PyTorch index;

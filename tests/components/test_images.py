@@ -86,9 +86,12 @@ def test_base_image_is_pinned(stage: str) -> None:
     assert "@sha256:" in ref or re.search(r":\d+(\.\d+)+[-\w.]*$", ref), f"{ref}: pin an exact version or digest"
     assert not ref.endswith(":latest")
     if STAGE_IMAGES[stage].dockerfile != CPU_DOCKERFILE:  # train and distill: the CUDA image
-        assert ref.startswith(("nvidia/cuda:", "pytorch/pytorch:")) and ("cuda" in ref or "cudnn" in ref), ref
+        assert ref.startswith(("docker.io/nvidia/cuda:", "docker.io/pytorch/pytorch:")), ref
+        assert "cuda" in ref or "cudnn" in ref, ref
     else:
-        assert ref.startswith("python:3.11.") and "slim" in ref, ref
+        assert ref.startswith("docker.io/library/python:3.11.") and "slim" in ref, ref
+    # fully qualified: podman refuses a short name where no unqualified-search registries are set (Debian's default)
+    assert ref.split("/")[0] == "docker.io", ref
 
 
 def test_the_cpu_dockerfile_takes_base_and_extras_and_refuses_a_build_without_extras() -> None:
@@ -208,7 +211,7 @@ def test_component_command_is_one_the_image_provides(stage: str) -> None:
     assert "mktemp" in script and "printf" in script  # coreutils + sh: in every Debian/Ubuntu base
     ins = stage_instructions(stage)
     base = next(args for word, args in ins if word == "FROM")
-    if not base.startswith("python:"):
+    if not base.startswith("docker.io/library/python:"):
         # A CUDA base has no python3 of its own: the image must install one and put it first on PATH.
         runs = " ".join(args for word, args in ins if word == "RUN")
         assert "python3" in runs and "venv" in runs
