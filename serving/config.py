@@ -19,6 +19,9 @@ Two layouts are produced for one exported model:
   It decodes by the card's search like the CPU layout but offers no ``NBEST``:
   an ensemble step computes every output it maps, and the n best readings
   cost several times a Viterbi pass, which a GPU layout is chosen to avoid.
+  A model trained with knowledge-base lexicon features (the card's
+  ``lexicon``) gets one more tensor between the first two steps: the tokenize
+  step computes the ``lexicon`` rows and the ONNX model reads them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from nerwheel.errors import ConfigError
 from nerwheel.model.layout import ONNX_FILE
+from nerwheel.model.lexicon import INPUT_NAME as LEXICON
 
 __all__ = [
     "INPUT_TEXT",
@@ -54,7 +58,8 @@ OUTPUT_NBEST = "NBEST"
 ROLE = "nerwheel_role"
 # The model clients call, when the Triton model is a step of it (entities name it: backend.served_source).
 SERVED_NAME = "served_name"
-# Tensors between the GPU ensemble's steps (names match the ONNX graph's inputs/outputs).
+# Tensors between the GPU ensemble's steps (names match the ONNX graph's inputs/outputs; a lexicon model's graph
+# also reads LEXICON, nerwheel.model.lexicon.INPUT_NAME).
 INPUT_IDS, ATTENTION_MASK, EMISSIONS = "input_ids", "attention_mask", "emissions"
 
 
@@ -163,7 +168,8 @@ def cpu_model_config(name: str, version: int | None = None, options: ServingOpti
 
 
 def gpu_model_configs(
-    name: str, version: int, options: ServingOptions | None = None, *, gpus: Sequence[int] = ()
+    name: str, version: int, options: ServingOptions | None = None, *, gpus: Sequence[int] = (),
+    lexicon_columns: int = 0,
 ) -> dict[str, mc.ModelConfig]:
     """The GPU layout: ``{name}_tokenize`` -> ``{name}_onnx`` (onnxruntime, KIND_GPU) -> ``{name}_decode``.
 
@@ -173,15 +179,25 @@ def gpu_model_configs(
     and during a hot swap a step serves the old and the new version side by
     side; a new label set (more or fewer tags) must not make the ensemble that
     is still being served fail its shape check (seen in the real tritonserver).
+    ``lexicon_columns`` (> 0): the model reads that many knowledge-base lexicon
+    feature columns (its card's ``lexicon.width``), so the tokenize step also
+    sends ``lexicon`` (float32 ``[sequence, columns]`` per text) to the ONNX
+    model. The column count is written out: the graph fixes it, and Triton's
+    onnxruntime backend refuses a ``-1`` where the model has a fixed input
+    dimension (its ``CompareDimsSupported``).
     """
     opts = options or ServingOptions()
     tok, onnx, dec = f"{name}_tokenize", f"{name}_onnx", f"{name}_decode"
     emissions = _Tensor(EMISSIONS, mc.TYPE_FP32, [-1, -1])
+    if lexicon_columns < 0:
+        raise ConfigError(f"lexicon_columns must be >= 0 (0: no lexicon features), got {lexicon_columns}")
+    features = [_Tensor(LEXICON, mc.TYPE_FP32, [-1, lexicon_columns])] if lexicon_columns else []
+    between = {INPUT_IDS: "ids", ATTENTION_MASK: "mask", **({LEXICON: "lexicon"} if features else {})}
 
     tokenize = _base(tok, version, opts)
     tokenize.backend = "python"
     tokenize.input.extend(_io([_TEXT], mc.ModelInput))
-    tokenize.output.extend(_io([_IDS, _MASK], mc.ModelOutput))
+    tokenize.output.extend(_io([_IDS, _MASK, *features], mc.ModelOutput))
     tokenize.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
     for k, v in _params({**opts.parameters, ROLE: "tokenize"}).items():
         tokenize.parameters[k].CopyFrom(v)
@@ -189,7 +205,7 @@ def gpu_model_configs(
     model = _base(onnx, version, opts)
     model.backend = "onnxruntime"
     model.default_model_filename = ONNX_FILE
-    model.input.extend(_io([_IDS, _MASK], mc.ModelInput))
+    model.input.extend(_io([_IDS, _MASK, *features], mc.ModelInput))
     model.output.extend(_io([emissions], mc.ModelOutput))
     model.dynamic_batching.CopyFrom(_batching(opts))
     model.instance_group.append(
@@ -210,10 +226,8 @@ def gpu_model_configs(
     ensemble.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
     Step = mc.ModelEnsembling.Step
     ensemble.ensemble_scheduling.step.extend([
-        Step(model_name=tok, model_version=version, input_map={INPUT_TEXT: INPUT_TEXT},
-             output_map={INPUT_IDS: "ids", ATTENTION_MASK: "mask"}),
-        Step(model_name=onnx, model_version=version, input_map={INPUT_IDS: "ids", ATTENTION_MASK: "mask"},
-             output_map={EMISSIONS: "emissions"}),
+        Step(model_name=tok, model_version=version, input_map={INPUT_TEXT: INPUT_TEXT}, output_map=between),
+        Step(model_name=onnx, model_version=version, input_map=between, output_map={EMISSIONS: "emissions"}),
         Step(model_name=dec, model_version=version,
              input_map={INPUT_TEXT: INPUT_TEXT, ATTENTION_MASK: "mask", EMISSIONS: "emissions"},
              output_map={OUTPUT_ENTITIES: OUTPUT_ENTITIES, OUTPUT_TAG_IDS: OUTPUT_TAG_IDS}),

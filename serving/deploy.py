@@ -78,6 +78,7 @@ from nerwheel.serving.config import ServingOptions, gpu_model_configs, with_vers
 from nerwheel.serving.repository import (
     ModelRepository,
     check_export_dir,
+    lexicon_columns,
     open_repository,
     stage_cpu_version,
     stage_gpu_versions,
@@ -247,7 +248,9 @@ def deploy(
             configs = {name: served.model_config(name, version, opts, export_dir)}
             stage_cpu_version(export_dir, stage / name / str(version))
         else:
-            configs = gpu_model_configs(name, version, opts)
+            configs = gpu_model_configs(name, version, opts, lexicon_columns=lexicon_columns(export_dir))
+            if previous:
+                _check_step_tensors(repo, configs, name)
             stage_gpu_versions(export_dir, stage, name, version, opts)
         files: dict[str, str] = {}
         for model_name in configs:
@@ -575,6 +578,28 @@ def _reconcile(control: Any, repo: ModelRepository, configs: dict[str, Any], nam
         else:
             control.unload_model(name)
     return done
+
+
+def _check_step_tensors(repo: ModelRepository, configs: dict[str, Any], name: str) -> None:
+    """Refuse a GPU deploy whose steps pass other tensors than the live ensemble's (a model with lexicon
+    features after one without, or back, or with another column count): Triton keeps one config per step
+    model, so during the swap the old step versions would run under the new configs (the onnxruntime backend
+    checks a graph's inputs against its config) and the ensemble being served would fail (nothing is written)."""
+
+    def tensors(cfg: Any) -> list[str]:
+        return sorted(f"{t.name}{list(t.dims)}" for t in [*cfg.input, *cfg.output])
+
+    for model_name, cfg in configs.items():
+        live = repo.read_config(model_name) if cfg.platform != "ensemble" else None
+        if live is None:
+            continue
+        before, after = tensors(live), tensors(cfg)
+        if before != after:
+            raise DeployError(
+                f"{join(repo.uri, model_name, 'config.pbtxt')}: the live {name} ensemble's step has tensors {before}, "
+                f"this export's has {after} (lexicon features differ between the two models); a swap cannot "
+                "change them while the old version serves: deploy under a new --name and move clients to it"
+            )
 
 
 def _chain(triton_url: str, ensemble: Any, names: dict[str, str], version: int, texts: list[str],

@@ -4,7 +4,10 @@ On a GPU Triton image the ONNX graph runs in Triton's ``onnxruntime`` backend
 (TensorRT/CUDA providers, dynamic batching), and only the cheap CPU work
 stays in Python. Both steps reuse the export's own pieces
 (:class:`~nerwheel.model.encoding.TextEncoder`, the runtime's ``decode``), so
-tokenisation, stitching and Viterbi are the same code as offline.
+tokenisation, stitching and Viterbi are the same code as offline. A model
+trained with knowledge-base lexicon features gets them from the tokenize step,
+computed by the runtime's own :class:`~nerwheel.model.lexicon.LexiconInputs`
+(the card's feature signature checked when the step loads).
 
 One limit of the layout: a text must fit into one model window (the ensemble
 maps one text to one row), so longer texts are refused with a message that
@@ -19,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from nerwheel.model.data import pad_rows
 from nerwheel.serving.backend import Limits, RequestError, decode_texts, entities_json, internal_error, pad_tag_ids
+from nerwheel.serving.config import ATTENTION_MASK, INPUT_IDS
 
 __all__ = ["DecodeHandler", "TokenizeHandler", "load_decoder"]
 
@@ -30,30 +35,35 @@ def load_decoder(folder: str | Path) -> Any:
     from nerwheel.model.card import ModelCard
     from nerwheel.model.encoding import TextEncoder
     from nerwheel.model.layout import CRF_NPZ, TOKENIZER_FILE
-    from nerwheel.model.runtime import Tagger
+    from nerwheel.model.runtime import Tagger, _lexicon_for
 
     folder = Path(folder)
     card = ModelCard.read(folder)
     encoder = TextEncoder.from_file(folder / TOKENIZER_FILE, sequence_length=card.sequence_length,
                                     stride=card.stride, pad_id=card.pad_id)
     crf = CrfParams.load(str(folder / CRF_NPZ)) if card.head == "crf" else None
-    return Tagger(card, encoder, crf)
+    # the lexicon inputs a lexicon model reads, as the runtimes build them (the tokenize step computes them)
+    return Tagger(card, encoder, crf, lexicon=_lexicon_for(card, encoder))
 
 
 class TokenizeHandler:
-    """``TEXT`` -> ``input_ids``, ``attention_mask`` (int64, one window per text, padded per request)."""
+    """``TEXT`` -> ``input_ids``, ``attention_mask`` (int64, one window per text, padded per request), and
+    ``lexicon`` (float32 ``[n, sequence, columns]``, zeros on padding) when the model reads lexicon features."""
 
-    def __init__(self, encoder: Any, limits: Limits) -> None:
+    def __init__(self, encoder: Any, limits: Limits, lexicon: Any = None) -> None:
         self.encoder = encoder
         self.limits = limits
+        self.lexicon = lexicon  # nerwheel.model.lexicon.LexiconInputs, or None
 
     @classmethod
     def from_folder(cls, folder: str | Path, limits: Limits) -> TokenizeHandler:
-        return cls(load_decoder(folder).encoder, limits)
+        tagger = load_decoder(folder)
+        return cls(tagger.encoder, limits, tagger.lexicon)
 
     def encode(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         texts = decode_texts(raw, self.limits)
-        rows = []
+        lex = self.lexicon
+        rows, features = [], []
         for i, enc in enumerate(self.encoder.encode_batch(texts)):
             windows = self.encoder.windows(len(enc))
             if len(windows) > 1:
@@ -62,13 +72,18 @@ class TokenizeHandler:
                     "tokens per text: split it, or deploy the cpu variant (which slides windows)"
                 )
             rows.append(self.encoder.input_ids(enc, windows[0]))
+            if lex is not None:
+                features.append(lex.window_rows(lex.token_rows(texts[i], enc), windows[0]))
         width = max(len(r) for r in rows)
         ids = np.full((len(rows), width), self.encoder.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for r, row in enumerate(rows):
             ids[r, : len(row)] = row
             mask[r, : len(row)] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        out = {INPUT_IDS: ids, ATTENTION_MASK: mask}
+        if lex is not None:
+            out[lex.name] = pad_rows(features, width)
+        return out
 
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
         out: list[Any] = []

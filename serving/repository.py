@@ -60,6 +60,7 @@ __all__ = [
     "build_repository",
     "live_version",
     "open_repository",
+    "lexicon_columns",
     "resolve_repository",
     "stage_cpu_version",
     "stage_gpu_versions",
@@ -92,6 +93,15 @@ def _copy_artifacts(export_dir: Path, into: Path, names: Iterable[str]) -> None:
             shutil.copy2(export_dir / name, into / name)
 
 
+def lexicon_columns(export_dir: str | Path) -> int:
+    """How many knowledge-base lexicon feature columns the export's graph reads (0: none; the card's
+    ``lexicon.width``)."""
+    from nerwheel.model.card import ModelCard
+
+    lexicon = ModelCard.read(export_dir).lexicon
+    return int(lexicon["width"]) if lexicon else 0
+
+
 def stage_cpu_version(export_dir: str | Path, into: str | Path) -> Path:
     """Fill a version folder for the CPU layout: the export artifacts + ``model.py``."""
     src, dst = check_export_dir(export_dir), Path(into)
@@ -105,17 +115,11 @@ def stage_gpu_versions(
 ) -> dict[str, mc.ModelConfig]:
     """Write the four GPU models (tokenize, onnx, decode, ensemble) under ``root`` for ``version``.
 
-    A model that reads lexicon features (``model.lexicon``) is refused: the GPU layout's tokenize step sends
-    only ``input_ids``/``attention_mask``, while the CPU layout computes the features beside the graph.
+    A model that reads lexicon features (:func:`lexicon_columns`) gets the layout with the ``lexicon`` tensor
+    between its tokenize step (which computes the features) and its ONNX model.
     """
     src, root = check_export_dir(export_dir), Path(root)
-    from nerwheel.model.card import ModelCard
-
-    if ModelCard.read(src).lexicon:
-        raise ConfigError(f"{src}: this model reads knowledge-base lexicon features, which the gpu variant's "
-                          "tokenize step does not compute; deploy the cpu variant (it serves them)",
-                          field="variant")
-    configs = gpu_model_configs(name, version, options)
+    configs = gpu_model_configs(name, version, options, lexicon_columns=lexicon_columns(src))
     for model, cfg in configs.items():
         folder = root / model / str(version)
         folder.mkdir(parents=True, exist_ok=True)

@@ -174,14 +174,30 @@ def test_onnx_parity_with_lexicon_features(lexicon_model, tmp_path):
     assert np.abs(with_f - without).max() > 1e-3
 
 
-def test_the_gpu_layout_refuses_a_lexicon_model_and_the_cpu_layout_takes_it(lexicon_model, tmp_path):
+def test_both_layouts_stage_a_lexicon_model_and_the_gpu_tokenize_step_feeds_its_features(
+    lexicon_model, features, tmp_path
+):
+    import onnx
+
+    from nerwheel.serving.config import gpu_model_configs
     from nerwheel.serving.repository import stage_cpu_version, stage_gpu_versions
     from nerwheel.stages.export import export
 
     path, test = lexicon_model
     exp = tmp_path / "exp"
     export(path, exp, eval_records=test[:5])
-    with pytest.raises(ConfigError, match="cpu variant"):
-        stage_gpu_versions(exp, tmp_path / "gpu", "m", 1)
+    configs = stage_gpu_versions(exp, tmp_path / "gpu", "m", 1)
+    names = lambda tensors: [t.name for t in tensors]  # noqa: E731
+    assert names(configs["m_tokenize"].output) == ["input_ids", "attention_mask", INPUT_NAME]
+    assert names(configs["m_onnx"].input) == ["input_ids", "attention_mask", INPUT_NAME]
+    # the config's shape is the graph's (Triton's onnxruntime backend compares every fixed dimension)
+    graph_input = {i.name: i for i in onnx.load(str(exp / "model.onnx")).graph.input}[INPUT_NAME]
+    graph_dims = [d.dim_value or -1 for d in graph_input.type.tensor_type.shape.dim]
+    assert graph_dims == [-1, *configs["m_onnx"].input[2].dims] == [-1, -1, features.width]
+    assert list(configs["m_tokenize"].output[2].dims) == list(configs["m_onnx"].input[2].dims)
+    tokenize, onnx_step, _ = configs["m"].ensemble_scheduling.step
+    assert tokenize.output_map[INPUT_NAME] == onnx_step.input_map[INPUT_NAME]
+    plain = gpu_model_configs("m", 1)  # a model without lexicon features: no such tensor
+    assert INPUT_NAME not in names(plain["m_onnx"].input) + names(plain["m_tokenize"].output)
     version = stage_cpu_version(exp, tmp_path / "cpu" / "m" / "1")
     assert (version / "model.onnx").exists() and (version / "model.py").exists()

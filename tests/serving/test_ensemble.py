@@ -27,14 +27,22 @@ def req(texts) -> np.ndarray:
     return np.array([[t.encode() if isinstance(t, str) else t] for t in texts], dtype=object)
 
 
-def test_tokenize_onnx_decode_equals_offline(export_v1: Path) -> None:
-    tagger = OnnxTagger(export_v1)
+@pytest.mark.parametrize("export", ["export_v1", "export_lexicon"])
+def test_tokenize_onnx_decode_equals_offline(export: str, request: pytest.FixtureRequest) -> None:
+    folder: Path = request.getfixturevalue(export)
+    tagger = OnnxTagger(folder)
     texts = fits_one_window(tagger, TEXTS)
     assert len(texts) >= 5
-    tok = TokenizeHandler.from_folder(export_v1, Limits(max_text_length=64, max_batch_size=16))
-    dec = DecodeHandler.from_folder(export_v1)
+    tok = TokenizeHandler.from_folder(folder, Limits(max_text_length=64, max_batch_size=16))
+    dec = DecodeHandler.from_folder(folder)
     (encoded,) = tok.serve([{"TEXT": req(texts)}], [set()])
-    emissions = tagger.run(encoded["input_ids"], encoded["attention_mask"])  # the onnxruntime backend's job
+    if tagger.lexicon is None:
+        assert set(encoded) == {"input_ids", "attention_mask"}
+    else:  # the tokenize step sends the knowledge-base features the graph reads, one row per position
+        features = encoded["lexicon"]
+        assert features.shape == (*encoded["input_ids"].shape, tagger.lexicon.width) and features.any()
+        assert not features[encoded["attention_mask"] == 0].any()  # padding: zeros
+    emissions = tagger.run(**encoded)  # the onnxruntime backend's job
     (decoded,) = dec.serve([{"TEXT": req(texts), **encoded, "emissions": emissions}], [set()])
     import json
 
@@ -84,3 +92,19 @@ def test_gpu_python_steps_run_in_triton(triton, export_v1: Path, model_name: str
     expected = [entities_json(e) for e in tagger.predict(texts)]
     assert [bytes(x) for x in decoded.as_numpy("ENTITIES").reshape(-1)] == expected
     assert f'"source": "model:{model_name}/1"'.encode() in b"".join(expected)
+
+
+def test_a_gpu_deploy_refuses_to_swap_between_models_with_and_without_lexicon_features(
+    export_v1: Path, export_lexicon: Path, tmp_path: Path
+) -> None:
+    from nerwheel.serving.deploy import DeployError, deploy
+    from nerwheel.serving.repository import ModelRepository
+
+    repo = tmp_path / "repo"
+    first = deploy(export_v1, str(repo), name="m", variant="gpu", probe_texts=list(TEXTS[:2]))
+    assert (first.status, first.version) == ("written", 1), first.error
+    with pytest.raises(DeployError, match=r"lexicon.*deploy under a new --name"):
+        deploy(export_lexicon, str(repo), name="m", variant="gpu", probe_texts=list(TEXTS[:2]))
+    assert ModelRepository(str(repo)).live_versions("m") == [1]  # nothing changed what is served
+    lexicon = deploy(export_lexicon, str(repo), name="m_lexicon", variant="gpu", probe_texts=list(TEXTS[:2]))
+    assert lexicon.status == "written", lexicon.error

@@ -73,3 +73,25 @@ def test_gpu_ensemble_hot_swap_drops_no_request(
             assert client._client.is_model_ready(step, "2") and not client._client.is_model_ready(step, "1")
     assert {p.model_version for p in after} == {"2"}
     assert [p.entities for p in after] == load_predictor(export_v2).predict(texts)
+
+
+def test_gpu_layout_serves_a_lexicon_model_as_offline(
+    triton, export_lexicon: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tokenize step computes the knowledge-base features and the ONNX step reads them (issue 20)."""
+    cpu_stand_in(monkeypatch)
+    offline = load_predictor(export_lexicon)  # what `nerwheel predict EXPORT` runs: ONNX Runtime
+    assert offline.lexicon is not None
+    texts = [t for t in TEXTS if len(offline.encoder.windows(len(offline.encoder.encode(t)))) == 1]
+    assert len(texts) >= 5
+    report = deploy(export_lexicon, str(triton.local_repo), name=model_name, triton_url=triton.url, variant="gpu",
+                    probe_texts=texts)
+    assert (report.status, report.version, report.verified) == ("live", 1, True), report.error
+    repo = ModelRepository(str(triton.local_repo))
+    assert "lexicon" in [i.name for i in repo.read_config(f"{model_name}_onnx").input]
+    with Client(triton.url, model=model_name, batch_size=4) as client:
+        served = client.infer(texts)
+    expected = offline.predict(texts)
+    assert [p.entities for p in served] == expected and sum(map(len, expected)) > len(texts)
+    for got, want in zip(served, expected, strict=True):
+        assert [e.score for e in got.entities] == pytest.approx([e.score for e in want], abs=1e-5)
