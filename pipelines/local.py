@@ -274,6 +274,42 @@ class _Progress(io.TextIOBase):
             self.log.flush()
 
 
+class _KfpTaskLine(logging.Filter):
+    """kfp.local's own lines (root logger) except its workspace clean-up notice; other loggers' warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root":
+            return not record.getMessage().startswith("Cleaned up workspace")
+        return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def kfp_task_lines(stream: TextIO) -> Iterator[None]:
+    """Keep kfp.local's task lines when a ``dsl.ParallelFor`` runs its shards in threads.
+
+    kfp.local logs each task inside ``local_logger_context``, which swaps the
+    root logger's handlers and level process-wide and restores them on exit:
+    when one shard's thread exits first, the root falls back to what was there
+    before, and the other shard's ``Task 'annotate' finished`` line was dropped
+    (seen in test_embedded_default under load). So what is there before is
+    kfp's own format at INFO on the same stream, minus the clean-up notice.
+    """
+    from kfp.local.logging_utils import MillisecondFormatter
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(MillisecondFormatter(fmt="%(asctime)s - %(levelname)s - %(message)s", datefmt="%H:%M:%S.%f"))
+    handler.addFilter(_KfpTaskLine())
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 @contextlib.contextmanager
 def environment(updates: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the run (tasks are subprocesses and inherit them); restored afterwards."""
@@ -378,16 +414,12 @@ def run_local(cfg: LocalRun) -> RunSummary:
             # The local runner warns that images, display names and platform settings are not used locally.
             warnings.simplefilter("ignore")
             progress = _Progress(log, cfg.echo)
-            root_logger = logging.getLogger()
-            level = root_logger.level
-            root_logger.setLevel(logging.WARNING)  # kfp.local logs its workspace clean-up at INFO on the root logger
             try:
-                with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
+                with kfp_task_lines(progress), contextlib.redirect_stdout(progress), \
+                        contextlib.redirect_stderr(progress):
                     flow.pipeline(**args)
             except Exception as e:  # kfp.local raises RuntimeError naming the failed task
                 raise LocalRunError(f"{e}\n  full log: {log_path}\n{_tail(log_path)}") from e
-            finally:
-                root_logger.setLevel(level)
     seconds = time.monotonic() - t0
     run_dir = _new_run_dir(root, before, flow.pipeline.name)
     summary = _summarise(run_dir, seconds, log_path, args, flow)

@@ -6,6 +6,7 @@ The live-version lookup is one function for the local run and a cluster run: tes
 from __future__ import annotations
 
 import io
+import logging
 
 import pytest
 
@@ -71,3 +72,25 @@ def test_a_tasks_log_records_reach_the_echo_through_task_logging() -> None:
     assert echo.getvalue().splitlines() == ["Executing task 'train'",
                                             "  train: epoch 1: loss 2.5 dev strict F1 0.1 (best)"]
     assert proc.stderr.count("epoch 1") == 1  # not twice through the root's handler too
+
+
+def test_a_shards_finish_line_survives_the_other_shard_leaving_kfps_logger_context() -> None:
+    """kfp.local swaps the root logger's handlers and level per task, process-wide: the shard that finishes first
+    restores what was there before, and the other shard's 'finished' line must still be written (it was dropped
+    while the run held the root at WARNING with no handler of its own)."""
+    from kfp.local.logging_utils import local_logger_context
+
+    from nerwheel.pipelines.local import kfp_task_lines
+
+    log, echo = io.StringIO(), io.StringIO()
+    progress = _Progress(log, echo)
+    with kfp_task_lines(progress):
+        first, second = local_logger_context(), local_logger_context()
+        first.__enter__()
+        second.__enter__()  # both shards' threads are inside their task
+        first.__exit__(None, None, None)  # shard 0 is done: the root gets back what the run set up
+        logging.info("Task \x1b[96m'annotate'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m")  # shard 1
+        second.__exit__(None, None, None)
+        logging.info("Cleaned up workspace: /tmp/x")  # kfp.local's clean-up notice stays out
+    assert echo.getvalue() == "Task 'annotate' finished with status SUCCESS\n"
+    assert "Cleaned up" not in log.getvalue()
