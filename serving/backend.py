@@ -281,7 +281,7 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
 
         if role == "tokenize":
             return TokenizeHandler.from_folder(folder, limits)
-        decoder = DecodeHandler.from_folder(folder)
+        decoder = DecodeHandler.from_folder(folder, limits)
         if source:
             decoder.tagger.source = source
         return decoder

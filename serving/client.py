@@ -118,8 +118,8 @@ class Client:
                     continue
                 message = self._explain(e.message() or "", e.status())
                 if "NBEST" in outputs and "NBEST" in (e.message() or ""):
-                    message += ("; this model does not offer NBEST (a GPU ensemble, or deployed before n-best "
-                                "serving): redeploy it on the CPU layout")
+                    message += ("; this model does not offer NBEST (deployed before n-best serving, on either "
+                                "layout): deploy it again with this nerwheel")
                 raise ServingError(message, e.status()) from None
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -15,10 +15,12 @@ Two layouts are produced for one exported model:
 * **GPU** (production on a Triton GPU image): an ensemble of a python
   ``tokenize`` step, an ``onnxruntime`` backend model over ``model.onnx`` on
   ``KIND_GPU``, and a python ``decode`` step, with the same ``TEXT`` ->
-  ``ENTITIES``/``TAG_IDS`` interface, so clients do not know which one runs.
-  It decodes by the card's search like the CPU layout but offers no ``NBEST``:
-  an ensemble step computes every output it maps, and the n best readings
-  cost several times a Viterbi pass, which a GPU layout is chosen to avoid.
+  ``ENTITIES``/``TAG_IDS``/``NBEST`` interface, so clients do not know which
+  one runs. It decodes by the card's search like the CPU layout. ``NBEST``
+  is a step of its own on the same ``decode`` model, mapping only that
+  output: Triton asks a step for every output it maps, and skips a step none
+  of whose outputs the client requested, so the n best readings (several
+  times a Viterbi pass) are computed only for requests that name ``NBEST``.
   A model trained with knowledge-base lexicon features (the card's
   ``lexicon``) gets one more tensor between the first two steps: the tokenize
   step computes the ``lexicon`` rows and the ONNX model reads them.
@@ -174,7 +176,9 @@ def gpu_model_configs(
     """The GPU layout: ``{name}_tokenize`` -> ``{name}_onnx`` (onnxruntime, KIND_GPU) -> ``{name}_decode``.
 
     ``{name}`` is the ensemble clients call. Every step pins ``version`` so a
-    deploy switches all four together. The emissions' tag dimension is left
+    deploy switches all four models together. ``{name}_decode`` serves two
+    steps: ``ENTITIES`` + ``TAG_IDS``, and ``NBEST`` (at most
+    ``options.n_best`` readings), which runs only when a request names it. The emissions' tag dimension is left
     open (``[-1, -1]``): Triton keeps one config per model, not per version,
     and during a hot swap a step serves the old and the new version side by
     side; a new label set (more or fewer tags) must not make the ensemble that
@@ -215,22 +219,24 @@ def gpu_model_configs(
     decode = _base(dec, version, opts)
     decode.backend = "python"
     decode.input.extend(_io([_TEXT, _MASK, emissions], mc.ModelInput))
-    decode.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
+    decode.output.extend(_io([_ENTITIES, _TAG_IDS, _NBEST], mc.ModelOutput))
     decode.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
-    decode.parameters[ROLE].CopyFrom(mc.ModelParameter(string_value="decode"))
-    decode.parameters[SERVED_NAME].CopyFrom(mc.ModelParameter(string_value=name))  # entities name the ensemble
+    for k, v in _params({ROLE: "decode", SERVED_NAME: name, "n_best": str(opts.n_best)}).items():
+        decode.parameters[k].CopyFrom(v)  # SERVED_NAME: entities name the ensemble
 
     ensemble = _base(name, version, opts)
     ensemble.platform = "ensemble"
     ensemble.input.extend(_io([_TEXT], mc.ModelInput))
-    ensemble.output.extend(_io([_ENTITIES, _TAG_IDS], mc.ModelOutput))
+    ensemble.output.extend(_io([_ENTITIES, _TAG_IDS, _NBEST], mc.ModelOutput))
     Step = mc.ModelEnsembling.Step
+    decoded = {INPUT_TEXT: INPUT_TEXT, ATTENTION_MASK: "mask", EMISSIONS: "emissions"}
     ensemble.ensemble_scheduling.step.extend([
         Step(model_name=tok, model_version=version, input_map={INPUT_TEXT: INPUT_TEXT}, output_map=between),
         Step(model_name=onnx, model_version=version, input_map=between, output_map={EMISSIONS: "emissions"}),
-        Step(model_name=dec, model_version=version,
-             input_map={INPUT_TEXT: INPUT_TEXT, ATTENTION_MASK: "mask", EMISSIONS: "emissions"},
+        Step(model_name=dec, model_version=version, input_map=decoded,
              output_map={OUTPUT_ENTITIES: OUTPUT_ENTITIES, OUTPUT_TAG_IDS: OUTPUT_TAG_IDS}),
+        # the same decode model asked for NBEST alone: Triton skips this step unless a request names NBEST
+        Step(model_name=dec, model_version=version, input_map=decoded, output_map={OUTPUT_NBEST: OUTPUT_NBEST}),
     ])
     return {tok: tokenize, onnx: model, dec: decode, name: ensemble}
 

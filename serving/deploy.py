@@ -586,8 +586,12 @@ def _check_step_tensors(repo: ModelRepository, configs: dict[str, Any], name: st
     model, so during the swap the old step versions would run under the new configs (the onnxruntime backend
     checks a graph's inputs against its config) and the ensemble being served would fail (nothing is written)."""
 
+    # what the ensemble hands to clients is no tensor between steps: a step may add one (NBEST), since the old
+    # ensemble, still served during the swap, never asks for it
+    outward = {t.name for cfg in configs.values() if cfg.platform == "ensemble" for t in cfg.output}
+
     def tensors(cfg: Any) -> list[str]:
-        return sorted(f"{t.name}{list(t.dims)}" for t in [*cfg.input, *cfg.output])
+        return sorted(f"{t.name}{list(t.dims)}" for t in [*cfg.input, *cfg.output] if t.name not in outward)
 
     for model_name, cfg in configs.items():
         live = repo.read_config(model_name) if cfg.platform != "ensemble" else None
@@ -604,7 +608,9 @@ def _check_step_tensors(repo: ModelRepository, configs: dict[str, Any], name: st
 
 def _chain(triton_url: str, ensemble: Any, names: dict[str, str], version: int, texts: list[str],
            batch_size: int, timeout_s: float) -> list[list[Any]]:
-    """Run an ensemble's steps one after another from the client, on the steps' ``names`` (candidates)."""
+    """Run an ensemble's steps one after another from the client, on the steps' ``names`` (candidates), as
+    Triton would for a request of ``ENTITIES``: each step asked for the outputs it maps, a step that adds
+    nothing towards ``ENTITIES`` (the ``NBEST`` one) skipped."""
     import json as _json
 
     import numpy as np
@@ -619,7 +625,7 @@ def _chain(triton_url: str, ensemble: Any, names: dict[str, str], version: int, 
         for at in range(0, len(texts), batch_size):
             chunk = texts[at:at + batch_size]
             tensors = {INPUT_TEXT: np.array([[t.encode("utf-8")] for t in chunk], dtype=object)}
-            for step in ensemble.ensemble_scheduling.step:
+            for step in _steps_for(ensemble, {OUTPUT_ENTITIES}):
                 inputs = []
                 for model_input, tensor in step.input_map.items():
                     value = tensors[tensor]
@@ -627,12 +633,23 @@ def _chain(triton_url: str, ensemble: Any, names: dict[str, str], version: int, 
                     inp.set_data_from_numpy(value)
                     inputs.append(inp)
                 result = client.infer(names[step.model_name], inputs, model_version=str(version),
+                                      outputs=[grpcclient.InferRequestedOutput(o) for o in step.output_map],
                                       client_timeout=timeout_s)
                 for model_output, tensor in step.output_map.items():
                     tensors[tensor] = result.as_numpy(model_output)
             out += [[Entity.from_dict(d) for d in _json.loads(bytes(e).decode("utf-8"))]
                     for e in tensors[OUTPUT_ENTITIES].reshape(-1)]
     return out
+
+
+def _steps_for(ensemble: Any, wanted: set[str]) -> list[Any]:
+    """The ensemble's steps that a request for the ``wanted`` outputs runs, in order (Triton prunes the others)."""
+    needed, kept = set(wanted), []
+    for step in reversed(ensemble.ensemble_scheduling.step):
+        if needed & set(step.output_map.values()):
+            kept.append(step)
+            needed |= set(step.input_map.values())
+    return kept[::-1]
 
 
 def _unload_stale_candidates(control: Any, repo: ModelRepository, configs: dict[str, Any], name: str, *,

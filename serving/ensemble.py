@@ -7,7 +7,9 @@ stays in Python. Both steps reuse the export's own pieces
 tokenisation, stitching and Viterbi are the same code as offline. A model
 trained with knowledge-base lexicon features gets them from the tokenize step,
 computed by the runtime's own :class:`~nerwheel.model.lexicon.LexiconInputs`
-(the card's feature signature checked when the step loads).
+(the card's feature signature checked when the step loads). The decode step
+also lists the n best readings (``NBEST``) with the runtime's own
+``decode_n_best``, for the requests that name that output.
 
 One limit of the layout: a text must fit into one model window (the ensemble
 maps one text to one row), so longer texts are refused with a message that
@@ -16,15 +18,23 @@ names the limit; the CPU layout slides windows over texts of any length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nerwheel.model.data import pad_rows
-from nerwheel.serving.backend import Limits, RequestError, decode_texts, entities_json, internal_error, pad_tag_ids
-from nerwheel.serving.config import ATTENTION_MASK, INPUT_IDS
+from nerwheel.serving.backend import (
+    Limits,
+    RequestError,
+    decode_texts,
+    entities_json,
+    internal_error,
+    n_best_json,
+    pad_tag_ids,
+)
+from nerwheel.serving.config import ATTENTION_MASK, INPUT_IDS, OUTPUT_ENTITIES, OUTPUT_NBEST, OUTPUT_TAG_IDS
 
 __all__ = ["DecodeHandler", "TokenizeHandler", "load_decoder"]
 
@@ -96,18 +106,27 @@ class TokenizeHandler:
 
 
 class DecodeHandler:
-    """``TEXT`` + ``attention_mask`` + ``emissions`` -> ``ENTITIES`` (JSON) and ``TAG_IDS``."""
+    """``TEXT`` + ``attention_mask`` + ``emissions`` -> ``ENTITIES`` (JSON) and ``TAG_IDS``, and ``NBEST`` (JSON,
+    :func:`~nerwheel.serving.backend.n_best_json`) for a request that names it.
 
-    def __init__(self, tagger: Any) -> None:
+    The ensemble asks this model twice (see :func:`~nerwheel.serving.config.gpu_model_configs`): once for
+    ``ENTITIES`` and ``TAG_IDS``, once, only when a client names it, for ``NBEST``; each request gets
+    what it names (none named: ``ENTITIES`` and ``TAG_IDS``). Both read the same emissions, so the first
+    reading is the one best path.
+    """
+
+    def __init__(self, tagger: Any, n_best: int = Limits.n_best) -> None:
         self.tagger = tagger
         # Texts were validated by the tokenize step; here only their decoding matters.
-        self.limits = Limits(max_text_length=1 << 30, max_batch_size=1 << 30)
+        self.limits = Limits(max_text_length=1 << 30, max_batch_size=1 << 30, n_best=n_best)
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> DecodeHandler:
-        return cls(load_decoder(folder))
+    def from_folder(cls, folder: str | Path, limits: Limits | None = None) -> DecodeHandler:
+        """``limits``: the step's config (:meth:`Limits.from_model_config`); only its ``n_best`` applies here."""
+        return cls(load_decoder(folder), n_best=(limits or Limits()).n_best)
 
-    def decode(self, raw: np.ndarray, mask: np.ndarray, emissions: np.ndarray) -> dict[str, np.ndarray]:
+    def decode(self, raw: np.ndarray, mask: np.ndarray, emissions: np.ndarray,
+               wanted: Collection[str] = (OUTPUT_ENTITIES, OUTPUT_TAG_IDS)) -> dict[str, np.ndarray]:
         texts = decode_texts(raw, self.limits)
         encoder = self.tagger.encoder
         encs = encoder.encode_batch(texts)
@@ -119,17 +138,23 @@ class DecodeHandler:
                 stitched.append(np.zeros((0, num_tags), dtype=np.float32))
                 continue
             stitched.append(encoder.stitch(enc, encoder.windows(len(enc)), [emissions[i, :valid]]))
-        entities, tags = self.tagger.decode_paths(texts, encs, stitched)
-        return {
-            "ENTITIES": np.array([[entities_json(e)] for e in entities], dtype=object),
-            "TAG_IDS": pad_tag_ids(tags),
-        }
+        out: dict[str, np.ndarray] = {}
+        if OUTPUT_ENTITIES in wanted or OUTPUT_TAG_IDS in wanted:
+            entities, tags = self.tagger.decode_paths(texts, encs, stitched)
+            out[OUTPUT_ENTITIES] = np.array([[entities_json(e)] for e in entities], dtype=object)
+            out[OUTPUT_TAG_IDS] = pad_tag_ids(tags)
+        if OUTPUT_NBEST in wanted:
+            most = self.limits.n_best
+            readings = self.tagger.decode_n_best(texts, encs, stitched, most)
+            out[OUTPUT_NBEST] = np.array([[n_best_json(r, most)] for r in readings], dtype=object)
+        return out
 
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
         out: list[Any] = []
-        for r in requests:
+        for r, names in zip(requests, wanted, strict=True):
             try:
-                out.append(self.decode(r["TEXT"], r["attention_mask"], r["emissions"]))
+                out.append(self.decode(r["TEXT"], r["attention_mask"], r["emissions"],
+                                       names or (OUTPUT_ENTITIES, OUTPUT_TAG_IDS)))
             except (RequestError, ValueError, IndexError) as e:
                 out.append(e if isinstance(e, RequestError) else internal_error(f"decode failed: {e}"))
         return out

@@ -195,7 +195,7 @@ def test_both_layouts_stage_a_lexicon_model_and_the_gpu_tokenize_step_feeds_its_
     graph_dims = [d.dim_value or -1 for d in graph_input.type.tensor_type.shape.dim]
     assert graph_dims == [-1, *configs["m_onnx"].input[2].dims] == [-1, -1, features.width]
     assert list(configs["m_tokenize"].output[2].dims) == list(configs["m_onnx"].input[2].dims)
-    tokenize, onnx_step, _ = configs["m"].ensemble_scheduling.step
+    tokenize, onnx_step, *_ = configs["m"].ensemble_scheduling.step
     assert tokenize.output_map[INPUT_NAME] == onnx_step.input_map[INPUT_NAME]
     plain = gpu_model_configs("m", 1)  # a model without lexicon features: no such tensor
     assert INPUT_NAME not in names(plain["m_onnx"].input) + names(plain["m_tokenize"].output)

@@ -91,6 +91,21 @@ def export_model(model_dir: Path, out_dir: Path) -> Path:
     return export(model_dir, out_dir, texts=list(TEXTS)).out_dir
 
 
+def gpu_configs_before_nbest(name: str, version: int, options: Any = None, **kw: Any) -> dict[str, Any]:
+    """The GPU layout as deployed before it offered ``NBEST``: decode and ensemble without it, three steps."""
+    from nerwheel.serving.config import gpu_model_configs
+
+    out = gpu_model_configs(name, version, options, **kw)
+    for cfg in (out[f"{name}_decode"], out[name]):
+        kept = [o for o in cfg.output if o.name != "NBEST"]
+        del cfg.output[:]
+        cfg.output.extend(kept)
+    steps = [s for s in out[name].ensemble_scheduling.step if "NBEST" not in s.output_map]
+    del out[name].ensemble_scheduling.step[:]
+    out[name].ensemble_scheduling.step.extend(steps)
+    return out
+
+
 @dataclass
 class Traffic:
     """What client threads saw while a block ran: answered requests, failures, model versions that answered."""

@@ -49,7 +49,25 @@ def test_gpu_configs_roundtrip_and_wire_the_ensemble() -> None:
         assert set(step.output_map) <= {o.name for o in step_cfg.output}
         available |= set(step.output_map.values())
     assert {o.name for o in ens.output} <= available
-    assert {o.name for o in ens.output} == {"ENTITIES", "TAG_IDS"}
+    assert [(o.name, o.data_type, list(o.dims)) for o in ens.output] == [
+        ("ENTITIES", mc.TYPE_STRING, [1]), ("TAG_IDS", mc.TYPE_INT32, [-1]), ("NBEST", mc.TYPE_STRING, [1])]
+    # NBEST: a step of its own on the decode model, mapping nothing else, so Triton runs it only when it is named
+    decode, nbest = [s for s in ens.ensemble_scheduling.step if s.model_name == "addr_decode"]
+    assert dict(decode.input_map) == dict(nbest.input_map)
+    assert set(decode.output_map) == {"ENTITIES", "TAG_IDS"} and dict(nbest.output_map) == {"NBEST": "NBEST"}
+    assert cfgs["addr_decode"].parameters["n_best"].string_value == "5"
+
+
+def test_a_probe_runs_the_ensemble_steps_triton_would_run() -> None:
+    """deploy chains a GPU candidate's steps from the client: only those a request for the outputs needs."""
+    from nerwheel.serving.deploy import _steps_for
+
+    ens = gpu_model_configs("addr", 1, ServingOptions(n_best=3))["addr"]
+    mapped = lambda steps: [(s.model_name, sorted(s.output_map)) for s in steps]  # noqa: E731
+    first = [("addr_tokenize", ["attention_mask", "input_ids"]), ("addr_onnx", ["emissions"])]
+    assert mapped(_steps_for(ens, {"ENTITIES"})) == [*first, ("addr_decode", ["ENTITIES", "TAG_IDS"])]
+    assert mapped(_steps_for(ens, {"NBEST"})) == [*first, ("addr_decode", ["NBEST"])]
+    assert len(_steps_for(ens, {"ENTITIES", "NBEST"})) == 4
 
 
 def test_parse_rejects_fields_outside_the_schema() -> None:

@@ -53,6 +53,36 @@ def test_tokenize_onnx_decode_equals_offline(export: str, request: pytest.Fixtur
     assert decoded["TAG_IDS"].shape[0] == len(texts)
 
 
+def test_decode_step_lists_the_n_best_readings_as_the_cpu_layout_and_offline(export_v1: Path) -> None:
+    """NBEST of tokenize -> onnx -> decode is the CPU model's and `nerwheel predict --n-best 3`'s, computed only
+    for a request that names it."""
+    import json
+
+    from nerwheel.serving.backend import Handler
+
+    tagger = OnnxTagger(export_v1)
+    texts = fits_one_window(tagger, TEXTS)
+    tok = TokenizeHandler.from_folder(export_v1, Limits(max_text_length=64, max_batch_size=16))
+    dec = DecodeHandler.from_folder(export_v1, Limits(n_best=3))
+    (encoded,) = tok.serve([{"TEXT": req(texts)}], [set()])
+    step = {"TEXT": req(texts), **encoded, "emissions": tagger.run(**encoded)}
+    plain, nbest, both = dec.serve([step, step, step], [{"ENTITIES", "TAG_IDS"}, {"NBEST"}, set()])
+    assert set(plain) == set(both) == {"ENTITIES", "TAG_IDS"} and set(nbest) == {"NBEST"}  # each gets what it names
+
+    (cpu,) = Handler(tagger, Limits(max_text_length=64, max_batch_size=16, n_best=3)).run(
+        [req(texts)], want_n_best=[True])
+    served = [json.loads(x) for x in nbest["NBEST"].reshape(-1)]
+    assert served == [json.loads(x) for x in cpu.n_best.reshape(-1)]  # the CPU layout's NBEST, byte for byte as JSON
+    offline = tagger.n_best(texts, 3)  # what `nerwheel predict --n-best 3` writes
+    assert all(s["max"] == 3 for s in served)
+    assert [[r["entities"] for r in s["readings"]] for s in served] == \
+        [[[e.to_dict() for e in ents] for _, ents in rows] for rows in offline]
+    assert [r["score"] for s in served for r in s["readings"]] == \
+        pytest.approx([p for rows in offline for p, _ in rows], abs=1e-5)
+    assert sum(len(s["readings"]) for s in served) > len(texts)  # more than one reading per text
+    assert [s["readings"][0]["entities"] for s in served] == [json.loads(e[0]) for e in plain["ENTITIES"]]
+
+
 def test_tokenize_refuses_texts_longer_than_one_window(export_v1: Path) -> None:
     tok = TokenizeHandler.from_folder(export_v1, Limits(max_text_length=1000, max_batch_size=4))
     (result,) = tok.serve([{"TEXT": req(["杭州市西湖区文三路" * 10])}], [set()])
@@ -108,3 +138,24 @@ def test_a_gpu_deploy_refuses_to_swap_between_models_with_and_without_lexicon_fe
     assert ModelRepository(str(repo)).live_versions("m") == [1]  # nothing changed what is served
     lexicon = deploy(export_lexicon, str(repo), name="m_lexicon", variant="gpu", probe_texts=list(TEXTS[:2]))
     assert lexicon.status == "written", lexicon.error
+
+
+def test_a_gpu_deploy_over_an_ensemble_without_nbest_swaps_in(
+    export_v1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live GPU ensemble deployed before NBEST: the new decode step only adds an output its clients get, so
+    the swap is allowed (the old ensemble, served during the swap, never asks for it)."""
+    import nerwheel.serving.deploy as deploy_module
+    from nerwheel.serving.deploy import deploy
+    from nerwheel.serving.repository import ModelRepository
+    from serving_exports import gpu_configs_before_nbest
+
+    repo = tmp_path / "repo"
+    with monkeypatch.context() as m:
+        m.setattr(deploy_module, "gpu_model_configs", gpu_configs_before_nbest)
+        first = deploy(export_v1, str(repo), name="m", variant="gpu", probe_texts=list(TEXTS[:2]))
+    assert (first.status, first.version) == ("written", 1), first.error
+    assert "NBEST" not in [o.name for o in ModelRepository(str(repo)).read_config("m").output]
+    second = deploy(export_v1, str(repo), name="m", variant="gpu", probe_texts=list(TEXTS[:2]))
+    assert (second.status, second.version) == ("written", 2), second.error
+    assert "NBEST" in [o.name for o in ModelRepository(str(repo)).read_config("m").output]

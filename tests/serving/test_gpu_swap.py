@@ -8,19 +8,21 @@ real ones deploy uses.
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import nerwheel.serving.deploy as deploy_module
 from nerwheel.model.runtime import OnnxTagger
-from nerwheel.serving.client import Client
+from nerwheel.serving.client import Client, ServingError
 from nerwheel.serving.config import gpu_model_configs
 from nerwheel.serving.deploy import deploy
 from nerwheel.serving.repository import ModelRepository, stage_gpu_versions
 from nerwheel.stages.predict import load_predictor
-from serving_exports import TEXTS, traffic_during
+from serving_exports import TEXTS, gpu_configs_before_nbest, traffic_during
 from tritonclient.grpc import model_config_pb2 as mc
 
 pytestmark = pytest.mark.server
@@ -28,11 +30,12 @@ pytestmark = pytest.mark.server
 ONNX_STEP = Path(__file__).with_name("onnx_step") / "model.py"
 
 
-def cpu_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ``_onnx`` step as a python-backend model on CPU; everything else as deploy generates it."""
+def cpu_stand_in(monkeypatch: pytest.MonkeyPatch, layout: Callable[..., dict] = gpu_model_configs) -> None:
+    """The ``_onnx`` step as a python-backend model on CPU; everything else as deploy generates it (``layout``:
+    the GPU configs to deploy, today's by default)."""
 
     def configs(name, version, options=None, **kw):
-        out = gpu_model_configs(name, version, options, **kw)
+        out = layout(name, version, options, **kw)
         onnx = out[f"{name}_onnx"]
         onnx.backend = "python"
         onnx.ClearField("default_model_filename")
@@ -95,3 +98,69 @@ def test_gpu_layout_serves_a_lexicon_model_as_offline(
     assert [p.entities for p in served] == expected and sum(map(len, expected)) > len(texts)
     for got, want in zip(served, expected, strict=True):
         assert [e.score for e in got.entities] == pytest.approx([e.score for e in want], abs=1e-5)
+
+
+def text_input(texts: list[str]) -> object:
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    tensor = grpcclient.InferInput("TEXT", [len(texts), 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[t.encode("utf-8")] for t in texts], dtype=object))
+    return tensor
+
+
+def decode_executions(url: str, model: str, version: int) -> Callable[[], int]:
+    """How often Triton has run ``model`` (one step request: the decode model has no dynamic batching)."""
+    import tritonclient.grpc as grpcclient
+
+    from nerwheel.serving.control import grpc_headers, resolve_key
+
+    def count() -> int:
+        with grpcclient.InferenceServerClient(url) as client:
+            stats = client.get_inference_statistics(model, str(version), headers=grpc_headers(resolve_key()),
+                                                    as_json=True)
+        return int(stats["model_stats"][0].get("execution_count", 0))
+
+    return count
+
+
+def test_gpu_layout_serves_n_best_as_offline_and_only_when_asked(
+    triton, export_v1: Path, export_v2: Path, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NBEST through the real ensemble: swapped in under traffic over an ensemble deployed before it offered
+    NBEST, equal to what `nerwheel predict --n-best 3` writes offline, its step run only when a request names it."""
+    offline = load_predictor(export_v2)  # ONNX Runtime on the export, as `nerwheel predict EXPORT --n-best 3`
+    texts = [t for t in TEXTS if len(offline.encoder.windows(len(offline.encoder.encode(t)))) == 1]
+    kw = dict(name=model_name, triton_url=triton.url, variant="gpu", probe_texts=texts[:4])
+    cpu_stand_in(monkeypatch, gpu_configs_before_nbest)
+    first = deploy(export_v1, str(triton.local_repo), **kw)
+    assert (first.status, first.version) == ("live", 1), first.error
+    with Client(triton.url, model=model_name) as client, pytest.raises(ServingError, match="does not offer NBEST"):
+        client.n_best(texts[:1], 3)
+
+    cpu_stand_in(monkeypatch)
+    with traffic_during(triton.url, model_name, texts[:2]) as seen:
+        second = deploy(export_v2, str(triton.local_repo), **kw)
+    assert (second.status, second.version) == ("live", 2), second.error
+    assert seen.failures == [] and seen.ok > 5, seen.failures[:3]
+
+    runs = decode_executions(triton.url, f"{model_name}_decode", 2)
+    with Client(triton.url, model=model_name, batch_size=len(texts)) as client:
+        at = runs()
+        served = client.infer(texts)  # ENTITIES and TAG_IDS
+        plain, at = runs() - at, runs()
+        served_n_best = client.n_best(texts, 3)  # ENTITIES, TAG_IDS and NBEST
+        with_n_best = runs() - at
+        with pytest.raises(ServingError, match="lists at most 5 readings per text"):
+            client.n_best(texts[:1], 6)
+        at = runs()
+        whole = client._client.infer(model_name, [text_input(texts[:1])])  # a raw request naming no output
+        unnamed = runs() - at
+    assert (plain, with_n_best) == (1, 2)  # the NBEST step ran only for the request that named NBEST
+    assert unnamed == 2 and json.loads(whole.as_numpy("NBEST")[0, 0])["readings"]  # naming none: every output
+    expected = offline.n_best(texts, 3)
+    assert [[ents for _, ents in rows] for rows in served_n_best] == [[ents for _, ents in rows] for rows in expected]
+    assert [p for rows in served_n_best for p, _ in rows] == \
+        pytest.approx([p for rows in expected for p, _ in rows], abs=1e-5)
+    assert sum(map(len, served_n_best)) > len(texts)
+    assert [rows[0][1] for rows in served_n_best] == [p.entities for p in served] == offline.predict(texts)

@@ -65,7 +65,7 @@ def test_pin_switches_every_step_of_the_gpu_ensemble(export_v1: Path, tmp_path: 
     assert {m: repo.live_versions(m) for m in models} == {m: [1] for m in models}
     ensemble = repo.read_config("addr")
     assert [(s.model_name, s.model_version) for s in ensemble.ensemble_scheduling.step] == [
-        ("addr_tokenize", 1), ("addr_onnx", 1), ("addr_decode", 1)]
+        ("addr_tokenize", 1), ("addr_onnx", 1), ("addr_decode", 1), ("addr_decode", 1)]  # the second: NBEST
 
     # One step's folder is gone: the pin names it and leaves all four configs as they were.
     Storage().delete(f"{root}/addr_onnx/2", recursive=True)
