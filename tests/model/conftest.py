@@ -1,5 +1,6 @@
 """Shared fixtures for the model tests: one synthetic address set, trained tiny CRF / softmax / hybrid models, one
-export, and one tiny span model trained on fusion data (nested targets, overlapping extension labels).
+export, one tiny span model trained on fusion data (nested targets, overlapping extension labels), and one tiny
+model that reads knowledge-base lexicon features.
 
 Training happens once per session (about 10-25 s each on one core); every test
 that needs a trained model reads the same directory and must not modify it.
@@ -89,3 +90,14 @@ def span_model(tmp_path_factory, fusion_data) -> Path:
                       training={"epochs": 10, "stride": 24}, data={"labels": list(FUSED_LABELS)})
     return train(cfg, train_records=fusion_data["train"], dev_records=fusion_data["dev"],
                  test_records=fusion_data["test"])
+
+
+@pytest.fixture(scope="session")
+def lexicon_model(tmp_path_factory):
+    """A tiny CRF model trained with knowledge-base lexicon features (``model.lexicon``), and its test records."""
+    from nerwheel.stages.train import train
+
+    recs = make_mixed(260, seed=11)
+    cfg = tiny_config(tmp_path_factory.mktemp("lex"), "tiny-lex", model={"lexicon": {"enabled": True}},
+                      training={"epochs": 4})
+    return train(cfg, train_records=recs[:200], dev_records=recs[200:230], test_records=recs[230:]), recs[230:]

@@ -4,7 +4,8 @@ Started by test_hf_parity.py as ``python hf_pipeline_run.py < request.json``.
 The request names model folders and texts; the answer holds, per folder, the
 pipeline's entities for every text, its n-best readings, the model class's
 ``decode`` tags for the short texts, and what loading without
-``trust_remote_code`` says.
+``trust_remote_code`` says; for each folder under ``refused``, what loading it
+with ``trust_remote_code=True`` raises.
 """
 
 import json
@@ -48,4 +49,10 @@ for folder in request["models"]:
         answer[folder]["nested_extensions"] = ner(request["texts"], nested=True, extensions=True)
     else:
         answer[folder]["n_best"] = ner(request["texts"][:4], n_best=3)
+for folder in request.get("refused", []):  # folders the pipeline must refuse, even with trust_remote_code=True
+    try:
+        pipeline("token-classification", model=folder, trust_remote_code=True)
+        answer[folder] = {"refused_with_trust": ""}
+    except Exception as exc:  # noqa: BLE001 - what the user sees is the answer
+        answer[folder] = {"refused_with_trust": f"{type(exc).__name__}: {exc}"}
 json.dump(answer, sys.stdout, ensure_ascii=False)

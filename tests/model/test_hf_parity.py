@@ -36,16 +36,20 @@ def texts() -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def hf_answers(tmp_path_factory, tiny_model, tiny_softmax_model, hybrid_model, e5_model, span_model, texts):
-    models = [tiny_model, tiny_softmax_model, hybrid_model, e5_model, span_model]
-    request = {"models": [str(m) for m in models], "texts": texts, "short_texts": texts[:6]}
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path_factory.mktemp("hf_modules")), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": ""}
+def _run_hf(request: dict, modules: Path) -> dict:
+    """What :data:`RUNNER` answers for ``request``, in a process where nerwheel cannot be imported."""
+    env = {**os.environ, "HF_MODULES_CACHE": str(modules), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     done = subprocess.run([sys.executable, str(RUNNER)], input=json.dumps(request, ensure_ascii=False),
                           capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def hf_answers(tmp_path_factory, tiny_model, tiny_softmax_model, hybrid_model, e5_model, span_model, texts):
+    models = [tiny_model, tiny_softmax_model, hybrid_model, e5_model, span_model]
+    request = {"models": [str(m) for m in models], "texts": texts, "short_texts": texts[:6]}
+    return _run_hf(request, tmp_path_factory.mktemp("hf_modules"))
 
 
 def _nerwheel_predict(model: Path, texts: list[str], **options) -> list[list[dict]]:
@@ -89,6 +93,17 @@ def test_span_head_pipeline_returns_what_nerwheel_predicts(span_model, hf_answer
     assert got["nested_extensions"] == richer
     assert all("no tag path" in d for d in got["decoded"])
     assert "trust_remote_code=True" in got["refused_without_trust"]
+
+
+def test_pipeline_refuses_a_lexicon_model_in_one_line_naming_what_runs_it(lexicon_model, tmp_path):
+    """A model trained with knowledge-base lexicon features reads inputs only nerwheel computes: loading it with
+    transformers' pipeline fails at once, saying what to run instead, rather than tagging without its features."""
+    folder = str(lexicon_model[0])
+    assert json.loads((lexicon_model[0] / "config.json").read_text(encoding="utf-8"))["nerwheel"]["lexicon"]
+    message = _run_hf({"models": [], "texts": [], "short_texts": [], "refused": [folder]},
+                      tmp_path / "hf_modules")[folder]["refused_with_trust"]
+    assert message.startswith("ValueError: ") and "\n" not in message, message
+    assert "model.lexicon" in message and f"`nerwheel predict --model {folder} TEXTS.txt`" in message, message
 
 
 @pytest.mark.parametrize("which", ["tiny_model", "tiny_softmax_model", "hybrid_model"])

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from model_config import tiny_config
-from model_synth import long_record, make_mixed
+from model_synth import long_record
 from nerwheel.errors import ConfigError
 from nerwheel.kb.lexicon import LexiconFeatures, check_signature
 from nerwheel.labels import TagSet
@@ -111,16 +110,6 @@ def test_window_rows_line_up_with_input_ids_across_sliding_windows(features):
     n = len(feats[short].input_ids)
     assert not batch[INPUT_NAME][short, n:].any()  # padding: zeros
     assert batch["weight"].tolist() == [1.0] * len(feats)
-
-
-@pytest.fixture(scope="module")
-def lexicon_model(tmp_path_factory):
-    from nerwheel.stages.train import train
-
-    recs = make_mixed(260, seed=11)
-    cfg = tiny_config(tmp_path_factory.mktemp("lex"), "tiny-lex", model={"lexicon": {"enabled": True}},
-                      training={"epochs": 4})
-    return train(cfg, train_records=recs[:200], dev_records=recs[200:230], test_records=recs[230:]), recs[230:]
 
 
 def test_a_lexicon_model_trains_saves_its_projection_and_signature(lexicon_model, features):

@@ -81,8 +81,11 @@ class NerwheelTokenClassificationPipeline(WholeBatchPipeline):
         super().__init__(*args, **kwargs)
         settings = getattr(self.model.config, "nerwheel", None) or {}
         if settings.get("lexicon"):
-            raise ValueError("this model reads knowledge-base lexicon features (model.lexicon), which only nerwheel "
-                             "computes: predict with `nerwheel predict --model THIS_FOLDER`")
+            folder = getattr(self.model, "name_or_path", "") or "THIS_FOLDER"
+            raise ValueError(f"{folder}: this model was trained with knowledge-base lexicon features (model.lexicon), "
+                             "an input only nerwheel computes, so this pipeline cannot run it: predict with "
+                             f"`nerwheel predict --model {folder} TEXTS.txt`, or train it without model.lexicon "
+                             "for a folder that transformers alone runs")
         head = settings.get("head", "crf")
         names = self.model.tags  # id2label: tags of a tagger, labels of a span head
         card = _Card(tags=[] if head == "span" else names, scheme=settings.get("scheme", "BIO"),
