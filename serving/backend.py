@@ -307,7 +307,8 @@ def model_class(pb_utils: Any) -> type:
             # an optional input (CONTEXT) a request did not send is simply absent from its arrays
             arrays = [{n: t.as_numpy() for n in self.inputs
                        if (t := pb_utils.get_input_tensor_by_name(r, n)) is not None} for r in requests]
-            # A request naming no outputs gets them all, but NBEST only when named (it costs a search of its own).
+            # NBEST only when named (it costs a search of its own). Triton itself fills in every output for a
+            # request naming none (seen: NBEST too); the fallback serves callers that hand over an empty list.
             wanted = [set(r.requested_output_names()) or set(self.outputs) - {"NBEST"} for r in requests]
             responses = []
             for result in self.handler.serve(arrays, wanted):
