@@ -58,6 +58,10 @@ def _nerwheel_predict(model: Path, texts: list[str], **options) -> list[list[dic
     return [[e.to_dict() for e in r.entities] for r in predict_records(load_predictor(model, **options), records)]
 
 
+def _spans(entities: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != "score"} for e in entities]
+
+
 @pytest.mark.parametrize("which", ["tiny_model", "tiny_softmax_model", "hybrid_model", "e5_model"])
 def test_pipeline_returns_exactly_what_nerwheel_predicts(which, request, hf_answers, texts):
     model = request.getfixturevalue(which)
@@ -68,14 +72,19 @@ def test_pipeline_returns_exactly_what_nerwheel_predicts(which, request, hf_answ
     expected = _nerwheel_predict(model, texts)
     if which != "e5_model":  # one epoch of e5-small finds little; its n-best readings below do hold entities
         assert sum(len(e) for e in expected) > 100
-    differing = [i for i, (a, b) in enumerate(zip(got["entities"], expected, strict=True)) if a != b]
+    # the same spans, labels and sources; a span's score (its mean posterior, rounded to 4 places) within one step of
+    # that rounding: the folder's code and nerwheel's sum in their own order, and a 1e-7 difference can cross a
+    # rounding boundary (seen: 0.9001 vs 0.9002)
+    differing = [i for i, (a, b) in enumerate(zip(got["entities"], expected, strict=True)) if _spans(a) != _spans(b)]
     assert not differing, f"texts {differing} differ, first: {got['entities'][differing[0]]} vs {expected[differing[0]]}"
-    assert got["one"] == expected[0]
+    scores = [(x.get("score"), y.get("score")) for a, b in zip(got["entities"], expected) for x, y in zip(a, b)]
+    assert [x for x, _ in scores] == pytest.approx([y for _, y in scores], abs=1e-4)
+    assert _spans(got["one"]) == _spans(expected[0])
     # n-best: the first reading is the prediction, probabilities fall, as nerwheel's own n-best
     mine = TorchTagger.from_dir(model).n_best(texts[:4], 3)
     assert sum(len(r["entities"]) for rows in got["n_best"] for r in rows) > 0
     for hf_rows, our_rows, best in zip(got["n_best"], mine, expected):
-        assert hf_rows[0]["entities"] == best
+        assert _spans(hf_rows[0]["entities"]) == _spans(best)
         assert [r["entities"] for r in hf_rows] == [[e.to_dict() for e in ents] for _, ents in our_rows]
         assert [r["score"] for r in hf_rows] == pytest.approx([p for p, _ in our_rows], abs=1e-5)
 
