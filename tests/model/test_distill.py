@@ -197,12 +197,13 @@ def test_pipeline_distill_step_passes_the_model_on_or_serves_a_student(tiny_mode
             student_path=str(tmp_path / "x" / "distilled"), report_path=str(tmp_path / "x.html"))
 
 
-def test_a_classifier_teacher_is_refused_with_the_way_forward(traffic, tmp_path):
-    teacher = tmp_path / "classifier"
+def test_a_teacher_of_a_task_without_distillation_is_refused_with_the_way_forward(traffic, tmp_path):
+    """Taggers and classifiers distil (tests/tasks/classify/test_classify_distill.py); an embedding model does not."""
+    teacher = tmp_path / "encoder"
     teacher.mkdir()
-    (teacher / "nerwheel.json").write_text(json.dumps({"task": "classify", "labels": ["a", "b"]}), encoding="utf-8")
+    (teacher / "nerwheel.json").write_text(json.dumps({"task": "embed"}), encoding="utf-8")
     res = CliRunner().invoke(cli, ["distill", "--teacher", str(teacher), "--texts", str(traffic), "--out",
                                    str(tmp_path / "student")])
     assert res.exit_code == 1, res.output
-    assert "classify model" in res.stderr and "ner" in res.stderr and "(CLI: --teacher)" in res.stderr
+    assert "embed model" in res.stderr and "--task embed" in res.stderr and "(CLI: --teacher)" in res.stderr
     assert not (tmp_path / "student").exists()

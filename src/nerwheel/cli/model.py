@@ -208,20 +208,23 @@ def pretrain(config_path, model_id, texts, out, epochs, max_steps, masking, sets
 # -- distill ------------------------------------------------------------------------------------------
 @click.command()
 @click.option("--teacher", type=click.Path(exists=True, file_okay=False),
-              help="Trained teacher model dir (its ONNX export, when present, labels the texts).")
+              help="Trained teacher model dir, a tagger or a classifier (its ONNX export, when present, labels the "
+              "texts).")
 @click.option("--texts", "texts_file", type=click.Path(exists=True, dir_okay=False),
-              help="Traffic to distil on (any format; records that carry entities count as gold).")
+              help="Traffic to distil on (any format the teacher's task reads; records that carry entities, or "
+              "messages with a label, count as gold).")
 @click.option("--student", help="tiny, tiny:hidden_size=H,num_layers=L,num_heads=A,intermediate_size=F, or "
               "shallow:K (the teacher's first K layers, pruned vocabulary; shallow:K,vocab=full keeps it) [tiny].")
 @click.option("--out", type=click.Path(file_okay=False), help="The student's model dir (new or empty).")
 @click.option("--gold", "gold_file", type=click.Path(exists=True, dir_okay=False),
               help="More labelled records: gold labels plus the teacher's distributions.")
 @click.option("--dev", "dev_file", type=click.Path(exists=True, dir_okay=False),
-              help="Gold records that choose the best epoch and give both models' F1 [agreement with the "
-              "teacher on held-out texts].")
-@format_option()
+              help="Gold records that choose the best epoch and give both models' F1 (classifier: macro-F1) "
+              "[agreement with the teacher on held-out texts].")
+@format_option("Input format (default: detected from the content; classifier teacher: json, jsonl, csv, tsv, text).",
+               tasks=True)
 @click.option("--epochs", type=int, help="Maximum epochs [5].")
-@click.option("--batch-size", type=int, help="Windows per optimiser step [32].")
+@click.option("--batch-size", type=int, help="Windows (classifier: messages) per optimiser step [32].")
 @click.option("--learning-rate", type=float, help="Student learning rate [1e-3 for tiny, 1e-4 for shallow].")
 @click.option("--temperature", type=float, help="Softens teacher and student distributions in the KL term [2.0].")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
@@ -230,12 +233,15 @@ def pretrain(config_path, model_id, texts, out, epochs, max_steps, masking, sets
               help="Any config key, e.g. --set distill.kl_weight=0.5 --set training.threads=1 (repeatable).")
 def distill(teacher, texts_file, student, out, gold_file, dev_file, fmt, epochs, batch_size, learning_rate,
             temperature, config_path, sets):
-    """Train a smaller STUDENT on the TEACHER's per-character distributions over TEXTS; prints the student dir.
+    """Train a smaller STUDENT on the TEACHER's distributions over TEXTS; prints the student dir.
 
-    The loss is the temperature-scaled KL divergence between teacher and
-    student emissions plus the CRF loss on the teacher's Viterbi path (gold
-    labels where a text has them). The student is an ordinary model dir:
-    evaluate, export and deploy it like a trained one.
+    A tagger's student learns the teacher's per-character tag distributions:
+    temperature-scaled KL divergence between teacher and student emissions plus
+    the CRF loss on the teacher's Viterbi path. A classifier's student learns
+    its class probabilities: the same KL plus cross-entropy on the teacher's
+    top class. Gold labels replace the teacher's answer where a text has them.
+    The student is an ordinary model dir: evaluate, export and deploy it like a
+    trained one (the classifier's with --task classify, or detected).
     """
     from nerwheel.configfile import merge_overrides, parse_overrides
     from nerwheel.model.distill import load_distill_config
@@ -251,16 +257,21 @@ def distill(teacher, texts_file, student, out, gold_file, dev_file, fmt, epochs,
     config = load_distill_config(config_path, merge_overrides(given, parse_overrides(sets)))
     result = run(config)
     s = result.summary
+    key, words = _DISTILL_HEADLINE[s["task"]]
     agree = s["agreement_with_teacher"]
     click.echo(f"student {s['student_name']}: {s['student_parameters'] / 1e6:.2f}M parameters "
                f"(teacher {s['teacher_parameters'] / 1e6:.2f}M); agreement with the teacher on "
-               f"{s['heldout_texts']} held-out texts: strict F1 {agree['strict_f1']:.4f}" if agree else
+               f"{s['heldout_texts']} held-out texts: {words} {agree[key]:.4f}" if agree else
                f"student {s['student_name']}: {s['student_parameters'] / 1e6:.2f}M parameters", err=True)
     dev = s["dev"]
     if dev["kind"] == "gold":
-        click.echo(f"dev (gold): student strict F1 {dev['student']['strict_f1']:.4f}, teacher "
-                   f"{dev['teacher']['strict_f1']:.4f}", err=True)
+        click.echo(f"dev (gold): student {words} {dev['student'][key]:.4f}, teacher {dev['teacher'][key]:.4f}",
+                   err=True)
     click.echo(str(result.model_dir))
+
+
+#: The figure the distill command prints per teacher task: (key in the summary's figures, how it reads).
+_DISTILL_HEADLINE = {"ner": ("strict_f1", "strict F1"), "classify": ("macro_f1", "macro-F1")}
 
 
 # -- evaluate -----------------------------------------------------------------------------------------

@@ -1,18 +1,21 @@
 """Distillation: the config, the teacher's per-character targets lined up with the student's tokens, the loss.
 
-The student learns from three signals, per window:
+The student learns from two signals:
 
-- the teacher's *emissions*: at every label-bearing position the teacher's
-  distribution over tags, softened by a temperature ``T``, against the
+- the teacher's *distributions*: for a tagger, at every label-bearing
+  position the teacher's distribution over tags; for a classifier
+  (:mod:`nerwheel.tasks.classify.distill`), its distribution over classes per
+  message. Both are softened by a temperature ``T`` and compared with the
   student's (KL divergence, scaled by ``T**2`` so its gradients keep their size
-  as ``T`` changes; Hinton et al. 2015);
-- the CRF loss (or cross-entropy, softmax head) on hard tags: the teacher's
-  Viterbi path for unlabelled texts, the gold labels where a text has them.
+  as ``T`` changes; Hinton et al. 2015): one :class:`DistillLoss` for both;
+- the hard loss, the model's own: the CRF loss (or cross-entropy, softmax
+  head) on the teacher's Viterbi path, or the classifier's cross-entropy on the
+  teacher's most probable class; gold labels wherever a text has them.
 
-Teacher and student may cut a text differently (``tiny`` reads one character
-per token, e5-small keeps ``00`` as one piece): targets are matched by the
-character a position *starts* at (:func:`align_teacher`); a student position
-whose character starts no teacher position gets only the hard loss.
+Teacher and student taggers may cut a text differently (``tiny`` reads one
+character per token, e5-small keeps ``00`` as one piece): targets are matched
+by the character a position *starts* at (:func:`align_teacher`); a student
+position whose character starts no teacher position gets only the hard loss.
 """
 
 from __future__ import annotations
@@ -43,14 +46,16 @@ class DistillSettings(Section):
     """How the teacher's knowledge is weighed."""
 
     temperature: float = Field(2.0, gt=0, description="softens both distributions in the KL term")
-    kl_weight: float = Field(1.0, ge=0, description="weight of the KL term on the teacher's emissions")
-    hard_weight: float = Field(1.0, ge=0, description="weight of the CRF loss on the teacher's path (or gold)")
+    kl_weight: float = Field(1.0, ge=0, description="weight of the KL term on the teacher's distributions "
+                             "(tagger: per character; classifier: over classes)")
+    hard_weight: float = Field(1.0, ge=0, description="weight of the hard loss on the teacher's answer (tagger: CRF "
+                               "on its Viterbi path; classifier: cross-entropy on its top class), gold where known")
     dev_ratio: float = Field(0.05, gt=0, lt=1,
                              description="share of the texts held out to measure agreement with the teacher")
     max_texts: int = Field(200_000, gt=0, description="texts read at most (the rest are counted, not used)")
     teacher_runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="how the teacher runs: onnx where it has an export (auto), or torch")
-    teacher_batch_size: int = Field(64, gt=0, description="windows per teacher forward pass")
+    teacher_batch_size: int = Field(64, gt=0, description="windows (classifier: messages) per teacher forward pass")
 
     @model_validator(mode="after")
     def _some_signal(self) -> DistillSettings:
@@ -66,30 +71,41 @@ def _distill_training() -> TrainingSettings:
 class DistillConfig(Section):
     """Everything ``nerwheel distill`` needs."""
 
-    teacher: str = Field(..., description="the teacher: a nerwheel model directory")
+    teacher: str = Field(..., description="the teacher: a nerwheel model directory (a tagger or a classifier; its "
+                         "nerwheel.json says which)")
     student: str = Field("tiny", description="tiny, tiny:hidden_size=H,num_layers=L,..., or shallow:K")
-    texts_file: str = Field(..., description="traffic: texts to distil on (records with entities count as gold)")
+    texts_file: str = Field(..., description="traffic: texts to distil on (records with entities, or messages with "
+                            "a label, count as gold)")
     gold_file: str | None = Field(None, description="more labelled records (gold labels plus teacher targets)")
     dev_file: str | None = Field(None, description="gold records to choose the best epoch on (default: agreement "
                                  "with the teacher on held-out texts)")
-    format: str | None = Field(None, description="input format (default: detected from content)")
+    format: str | None = Field(None, description="input format (default: detected from content; the teacher's "
+                               "task reads it, classifier: json, jsonl, csv, tsv, text)")
     out: str = Field(..., description="the student's model directory (must not exist, or be empty)")
     distill: DistillSettings = Field(default_factory=DistillSettings, description="the distillation loss")
     training: TrainingSettings = Field(default_factory=_distill_training,
-                                       description="optimisation loop (sequence_length/stride default to the "
-                                       "teacher's; learning_rate to 1e-3 for tiny, 1e-4 for shallow)")
+                                       description="optimisation loop (tagger: sequence_length/stride default to "
+                                       "the teacher's, a classifier keeps its max_length; learning_rate to 1e-3 for "
+                                       "tiny, 1e-4 for shallow)")
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings, description="AdamW")
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings, description="learning-rate schedule")
     early_stopping: EarlyStoppingSettings = Field(default_factory=EarlyStoppingSettings, description="early stopping")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="progress within an epoch")
 
-    def loop_config(self, out: Path, *, sequence_length: int, stride: int) -> TrainConfig:
-        """The training loop's view of this config (no checkpoints: the student is written once, at the end)."""
-        training = self.training.model_copy(update={"sequence_length": sequence_length, "stride": stride})
-        return TrainConfig(training=training, optimizer=self.optimizer, scheduler=self.scheduler,
-                           early_stopping=self.early_stopping, logging=self.logging,
-                           output={"output_dir": str(out.parent), "model_name": out.name, "timestamp": False,
-                                   "save_strategy": "no", "plots": False})
+    def loop_config(self, out: Path, *, schema: type[Section] = TrainConfig, **training: Any) -> Any:
+        """The training loop's view of this config as the task's ``schema`` (TrainConfig, ClassifyConfig, ...).
+
+        ``training`` sets loop keys the teacher decides (the tagger's
+        sequence_length and stride); keys the schema's training section does
+        not have are left out. No checkpoints: the student is written once, at
+        the end.
+        """
+        keys = schema.model_fields["training"].annotation.model_fields  # type: ignore[union-attr]
+        values = {k: v for k, v in {**self.training.model_dump(), **training}.items() if k in keys}
+        return schema(training=values, optimizer=self.optimizer, scheduler=self.scheduler,
+                      early_stopping=self.early_stopping, logging=self.logging,
+                      output={"output_dir": str(out.parent), "model_name": out.name, "timestamp": False,
+                              "save_strategy": "no", "plots": False})
 
 
 def load_distill_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DistillConfig:
@@ -116,11 +132,16 @@ def align_teacher(student: Encoded, teacher: Encoded, emissions: np.ndarray) -> 
 
 
 class DistillLoss:
-    """``hard_weight * CRF-or-CE(labels) + kl_weight * T**2 * KL(softmax(teacher/T) || softmax(student/T))``.
+    """``hard_weight * model.loss(labels) + kl_weight * T**2 * KL(softmax(teacher/T) || softmax(student/T))``.
 
-    The KL is averaged over the positions that have a teacher row
-    (``batch["soft_mask"]``); batches without teacher rows take the hard loss
-    only. :attr:`last` holds the two parts of the latest call (for logs).
+    ``model.loss`` is the student's own hard loss (a tagger's CRF or
+    cross-entropy; a classifier's :class:`~nerwheel.tasks.classify.train.CrossEntropy`).
+    The last axis holds the classes (tags or message classes); the KL is
+    averaged over the rows that have a teacher row (``batch["soft_mask"]``:
+    positions of a window, or messages of a batch); batches without teacher
+    rows take the hard loss only. The teacher's row may be logits or log
+    probabilities (the same softmax). :attr:`last` holds the two parts of the
+    latest call (for logs).
     """
 
     def __init__(self, temperature: float = 2.0, kl_weight: float = 1.0, hard_weight: float = 1.0) -> None:

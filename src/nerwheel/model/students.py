@@ -14,10 +14,15 @@ Two kinds, so a user picks a point on the speed/F1 curve:
   (checked) and shrinks the embedding matrix; it does not change the
   arithmetic per text, the layer count does.
 
-Both start from the teacher's CRF transitions (they encode the scheme's
-grammar, which does not depend on the encoder). Each student is a normal
-:class:`~nerwheel.model.classifier.TokenClassifier` with its own tokenizer: it
-trains, exports and serves like any other model.
+Tagger students start from the teacher's CRF transitions (they encode the
+scheme's grammar, which does not depend on the encoder). Each student is a
+normal :class:`~nerwheel.model.classifier.TokenClassifier` with its own
+tokenizer: it trains, exports and serves like any other model.
+
+The spec and the shallow cut are task-neutral: :func:`shallow_student` cuts
+any model whose encoder is a BERT-family module (``encoder.layer``), so the
+classifier's students (:mod:`nerwheel.tasks.classify.distill`) are cut here
+too; only the ``tiny`` build is the task's own.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +44,7 @@ from nerwheel.model.backbones import Backbone, load_backbone
 from nerwheel.model.classifier import TokenClassifier
 from nerwheel.model.config import ModelSettings, TinySettings
 
-__all__ = ["StudentSpec", "build_student", "parse_student", "prune_tokenizer", "vocabulary_for"]
+__all__ = ["StudentSpec", "build_student", "parse_student", "prune_tokenizer", "shallow_student", "vocabulary_for"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,11 @@ class StudentSpec:
             return f"shallow-{self.layers}"
         t = self.tiny
         return f"tiny-{t.hidden_size}x{t.num_layers}"
+
+    @property
+    def learning_rate(self) -> float:
+        """The default student learning rate: a fresh ``tiny`` learns fast, a cut pretrained encoder is fine-tuned."""
+        return 1e-3 if self.kind == "tiny" else 1e-4
 
 
 def _pairs(text: str, spec: str) -> dict[str, str]:
@@ -173,10 +183,19 @@ def _layers(encoder: Any) -> torch.nn.ModuleList:
     return layers
 
 
-def _shallow(spec: StudentSpec, teacher: TokenClassifier, teacher_tok: Tokenizer, texts: Sequence[str]
-             ) -> tuple[TokenClassifier, Tokenizer, dict[str, Any]]:
+def shallow_student(spec: StudentSpec, teacher: torch.nn.Module, teacher_tok: Tokenizer, teacher_pad_id: int,
+                    texts: Sequence[str], *, encoder_of: Callable[[Any], Any] = lambda m: m.encoder
+                    ) -> tuple[Any, Backbone]:
+    """A copy of ``teacher`` cut to its first ``spec.layers`` encoder layers (vocabulary pruned to ``texts``).
+
+    ``encoder_of`` finds the BERT-family encoder inside the model (a tagger's
+    ``.encoder``; a Hugging Face sequence classifier's ``.base_model``); the
+    rest of the model (its head) is copied as it is. Returns the student and
+    the backbone (pruned tokenizer, special tokens, pad id, sizes) it is saved
+    with.
+    """
     student = copy.deepcopy(teacher)
-    encoder = student.encoder
+    encoder = encoder_of(student)
     layers = _layers(encoder)
     if spec.layers is None or spec.layers > len(layers):
         raise ConfigError(f"student shallow:{spec.layers}: the teacher has {len(layers)} encoder layers; "
@@ -200,7 +219,9 @@ def _shallow(spec: StudentSpec, teacher: TokenClassifier, teacher_tok: Tokenizer
             encoder.config.pad_token_id = int(np.searchsorted(keep, old_pad))
         _check_same_cut(teacher_tok, tokenizer, keep, texts)
         info["vocab_size"] = len(keep)
-    return student, tokenizer, info
+    specials = {f"{k}_token": v for k, v in _specials(tokenizer).items()}
+    pad_id = int(encoder.config.pad_token_id if encoder.config.pad_token_id is not None else teacher_pad_id)
+    return student, Backbone(name=spec.name, tokenizer=tokenizer, special_tokens=specials, pad_id=pad_id, info=info)
 
 
 def _check_same_cut(teacher: Tokenizer, student: Tokenizer, keep: np.ndarray, texts: Sequence[str]) -> None:
@@ -221,12 +242,7 @@ def build_student(spec: StudentSpec, teacher: TokenClassifier, teacher_tok: Toke
         backbone = load_backbone(settings, texts=texts, sequence_length=sequence_length)
         student = TokenClassifier(backbone.encoder, teacher.tags, head=teacher.head, dropout=dropout)  # type: ignore[arg-type]
     else:
-        student, tokenizer, extra = _shallow(spec, teacher, teacher_tok, texts)
-        info.update(extra)
-        specials = {f"{k}_token": v for k, v in _specials(tokenizer).items()}
-        pad_id = int(student.encoder.config.pad_token_id if student.encoder.config.pad_token_id is not None
-                     else teacher_pad_id)
-        backbone = Backbone(name=spec.name, tokenizer=tokenizer, special_tokens=specials, pad_id=pad_id)
+        student, backbone = shallow_student(spec, teacher, teacher_tok, teacher_pad_id, texts)
     if teacher.crf is not None and student.crf is not None:
         student.crf.load_state_dict(teacher.crf.state_dict())
     backbone.name = spec.name

@@ -1,15 +1,26 @@
 """The distill stage: a trained teacher + traffic texts -> a smaller student model directory.
 
-Steps: read the texts (records with entities count as gold) and the optional
-gold and dev files, with rejects (:mod:`nerwheel.formats`); hold out a seeded
-share of the texts to measure agreement with the teacher; run the teacher once
-over every text (its per-head emissions and its Viterbi entities); build the
-student (:mod:`nerwheel.model.students`); line the teacher's emissions up with
-the student's tokens (:func:`nerwheel.model.distill.align_teacher`); train with
-:class:`~nerwheel.model.distill.DistillLoss` in the ordinary loop
-(:func:`nerwheel.model.loop.fit`); write the student like any trained model,
-its card carrying a ``distillation`` section (teacher, student, sizes, losses,
-agreement with the teacher, gold F1 of both when a dev file is given).
+:func:`distill` is the entry every caller uses (CLI, pipeline step, tests): it
+refuses a used output folder, reads which task the teacher holds
+(``nerwheel.json``) and hands the work to that task's ``distill`` hook
+(:mod:`nerwheel.tasks`); a task without one is refused before any work. What
+every task shares lives here once: the output folder, the run files
+(``rejects.jsonl``, ``distill_config.yaml``), the per-file read counts and
+the task-neutral half of the card's ``distillation`` section
+(:func:`summary`). The loss (:class:`~nerwheel.model.distill.DistillLoss`), the
+students (:mod:`nerwheel.model.students`) and the loop
+(:func:`nerwheel.model.loop.fit`) are shared too.
+
+The tagger's distillation (:func:`distill_tagger`, the ``ner`` hook): read
+the texts (records with entities count as gold) and the optional gold and dev
+files, with rejects (:mod:`nerwheel.formats`); hold out a seeded share of the
+texts to measure agreement with the teacher; run the teacher once over every
+text (its per-head emissions and its Viterbi entities); build the student;
+line the teacher's emissions up with the student's tokens
+(:func:`nerwheel.model.distill.align_teacher`); train; write the student like
+any trained model, its card carrying a ``distillation`` section (teacher,
+student, sizes, losses, agreement with the teacher, gold F1 of both when a dev
+file is given). The classifier's is :mod:`nerwheel.tasks.classify.distill`.
 
 The output is an ordinary model directory: ``evaluate``, ``export``, ``gate``,
 ``deploy`` take it as they take a trained one.
@@ -19,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +43,8 @@ from nerwheel.formats.base import ReadResult
 from nerwheel.model.distill import DistillConfig
 from nerwheel.records import Entity, Record
 
-__all__ = ["DISTILL_CONFIG_FILE", "DistillResult", "check_teacher", "distill", "teacher_tagger"]
+__all__ = ["DISTILL_CONFIG_FILE", "DistillResult", "check_teacher", "distill", "distill_tagger", "file_counts",
+           "summary", "teacher_tagger", "write_run_files"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +81,8 @@ def _read(path: str | None, fmt: str | None, role: str) -> ReadResult | None:
     return result
 
 
-def _counts(result: ReadResult) -> dict[str, Any]:
+def file_counts(result: ReadResult) -> dict[str, Any]:
+    """One input file's line in the card's ``data`` section: read = accepted + rejected."""
     return {"path": result.source, "read": result.read, "accepted": len(result.records),
             "rejected": len(result.rejects)}
 
@@ -99,13 +112,7 @@ def check_teacher(teacher: Path) -> Any:
     path a CRF or softmax student could copy.
     """
     from nerwheel.model.card import ModelCard
-    from nerwheel.tasks import task_of
 
-    task = task_of(teacher)
-    if task != "ner":
-        raise ConfigError(f"{teacher}: the teacher is a {task} model; nerwheel distill distils taggers (ner) only "
-                          "so far: train the smaller classifier directly with nerwheel train --task "
-                          f"{task}", field="teacher")
     card = ModelCard.read(teacher)
     if card.lexicon:
         raise ConfigError(f"{teacher}: the teacher reads knowledge-base lexicon features, which the students do "
@@ -117,9 +124,57 @@ def check_teacher(teacher: Path) -> Any:
     return card
 
 
-def distill(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> DistillResult:
-    """Distil ``config.teacher`` into ``config.student`` over ``config.texts_file`` (or ``texts``); see the module."""
+def distill(config: DistillConfig, *, texts: Sequence[Any] | None = None) -> DistillResult:
+    """Distil ``config.teacher`` into ``config.student`` over ``config.texts_file`` (or ``texts``); see the module.
+
+    ``texts`` are the teacher task's records (a tagger's :class:`Record`, a
+    classifier's :class:`~nerwheel.tasks.classify.records.Message`).
+    """
+    from nerwheel.tasks import get_task, task_of
+
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; choose a new folder for the student")
+    name = task_of(config.teacher)
+    task = get_task(name)
+    if not task.has("distill"):
+        raise ConfigError(f"{config.teacher}: the teacher is a {name} model, which nerwheel distill cannot distil "
+                          "(taggers and classifiers can): train the smaller model directly with nerwheel train "
+                          f"--task {name}", field="teacher")
+    return task.distill(config, texts=texts)
+
+
+def write_run_files(out: Path, config: DistillConfig, reads: Iterable[ReadResult | None]) -> None:
+    """The student folder with the files every distillation writes first: the rejects of every read, the config."""
     from nerwheel.formats import write_rejects
+    from nerwheel.model.layout import REJECTS_FILE
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_rejects([rej for r in reads if r is not None for rej in r.rejects], out / REJECTS_FILE)
+    (out / DISTILL_CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True,
+                                                          sort_keys=False), encoding="utf-8")
+
+
+def summary(config: DistillConfig, spec: Any, *, teacher_backbone: str, teacher: Any, student: Any,
+            result: Any, heldout: int, agreement: dict[str, float] | None, dev: dict[str, Any],
+            losses: dict[str, float], started: float) -> dict[str, Any]:
+    """The card's ``distillation`` section: the task-neutral keys, and the task's agreement and dev figures."""
+    from nerwheel.tasks import task_of
+
+    d = config.distill
+    return {
+        "task": task_of(config.teacher), "teacher": str(Path(config.teacher)), "teacher_backbone": teacher_backbone, "student": config.student,
+        "student_name": spec.name, "temperature": d.temperature, "kl_weight": d.kl_weight,
+        "hard_weight": d.hard_weight, "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
+        "student_parameters": sum(p.numel() for p in student.parameters()),
+        "agreement_with_teacher": agreement, "heldout_texts": heldout, "dev": dev,
+        "last_batch_losses": {k: round(v, 6) for k, v in losses.items()}, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def distill_tagger(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> DistillResult:
+    """The ``ner`` task's distillation (see the module); call :func:`distill`, which checks the output folder."""
     from nerwheel.leakage import drop_leaks
     from nerwheel.model.backbones import save_tokenizer
     from nerwheel.model.card import ModelCard
@@ -127,7 +182,7 @@ def distill(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> 
     from nerwheel.model.data import build_features
     from nerwheel.model.distill import DistillLoss, align_teacher
     from nerwheel.model.encoding import TextEncoder
-    from nerwheel.model.layout import REJECTS_FILE, TOKENIZER_FILE
+    from nerwheel.model.layout import TOKENIZER_FILE
     from nerwheel.model.loop import TaggerSteps, evaluate_model, fit, seed_everything, torch_threads
     from nerwheel.model.students import build_student, parse_student
     from nerwheel.stages.split import split_records
@@ -137,8 +192,6 @@ def distill(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> 
     spec = parse_student(config.student)
     d, t = config.distill, config.training
     out = Path(config.out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: exists and is not empty; choose a new folder for the student")
     teacher_dir = Path(config.teacher)
     teacher_card = check_teacher(teacher_dir)
     seed_everything(t.seed)
@@ -191,52 +244,42 @@ def distill(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> 
                                      soft=lambda i, enc: align_teacher(enc, encs[i], ems[i]))
     heldout_teacher = [r.with_entities(tuple(ents[n_train + i])) for i, r in enumerate(heldout)]
     dev = dev_gold or heldout_teacher
-    learning_rate = t.learning_rate or (1e-3 if spec.kind == "tiny" else 1e-4)
-    data = {"texts_file": _counts(reads["texts"]) if reads["texts"] is not None else {"records": len(traffic)},
-            "texts_beyond_max_texts": capped, "gold_file": _counts(gold_read) if gold_read is not None else None,
-            "dev_file": _counts(reads["dev"]) if reads["dev"] is not None else None, "eval_texts_dropped": leaked,
+    learning_rate = t.learning_rate or spec.learning_rate
+    data = {"texts_file": file_counts(reads["texts"]) if reads["texts"] is not None else {"records": len(traffic)},
+            "texts_beyond_max_texts": capped, "gold_file": file_counts(gold_read) if gold_read is not None else None,
+            "dev_file": file_counts(reads["dev"]) if reads["dev"] is not None else None, "eval_texts_dropped": leaked,
             "train_texts": n_train, "gold_texts": sum(bool(r.entities) for r in train_texts),
             "heldout_texts": len(heldout), "train_sha256": records_sha256(hard), "alignment": stats.to_dict()}
     card = ModelCard.new(teacher_card.tagset, head=teacher_card.head, backbone=backbone.name,
                          sequence_length=sequence_length, stride=stride, pad_id=backbone.pad_id, name=out.name,
                          data=data, training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate,
                                               **backbone.info})
-    out.mkdir(parents=True, exist_ok=True)
-    write_rejects([rej for r in reads.values() if r is not None for rej in r.rejects], out / REJECTS_FILE)
-    (out / DISTILL_CONFIG_FILE).write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True,
-                                                          sort_keys=False), encoding="utf-8")
+    write_run_files(out, config, reads.values())
     log.info("distilling %s (%s) into %s on %d texts (%d gold), %d windows; dev: %s -> %s", teacher_dir,
              teacher_card.backbone, spec.name, n_train, data["gold_texts"], len(features),
              "gold" if dev_gold else f"agreement with the teacher on {len(heldout)} held-out texts", out)
     loop_config = config.loop_config(out, sequence_length=sequence_length, stride=stride)
-    steps = TaggerSteps(features, dev, loop_config, encoder, card,
-                        loss_fn=DistillLoss(d.temperature, d.kl_weight, d.hard_weight))
+    loss = DistillLoss(d.temperature, d.kl_weight, d.hard_weight)
+    steps = TaggerSteps(features, dev, loop_config, encoder, card, loss_fn=loss)
     with torch_threads(t.threads):
         result = fit(student, steps, config=loop_config, learning_rate=learning_rate, run_dir=out,
                      save=lambda path, metrics: None)
         agreement = evaluate_model(student, card, encoder, heldout_teacher, t.eval_batch_size) if heldout else None
-    summary = {
-        "teacher": str(teacher_dir), "teacher_backbone": teacher_card.backbone, "student": config.student,
-        "student_name": spec.name, "temperature": d.temperature, "kl_weight": d.kl_weight,
-        "hard_weight": d.hard_weight, "teacher_parameters": sum(p.numel() for p in teacher_model.parameters()),
-        "student_parameters": sum(p.numel() for p in student.parameters()),
-        "agreement_with_teacher": _f1s(agreement), "heldout_texts": len(heldout),
-        "dev": {"kind": "gold" if dev_gold else "agreement", "student": _f1s(result.best_metrics),
-                "teacher": _f1s(teacher_dev)},
-        "best_epoch": result.best_epoch, "epochs_run": len(result.history), "seconds": round(time.perf_counter() -
-                                                                                            started, 1),
-    }
+    section = summary(config, spec, teacher_backbone=teacher_card.backbone, teacher=teacher_model, student=student,
+                      result=result, heldout=len(heldout), agreement=_f1s(agreement),
+                      dev={"kind": "gold" if dev_gold else "agreement", "student": _f1s(result.best_metrics),
+                           "teacher": _f1s(teacher_dev)}, losses=loss.last, started=started)
     card.metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                     "stopped_early": result.stopped_early, "training_seconds": round(result.seconds, 1),
                     "dev": {k: v for k, v in result.best_metrics.items() if k != "seqeval_report"}}
     card_dict = card.model_dump()
-    card_dict["distillation"] = summary
+    card_dict["distillation"] = section
     student.save(out)
     save_tokenizer(backbone.tokenizer, backbone.special_tokens, out, sequence_length)
     ModelCard.model_validate(card_dict).write(out)
-    log.info("student %s: agreement with the teacher %s, dev %s -> %s", spec.name, summary["agreement_with_teacher"],
-             summary["dev"], out)
-    return DistillResult(out, summary)
+    log.info("student %s: agreement with the teacher %s, dev %s -> %s", spec.name, section["agreement_with_teacher"],
+             section["dev"], out)
+    return DistillResult(out, section)
 
 
 def _f1s(metrics: dict[str, Any] | None) -> dict[str, float] | None:

@@ -22,7 +22,10 @@ Hooks (lazy: importing a task imports no torch):
 - ``export(model_dir, out_dir, quantize=None, **options)`` -> export report;
 - ``load_predictor(path_or_url, **options)`` and ``predict_rows(predictor, records, **options)``
   -> output rows in input order;
-- ``serving()`` -> the Triton side (model config, handler, probe, client).
+- ``serving()`` -> the Triton side (model config, handler, probe, client);
+- ``distill(config, **options)`` -> :class:`~nerwheel.stages.distill.DistillResult`: a smaller
+  student trained on a teacher model of the task (optional: a task without it
+  cannot be distilled, and :meth:`Task.distill` says so).
 
 A model directory says which task it holds in ``nerwheel.json``
 (``"task"``; absent means ``ner``), so loaders can pick the task without being
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from nerwheel.errors import ConfigError
-__all__ = ["DEFAULT_TASK", "HOOKS", "TASKS", "Task", "TaskError", "get_task", "task_of"]
+__all__ = ["DEFAULT_TASK", "HOOKS", "OPTIONAL_HOOKS", "TASKS", "Task", "TaskError", "get_task", "task_of"]
 
 #: task name -> module holding ``TASK``.
 TASKS: dict[str, str] = {
@@ -56,6 +59,8 @@ class TaskError(ConfigError):
 #: Every hook a task names, as ``module:attribute`` (imported on first use, so a task costs nothing until used).
 HOOKS = ("read", "config_schema", "load_config", "write_default", "train", "evaluate", "gate_scores", "export",
          "load_predictor", "predict_rows", "serving")
+#: Hooks a task may leave out; calling one it does not name raises a :class:`TaskError` that says so.
+OPTIONAL_HOOKS = ("distill",)
 
 
 class Task:
@@ -65,10 +70,20 @@ class Task:
         missing = sorted(set(HOOKS) - set(hooks))
         if missing:
             raise TaskError(f"task {name!r} does not name the hooks {', '.join(missing)}")
+        unknown = sorted(set(hooks) - set(HOOKS) - set(OPTIONAL_HOOKS))
+        if unknown:
+            raise TaskError(f"task {name!r} names unknown hooks {', '.join(unknown)}; hooks are: "
+                            f"{', '.join(HOOKS + OPTIONAL_HOOKS)}")
         self.name, self.description, self._hooks = name, description, dict(hooks)
+
+    def has(self, name: str) -> bool:
+        """Whether the task names hook ``name`` (every required one; optional ones only where it has them)."""
+        return name in self._hooks
 
     def hook(self, name: str) -> Any:
         """The object a hook names (a function, a class or an adapter), imported now."""
+        if name not in self._hooks:
+            raise TaskError(f"task {self.name!r} has no {name} hook: {self.name} models cannot {name} yet")
         module, _, attr = self._hooks[name].partition(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -105,6 +120,9 @@ class Task:
 
     def serving(self) -> Any:
         return self.hook("serving")
+
+    def distill(self, config: Any, **options: Any) -> Any:
+        return self.hook("distill")(config, **options)
 
 
 def get_task(name: str | None) -> Any:

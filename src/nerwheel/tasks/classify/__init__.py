@@ -6,7 +6,8 @@ Hugging Face sequence classifier on a backbone), :mod:`.encoding` (the sentence
 pair), :mod:`.train`, :mod:`.metrics`, :mod:`.evaluate`, :mod:`.runtime`
 (PyTorch / ONNX Runtime), :mod:`.export`, :mod:`.predict`, :mod:`.serving`
 (Triton), :mod:`.teachers` (LLM and model teachers, votes), :mod:`.feedback`
-(diff and merge with provenance), :mod:`.pipeline` (the KFP DAG). ``TASK`` binds
+(diff and merge with provenance), :mod:`.distill` (a smaller student trained on
+a classifier's class probabilities), :mod:`.pipeline` (the KFP DAG). ``TASK`` binds
 them to the hooks of :mod:`nerwheel.tasks`.
 """
 
@@ -28,4 +29,5 @@ TASK = Task("classify", "Classify messages (with optional context) into a few cl
     "load_predictor": "nerwheel.tasks.classify.predict:load_classifier",
     "predict_rows": "nerwheel.tasks.classify.predict:predict_rows",
     "serving": "nerwheel.tasks.classify.serving:SERVING",
+    "distill": "nerwheel.tasks.classify.distill:distill",
 })

@@ -37,7 +37,9 @@ from nerwheel.stages.train import TrainDataError
 from nerwheel.tasks.classify.config import ClassifyConfig
 from nerwheel.tasks.classify.records import LabelSet, Message
 
-__all__ = ["REJECTS_FILE", "ClassifyInputs", "TrainDataError", "resolve_inputs", "stratified_split", "train"]
+__all__ = ["REJECTS_FILE", "ClassifierSteps", "ClassifyInputs", "CrossEntropy", "TrainDataError", "card_metrics",
+           "classifier_metrics", "messages_sha256", "resolve_inputs", "score", "stratified_split", "train",
+           "write_model"]
 
 log = logging.getLogger(__name__)
 REJECTS_FILE = "rejects.jsonl"
@@ -165,8 +167,31 @@ def class_weights(counts: Counter[str], labels: LabelSet) -> np.ndarray:
 
 
 @dataclass
+class CrossEntropy:
+    """The classifier's loss on hard targets (class-weighted when ``weight`` is given).
+
+    Shaped as a model's ``loss(logits, labels)``, so distillation's
+    :class:`~nerwheel.model.distill.DistillLoss` adds its KL term to this very
+    loss, as it does to a tagger's CRF loss.
+    """
+
+    weight: Any = None  # a float tensor [C], or None
+
+    def loss(self, logits: Any, labels: Any) -> Any:
+        import torch
+
+        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=self.weight)
+
+
+@dataclass
 class ClassifierSteps:
-    """The classifier's :class:`~nerwheel.model.loop.Steps`: pair batches, weighted cross-entropy, dev macro-F1."""
+    """The classifier's :class:`~nerwheel.model.loop.Steps`: pair batches, weighted cross-entropy, dev macro-F1.
+
+    With ``soft`` (the teacher's log-probabilities ``[N, C]``, one row per
+    example) and ``loss_fn`` (a :class:`~nerwheel.model.distill.DistillLoss`)
+    the batch loss is ``loss_fn(CrossEntropy, logits, {labels, soft, soft_mask})``:
+    distillation trains in this same loop.
+    """
 
     rows: list[tuple[list[int], list[int]]]
     targets: np.ndarray
@@ -175,6 +200,8 @@ class ClassifierSteps:
     dev: list[Message]
     card: Any
     weights: np.ndarray | None = None
+    soft: np.ndarray | None = None
+    loss_fn: Any = None
 
     def plan(self, rng: np.random.Generator) -> list[np.ndarray]:
         t = self.config.training
@@ -197,9 +224,13 @@ class ClassifierSteps:
                  if k != "token_type_ids" or getattr(unwrap(model).config, "type_vocab_size", 1) > 1}
         with autocast():
             logits = model(**feeds).logits
-        weight = torch.from_numpy(self.weights).to(device) if self.weights is not None else None
+        hard = CrossEntropy(torch.from_numpy(self.weights).to(device) if self.weights is not None else None)
         target = torch.from_numpy(self.targets[batch]).to(device)
-        return torch.nn.functional.cross_entropy(logits.float(), target, weight=weight)
+        if self.loss_fn is None or self.soft is None:
+            return hard.loss(logits, target)
+        soft = torch.from_numpy(self.soft[batch]).to(device)
+        mask = torch.ones(len(batch), dtype=torch.bool, device=device)
+        return self.loss_fn(hard, logits, {"labels": target, "soft": soft, "soft_mask": mask})
 
     def evaluate(self, model: Any) -> Any:
         from nerwheel.model.loop import DevResult
@@ -213,21 +244,42 @@ class ClassifierSteps:
 
 def score(model: Any, card: Any, encoder: Any, messages: Sequence[Message], batch_size: int) -> dict[str, Any]:
     """Metrics of an in-memory model on labelled messages (the dev evaluation, and the test set at the end)."""
-    from nerwheel.tasks.classify.metrics import classification_metrics
     from nerwheel.tasks.classify.runtime import TorchClassifier
 
-    clf = TorchClassifier(model, card, encoder, batch_size=batch_size)
-    probs = clf.probabilities([(m.context, m.message) for m in messages])
-    pred = [card.labels[int(i)] for i in probs.argmax(axis=1)]
-    return classification_metrics([m.label for m in messages], pred, card.labels, probs)
+    return classifier_metrics(TorchClassifier(model, card, encoder, batch_size=batch_size), messages)
+
+
+def classifier_metrics(classifier: Any, messages: Sequence[Message]) -> dict[str, Any]:
+    """Metrics of any :class:`~nerwheel.tasks.classify.classifier.Classifier` (PyTorch or ONNX) on labelled messages."""
+    from nerwheel.tasks.classify.metrics import classification_metrics
+
+    probs = classifier.probabilities([(m.context, m.message) for m in messages])
+    pred = [classifier.labels[int(i)] for i in probs.argmax(axis=1)]
+    return classification_metrics([m.label for m in messages], pred, classifier.labels, probs)
+
+
+def write_model(directory: Path, built: Any, labels: LabelSet, card: Any) -> None:
+    """A classifier folder: the Hugging Face files, the tokenizer, ``labels.json``, the card, the HF pipeline files.
+
+    Every classifier folder is written here (training, its checkpoints, a
+    distilled student), so ``evaluate``, ``export`` and ``predict`` read them
+    all alike.
+    """
+    from nerwheel.hf.folder import write_hf_files
+    from nerwheel.model.backbones import save_tokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    built.model.save_pretrained(directory)
+    save_tokenizer(built.tokenizer, built.special_tokens, directory, card.max_length)
+    labels.write(directory)
+    card.write(directory)
+    write_hf_files(directory, card)  # its text-classification pipeline and README.md model card (nerwheel.hf)
 
 
 def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = None,
           dev_records: Sequence[Message] | None = None, test_records: Sequence[Message] | None = None) -> Path:
     """Train a classifier as ``config`` says; returns the new model directory."""
     from nerwheel.formats import write_rejects
-    from nerwheel.hf.folder import write_hf_files
-    from nerwheel.model.backbones import save_tokenizer
     from nerwheel.model.config import default_learning_rate, learning_rate_warning
     from nerwheel.model.loop import fit, seed_everything, torch_threads
     from nerwheel.model.tracking import open_tracker
@@ -267,13 +319,8 @@ def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = N
              dict(counts.most_common()), len(inputs.dev), run_dir)
 
     def write(directory: Path, metrics: dict[str, Any]) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        built.model.save_pretrained(directory)
-        save_tokenizer(built.tokenizer, built.special_tokens, directory, config.model.max_length)
-        labels.write(directory)
-        c = card.model_copy(update={"metrics": {"dev": _card_metrics(metrics)}} if metrics else {})
-        c.write(directory)
-        write_hf_files(directory, c)  # its text-classification pipeline and README.md model card (nerwheel.hf)
+        write_model(directory, built, labels,
+                    card.model_copy(update={"metrics": {"dev": card_metrics(metrics)}} if metrics else {}))
 
     steps = ClassifierSteps(rows, targets, encoder, config, inputs.dev, card, weights)
     with torch_threads(t.threads), open_tracker(config, run_dir) as tracker:
@@ -285,9 +332,9 @@ def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = N
                     "evaluations": len(result.history), "stopped_early": result.stopped_early,
                     "training_seconds": round(result.seconds, 1)}
     if result.best_metrics:
-        card.metrics["dev"] = _card_metrics(result.best_metrics)
+        card.metrics["dev"] = card_metrics(result.best_metrics)
     if test_metrics:
-        card.metrics["test"] = _card_metrics(test_metrics)
+        card.metrics["test"] = card_metrics(test_metrics)
     write(run_dir, {})
     if config.output.plots and result.history:
         from nerwheel.model.plots import training_curve_png
@@ -298,6 +345,6 @@ def train(config: ClassifyConfig, *, train_records: Sequence[Message] | None = N
     return run_dir
 
 
-def _card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """metrics.json without the confusion matrix: what belongs in the card."""
     return {k: v for k, v in metrics.items() if k != "confusion"}

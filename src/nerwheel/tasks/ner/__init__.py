@@ -26,4 +26,5 @@ TASK = Task("ner", "Tag entity spans in texts (BERT + CRF/softmax).", {
     "load_predictor": "nerwheel.stages.predict:load_predictor",
     "predict_rows": "nerwheel.stages.predict:predict_rows",
     "serving": "nerwheel.serving.tasks:NER_SERVING",
+    "distill": "nerwheel.stages.distill:distill_tagger",
 })
