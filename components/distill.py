@@ -17,7 +17,7 @@ def distill(
     metrics: Output[Metrics],
     report: Output[HTML],
 ) -> None:
-    """Train a smaller student on the trained model's per-character distributions, or pass the model on.
+    """Train a smaller student on the trained model's distributions (tagger or classifier), or pass the model on.
 
     Args:
         model: the trained model folder (the teacher).

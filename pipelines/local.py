@@ -440,11 +440,9 @@ def _candidate(run_dir: Path, flow: _Flow) -> Path:
     """The model evaluated and served: the distil step's student, or the trained model (no distillation asked)."""
     from nerwheel.model.layout import CARD_FILE
 
-    if flow.name != "ner":  # only the tagger's DAG has a distil step
-        return run_dir / flow.train / "model"
-    student = run_dir / "distill" / "distilled"
+    student = run_dir / "distill" / "distilled"  # the tagger's and the classifier's DAGs have one
     card = _read(student / CARD_FILE) if (student / CARD_FILE).is_file() else {}
-    return student if "distillation" in card else run_dir / "train" / "model"
+    return student if "distillation" in card else run_dir / flow.train / "model"
 
 
 def task_status(run_dir: Path, stages: tuple[str, ...]) -> dict[str, str]:

@@ -3,12 +3,18 @@
 Optional: with ``student`` empty (the pipeline's default) the trained model
 passes through unchanged, so evaluate, gate, export and deploy always read
 this step's model and the DAG has one shape. With a student spec the student
-learns the trained model's per-character distributions over the training
-texts (their merged labels count as gold), and the student is what is
-evaluated, gated and served.
+learns the trained model's distributions (a tagger's per character, a
+classifier's over classes) over the training texts (their merged labels count
+as gold), and the student is what is evaluated, gated and served. The NER and
+the classifier DAGs share this step: the trained model's ``nerwheel.json``
+says which task distils it, and :data:`MERGED_FORMAT` how that task's merge
+step wrote the training texts.
 """
 
-__all__ = ["OWN_PARAMETERS", "run"]
+__all__ = ["MERGED_FORMAT", "OWN_PARAMETERS", "run"]
+
+#: task -> the format of its merge step's ``records.jsonl`` (NER: character spans; classify: message JSONL).
+MERGED_FORMAT = {"ner": "spans", "classify": "jsonl"}
 
 #: Config keys that have their own pipeline parameter (or come from the artifacts); ``overrides`` may not set them.
 OWN_PARAMETERS = ("teacher", "student", "texts_file", "gold_file", "dev_file", "format", "out")
@@ -32,6 +38,7 @@ def run(*, model_path: str, train_path: str, student: str, overrides: str, stude
     from nerwheel.errors import ConfigError
     from nerwheel.model.distill import load_distill_config
     from nerwheel.stages.distill import distill
+    from nerwheel.tasks import task_of
 
     out = Path(student_path)
     if not student.strip():
@@ -48,7 +55,8 @@ def run(*, model_path: str, train_path: str, student: str, overrides: str, stude
                                   "trained model, the training data, distill_student); leave it out",
                                   field="distill_overrides")
         fixed = {"teacher": model_path, "student": student.strip(),
-                 "texts_file": str(Path(train_path) / RECORDS_FILE), "format": "spans", "out": str(out)}
+                 "texts_file": str(Path(train_path) / RECORDS_FILE),
+                 "format": MERGED_FORMAT.get(task_of(model_path), "spans"), "out": str(out)}
         config = load_distill_config(None, merge_overrides(parse_overrides(items), fixed))
         summary = distill(config).summary
     scalars = {"distilled": 1.0, "student_parameters": float(summary["student_parameters"]),

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,8 @@ from nerwheel.formats.base import ReadResult
 from nerwheel.model.distill import DistillConfig
 from nerwheel.records import Entity, Record
 
-__all__ = ["DISTILL_CONFIG_FILE", "DistillResult", "check_teacher", "distill", "distill_tagger", "file_counts",
-           "summary", "teacher_tagger", "write_run_files"]
+__all__ = ["DISTILL_CONFIG_FILE", "DistillInputs", "DistillResult", "check_teacher", "distill", "distill_tagger",
+           "file_counts", "read_inputs", "summary", "teacher_tagger", "write_run_files"]
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,7 @@ def teacher_tagger(teacher: Path, runtime: str, *, batch_size: int, threads: int
     return TorchTagger.from_dir(teacher, device="cpu", batch_size=batch_size)
 
 
-def _read(path: str | None, fmt: str | None, role: str) -> ReadResult | None:
-    if not path:
-        return None
+def _read(path: str, fmt: str | None, role: str) -> ReadResult:
     from nerwheel.formats import read_records
 
     result = read_records(path, format=fmt) if fmt else read_records(path)
@@ -155,6 +153,54 @@ def write_run_files(out: Path, config: DistillConfig, reads: Iterable[ReadResult
                                                           sort_keys=False), encoding="utf-8")
 
 
+@dataclass
+class DistillInputs:
+    """What a distillation learns from: the reads (with their rejects), and the records after the cap and the
+    removal of every text of the dev file (``leaked``)."""
+
+    reads: dict[str, ReadResult | None]  # texts, gold, dev: None where not given (texts: passed in)
+    traffic: list[Any]
+    gold: list[Any]
+    dev: list[Any]
+    capped: int  # traffic beyond distill.max_texts, counted, not used
+    leaked: int
+
+    def data(self) -> dict[str, Any]:
+        """The card's ``data`` entries every task writes: the files' counts, the cap, the dropped dev texts."""
+        r = self.reads
+        return {"texts_file": file_counts(r["texts"]) if r["texts"] is not None else {"records": len(self.traffic)},
+                "texts_beyond_max_texts": self.capped,
+                "gold_file": file_counts(r["gold"]) if r["gold"] is not None else None,
+                "dev_file": file_counts(r["dev"]) if r["dev"] is not None else None,
+                "eval_texts_dropped": self.leaked}
+
+
+def read_inputs(config: DistillConfig, texts: Sequence[Any] | None, read: Callable[[str, str], ReadResult], *,
+                traffic_ready: Callable[[list[Any]], list[Any]] = list,
+                gold_ready: Callable[[ReadResult], list[Any]] = lambda result: list(result.records)) -> DistillInputs:
+    """Read texts (unless passed), gold and dev with the task's reader ``read(path, role)``; cap the traffic at
+    ``distill.max_texts``; let the task check the traffic and gold (``traffic_ready``, ``gold_ready``); drop every
+    text of the dev file from both (a dev text the student trained on would flatter its score)."""
+    from nerwheel.leakage import drop_leaks
+
+    reads = {role: read(path, role) if path else None for role, path in
+             (("texts", None if texts is not None else config.texts_file), ("gold", config.gold_file),
+              ("dev", config.dev_file))}
+    traffic = list(texts) if texts is not None else list(reads["texts"].records)  # type: ignore[union-attr]
+    capped = max(0, len(traffic) - config.distill.max_texts)
+    traffic = traffic_ready(traffic[: config.distill.max_texts])
+    gold = gold_ready(reads["gold"]) if reads["gold"] is not None else []
+    dev = list(reads["dev"].records) if reads["dev"] is not None else []
+    leaked = 0
+    if dev:
+        traffic, dropped = drop_leaks(traffic, dev)
+        gold, dropped_gold = drop_leaks(gold, dev)
+        leaked = len(dropped) + len(dropped_gold)
+    if not traffic and not gold:
+        raise DataError(f"{config.texts_file}: no texts to distil on", field="texts_file")
+    return DistillInputs(reads, traffic, gold, dev, capped, leaked)
+
+
 def summary(config: DistillConfig, spec: Any, *, teacher_backbone: str, teacher: Any, student: Any,
             result: Any, heldout: int, agreement: dict[str, float] | None, dev: dict[str, Any],
             losses: dict[str, float], started: float) -> dict[str, Any]:
@@ -163,19 +209,20 @@ def summary(config: DistillConfig, spec: Any, *, teacher_backbone: str, teacher:
 
     d = config.distill
     return {
-        "task": task_of(config.teacher), "teacher": str(Path(config.teacher)), "teacher_backbone": teacher_backbone, "student": config.student,
-        "student_name": spec.name, "temperature": d.temperature, "kl_weight": d.kl_weight,
-        "hard_weight": d.hard_weight, "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
+        "task": task_of(config.teacher), "teacher": str(Path(config.teacher)), "teacher_backbone": teacher_backbone,
+        "student": config.student, "student_name": spec.name, "temperature": d.temperature,
+        "kl_weight": d.kl_weight, "hard_weight": d.hard_weight,
+        "teacher_parameters": sum(p.numel() for p in teacher.parameters()),
         "student_parameters": sum(p.numel() for p in student.parameters()),
         "agreement_with_teacher": agreement, "heldout_texts": heldout, "dev": dev,
-        "last_batch_losses": {k: round(v, 6) for k, v in losses.items()}, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "last_batch_losses": {k: round(v, 6) for k, v in losses.items()},
+        "best_epoch": result.best_epoch, "epochs_run": len(result.history),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def distill_tagger(config: DistillConfig, *, texts: Sequence[Record] | None = None) -> DistillResult:
     """The ``ner`` task's distillation (see the module); call :func:`distill`, which checks the output folder."""
-    from nerwheel.leakage import drop_leaks
     from nerwheel.model.backbones import save_tokenizer
     from nerwheel.model.card import ModelCard
     from nerwheel.model.classifier import TokenClassifier
@@ -197,26 +244,17 @@ def distill_tagger(config: DistillConfig, *, texts: Sequence[Record] | None = No
     seed_everything(t.seed)
 
     # -- data ------------------------------------------------------------------------------------------
-    reads = {role: _read(path, config.format, role) for role, path in
-             (("texts", None if texts is not None else config.texts_file), ("gold", config.gold_file),
-              ("dev", config.dev_file))}
-    traffic = list(texts) if texts is not None else list(reads["texts"].records)  # type: ignore[union-attr]
-    capped = max(0, len(traffic) - d.max_texts)
-    traffic = traffic[: d.max_texts]
-    gold_read = reads["gold"]
-    gold = list(tag_ready(gold_read)[0].records) if gold_read is not None else []
-    dev_gold = list(reads["dev"].records) if reads["dev"] is not None else []
-    labelled = [r for r in traffic if r.entities]
-    if labelled:  # gold inside the traffic file: the same overlap policy as training data
+    def traffic_ready(traffic: list[Record]) -> list[Record]:
+        labelled = [r for r in traffic if r.entities]
+        if not labelled:
+            return traffic
+        # gold inside the traffic file: the same overlap policy as training data
         checked = tag_ready(as_read_result(labelled, "texts"))[0].records
-        traffic = [r for r in traffic if not r.entities] + list(checked)
-    leaked = 0
-    if dev_gold:
-        traffic, dropped = drop_leaks(traffic, dev_gold)
-        gold, dropped_gold = drop_leaks(gold, dev_gold)
-        leaked = len(dropped) + len(dropped_gold)
-    if not traffic and not gold:
-        raise DataError(f"{config.texts_file}: no texts to distil on", field="texts_file")
+        return [r for r in traffic if not r.entities] + list(checked)
+
+    inputs = read_inputs(config, texts, lambda path, role: _read(path, config.format, role),
+                         traffic_ready=traffic_ready, gold_ready=lambda result: list(tag_ready(result)[0].records))
+    traffic, gold, dev_gold, reads = inputs.traffic, inputs.gold, inputs.dev, inputs.reads
     parts = split_records(traffic, (1 - d.dev_ratio, d.dev_ratio), names=("train", "heldout"), seed=t.seed)
     train_texts, heldout = parts["train"] + gold, parts["heldout"]
 
@@ -245,10 +283,7 @@ def distill_tagger(config: DistillConfig, *, texts: Sequence[Record] | None = No
     heldout_teacher = [r.with_entities(tuple(ents[n_train + i])) for i, r in enumerate(heldout)]
     dev = dev_gold or heldout_teacher
     learning_rate = t.learning_rate or spec.learning_rate
-    data = {"texts_file": file_counts(reads["texts"]) if reads["texts"] is not None else {"records": len(traffic)},
-            "texts_beyond_max_texts": capped, "gold_file": file_counts(gold_read) if gold_read is not None else None,
-            "dev_file": file_counts(reads["dev"]) if reads["dev"] is not None else None, "eval_texts_dropped": leaked,
-            "train_texts": n_train, "gold_texts": sum(bool(r.entities) for r in train_texts),
+    data = {**inputs.data(), "train_texts": n_train, "gold_texts": sum(bool(r.entities) for r in train_texts),
             "heldout_texts": len(heldout), "train_sha256": records_sha256(hard), "alignment": stats.to_dict()}
     card = ModelCard.new(teacher_card.tagset, head=teacher_card.head, backbone=backbone.name,
                          sequence_length=sequence_length, stride=stride, pad_id=backbone.pad_id, name=out.name,

@@ -188,3 +188,26 @@ def test_traffic_rejects_are_counted_and_written_with_their_lines(tiny_classifie
     again = CliRunner().invoke(cli, ["distill", "--teacher", str(tiny_classifier), "--texts", str(traffic),
                                      "--out", str(out)])
     assert again.exit_code == 1 and "not empty" in again.stderr  # a used folder is refused before any work
+
+
+def test_the_pipeline_distil_step_takes_a_classifier_and_its_merged_messages(tiny_classifier, message_files,
+                                                                            tmp_path):
+    """The DAG's shared distill step on the classifier's artifacts: the merged messages (labelled: gold) in."""
+    from nerwheel.components.steps.distill import run
+    from nerwheel.tasks.classify.formats import write_messages
+
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    write_messages(read_messages(message_files["train"]).records, merged / "records.jsonl")
+    out = tmp_path / "student" / "distilled"
+    smaller = "tiny:hidden_size=16,num_layers=1,num_heads=2,intermediate_size=32"
+    scalars = run(model_path=str(tiny_classifier), train_path=str(merged), student=smaller,
+                  overrides="training.epochs=2; training.threads=1; distill.dev_ratio=0.2", student_path=str(out),
+                  report_path=str(tmp_path / "student.html"))
+    assert scalars["distilled"] == 1.0 and scalars["student_parameters"] < scalars["teacher_parameters"]
+    assert 0.0 <= scalars["agreement_accuracy"] <= 1.0
+    card = json.loads((out / "nerwheel.json").read_text(encoding="utf-8"))
+    assert card["task"] == "classify" and card["distillation"]["student"] == smaller
+    assert card["data"]["texts_file"]["accepted"] == card["data"]["texts_file"]["read"] == 160
+    assert card["data"]["gold_texts"] == card["data"]["train_texts"] > 0  # the merged labels count as gold
+    assert TorchClassifier.from_dir(out).predict(read_messages(message_files["eval"]).records)

@@ -51,10 +51,8 @@ HARD_TARGETS = "gold label where a message has one, else the teacher's top class
 CHUNK = 2048
 
 
-def _read(path: str | None, fmt: str | None, labels: LabelSet, role: str) -> ReadResult | None:
-    """A message file (``texts``: labels optional; ``gold`` and ``dev``: required), labels named by the teacher's set."""
-    if not path:
-        return None
+def _read(path: str, fmt: str | None, labels: LabelSet, role: str) -> ReadResult:
+    """A message file (``texts``: labels optional; ``gold``, ``dev``: required), labels named by the teacher's set."""
     from nerwheel.tasks.classify.formats import read_messages
 
     result = read_messages(path, fmt, labels=labels, require_label=role != "texts")
@@ -106,11 +104,10 @@ def distill(config: DistillConfig, *, texts: Sequence[Message] | None = None) ->
     from tokenizers import Tokenizer
     from transformers import AutoModelForSequenceClassification
 
-    from nerwheel.leakage import drop_leaks
     from nerwheel.model.distill import DistillLoss
     from nerwheel.model.loop import fit, seed_everything, torch_threads
     from nerwheel.model.students import parse_student
-    from nerwheel.stages.distill import file_counts, summary, write_run_files
+    from nerwheel.stages.distill import read_inputs, summary, write_run_files
     from nerwheel.tasks.classify.card import ClassifierCard
     from nerwheel.tasks.classify.config import ClassifyConfig
     from nerwheel.tasks.classify.encoding import PairEncoder
@@ -136,25 +133,16 @@ def distill(config: DistillConfig, *, texts: Sequence[Message] | None = None) ->
     seed_everything(t.seed)
 
     # -- data ------------------------------------------------------------------------------------------
-    reads = {role: _read(path, config.format, labels, role) for role, path in
-             (("texts", None if texts is not None else config.texts_file), ("gold", config.gold_file),
-              ("dev", config.dev_file))}
-    traffic = list(texts) if texts is not None else list(reads["texts"].records)  # type: ignore[union-attr]
-    outside = sorted({m.label for m in traffic if m.label is not None and m.label not in labels})
-    if outside:
-        raise DataError(f"texts: labels {outside} are not classes of the teacher ({', '.join(labels.names)})",
-                        field="texts_file")
-    capped = max(0, len(traffic) - d.max_texts)
-    traffic = traffic[: d.max_texts]
-    gold = list(reads["gold"].records) if reads["gold"] is not None else []
-    dev_gold = list(reads["dev"].records) if reads["dev"] is not None else []
-    leaked = 0
-    if dev_gold:
-        traffic, dropped = drop_leaks(traffic, dev_gold)
-        gold, dropped_gold = drop_leaks(gold, dev_gold)
-        leaked = len(dropped) + len(dropped_gold)
-    if not traffic and not gold:
-        raise DataError(f"{config.texts_file}: no messages to distil on", field="texts_file")
+    def traffic_ready(traffic: list[Message]) -> list[Message]:  # messages passed in, not read against the labels
+        outside = sorted({m.label for m in traffic if m.label is not None and m.label not in labels})
+        if outside:
+            raise DataError(f"texts: labels {outside} are not classes of the teacher ({', '.join(labels.names)})",
+                            field="texts_file")
+        return traffic
+
+    inputs = read_inputs(config, texts, lambda path, role: _read(path, config.format, labels, role),
+                         traffic_ready=traffic_ready)
+    traffic, gold, dev_gold = inputs.traffic, inputs.gold, inputs.dev
     kept, heldout = stratified_split(traffic, d.dev_ratio, t.seed) if traffic else ([], [])
     train_msgs = kept + gold
     n_train = len(train_msgs)
@@ -179,11 +167,7 @@ def distill(config: DistillConfig, *, texts: Sequence[Message] | None = None) ->
     encoder = PairEncoder(built.tokenizer, max_length=teacher_card.max_length, pad_id=built.pad_id)
     rows = encoder.encode([(m.context, m.message) for m in train_msgs])
     learning_rate = t.learning_rate or spec.learning_rate
-    data = {"texts_file": file_counts(reads["texts"]) if reads["texts"] is not None else {"records": len(traffic)},
-            "texts_beyond_max_texts": capped,
-            "gold_file": file_counts(reads["gold"]) if reads["gold"] is not None else None,
-            "dev_file": file_counts(reads["dev"]) if reads["dev"] is not None else None, "eval_texts_dropped": leaked,
-            "train_texts": n_train, "gold_texts": sum(m.label is not None for m in train_msgs),
+    data = {**inputs.data(), "train_texts": n_train, "gold_texts": sum(m.label is not None for m in train_msgs),
             "heldout_texts": len(heldout),
             "train_sha256": messages_sha256([m.with_label(labels.names[i]) for m, i in zip(train_msgs, targets,
                                                                                           strict=True)]),
@@ -192,7 +176,7 @@ def distill(config: DistillConfig, *, texts: Sequence[Message] | None = None) ->
                           pad_id=built.pad_id, name=out.name, data=data,
                           training={**config.model_dump(mode="json"), "resolved_learning_rate": learning_rate,
                                     **built.info})
-    write_run_files(out, config, reads.values())
+    write_run_files(out, config, inputs.reads.values())
     log.info("distilling %s (%s) into %s on %d messages (%d gold); dev: %s -> %s", teacher_dir,
              teacher_card.backbone, spec.name, n_train, data["gold_texts"],
              "gold" if dev_gold else f"agreement with the teacher on {len(heldout)} held-out messages", out)

@@ -1,10 +1,12 @@
 """The classifier's flywheel as a Kubeflow Pipelines v2 DAG, on the same machinery as NER's.
 
-    label (model or LLM teacher) -> merge -> train -> evaluate -> gate -> [promoted] export -> deploy
+    label (model or LLM teacher) -> merge -> train -> distill -> evaluate -> gate -> [promoted] export -> deploy
 
 The four task-specific components below are thin wrappers over
-:mod:`nerwheel.tasks.classify.steps`; gate, export and deploy are NER's own
-components (their steps read the task from the metrics or the model), and the
+:mod:`nerwheel.tasks.classify.steps`; distill, gate, export and deploy are
+NER's own components (their steps read the task from the metrics or the
+model; ``distill`` passes the trained model on unless ``distill_student``
+names a student), and the
 cluster settings (:class:`~nerwheel.pipelines.flywheel.Platform`: GPU for
 train, S3 credentials and endpoint as env, LLM and git secrets) are attached
 the same way. The evaluate component also logs KFP's own
@@ -14,6 +16,7 @@ the same way. The evaluate component also logs KFP's own
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
+from nerwheel.components.distill import distill
 from nerwheel.components.images import component
 from nerwheel.stages.gate import GatePolicy
 
@@ -22,13 +25,15 @@ __all__ = ["DISPLAY_NAMES", "PIPELINE_NAME", "STAGES", "build_pipeline", "classi
 
 PIPELINE_NAME = "nerwheel-classify"
 #: The DAG's tasks in order (KFP names tasks after their component functions).
-STAGES = ("classify-label", "classify-merge", "classify-train", "classify-evaluate", "gate", "export", "deploy")
+STAGES = ("classify-label", "classify-merge", "classify-train", "distill", "classify-evaluate", "gate", "export",
+          "deploy")
 _GATE = GatePolicy()
 
 DISPLAY_NAMES = {
     "label": "Label traffic with the teacher",
     "merge": "Merge gold and teacher labels",
     "train": "Train the classifier (GPU)",
+    "distill": "Distil into a smaller classifier (optional, GPU)",
     "evaluate": "Evaluate candidate and production",
     "gate": "Gate: does the candidate beat production (macro-F1)?",
 }
@@ -156,7 +161,8 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
     p = platform or Platform()
 
     @dsl.pipeline(name=PIPELINE_NAME, description="nerwheel message classifier: teacher labels -> merge -> train -> "
-                  "evaluate -> gate (macro-F1) -> (if promoted) ONNX export -> Triton deploy + GitOps commit.")
+                  "[distill] -> evaluate -> gate (macro-F1) -> (if promoted) ONNX export -> Triton deploy + GitOps "
+                  "commit.")
     @tail_args(  # the Args lines of production_model_uri ... gitops_path: TAIL_ARGS, and the gate's words here
         min_delta="Gate: required rise of macro-F1.",
         max_type_drop="Gate: largest allowed fall of a well-supported class's F1.",
@@ -178,6 +184,8 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
         epochs: int = 10,
         train_seed: int = 42,
         train_overrides: str = "",
+        distill_student: str = "",
+        distill_overrides: str = "",
         production_model_uri: str = "",
         production_from_repository: bool = True,
         min_delta: float = _GATE.min_delta,
@@ -208,6 +216,8 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
             epochs: Maximum training epochs.
             train_seed: Training seed.
             train_overrides: More training settings, section.key=value separated by ';'.
+            distill_student: Serve a student distilled from the trained classifier (tiny, shallow:K, ...); empty = none.
+            distill_overrides: More distillation settings, section.key=value separated by ';'.
         """
         t_label = classify_label(texts_uri=texts_uri, seed_uri=seed_uri, teacher=teacher,
                                  teacher_model_uri=teacher_model_uri, threshold=threshold, llm_endpoint=llm_endpoint,
@@ -224,20 +234,24 @@ def build_pipeline(platform=None):  # noqa: ANN001, ANN201 - a Platform, a kfp G
                                  seed=train_seed, overrides=train_overrides)
         t_train.set_display_name(DISPLAY_NAMES["train"])
         p.gpu(t_train, 1)  # the classifier trains in one process: one GPU
-        t_eval = classify_evaluate(model=t_train.outputs["model"], eval_uri=eval_uri,
+        t_distill = distill(model=t_train.outputs["model"], train_data=t_merge.outputs["merged"],
+                            student=distill_student, overrides=distill_overrides)
+        t_distill.set_display_name(DISPLAY_NAMES["distill"])
+        p.gpu(t_distill, 1)
+        t_eval = classify_evaluate(model=t_distill.outputs["distilled"], eval_uri=eval_uri,
                                    production_model_uri=production_model_uri, repository_uri=repository_uri,
                                    model_name=model_name, production_from_repository=production_from_repository)
         t_eval.set_display_name(DISPLAY_NAMES["evaluate"])
         t_eval.set_caching_options(False)
-        tasks = [t_label, t_merge, t_train, t_eval]
-        tasks += gate_and_ship(p, t_eval, t_train.outputs["model"], gate_name=DISPLAY_NAMES["gate"],
+        tasks = [t_label, t_merge, t_train, t_distill, t_eval]
+        tasks += gate_and_ship(p, t_eval, t_distill.outputs["distilled"], gate_name=DISPLAY_NAMES["gate"],
                                min_delta=min_delta, max_type_drop=max_type_drop, noise_spans=noise_spans,
                                min_support=min_support, metric="strict", quantize=quantize, model_name=model_name,
                                repository_uri=repository_uri, triton_url=triton_url,
                                gitops_repo_url=gitops_repo_url, gitops_path=gitops_path)
         # time limits and retries as the NER stages that do the same work (label: a teacher over the traffic)
-        for task, stage in zip(tasks, ("annotate", "merge", "train", "evaluate", "gate", "export", "deploy"),
-                               strict=True):
+        for task, stage in zip(tasks, ("annotate", "merge", "train", "distill", "evaluate", "gate", "export",
+                                       "deploy"), strict=True):
             p.limits(task, stage)
             p.storage_access(task)
 
