@@ -17,6 +17,7 @@ from classify_messages import make_rows
 from click.testing import CliRunner
 
 from nerwheel.cli import cli
+from nerwheel.errors import ConfigError
 from nerwheel.model.distill import DistillLoss, load_distill_config
 from nerwheel.stages.distill import distill
 from nerwheel.tasks.classify.formats import read_messages
@@ -120,16 +121,22 @@ def test_a_distilled_student_agrees_with_the_teacher_far_beyond_an_untrained_one
 
 def test_a_shallow_student_is_the_teachers_first_layers_with_a_pruned_vocabulary(tiny_classifier, traffic_csv,
                                                                                  tmp_path):
+    """The 1-layer teacher cut to shallow:1 and (learning rates ~0) left untrained answers exactly as the teacher on
+    the traffic: the cut keeps the head and the pruned vocabulary cuts every traffic text as the teacher's did."""
     config = load_distill_config(overrides={
         "teacher": str(tiny_classifier), "texts_file": str(traffic_csv), "student": "shallow:1",
-        "out": str(tmp_path / "s"), "training": {"epochs": 1, "threads": 1}})
+        "out": str(tmp_path / "s"), "training": {"epochs": 1, "threads": 1, "learning_rate": 1e-12},
+        "optimizer": {"head_learning_rate": 1e-12}})
     result = distill(config)
     card = json.loads((result.model_dir / "nerwheel.json").read_text(encoding="utf-8"))
     hf = json.loads((result.model_dir / "config.json").read_text(encoding="utf-8"))
     assert card["training"]["layers"] == 1 and hf["num_hidden_layers"] == 1
     assert hf["vocab_size"] == card["training"]["vocab_size"] < card["training"]["teacher_vocab_size"]
-    assert result.summary["agreement_with_teacher"]["accuracy"] >= 0.9  # the whole 1-layer teacher, fine-tuned
-    with pytest.raises(Exception, match="choose K from 1 to 1"):
+    pairs = [(m.context, m.message) for m in read_messages(traffic_csv).records]
+    teacher = TorchClassifier.from_dir(tiny_classifier).probabilities(pairs)
+    np.testing.assert_allclose(TorchClassifier.from_dir(result.model_dir).probabilities(pairs), teacher, atol=1e-5)
+    assert result.summary["agreement_with_teacher"]["accuracy"] == 1.0
+    with pytest.raises(ConfigError, match="choose K from 1 to 1"):
         distill(config.model_copy(update={"student": "shallow:2", "out": str(tmp_path / "t")}))
 
 
