@@ -207,3 +207,13 @@ def test_a_teacher_of_a_task_without_distillation_is_refused_with_the_way_forwar
     assert res.exit_code == 1, res.output
     assert "embed model" in res.stderr and "--task embed" in res.stderr and "(CLI: --teacher)" in res.stderr
     assert not (tmp_path / "student").exists()
+
+
+@pytest.mark.parametrize("overrides", [{"training": {"threads": 1}}, {"training": {"epochs": None, "batch_size": 8}}])
+def test_a_partial_training_section_keeps_the_distillation_epoch_default(overrides):
+    """`nerwheel distill ... --set training.threads=1` crashed in the loop (epochs None + 1): a training section
+    given in part replaced the default's epochs with the backbone-default marker a student has no row for."""
+    config = load_distill_config(None, {"teacher": "t", "texts_file": "x", "out": "o", **overrides})
+    assert config.training.epochs == 5
+    assert load_distill_config(None, {"teacher": "t", "texts_file": "x", "out": "o",
+                                      "training": {"epochs": 2}}).training.epochs == 2

@@ -92,6 +92,15 @@ class DistillConfig(Section):
     early_stopping: EarlyStoppingSettings = Field(default_factory=EarlyStoppingSettings, description="early stopping")
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="progress within an epoch")
 
+    @model_validator(mode="after")
+    def _epochs(self) -> DistillConfig:
+        # a training section given in part (--set training.threads=1, a YAML with only batch_size) replaces the
+        # default factory's, and TrainingSettings leaves epochs to the backbone's measured row, which a student
+        # does not have: the distillation default applies instead of None reaching the loop
+        if self.training.epochs is None:
+            self.training.epochs = _distill_training().epochs
+        return self
+
     def loop_config(self, out: Path, *, schema: type[Section] = TrainConfig, **training: Any) -> Any:
         """The training loop's view of this config as the task's ``schema`` (TrainConfig, ClassifyConfig, ...).
 
