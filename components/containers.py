@@ -38,7 +38,7 @@ from nerwheel.components.images import SERVING_DOCKERFILE, STAGE_IMAGES, STAGES,
 from nerwheel.errors import ConfigError, NerwheelError
 
 __all__ = ["BuildOptions", "BuildResult", "Engine", "ImageError", "build_argv", "build_images", "detect_engine",
-           "image_size"]
+           "image_size", "record_build", "variant"]
 
 #: The repository root (the build context): components/ is one level below it.
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +123,18 @@ def image_size(engine: Engine, ref: str) -> int:
     return int(out.stdout.strip().splitlines()[0])
 
 
+def variant(argv: Sequence[str]) -> str:
+    """Which variant of its Dockerfile a build command makes: the Dockerfile's defaults (the cluster image), or the
+    build machine's fallbacks it names (a local base, CPU torch from a wheel folder, Triton from the wheel)."""
+    args = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--build-arg")
+    parts = [f"base {args['BASE']}"] if "BASE" in args else []
+    if "TORCH_FIND_LINKS" in args:
+        parts.append("CPU torch from the wheel folder")
+    if args.get("SERVER") == "wheel":
+        parts.append("tritonserver from the nvidia-pytriton wheel")
+    return ", ".join(parts) or "the Dockerfile's defaults"
+
+
 @dataclass
 class BuildResult:
     target: str
@@ -130,14 +142,16 @@ class BuildResult:
     seconds: float
     size_bytes: int
     argv: list[str] = field(default_factory=list)
+    variant: str = ""
 
     def line(self) -> str:
-        return f"{self.target:10} {self.image:55} {self.size_bytes / 1e6:8.0f} MB {self.seconds:8.0f} s"
+        return f"{self.target:12} {self.image:55} {self.size_bytes / 1e6:8.0f} MB {self.seconds:8.0f} s  {self.variant}"
 
 
 def build_images(targets: Sequence[str], engine: Engine, options: BuildOptions, *, log_dir: Path,
-                 echo: Any = print) -> list[BuildResult]:
-    """Build each target one at a time (the log of each in ``log_dir/<target>.log``); stops at the first failure."""
+                 echo: Any = print, on_result: Any = None) -> list[BuildResult]:
+    """Build each target one at a time (the log of each in ``log_dir/<target>.log``); stops at the first failure.
+    ``on_result`` gets each image as soon as it is built, so a failure later keeps the images before it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for target in targets:
@@ -152,8 +166,10 @@ def build_images(targets: Sequence[str], engine: Engine, options: BuildOptions, 
         if code != 0:
             tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
             raise ImageError(f"{target}: build failed (exit {code}) after {seconds:.0f} s; log {log}:\n{tail}")
-        results.append(BuildResult(target, ref, round(seconds, 1), image_size(engine, ref), argv))
+        results.append(BuildResult(target, ref, round(seconds, 1), image_size(engine, ref), argv, variant(argv)))
         echo(results[-1].line())
+        if on_result is not None:
+            on_result(results[-1])
     return results
 
 
@@ -166,8 +182,15 @@ def write_report(path: Path, section: str, payload: Any) -> Path:
     return path
 
 
-def results_payload(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in results]
+def record_build(path: Path, engine: Engine, result: BuildResult) -> Path:
+    """Put one built image into the report's ``build`` section, replacing that target's earlier entry: separate
+    ``images.sh build IMAGE`` runs add up to one table (in :func:`all_targets` order) instead of overwriting it."""
+    report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    images = {i["target"]: i for i in report.get("build", {}).get("images", [])}
+    images[result.target] = asdict(result)
+    order = {t: n for n, t in enumerate(all_targets())}
+    return write_report(path, "build", {"engine": engine.command,
+                                        "images": sorted(images.values(), key=lambda i: order.get(i["target"], 99))})
 
 
 def env_flag(name: str) -> str | None:
@@ -256,9 +279,8 @@ def cli() -> Any:
         eng = detect_engine(engine)
         opts = _options(base, wheels, ca_bundle, eng)
         results = build_images(list(targets) or all_targets(), eng, opts, log_dir=report.parent / "logs",
-                               echo=lambda m: click.echo(m, err=True))
-        write_report(report, "build", {"engine": eng.command, "options": asdict(opts),
-                                       "images": results_payload(results)})
+                               echo=lambda m: click.echo(m, err=True),
+                               on_result=lambda r: record_build(report, eng, r))
         for r in results:
             click.echo(r.line())
 

@@ -473,3 +473,39 @@ def test_a_task_whose_container_failed_is_not_taken_for_a_success(tmp_path: Path
         _outputs(task, "annotated", "Output")
     (out.parent / "executor_output.json").write_text("{}")
     assert _outputs(task, "annotated") == [task.outputs["annotated"]]
+
+
+def test_build_report_keeps_every_image_built_across_runs_and_before_a_failure(tmp_path: Path) -> None:
+    """images.sh build IMAGE, run image by image (as on a shared build machine), adds up to one table; an image that
+    fails to build stops the run but keeps the images built before it in the report."""
+    from nerwheel.components.containers import (PODMAN_FLAGS, BuildOptions, Engine, ImageError, build_images,
+                                                record_build)
+
+    engine_exe = tmp_path / "podman"  # builds succeed except gate's; inspect answers a size
+    engine_exe.write_text('#!/bin/sh\ncase "$*" in *nerwheel-gate*) echo "no space" >&2; exit 3;; esac\n'
+                          '[ "$1" = image ] && echo 12000000\nexit 0\n')
+    engine_exe.chmod(0o755)
+    engine = Engine(str(engine_exe), PODMAN_FLAGS)
+    opts = BuildOptions(base="localhost/nerwheel-base:bookworm", wheels=str(tmp_path))
+    report = tmp_path / "report.json"
+
+    def build(*targets: str) -> None:
+        build_images(targets, engine, opts, log_dir=tmp_path / "logs", echo=lambda m: None,
+                     on_result=lambda r: record_build(report, engine, r))
+
+    build("train")
+    build("triton", "shard")
+    with pytest.raises(ImageError, match=r"(?s)gate: build failed \(exit 3\).*no space"):
+        build("annotate", "gate", "export")
+    build("shard")  # a rebuild replaces its entry
+    images = json.loads(report.read_text())["build"]["images"]
+    assert [i["target"] for i in images] == ["shard", "annotate", "train", "triton"]
+    by = {i["target"]: i for i in images}
+    assert by["train"]["variant"] == "base localhost/nerwheel-base:bookworm, CPU torch from the wheel folder"
+    assert by["triton"]["variant"] == ("base localhost/nerwheel-base:bookworm, tritonserver from the "
+                                       "nvidia-pytriton wheel")
+    assert by["annotate"]["variant"] == "base localhost/nerwheel-base:bookworm"
+    assert by["shard"]["size_bytes"] == 12_000_000
+    plain = build_images(["merge"], engine, BuildOptions(), log_dir=tmp_path / "logs",
+                         echo=lambda m: None)
+    assert plain[0].variant == "the Dockerfile's defaults"
