@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from nerwheel.components.containers import Engine, ImageError, has_image, image_
 from nerwheel.components.images import STAGES, image, serving_image
 from nerwheel.pipelines.local import environment
 
-__all__ = ["STAGE_CHECKS", "run_check", "run_stage_check"]
+__all__ = ["STAGE_CHECKS", "live_turn", "run_check", "run_stage_check"]
 
 #: What podman needs on this kind of host, for containers started through its API (no CLI flags there).
 CONTAINERS_CONF = """[containers]
@@ -143,7 +143,8 @@ def _serve(engine: Engine, repository: str, texts: list[str], export_dir: Path, 
     name = f"nerwheel-check-triton-{os.getpid()}"
     mounts = [] if repository.startswith("s3://") else ["--volume", f"{repository}:{repository}:ro"]
     envs = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
-    argv = [engine.command, "run", "--detach", "--rm", "--name", name, *engine.flags, "--network", "host", *mounts,
+    # no --rm: a server that exits keeps its container, so its log can be read; removed below
+    argv = [engine.command, "run", "--detach", "--name", name, *engine.flags, "--network", "host", *mounts,
             *envs, serving_image(), "nerwheel", "serve", "--repository", repository, "--grpc-port", str(grpc),
             "--http-port", str(http), "--metrics-port", str(metrics)]
     echo("serving: " + " ".join(argv))
@@ -152,10 +153,13 @@ def _serve(engine: Engine, repository: str, texts: list[str], export_dir: Path, 
     try:
         client = Client(f"127.0.0.1:{grpc}", model=model)
         while not client.ready():
-            if time.monotonic() - t0 > 600:
+            running = subprocess.run([engine.command, "inspect", "--format", "{{.State.Running}}", name],
+                                     capture_output=True, text=True).stdout.strip() == "true"
+            if not running or time.monotonic() - t0 > 600:
                 logs = subprocess.run([engine.command, "logs", name], capture_output=True, text=True)
-                raise ImageError(f"the Triton image did not get ready in 600 s:\n{logs.stdout[-3000:]}"
-                                 f"{logs.stderr[-3000:]}")
+                why = "exited" if not running else "did not get ready in 600 s"
+                raise ImageError(f"the Triton image {why} ({time.monotonic() - t0:.0f} s after its start); its log:\n"
+                                 f"{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
             time.sleep(1)
         ready_s = time.monotonic() - t0
         served = client.predict(texts)
@@ -166,6 +170,15 @@ def _serve(engine: Engine, repository: str, texts: list[str], export_dir: Path, 
                 "entities": sum(map(len, served)), "same_as_export": same}
     finally:
         subprocess.run([engine.command, "stop", "--time", "5", name], capture_output=True)
+        subprocess.run([engine.command, "rm", "--force", name], capture_output=True)
+
+
+def live_turn(summaries: Sequence[Any]) -> Any:
+    """The last turn that deployed a model: its version is the one live in the repository, so the Triton image is
+    served on it and compared with that turn's export. A later turn whose gate refused deploys nothing and leaves
+    it live (the second turn's candidate may well lose to the first's)."""
+    deployed = [s for s in summaries if s.repository and s.export_dir and s.version is not None]
+    return deployed[-1] if deployed else None
 
 
 def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2, serve: bool = True,
@@ -192,7 +205,7 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
         task_env = stack.enter_context(_moto()) if s3 else {}
         runner = local.DockerRunner(network_mode="host", environment=task_env) if task_env else local.DockerRunner()
         arguments = {} if s3 else {"repository_uri": str(root / "triton-repository")}
-        summary = None
+        summaries = []
         for turn in range(1, turns + 1):
             echo(f"turn {turn}: the pipeline in the stage images ({engine.command})")
             with environment(task_env):
@@ -207,13 +220,21 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
                                     "reasons": summary.reasons, "version": summary.version,
                                     "run_dir": summary.run_dir, "log": summary.log})
             echo(summary.text())
-        if serve and summary is not None and summary.repository and summary.export_dir:
+            summaries.append(summary)
+        live = live_turn(summaries)
+        if serve and live is None:
+            report["serve"] = {"skipped": "no turn deployed a model (every gate refused): nothing to serve"}
+            echo(f"serving: {report['serve']['skipped']}")
+        elif serve and live is not None:
             from nerwheel.components.data import sample_path
 
             texts = [t for t in sample_path("texts").read_text(encoding="utf-8").splitlines() if t.strip()][:40]
             with environment(task_env):
-                report["serve"] = _serve(engine, summary.repository, texts, Path(summary.export_dir),
-                                         summary.model_name or "nerwheel", echo, task_env)
+                report["serve"] = _serve(engine, live.repository, texts, Path(live.export_dir),
+                                         live.model_name or "nerwheel", echo, task_env)
+            report["serve"]["version"] = live.version
+            if not report["serve"]["same_as_export"]:
+                raise ImageError(f"the Triton image's entities differ from the export's: {json.dumps(report)}")
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
 

@@ -406,7 +406,7 @@ def test_serving_image_runs_the_manifests_tritonserver() -> None:
     # kb: lexicon-feature models compute KB matches
     assert re.search(r'case "image" in image\) pip install "\.\[serve,kb\]" ;;', runs)
     # the variant for build machines without the NVIDIA image: the wheel's tritonserver in a venv on PATH
-    assert 'wheel) python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,kb]" ;;' in runs
+    assert 'python3 -m venv /opt/venv && /opt/venv/bin/pip install ".[serve,kb]" ;;' in runs.split("wheel)", 1)[1]
     users = [args for word, args in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert not [args for word, args in ins if word in ("ENV", "ARG") and SECRETISH.search(args)]
@@ -509,3 +509,62 @@ def test_build_report_keeps_every_image_built_across_runs_and_before_a_failure(t
     plain = build_images(["merge"], engine, BuildOptions(), log_dir=tmp_path / "logs",
                          echo=lambda m: None)
     assert plain[0].variant == "the Dockerfile's defaults"
+
+
+def test_the_wheel_triton_image_has_the_libpython_its_python_backend_stub_links() -> None:
+    """SERVER=wheel on a plain Debian base: the pytriton wheel's triton_python_backend_stub needs the shared
+    libpython3.11.so.1.0, which python3 alone does not bring (seen: the stub did not start, the model never
+    loaded); the image installs libpython3.11 where the base lacks it. The NVIDIA variant is left as it is."""
+    def runs(args: dict[str, str]) -> str:
+        ins = instructions(IMAGES / "triton" / "Dockerfile", args)
+        return re.sub(r"\s+", " ", " ".join(a for w, a in ins if w == "RUN"))
+
+    wheel = runs({"SERVER": "wheel", "BASE": "localhost/nerwheel-base:bookworm"})
+    branch = wheel.split("wheel)", 1)[1].split(";;", 1)[0]
+    check, install = branch.index('ldconfig -p | grep -q "libpython3\\.11\\.so\\.1\\.0"'), branch.index(
+        "apt-get install --yes --no-install-recommends libpython3.11")
+    assert check < install < branch.index("python3 -m venv /opt/venv")
+    assert "libpython" not in runs({}).split("image)", 1)[1].split(";;", 1)[0]
+
+
+def test_the_serving_check_names_a_triton_container_that_exited_at_once(tmp_path: Path) -> None:
+    """images.sh check: a Triton container that exits (as when its python backend stub could not load) fails the
+    check at once with the container's log, instead of waiting out the 600 s readiness budget on a server that is
+    gone; the container is removed afterwards."""
+    import time
+
+    from nerwheel.components.containers import ImageError
+    from nerwheel.components.image_check import _serve
+
+    calls = tmp_path / "calls"
+    engine_exe = tmp_path / "podman"
+    engine_exe.write_text(f'#!/bin/sh\necho "$1" >> {calls}\ncase "$1" in\n  inspect) echo false;;\n'
+                          '  logs) echo "libpython3.11.so.1.0: cannot open shared object file";;\nesac\nexit 0\n')
+    engine_exe.chmod(0o755)
+    from nerwheel.components.containers import PODMAN_FLAGS, Engine
+
+    t0 = time.monotonic()
+    with pytest.raises(ImageError, match=r"(?s)the Triton image exited .*libpython3\.11\.so\.1\.0: cannot open"):
+        _serve(Engine(str(engine_exe), PODMAN_FLAGS), str(tmp_path / "repo"), ["x"], tmp_path / "export",
+               "nerwheel", lambda m: None, {})
+    assert time.monotonic() - t0 < 30
+    assert calls.read_text().split() == ["run", "inspect", "logs", "stop", "rm"]
+
+
+def test_the_served_version_is_the_last_one_a_turn_deployed() -> None:
+    """images.sh check serves the repository's live version: a second turn whose gate refused deploys nothing, so
+    the first turn's model stays live and is the one served and compared (seen: a refused second turn skipped the
+    Triton image altogether); no deployed turn at all leaves nothing to serve."""
+    from types import SimpleNamespace
+
+    from nerwheel.components.image_check import live_turn
+
+    def turn(version: int | None) -> SimpleNamespace:
+        deployed = version is not None
+        return SimpleNamespace(repository="/r" if deployed else None, export_dir="/e" if deployed else None,
+                               version=version)
+
+    first, refused, second = turn(1), turn(None), turn(2)
+    assert live_turn([first, refused]) is first
+    assert live_turn([first, second]) is second
+    assert live_turn([refused, refused]) is None and live_turn([]) is None
