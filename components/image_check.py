@@ -39,7 +39,7 @@ from nerwheel.components.containers import Engine, ImageError, has_image, image_
 from nerwheel.components.images import STAGES, image, serving_image
 from nerwheel.pipelines.local import environment
 
-__all__ = ["STAGE_CHECKS", "live_turn", "run_check", "run_stage_check"]
+__all__ = ["STAGE_CHECKS", "fresh_root", "live_turn", "run_check", "run_stage_check"]
 
 #: What podman needs on this kind of host, for containers started through its API (no CLI flags there).
 CONTAINERS_CONF = """[containers]
@@ -125,6 +125,20 @@ def _moto() -> Iterator[dict[str, str]]:
         proc.wait(10)
 
 
+def fresh_root(out_dir: Path) -> Path:
+    """``out_dir/pipeline-root``, emptied: a check starts from nothing, so its first turn finds no live model (a
+    Triton repository left there by an earlier check would make it a feedback turn gated against that model).
+    Writable by all: the images run as uid 10001 and their outputs land under the mounted pipeline root."""
+    import shutil
+
+    root = out_dir / "pipeline-root"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    os.chmod(root, 0o777)
+    return root
+
+
 def _check_tasks(run_dir: Path) -> list[str]:
     """Every task folder of the run holds its executor_output.json (the executor wrote its outputs)."""
     missing = [str(p.relative_to(run_dir)) for p in sorted(run_dir.glob("**/")) if p != run_dir
@@ -193,10 +207,7 @@ def run_check(engine: Engine, *, out_dir: Path, s3: bool = False, turns: int = 2
         missing.append(serving_image())
     if missing:
         raise ImageError(f"not built: {', '.join(missing)}; run scripts/images.sh build first")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir / "pipeline-root"
-    root.mkdir(exist_ok=True)
-    os.chmod(root, 0o777)  # the images run as uid 10001; their outputs land under the mounted pipeline root
+    root = fresh_root(out_dir)
     report: dict[str, Any] = {"engine": engine.command, "s3": s3, "images": {
         s: {"image": image(s), "size_bytes": image_size(engine, image(s))} for s in STAGES}, "turns": []}
     started = time.monotonic()
@@ -323,10 +334,7 @@ def run_stage_check(engine: Engine, stage: str, *, out_dir: Path, shards: int = 
                           f"{', '.join(STAGE_CHECKS)}; the others run in the whole pipeline (check without --stage)")
     if not has_image(engine, image(stage)):
         raise ImageError(f"not built: {image(stage)}; run scripts/images.sh build {stage} first")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir / "pipeline-root"
-    root.mkdir(exist_ok=True)
-    os.chmod(root, 0o777)  # the image runs as uid 10001; its outputs land under the mounted pipeline root
+    root = fresh_root(out_dir)
     # the traffic under the pipeline root, which DockerRunner mounts at the same path: the host and the image read
     # the same file by the same name (the plan names it, and each shard checks it)
     texts = root / "traffic.txt"

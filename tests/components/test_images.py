@@ -568,3 +568,19 @@ def test_the_served_version_is_the_last_one_a_turn_deployed() -> None:
     assert live_turn([first, refused]) is first
     assert live_turn([first, second]) is second
     assert live_turn([refused, refused]) is None and live_turn([]) is None
+
+
+def test_a_check_starts_from_an_empty_pipeline_root(tmp_path: Path) -> None:
+    """A second images.sh check must not find the first one's deployed model live (its first turn would then be a
+    feedback turn gated against it): the pipeline root is emptied, and left writable for the images' uid 10001."""
+    from nerwheel.components.image_check import fresh_root
+
+    old = tmp_path / "pipeline-root" / "triton-repository" / "nerwheel" / "1"
+    old.mkdir(parents=True)
+    (old / "model.onnx").write_bytes(b"onnx")
+    (tmp_path / "run.log").write_text("earlier run")
+    root = fresh_root(tmp_path)
+    assert root == tmp_path / "pipeline-root" and not list(root.iterdir())
+    assert root.stat().st_mode & 0o777 == 0o777
+    assert (tmp_path / "run.log").read_text() == "earlier run"
+    assert fresh_root(tmp_path / "new") == tmp_path / "new" / "pipeline-root"
