@@ -322,7 +322,7 @@ def cli() -> Any:
             return
         result = run_check(detect_engine(engine), out_dir=out_dir.resolve(), s3=s3, turns=turns, serve=not no_serve,
                            echo=echo)
-        write_report(report, "check", result)
+        write_report(report, "check-s3" if s3 else "check", result)  # each kind of check keeps its own section
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
     return main
