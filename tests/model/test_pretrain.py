@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from model_config import tiny_config
 from model_synth import make_mixed
 from nerwheel.model.data import IGNORE
-from nerwheel.model.mlm import MaskSettings, collate_mlm, mask_batch
+from nerwheel.model.mlm import MaskSettings, collate_mlm, mask_batch, ordinary_id_range
 
 SPECIALS = (0, 1, 2, 3)  # pad, unk, cls, sep ... as the tests' vocabulary has them; mask id 4
 
@@ -107,3 +107,27 @@ def test_pretrain_cli_writes_a_backbone_that_train_takes(tmp_path):
 
     again = CliRunner().invoke(cli, ["pretrain", "--texts", str(texts), "--out", str(out)])
     assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_random_replacements_come_from_ordinary_ids_wherever_the_specials_sit():
+    assert ordinary_id_range([0, 100, 101, 102, 103], 21128) == (104, 21128)  # BERT: specials first
+    assert ordinary_id_range([0, 1, 2, 3, 3279], 3280) == (4, 3279)  # XLM-R / e5-small: <mask> is the last id
+    with pytest.raises(ValueError, match="no ordinary token ids"):
+        ordinary_id_range([0, 1, 2], 3)
+
+
+def test_pretrain_takes_e5_small_whose_mask_token_is_the_last_id(tmp_path):
+    """`nerwheel pretrain --model e5-small` stopped at its first batch (low >= high drawing random ids)."""
+    from nerwheel.cli import cli
+
+    texts = tmp_path / "traffic.txt"
+    texts.write_text("\n".join(dict.fromkeys(r.text for r in make_mixed(40, seed=5))) + "\n", encoding="utf-8")
+    out = tmp_path / "dapt-e5"
+    res = CliRunner().invoke(cli, ["pretrain", "--model", "e5-small", "--texts", str(texts), "--out", str(out),
+                                   "--max-steps", "2", "--set", "training.batch_size=8",
+                                   "--set", "training.sequence_length=32", "--set", "training.threads=1",
+                                   "--set", f"model.cache_dir={tmp_path / 'e5cache'}"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "pretrain.json").read_text(encoding="utf-8"))
+    assert len(report["loss"]) >= 1 and all(np.isfinite(x["loss"]) for x in report["loss"])

@@ -26,7 +26,7 @@ from torch import nn
 
 from nerwheel.model.data import IGNORE
 
-__all__ = ["MaskSettings", "MlmHead", "collate_mlm", "mask_batch"]
+__all__ = ["MaskSettings", "MlmHead", "collate_mlm", "mask_batch", "ordinary_id_range"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,20 @@ class MaskSettings:
     masking: str = "span"  # "char" or "span"
     span_mean: float = 3.0
     random_ids: tuple[int, int] = (0, 0)  # [low, high) ids a random replacement is drawn from (0, 0: any)
+
+
+def ordinary_id_range(special_ids: Sequence[int], vocab_size: int) -> tuple[int, int]:
+    """``[low, high)``: the longest run of ids with no special token in it, where random replacements come from.
+
+    BERT vocabularies put their specials first (``[PAD]`` 0 ... ``[MASK]`` 103), XLM-R's (e5-small) put ``<mask>``
+    last: "everything above the largest special id" is empty there (``low >= high`` stopped ``nerwheel pretrain
+    --model e5-small`` at its first batch).
+    """
+    bounds = sorted({-1, vocab_size, *(i for i in special_ids if 0 <= i < vocab_size)})
+    low, high = max(zip(bounds, bounds[1:]), key=lambda b: b[1] - b[0])
+    if high - low < 2:
+        raise ValueError(f"no ordinary token ids between the special ids {sorted(special_ids)} (vocabulary {vocab_size})")
+    return low + 1, high
 
 
 def _chosen(eligible: np.ndarray, settings: MaskSettings, rng: np.random.Generator) -> np.ndarray:

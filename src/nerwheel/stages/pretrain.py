@@ -96,7 +96,7 @@ def pretrain(config: PretrainConfig) -> Path:
     from nerwheel.model.backbones import load_backbone, save_tokenizer
     from nerwheel.model.encoding import TextEncoder
     from nerwheel.model.loop import seed_everything, torch_threads
-    from nerwheel.model.mlm import MaskSettings, MlmHead, collate_mlm
+    from nerwheel.model.mlm import MaskSettings, MlmHead, collate_mlm, ordinary_id_range
     from nerwheel.model.optim import lr_factor
     from nerwheel.storage import sha256_file
 
@@ -127,8 +127,8 @@ def pretrain(config: PretrainConfig) -> Path:
                for w in text_encoder.windows(len(enc)) if len(enc)]
     specials = sorted({*text_encoder.prefix, *text_encoder.suffix, backbone.pad_id, mask_id})
     settings = MaskSettings(mask_id=mask_id, vocab_size=backbone.tokenizer.get_vocab_size(), ratio=t.mask_ratio,
-                            masking=t.masking, span_mean=t.span_mean, random_ids=(max(specials) + 1,
-                                                                                   backbone.tokenizer.get_vocab_size()))
+                            masking=t.masking, span_mean=t.span_mean,
+                            random_ids=ordinary_id_range(specials, backbone.tokenizer.get_vocab_size()))
     head = MlmHead(encoder_model)
     params = [p for p in [*encoder_model.parameters(), *head.parameters()] if p.requires_grad]
     lr = t.learning_rate or (5e-4 if backbone.name == "tiny" else 5e-5)
