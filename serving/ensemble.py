@@ -45,7 +45,7 @@ def load_decoder(folder: str | Path) -> Any:
     from nerwheel.model.card import ModelCard
     from nerwheel.model.encoding import TextEncoder
     from nerwheel.model.layout import CRF_NPZ, TOKENIZER_FILE
-    from nerwheel.model.runtime import Tagger, _lexicon_for
+    from nerwheel.model.runtime import Tagger, lexicon_for
 
     folder = Path(folder)
     card = ModelCard.read(folder)
@@ -53,7 +53,7 @@ def load_decoder(folder: str | Path) -> Any:
                                     stride=card.stride, pad_id=card.pad_id)
     crf = CrfParams.load(str(folder / CRF_NPZ)) if card.head == "crf" else None
     # the lexicon inputs a lexicon model reads, as the runtimes build them (the tokenize step computes them)
-    return Tagger(card, encoder, crf, lexicon=_lexicon_for(card, encoder))
+    return Tagger(card, encoder, crf, lexicon=lexicon_for(card, encoder))
 
 
 class TokenizeHandler:

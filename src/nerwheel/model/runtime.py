@@ -28,10 +28,10 @@ from nerwheel.model.tagger import Tagger
 if TYPE_CHECKING:
     from nerwheel.model.classifier import TokenClassifier
 
-__all__ = ["ONNX_FILE", "ONNX_INT8_FILE", "OnnxTagger", "Tagger", "TorchTagger"]
+__all__ = ["ONNX_FILE", "ONNX_INT8_FILE", "OnnxTagger", "Tagger", "TorchTagger", "lexicon_for"]
 
 
-def _lexicon_for(card: ModelCard, encoder: TextEncoder) -> Any:
+def lexicon_for(card: ModelCard, encoder: TextEncoder) -> Any:
     """The knowledge-base lexicon inputs the model reads (``None`` when it reads none)."""
     from nerwheel.model.lexicon import LexiconInputs
 
@@ -72,7 +72,7 @@ class OnnxTagger(Tagger):
             crf = CrfParams.load(str(crf_file))
         encoder = _encoder_for(directory, card)
         super().__init__(card, encoder, crf, batch_size=batch_size, decoding=decoding, nested=nested,
-                         extensions=extensions, lexicon=_lexicon_for(card, encoder))
+                         extensions=extensions, lexicon=lexicon_for(card, encoder))
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -109,7 +109,7 @@ class TorchTagger(Tagger):
                 model.crf.end_transitions.detach().float().cpu().numpy(),
             )
         super().__init__(card, encoder, crf, batch_size=batch_size, decoding=decoding, nested=nested,
-                         extensions=extensions, lexicon=_lexicon_for(card, encoder))
+                         extensions=extensions, lexicon=lexicon_for(card, encoder))
         self.model = model
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(dtype or "", None)
