@@ -42,6 +42,18 @@ def test_schedule_without_config_is_the_backbones(tmp_path, name, pretrained, lr
     assert record["source"].startswith(f"{name} defaults for learning_rate and epochs (")
 
 
+def test_a_pretrain_folder_gets_the_schedule_of_the_backbone_it_continued(tmp_path):
+    """`nerwheel pretrain --model e5-small` writes a plain HF folder; without this it trained at 5e-5 for 3 epochs."""
+    cfg = tiny_config(tmp_path, "x")
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"epochs": None})})
+    adapted = _backbone("/runs/dapt-e5", True)
+    adapted.info["adapted_from"] = "e5-small"
+    resolved, record = resolve_schedule(cfg, adapted)
+    assert (resolved.training.learning_rate, resolved.training.epochs) == (2e-4, 6)
+    assert record["source"].startswith("e5-small defaults for learning_rate and epochs, /runs/dapt-e5 being "
+                                       "e5-small after nerwheel pretrain (measured:")
+
+
 def test_schedule_from_config_wins_key_by_key(tmp_path):
     cfg = tiny_config(tmp_path, "x", training={"learning_rate": 3e-4, "epochs": None})
     resolved, record = resolve_schedule(cfg, _backbone("e5-small", True))

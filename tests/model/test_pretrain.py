@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from model_config import tiny_config
 from model_synth import make_mixed
+from nerwheel.model.backbones import adapted_from
 from nerwheel.model.data import IGNORE
 from nerwheel.model.mlm import MaskSettings, collate_mlm, mask_batch, ordinary_id_range
 
@@ -103,6 +104,7 @@ def test_pretrain_cli_writes_a_backbone_that_train_takes(tmp_path):
                       training={"epochs": 1, "sequence_length": 48, "learning_rate": 1e-3})
     model_dir = train(cfg, train_records=recs[160:190], dev_records=recs[190:])
     card = ModelCard.read(model_dir)
+    assert adapted_from(str(out)) == "tiny" and adapted_from(str(tmp_path)) is None
     assert card.backbone == str(out) and 0 <= card.metrics["dev"]["overall"]["strict"]["f1"] <= 1
 
     again = CliRunner().invoke(cli, ["pretrain", "--texts", str(texts), "--out", str(out)])
@@ -131,3 +133,4 @@ def test_pretrain_takes_e5_small_whose_mask_token_is_the_last_id(tmp_path):
     assert res.exit_code == 0, res.output
     report = json.loads((out / "pretrain.json").read_text(encoding="utf-8"))
     assert len(report["loss"]) >= 1 and all(np.isfinite(x["loss"]) for x in report["loss"])
+    assert adapted_from(str(out)) == "e5-small"  # so train gives it e5-small's measured schedule

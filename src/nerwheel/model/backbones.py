@@ -31,10 +31,10 @@ from nerwheel.model.classifier import TokenClassifier, build_encoder
 from nerwheel.model.config import ModelSettings
 from nerwheel.model.encoding import ensure_char_split, special_ids
 from nerwheel.model.hub import HYBRID, require_local_or_reachable
-from nerwheel.model.layout import CARD_FILE, TOKENIZER_FILE
+from nerwheel.model.layout import CARD_FILE, PRETRAIN_REPORT, TOKENIZER_FILE
 from nerwheel.model.tiny import SPECIAL_TOKENS, char_vocab, tiny_config, tiny_tokenizer
 
-__all__ = ["Backbone", "check_positions", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
+__all__ = ["Backbone", "adapted_from", "check_positions", "is_nerwheel_model", "load_backbone", "save_tokenizer"]
 
 if TYPE_CHECKING:
     from nerwheel.model.span import SpanClassifier
@@ -127,8 +127,31 @@ def load_backbone(settings: ModelSettings, *, texts: Sequence[str], sequence_len
         backbone.info["converted_dir"] = str(directory)
     else:
         backbone = _from_hf(source)
+        base = adapted_from(source)
+        if base:
+            backbone.info["adapted_from"] = base
     check_positions(backbone.encoder.config, sequence_length, source)  # type: ignore[attr-defined]
     return _per_char(backbone, settings)
+
+
+def adapted_from(source: str) -> str | None:
+    """The backbone a ``nerwheel pretrain`` folder continued (its ``pretrain.json``), else None.
+
+    Domain-adaptive pretraining changes the weights, not the architecture or the fine-tuning regime, so such a
+    folder trains with its base's measured schedule (``e5-small``: lr 2e-4, 6 epochs) instead of the generic
+    values an unknown Hugging Face directory gets.
+    """
+    import json
+
+    report = Path(source) / PRETRAIN_REPORT
+    if not report.is_file():
+        return None
+    try:
+        base = json.loads(report.read_text(encoding="utf-8")).get("backbone")
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("%s: unreadable (%s); the folder trains with the generic defaults", report, exc)
+        return None
+    return base if isinstance(base, str) and base else None
 
 
 def _per_char(backbone: Backbone, settings: ModelSettings) -> Backbone:

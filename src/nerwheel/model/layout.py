@@ -27,6 +27,7 @@ __all__ = [
     "LEXICON_FILE",
     "ONNX_FILE",
     "ONNX_INT8_FILE",
+    "PRETRAIN_REPORT",
     "REJECTS_FILE",
     "STEP_HISTORY_FILE",
     "TOKENIZER_FILE",
@@ -55,6 +56,9 @@ CHECKPOINTS_DIR = "checkpoints"
 REJECTS_FILE = "rejects.jsonl"  # input lines not used, with file, line and reason
 DROPPED_SPANS_FILE = "dropped_spans.jsonl"  # spans the keep-longest overlap policy removed
 UNLABELED_REJECTS_FILE = "unlabeled_rejects.jsonl"  # traffic lines train --unlabeled did not use, with reasons
+
+# -- the folder ``nerwheel pretrain`` writes: a Hugging Face encoder directory plus its record --------------------
+PRETRAIN_REPORT = "pretrain.json"  # the base backbone, texts read/used, steps, masking, loss curve
 
 # -- the export folder (``nerwheel export``) -----------------------------------------------------------
 ONNX_FILE = "model.onnx"

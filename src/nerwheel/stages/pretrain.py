@@ -28,12 +28,12 @@ from pydantic import Field
 
 from nerwheel.errors import DataError
 from nerwheel.model.config import ModelSettings, Section
+from nerwheel.model.layout import PRETRAIN_REPORT
 
 __all__ = ["PretrainConfig", "pretrain", "PRETRAIN_REPORT", "PRETRAIN_REJECTS"]
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_REPORT = "pretrain.json"
 PRETRAIN_REJECTS = "pretrain_rejects.jsonl"
 
 

@@ -319,11 +319,14 @@ def resolve_schedule(config: TrainConfig, backbone: Backbone) -> tuple[TrainConf
     from nerwheel.model.defaults import defaults_for
 
     t = config.training
-    d = defaults_for(backbone.name, pretrained=bool(backbone.info.get("pretrained", True)))
+    base = backbone.info.get("adapted_from")  # a `nerwheel pretrain` folder trains like the backbone it continued
+    name = str(base or backbone.name)
+    d = defaults_for(name, pretrained=bool(backbone.info.get("pretrained", True)))
     lr = t.learning_rate if t.learning_rate is not None else d.learning_rate
     epochs = t.epochs if t.epochs is not None else d.epochs
     used = [k for k, v in (("learning_rate", t.learning_rate), ("epochs", t.epochs)) if v is None]
-    source = "config" if not used else f"{backbone.name} defaults for {' and '.join(used)} ({d.evidence})"
+    via = f", {backbone.name} being {base} after nerwheel pretrain" if base else ""
+    source = "config" if not used else f"{name} defaults for {' and '.join(used)}{via} ({d.evidence})"
     resolved = config.model_copy(update={"training": t.model_copy(update={"learning_rate": lr, "epochs": epochs})})
     return resolved, {"learning_rate": lr, "epochs": epochs, "from_backbone_defaults": used, "source": source}
 
@@ -546,9 +549,12 @@ def _train(config: TrainConfig, dist: Any, train_records: Sequence[Record] | Non
         (run_dir / TRAIN_CONFIG_FILE).write_text(
             yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True, sort_keys=False), encoding="utf-8"
         )
-    log.info("training %s (%s head, %d outputs) on %d windows from %d records; dev %d records -> %s",
-             backbone.name, config.model.head, card.num_outputs, len(features), len(inputs.train), len(inputs.dev),
-             run_dir)
+    traffic = "" if curriculum is None else (
+        f" (+ {len(curriculum.teacher)} windows of teacher-labelled traffic, {config.unlabeled.curriculum} at weight "
+        f"{config.unlabeled.weight})")
+    log.info("training %s (%s head, %d outputs) on %d windows from %d records%s; dev %d records -> %s",
+             backbone.name, config.model.head, card.num_outputs, len(features), len(inputs.train), traffic,
+             len(inputs.dev), run_dir)
 
     def save_checkpoint(path: Path, dev_metrics: dict[str, Any]) -> None:
         _write_model(path, model, backbone, card.model_copy(update={"metrics": {"dev": _summary(dev_metrics)}}))
