@@ -28,7 +28,6 @@ Two layouts are produced for one exported model:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +37,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from nerwheel.errors import ConfigError
 from nerwheel.model.layout import ONNX_FILE
 from nerwheel.model.lexicon import INPUT_NAME as LEXICON
+from nerwheel.serving.options import ServingOptions
 
 __all__ = [
     "INPUT_TEXT",
@@ -63,54 +63,6 @@ SERVED_NAME = "served_name"
 # Tensors between the GPU ensemble's steps (names match the ONNX graph's inputs/outputs; a lexicon model's graph
 # also reads LEXICON, nerwheel.model.lexicon.INPUT_NAME).
 INPUT_IDS, ATTENTION_MASK, EMISSIONS = "input_ids", "attention_mask", "emissions"
-
-
-@dataclass(frozen=True)
-class ServingOptions:
-    """Serving limits and scheduling, written into ``config.pbtxt``.
-
-    ``max_batch_size`` is enforced by Triton itself (a larger request is
-    refused); ``max_text_length`` (characters) by the model, per request.
-    """
-
-    max_batch_size: int = 32
-    max_text_length: int = 512
-    instances: int = 1
-    max_queue_delay_us: int = 2000
-    preferred_batch_sizes: tuple[int, ...] = ()
-    intra_op_threads: int = 1
-    #: most readings per text in ``NBEST`` (computed only for requests that ask for that output)
-    n_best: int = 5
-    #: Serve ``model.int8.onnx`` (the export must hold it): dynamic int8, measured F1 cost in its card.
-    int8: bool = False
-    # ``module:attribute`` building the runtime on a version folder; the default is the export contract's class.
-    tagger: str = "nerwheel.model.runtime:OnnxTagger"
-
-    def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_text_length", "instances", "intra_op_threads", "n_best"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"ServingOptions.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_queue_delay_us < 0:
-            raise ConfigError(f"ServingOptions.max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}")
-        bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
-        if bad:
-            raise ConfigError(f"preferred_batch_sizes {bad} must lie in [1, max_batch_size={self.max_batch_size}]")
-
-    @property
-    def tagger_options(self) -> dict[str, object]:
-        """Keyword options for the tagger class beyond the folder (the offline probe must use the same)."""
-        return {"int8": True} if self.int8 else {}
-
-    @property
-    def parameters(self) -> dict[str, str]:
-        """What the served model reads back in ``initialize`` (Triton parameters are strings)."""
-        return {
-            "max_text_length": str(self.max_text_length),
-            "intra_op_threads": str(self.intra_op_threads),
-            "n_best": str(self.n_best),
-            "tagger": self.tagger,
-            **{f"tagger.{k}": json.dumps(v) for k, v in self.tagger_options.items()},
-        }
 
 
 @dataclass(frozen=True)

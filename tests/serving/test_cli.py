@@ -48,6 +48,27 @@ def test_deploy_command_gpu_variant_writes_four_versioned_models(export_v1: Path
     assert all(repo_.live_versions(m) == [2] for m in repo_.models())
 
 
+def test_deploy_command_sets_instances_threads_and_queue_delay(export_v1: Path, tmp_path: Path) -> None:
+    from nerwheel.serving.config import parse_config
+    from nerwheel.serving.options import ServingOptions
+
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(cli, ["deploy", "-m", str(export_v1), "-r", str(repo), "-n", "addr",
+                                      "--instances", "2", "--threads", "3", "--queue-delay-us", "150"])
+    assert result.exit_code == 0, result.output
+    config = parse_config((repo / "addr" / "config.pbtxt").read_text(encoding="utf-8"))
+    assert [g.count for g in config.instance_group] == [2]
+    assert config.parameters["intra_op_threads"].string_value == "3"
+    assert config.dynamic_batching.max_queue_delay_microseconds == 150
+    defaults = ServingOptions()  # unset flags keep the one set of defaults
+    assert config.max_batch_size == defaults.max_batch_size
+    assert config.parameters["max_text_length"].string_value == str(defaults.max_text_length)
+
+    pinned = CliRunner().invoke(cli, ["deploy", "--pin-version", "1", "-r", str(repo), "-n", "addr", "--threads", "1",
+                                      "--queue-delay-us", "0"])
+    assert pinned.exit_code == 2 and "--threads, --queue-delay-us shape(s) a new version" in pinned.output
+
+
 def test_deploy_command_explains_a_bad_model_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["deploy", "-m", str(tmp_path), "-r", str(tmp_path / "repo")])
     assert result.exit_code == 1 and "neither an export folder" in result.output

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from nerwheel.serving.options import ServingOptions
+
 
 @click.command("serve")
 @click.option("--repository", "-r", "repositories", multiple=True, required=True,
@@ -68,8 +70,11 @@ def serve(repositories: tuple[str, ...], grpc_port: int, http_port: int, metrics
     sys.exit(serve_forever(server, on_ready=ready))
 
 
+_SERVING = ServingOptions()  # the defaults, shown in --help
+
 # Options that shape a NEW version; --pin-version only switches between existing ones.
-_MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "keep")
+_MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "intra_op_threads", "max_queue_delay_us",
+               "int8", "keep")
 
 
 @click.command("deploy")
@@ -85,12 +90,20 @@ _MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "kee
 @click.option("--name", "-n", default="nerwheel", show_default=True, help="Model name in the repository.")
 @click.option("--variant", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="cpu: one python-backend model; gpu: onnxruntime model + pre/post-processing ensemble.")
-@click.option("--max-batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Largest request Triton accepts (texts).")
-@click.option("--max-text-length", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Longest text accepted, in characters.")
-@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Model instances (each one ONNX Runtime thread on CPU).")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
+              help=f"Largest request Triton accepts (texts) [{_SERVING.max_batch_size}].")
+@click.option("--max-text-length", type=click.IntRange(min=1), default=None,
+              help=f"Longest text accepted, in characters [{_SERVING.max_text_length}].")
+@click.option("--instances", type=click.IntRange(min=1), default=None,
+              help=f"Model instances, each with --threads ONNX Runtime threads on CPU [{_SERVING.instances}].")
+@click.option("--threads", "intra_op_threads", type=click.IntRange(min=1), default=None,
+              help=f"ONNX Runtime threads per instance [{_SERVING.intra_op_threads}].")
+@click.option("--queue-delay-us", "max_queue_delay_us", type=click.IntRange(min=0), default=None,
+              help="How long Triton's dynamic batcher holds a request for others to join it, microseconds "
+                   f"[{_SERVING.max_queue_delay_us}]. The defaults are the measured ones: benchmarks/serving.py "
+                   "--sweep.")
+@click.option("--int8", is_flag=True, default=None,
+              help="Serve the export's model.int8.onnx (dynamic int8; its measured F1 cost is in the card).")
 @click.option("--probe", "probe_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Probe texts (classify: messages), one per line (default: a few built-in ones per task).")
 @click.option("--s3-endpoint", default=None, help="S3 endpoint (default: NERWHEEL_S3_ENDPOINT or AWS_ENDPOINT_URL).")
@@ -109,8 +122,8 @@ _MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "kee
                    "else ~/.config/nerwheel/triton-control-key, which nerwheel serve writes].")
 @click.pass_context
 def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repository: str, triton_url: str | None,
-           name: str, variant: str, max_batch_size: int, max_text_length: int, instances: int,
-           probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None,
+           name: str, variant: str, max_batch_size: int | None, max_text_length: int | None, instances: int | None,
+           intra_op_threads: int | None, max_queue_delay_us: int | None, int8: bool | None, probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None,
            gitops_repo: str | None, gitops_path: str | None, control_key_file: Path | None) -> None:
     """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
 
@@ -121,7 +134,6 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
     MODEL_VERSION in --gitops-path), as the pipeline's deploy step does.
     Exit status: 0 live (or written without --triton-url), 1 rolled back or failed.
     """
-    from nerwheel.serving.config import ServingOptions
     from nerwheel.serving.deploy import deploy as run_deploy, pin_version as pin
     from nerwheel.serving.deploy import report_json
 
@@ -131,8 +143,8 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
     if gitops_path and not gitops_repo:
         raise click.UsageError("--gitops-path needs --gitops-repo URL (the repository the path is in)")
     if pin_version is not None:
-        given = [f"--{p.replace('_', '-')}" for p in _MODEL_ONLY
-                 if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+        flag = {p.name: p.opts[0] for p in ctx.command.params}
+        given = [flag[p] for p in _MODEL_ONLY if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"{', '.join(given)} shape(s) a new version and cannot be used with --pin-version")
     from nerwheel.serving.control import resolve_key
@@ -145,7 +157,9 @@ def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repos
         report = pin(repository, pin_version, name=name, triton_url=triton_url, probe_texts=probes,
                      endpoint_url=s3_endpoint, timeout_s=timeout_s, control_key=key)
     else:
-        options = ServingOptions(max_batch_size=max_batch_size, max_text_length=max_text_length, instances=instances)
+        given = {"max_batch_size": max_batch_size, "max_text_length": max_text_length, "instances": instances,
+                 "intra_op_threads": intra_op_threads, "max_queue_delay_us": max_queue_delay_us, "int8": int8}
+        options = ServingOptions(**{k: v for k, v in given.items() if v is not None})
         report = run_deploy(model, repository, name=name, triton_url=triton_url, options=options,
                             variant=variant, probe_texts=probes, endpoint_url=s3_endpoint, timeout_s=timeout_s,
                             keep=keep, control_key=key)
