@@ -28,21 +28,20 @@ per level.
 ``--sweep-preferred`` and prints them side by side with the best one: the
 highest online throughput summed over the levels among configurations
 whose p99 at 8 clients is under ``--p99-target-ms`` with no failed request.
-That is how :class:`~nerwheel.serving.config.ServingOptions`' defaults are
-to be chosen; the defaults today (1 instance x 1 thread, 2000 us queue delay,
-no preferred sizes) are not what the one sweep run here chose. That sweep
-(2026-12-02, a 2-core machine with nothing else running, 6 s per level; the
-shallow:4 student of e5-small, int8, CCKS traffic):
+That is how :class:`~nerwheel.serving.options.ServingOptions`' defaults were
+chosen (its docstring has the figures): sweeps of three models on 2 idle
+cores (2026-12-02, 5-6 s per level, int8, CCKS traffic), e5-small and a
+``tiny`` tagger with
 
-    --sweep --sweep-instances 1,2 --sweep-threads 1 --sweep-delays 0,500,2000 --int8 --duration 6
+    --sweep --sweep-instances 1,2 --sweep-threads 1,2 --sweep-delays 0,500,2000 --int8 --duration 5
 
-ranked 2 instances x 1 thread, 0 us queue delay first (8 clients: 520 texts/s,
-p99 34 ms; 1 instance, 2000 us: 431 texts/s, p99 37 ms); every configuration
-met p99 < 50 ms at 8 clients. One sweep of one model is not enough to change
-what every deployment gets (a second instance doubles the model's memory):
-for a small model on 2 cores deploy with ``nerwheel deploy --instances 2``
-(the queue delay is ``ServingOptions.max_queue_delay_us``, not yet a deploy
-flag), and sweep your own model before changing the defaults. Client threads
+and the shallow:4 student of e5-small with ``--sweep-threads 1``. A queue
+delay of 0 us was best everywhere; 1 instance x 2 threads best for tiny,
+2 x 1 for e5-small and the student. The defaults are 1 x 2 threads, 0 us;
+``nerwheel deploy --instances 2 --threads 1`` gives a large model the other.
+The tiny tagger and the student met p99 < 50 ms at 8 clients in every
+configuration that does not oversubscribe the cores; e5-small in none (58 ms
+at best). Sweep your own model before changing them. Client threads
 share the machine with the server, as they would on a 2-core box; report the
 load average printed with the tables.
 """

@@ -261,8 +261,8 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
     params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
     limits = Limits.from_model_config(config)
     if role == "tagger":
-        # One ONNX Runtime thread per instance by default: scale with instance_group count instead,
-        # so instances do not fight over the same cores.
+        # ONNX Runtime threads per instance (ServingOptions.intra_op_threads); instances x threads should not
+        # exceed the cores, or instances fight over them (measured: benchmarks/serving.py --sweep).
         options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
         tagger = load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options)
         if source:

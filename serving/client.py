@@ -134,18 +134,21 @@ class Client:
                     "deployed under (deploy --name)")
         return f"{self.url} model {self.model!r}: {message}"
 
-    def _request(self, texts: Sequence[str], n_best: bool = False) -> tuple[np.ndarray, np.ndarray, str,
-                                                                              np.ndarray | None]:
-        res, version = self.infer_arrays({"TEXT": texts}, ["ENTITIES", "TAG_IDS", *(["NBEST"] if n_best else [])])
-        return (res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS"), version,  # type: ignore[attr-defined]
-                res.as_numpy("NBEST") if n_best else None)  # type: ignore[attr-defined]
+    def _request(self, texts: Sequence[str], n_best: bool = False, tag_ids: bool = True) -> tuple[
+            np.ndarray, np.ndarray | None, str, np.ndarray | None]:
+        outputs = ["ENTITIES", *(["TAG_IDS"] if tag_ids else []), *(["NBEST"] if n_best else [])]
+        res, version = self.infer_arrays({"TEXT": texts}, outputs)
+        return (res.as_numpy("ENTITIES"), res.as_numpy("TAG_IDS") if tag_ids else None,  # type: ignore[attr-defined]
+                version, res.as_numpy("NBEST") if n_best else None)  # type: ignore[attr-defined]
 
-    def infer(self, texts: Sequence[str], n_best: int | None = None) -> list[Prediction]:
+    def infer(self, texts: Sequence[str], n_best: int | None = None, *, tag_ids: bool = True) -> list[Prediction]:
         """Entities, raw tag ids and the answering model version for every text, in order.
 
         ``n_best=K`` also asks for the K best readings of each text (the
         served model lists at most ``ServingOptions.n_best``; asking for more
-        is refused, naming that limit).
+        is refused, naming that limit). ``tag_ids=False`` does not ask for the
+        tag paths (``Prediction.tag_ids`` is then empty): the server skips
+        computing them, which :meth:`extract` relies on.
         """
         if isinstance(texts, (str, bytes)):
             raise TypeError("texts must be a list of strings, not one string")
@@ -158,9 +161,10 @@ class Client:
         out: list[Prediction] = []
         for i in range(0, len(texts), self.batch_size):
             chunk = texts[i : i + self.batch_size]
-            ents, tags, version, nbest = self._request(chunk, n_best=n_best is not None)
+            ents, tags, version, nbest = self._request(chunk, n_best=n_best is not None, tag_ids=tag_ids)
             readings = [None] * len(chunk) if nbest is None else [self._readings(x, n_best) for x in nbest.reshape(-1)]
-            for text, e, t, r in zip(chunk, ents.reshape(-1), tags, readings, strict=True):
+            rows = tags if tags is not None else [()] * len(chunk)
+            for text, e, t, r in zip(chunk, ents.reshape(-1), rows, readings, strict=True):
                 entities = [Entity.from_dict(d) for d in json.loads(bytes(e).decode("utf-8"))]
                 for ent in [*entities, *(x for _, alt in (r or []) for x in alt)]:
                     if text[ent.start : ent.end] != ent.text:  # the server computed offsets on the string we sent
@@ -180,8 +184,8 @@ class Client:
         return [p.n_best or [] for p in self.infer(texts, n_best=n)]
 
     def extract(self, texts: Sequence[str]) -> list[list[Entity]]:
-        """Entities for every text, in order (what ``nerwheel predict --url`` prints)."""
-        return [p.entities for p in self.infer(texts)]
+        """Entities for every text, in order (what ``nerwheel predict --url`` prints); no tag paths asked for."""
+        return [p.entities for p in self.infer(texts, tag_ids=False)]
 
     def predict(self, texts: Sequence[str]) -> list[list[Entity]]:
         """Alias of :meth:`extract`, so a Client can stand wherever an offline predictor does."""

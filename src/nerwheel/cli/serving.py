@@ -123,7 +123,8 @@ _MODEL_ONLY = ("variant", "max_batch_size", "max_text_length", "instances", "int
 @click.pass_context
 def deploy(ctx: click.Context, model: str | None, pin_version: int | None, repository: str, triton_url: str | None,
            name: str, variant: str, max_batch_size: int | None, max_text_length: int | None, instances: int | None,
-           intra_op_threads: int | None, max_queue_delay_us: int | None, int8: bool | None, probe_file: Path | None, s3_endpoint: str | None, timeout_s: float, keep: int | None,
+           intra_op_threads: int | None, max_queue_delay_us: int | None, int8: bool | None, probe_file: Path | None,
+           s3_endpoint: str | None, timeout_s: float, keep: int | None,
            gitops_repo: str | None, gitops_path: str | None, control_key_file: Path | None) -> None:
     """Write MODEL as a new version, load it in Triton, verify it, roll back on failure.
 
