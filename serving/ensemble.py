@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nerwheel.model.data import pad_rows
+from nerwheel.model.data import pad_ids, pad_rows
 from nerwheel.serving.backend import (
     Limits,
     RequestError,
@@ -84,15 +84,10 @@ class TokenizeHandler:
             rows.append(self.encoder.input_ids(enc, windows[0]))
             if lex is not None:
                 features.append(lex.window_rows(lex.token_rows(texts[i], enc), windows[0]))
-        width = max(len(r) for r in rows)
-        ids = np.full((len(rows), width), self.encoder.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = row
-            mask[r, : len(row)] = 1
+        ids, mask = pad_ids(rows, self.encoder.pad_id)
         out = {INPUT_IDS: ids, ATTENTION_MASK: mask}
         if lex is not None:
-            out[lex.name] = pad_rows(features, width)
+            out[lex.name] = pad_rows(features, ids.shape[1])
         return out
 
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:

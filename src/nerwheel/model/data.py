@@ -119,6 +119,19 @@ def batches(lengths: Sequence[int], batch_size: int, *, rng: np.random.Generator
     return out
 
 
+def pad_ids(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token id rows as one batch: ``input_ids`` (int64, ``pad_id`` after each row) and ``attention_mask``
+    (1 on a row's tokens, 0 on its padding), as wide as the longest row. Training, MLM, the classifier and
+    the GPU tokenize step all batch this way; the ONNX graphs read exactly these two tensors."""
+    width = max((len(r) for r in rows), default=1)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = row
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
 def pad_rows(rows: Sequence[np.ndarray], width: int) -> np.ndarray:
     """``[len(rows), width, ...]`` from arrays of ``[n_i, ...]`` rows, zero-padded after each."""
     first = rows[0]
@@ -132,17 +145,14 @@ def collate(features: Sequence[Any], pad_id: int) -> dict[str, np.ndarray]:
     """Padded ``input_ids``/``attention_mask``, the labels as the features' own type pads them, the windows'
     ``extra`` inputs padded with zeros, ``weight`` (float32 per window), and, when the features carry a
     teacher's rows (distillation), ``soft`` and ``soft_mask``."""
-    width = max(len(f.input_ids) for f in features)
-    ids = np.full((len(features), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(features), width), dtype=np.int64)
+    ids, mask = pad_ids([f.input_ids for f in features], pad_id)
+    width = ids.shape[1]
     with_soft = [f.soft for f in features if getattr(f, "soft", None) is not None]
     soft = np.full((len(features), width, with_soft[0].shape[1]), np.nan, dtype=np.float32) if with_soft else None
-    for r, f in enumerate(features):
-        n = len(f.input_ids)
-        ids[r, :n] = f.input_ids
-        mask[r, :n] = 1
-        if soft is not None and getattr(f, "soft", None) is not None:
-            soft[r, :n] = f.soft
+    if soft is not None:
+        for r, f in enumerate(features):
+            if getattr(f, "soft", None) is not None:
+                soft[r, : len(f.input_ids)] = f.soft
     out = {"input_ids": ids, "attention_mask": mask, "labels": type(features[0]).collate_labels(features, width),
            "weight": np.array([getattr(f, "weight", 1.0) for f in features], dtype=np.float32)}
     for key in getattr(features[0], "extra", {}):

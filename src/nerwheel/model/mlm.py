@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nerwheel.model.data import IGNORE
+from nerwheel.model.data import IGNORE, pad_ids
 
 __all__ = ["MaskSettings", "MlmHead", "collate_mlm", "mask_batch", "ordinary_id_range"]
 
@@ -97,12 +97,7 @@ def mask_batch(input_ids: np.ndarray, special: np.ndarray, settings: MaskSetting
 def collate_mlm(rows: Sequence[np.ndarray], *, pad_id: int, special_ids: Sequence[int], settings: MaskSettings,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Pad windows (special tokens included) and mask them: ``input_ids``, ``attention_mask``, ``labels``."""
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = r
-        mask[i, : len(r)] = 1
+    ids, mask = pad_ids(rows, pad_id)
     special = (mask == 0) | np.isin(ids, np.asarray(list(special_ids), dtype=np.int64))
     masked, labels = mask_batch(ids, special, settings, rng)
     return {"input_ids": masked, "attention_mask": mask, "labels": labels}

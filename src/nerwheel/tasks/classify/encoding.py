@@ -24,6 +24,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from nerwheel.errors import ConfigError
+from nerwheel.model.data import pad_ids
 __all__ = ["Encoded", "PairEncoder"]
 
 
@@ -63,13 +64,9 @@ class PairEncoder:
         return [(e.ids, e.type_ids) for e in self.tokenizer.encode_batch(inputs)]
 
     def pad(self, rows: Sequence[tuple[Sequence[int], Sequence[int]]]) -> Encoded:
-        width = max((len(ids) for ids, _ in rows), default=1)
-        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
-        for r, (row, seg) in enumerate(rows):
-            ids[r, : len(row)] = row
-            mask[r, : len(row)] = 1
+        ids, mask = pad_ids([row for row, _ in rows], self.pad_id)
+        types = np.zeros_like(ids)
+        for r, (_, seg) in enumerate(rows):
             types[r, : len(seg)] = seg
         return Encoded(ids, mask, types)
 
