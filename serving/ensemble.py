@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from nerwheel.model.data import pad_ids, pad_rows
+from nerwheel.model.data import pad_rows
+from nerwheel.model.padding import pad_ids
 from nerwheel.serving.backend import (
     Limits,
     RequestError,

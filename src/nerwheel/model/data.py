@@ -25,6 +25,7 @@ import numpy as np
 
 from nerwheel.labels import TagSet, spans_to_tags
 from nerwheel.model.encoding import IGNORE, Encoded, TextEncoder, misaligned
+from nerwheel.model.padding import pad_ids
 from nerwheel.records import Record
 
 if TYPE_CHECKING:
@@ -117,19 +118,6 @@ def batches(lengths: Sequence[int], batch_size: int, *, rng: np.random.Generator
     if rng is not None and bucketing:
         rng.shuffle(out)
     return out
-
-
-def pad_ids(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token id rows as one batch: ``input_ids`` (int64, ``pad_id`` after each row) and ``attention_mask``
-    (1 on a row's tokens, 0 on its padding), as wide as the longest row. Training, MLM, the classifier and
-    the GPU tokenize step all batch this way; the ONNX graphs read exactly these two tensors."""
-    width = max((len(r) for r in rows), default=1)
-    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for r, row in enumerate(rows):
-        ids[r, : len(row)] = row
-        mask[r, : len(row)] = 1
-    return ids, mask
 
 
 def pad_rows(rows: Sequence[np.ndarray], width: int) -> np.ndarray:

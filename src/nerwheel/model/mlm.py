@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from nerwheel.model.data import IGNORE, pad_ids
+from nerwheel.model.data import IGNORE
+from nerwheel.model.padding import pad_ids
 
 __all__ = ["MaskSettings", "MlmHead", "collate_mlm", "mask_batch", "ordinary_id_range"]
 

@@ -24,7 +24,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from nerwheel.errors import ConfigError
-from nerwheel.model.data import pad_ids
+from nerwheel.model.padding import pad_ids
 __all__ = ["Encoded", "PairEncoder"]
 
 
