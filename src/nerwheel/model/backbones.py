@@ -16,6 +16,7 @@ choices, instead of after a minute of retries (:mod:`nerwheel.model.hub`, which 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -141,8 +142,6 @@ def adapted_from(source: str) -> str | None:
     folder trains with its base's measured schedule (``e5-small``: lr 2e-4, 6 epochs) instead of the generic
     values an unknown Hugging Face directory gets.
     """
-    import json
-
     report = Path(source) / PRETRAIN_REPORT
     if not report.is_file():
         return None

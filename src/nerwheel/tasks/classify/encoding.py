@@ -25,6 +25,7 @@ from tokenizers import Tokenizer
 
 from nerwheel.errors import ConfigError
 from nerwheel.model.padding import pad_ids
+
 __all__ = ["Encoded", "PairEncoder"]
 
 
