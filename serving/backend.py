@@ -311,12 +311,14 @@ def model_class(pb_utils: Any) -> type:
             # request naming none (seen: NBEST too); the fallback serves callers that hand over an empty list.
             wanted = [set(r.requested_output_names()) or set(self.outputs) - {"NBEST"} for r in requests]
             responses = []
-            for result in self.handler.serve(arrays, wanted):
+            for result, want in zip(self.handler.serve(arrays, wanted), wanted, strict=True):
                 if isinstance(result, RequestError):
                     error = pb_utils.TritonError(str(result), getattr(pb_utils.TritonError, result.code))
                     responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
                 else:
-                    tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs if n in result]
+                    # only what the request named crosses to the server (Triton drops the rest anyway; sending
+                    # TAG_IDS and NBEST that nobody asked for cost ~0.3 ms of a ~8 ms request)
+                    tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs if n in result and n in want]
                     responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             return responses
 

@@ -30,6 +30,14 @@ def test_export_directory_and_parity(tiny_export):
     assert dims == ["batch", "sequence"]  # dynamic axes
 
 
+def test_onnx_sessions_stop_spinning_after_each_run(tiny_export):
+    # nerwheel.model.ort_session: pool threads that keep spinning after run() starve Triton's and the client's
+    # threads on a small box (measured there); every ONNX runtime opens its session through it
+    out, _ = tiny_export
+    opts = OnnxTagger(out, threads=2).session.get_session_options()
+    assert opts.get_session_config_entry("session.force_spinning_stop") == "1" and opts.intra_op_num_threads == 2
+
+
 def test_int8_with_gold_reports_both_gold_f1s_and_the_change(tiny_export, address_data):
     out, report = tiny_export
     fp32, i8 = report.fp32, report.int8

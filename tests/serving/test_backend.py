@@ -110,3 +110,47 @@ def test_model_failure_answers_each_request_with_an_error() -> None:
     assert "TEXT[0] is empty" in str(results[1])
     # The server's own failure is INTERNAL; the client's mistake is INVALID_ARGUMENT.
     assert (results[0].code, results[1].code) == ("INTERNAL", "INVALID_ARG")
+
+
+def test_the_triton_adapter_sends_only_the_outputs_a_request_names(export_v1: Path) -> None:
+    # triton_python_backend_utils exists only inside the stub process: a stand-in records what execute() builds
+    # (the real server drops unnamed outputs itself, so only this can see that they are never sent: ~0.3 ms each)
+    class PbUtils:
+        class TritonError(Exception):
+            INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+        class Tensor:
+            def __init__(self, name: str, array: np.ndarray) -> None:
+                self.name, self.array = name, array
+
+            def as_numpy(self) -> np.ndarray:
+                return self.array
+
+        class InferenceResponse:
+            def __init__(self, output_tensors: list, error: Exception | None = None) -> None:
+                self.names, self.error = [t.name for t in output_tensors], error
+
+        @staticmethod
+        def get_input_tensor_by_name(request, name: str):
+            return request.inputs.get(name)
+
+    class Request:
+        def __init__(self, text: str, names: list[str]) -> None:
+            self.inputs = {"TEXT": PbUtils.Tensor("TEXT", req(text))}
+            self.names = names
+
+        def requested_output_names(self) -> list[str]:
+            return self.names
+
+    from google.protobuf.json_format import MessageToJson
+
+    from nerwheel.serving.backend import model_class
+    from nerwheel.serving.config import cpu_model_config
+
+    model = model_class(PbUtils)()
+    config = MessageToJson(cpu_model_config("adapter"), preserving_proto_field_name=True)  # as Triton hands it over
+    model.initialize({"model_config": config, "model_repository": str(export_v1.parent),
+                      "model_version": export_v1.name, "model_name": "adapter"})
+    named = [["ENTITIES"], ["ENTITIES", "TAG_IDS"], ["NBEST"], ["ENTITIES", "TAG_IDS", "NBEST"]]
+    responses = model.execute([Request("杭州市余杭区文一西路969号", n) for n in named])
+    assert [r.names for r in responses] == named and not any(r.error for r in responses)

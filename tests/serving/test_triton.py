@@ -43,6 +43,11 @@ def test_local_deploy_of_a_trained_model_serves_what_offline_predicts(triton, mo
     assert sum(len(p.entities) for p in served) > 0
     # entities name the served model and the version that answered, not the export's folder (model:model)
     assert {e.source for p in served for e in p.entities} == {f"model:{model_name}/1"}
+    # extract names ENTITIES only and gets exactly that, and the same entities as infer
+    with Client(triton.url, model=model_name) as client:
+        res, _ = client.infer_arrays({"TEXT": SAMPLE[:2]}, ["ENTITIES"])
+        assert [o.name for o in res.get_response().outputs] == ["ENTITIES"]
+        assert client.extract(SAMPLE) == [p.entities for p in served]
 
 
 def test_hybrid_beam_model_serves_what_offline_predicts(triton, tmp_path: Path, model_name: str) -> None:

@@ -23,6 +23,7 @@ from nerwheel.decode import CrfParams, Decoding
 from nerwheel.model.card import ModelCard
 from nerwheel.model.encoding import TextEncoder
 from nerwheel.model.layout import CRF_NPZ, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE
+from nerwheel.model.ort_session import open_session
 from nerwheel.model.tagger import Tagger
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ class OnnxTagger(Tagger):
         providers: Sequence[str] | None = None, decoding: Decoding | None = None, nested: bool | None = None,
         extensions: bool | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         directory = Path(path)
         card = ModelCard.read(directory)
         model_file = directory / (ONNX_INT8_FILE if int8 else ONNX_FILE)
@@ -73,13 +72,7 @@ class OnnxTagger(Tagger):
         encoder = _encoder_for(directory, card)
         super().__init__(card, encoder, crf, batch_size=batch_size, decoding=decoding, nested=nested,
                          extensions=extensions, lexicon=lexicon_for(card, encoder))
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(model_file), opts, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        self.session = open_session(model_file, threads=threads, providers=providers)
         self.model_file = model_file
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, **extra: np.ndarray) -> np.ndarray:

@@ -21,7 +21,9 @@ def test_export_has_probabilities_and_reproduces_pytorch(tiny_classifier_export,
     assert report.parity["failures"] == [] and report.parity["max_abs_diff"] <= 1e-4
     messages = read_messages(message_files["eval"]).records
     torch_preds = TorchClassifier.from_dir(tiny_classifier).predict(messages)
-    onnx_preds = OnnxClassifier(out).predict(messages)
+    onnx_runtime = OnnxClassifier(out)
+    onnx_preds = onnx_runtime.predict(messages)
+    assert onnx_runtime.session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
     assert [p.label for p in torch_preds] == [p.label for p in onnx_preds]
     for a, b in zip(torch_preds, onnx_preds, strict=True):
         assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4)

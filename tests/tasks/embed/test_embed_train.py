@@ -92,6 +92,7 @@ def test_export_parity_int8_and_encode(tmp_path, trained_dir, ict_pairs):
     assert report.files == ["model.int8.onnx", "model.onnx", "nerwheel.json", "tokenizer.json"]
     assert report.int8["cosine_vs_fp32_min"] > 0.95
     onnx, torch_ = OnnxEncoder(tmp_path / "onnx"), TorchEncoder(trained_dir)
+    assert onnx.session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
     texts = ["链条多久上一次油？", "The shop opens at nine.", "刹车" * 100]  # the last one is truncated
     for kind in ("query", "document", None):
         a, b = onnx.encode(texts, kind=kind), torch_.encode(texts, kind=kind)

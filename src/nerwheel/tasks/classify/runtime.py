@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from nerwheel.model.ort_session import open_session
 from nerwheel.tasks.classify.card import ClassifierCard
 from nerwheel.tasks.classify.classifier import Classifier, Prediction, TorchModelClassifier, softmax
 from nerwheel.tasks.classify.encoding import PairEncoder
@@ -41,8 +42,6 @@ class OnnxClassifier(Classifier):
 
     def __init__(self, path: str | Path, *, int8: bool = False, batch_size: int = 32, threads: int | None = None,
                  providers: Sequence[str] | None = None) -> None:
-        import onnxruntime as ort
-
         directory = Path(path)
         card = ClassifierCard.read(directory)
         model_file = directory / (ONNX_INT8_FILE if int8 else ONNX_FILE)
@@ -50,11 +49,7 @@ class OnnxClassifier(Classifier):
             hint = " (export with --quantize int8)" if int8 else ""
             raise FileNotFoundError(f"{model_file}: missing; not a classifier export directory{hint}")
         super().__init__(card, _encoder_for(directory, card), batch_size=batch_size)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_file), opts, providers=list(providers or ["CPUExecutionProvider"]))
+        self.session = open_session(model_file, threads=threads, providers=providers)
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.model_file = model_file
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from nerwheel.errors import ConfigError
 from nerwheel.model.layout import CARD_FILE, ONNX_FILE, ONNX_INT8_FILE, TOKENIZER_FILE, find_export
+from nerwheel.model.ort_session import open_session
 
 __all__ = ["CARD_FILE", "ONNX_FILE", "ONNX_INT8_FILE", "OUTPUT", "TOKENIZER_FILE", "Kind", "OnnxEncoder",
            "TorchEncoder", "load_runtime", "with_prompt"]
@@ -52,7 +53,6 @@ class OnnxEncoder:
 
     def __init__(self, path: str | Path, *, int8: bool = False, batch_size: int = 32, threads: int | None = None,
                  providers: Sequence[str] | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         directory = Path(path)
@@ -76,12 +76,7 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_seq_length)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.model_file), opts,
-                                            providers=list(providers or ["CPUExecutionProvider"]))
+        self.session = open_session(self.model_file, threads=threads, providers=providers)
 
     def tokens(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
