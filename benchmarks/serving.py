@@ -14,9 +14,11 @@ with its own gRPC :class:`Client`, for ``--duration`` seconds:
 1. **online**: one text per request (what a web service sends);
 2. **bulk**: ``--bulk-batch`` texts per request (second table).
 
-Then the same levels and request sizes run *in-process*: the same number of
-threads calling one :class:`OnnxTagger` (``--inprocess-threads`` ONNX Runtime
-threads; 0 = all cores) directly. Each table row gives throughput (texts/s),
+Each level also runs *in-process*: the same number of threads calling one
+:class:`OnnxTagger` (``--inprocess-threads`` ONNX Runtime threads; 0 = all
+cores) directly, back to back with the Triton run of that level and mirrored
+(Triton, in-process, in-process, Triton, each half of ``--duration``), so a
+machine whose speed drifts over minutes cannot make the ratio. Each table row gives throughput (texts/s),
 p50/p95/p99 latency per request and failed requests for both paths and their
 throughput ratio; ``--png`` draws the curves (throughput and p99 against
 clients, both paths, both request sizes). Offered load decides latency
@@ -122,11 +124,39 @@ def drive(make_call: Callable[[], Callable[[list[str]], Any]], texts: list[str],
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    lat = [x for per in latencies for x in per]
-    return {"clients": clients, "batch": batch, "requests": len(lat), "texts": sum(done), "seconds": round(wall, 2),
-            "texts_per_s": round(sum(done) / wall, 1), "p50_ms": round(percentile(lat, 50) * 1000, 2),
+    return summary([x for per in latencies for x in per], sum(done), wall, errors, clients=clients, batch=batch)
+
+
+def summary(lat: list[float], texts: int, wall: float, errors: list[str], **head: int) -> dict[str, Any]:
+    """One table row from raw request latencies (s), texts done, wall seconds and errors (``lat`` kept for merging)."""
+    return {**head, "requests": len(lat), "texts": texts, "seconds": round(wall, 2),
+            "texts_per_s": round(texts / wall, 1), "p50_ms": round(percentile(lat, 50) * 1000, 2),
             "p95_ms": round(percentile(lat, 95) * 1000, 2), "p99_ms": round(percentile(lat, 99) * 1000, 2),
-            "errors": len(errors), "first_error": errors[0] if errors else None}
+            "errors": len(errors), "first_error": errors[0] if errors else None, "latencies": lat,
+            "error_texts": errors}
+
+
+def paired(a: Callable[[float], dict[str, Any]], b: Callable[[float], dict[str, Any]], duration: float) -> tuple[
+        dict[str, Any], dict[str, Any]]:
+    """Run ``a`` and ``b`` for ``duration`` s each as a, b, b, a halves, and merge each side's halves.
+
+    A shared 2-core machine drifts in speed by tens of per cent over minutes;
+    measured back to back and mirrored, both sides see the same stretch of it,
+    so their ratio is not a ratio of two different minutes.
+    """
+    first_a, first_b = a(duration / 2), b(duration / 2)
+    second_b, second_a = b(duration / 2), a(duration / 2)
+    return merged(first_a, second_a), merged(first_b, second_b)
+
+
+def merged(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
+    return summary(x["latencies"] + y["latencies"], x["texts"] + y["texts"], x["seconds"] + y["seconds"],
+                   x["error_texts"] + y["error_texts"], clients=x["clients"], batch=x["batch"])
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without the raw latencies (for the JSON report)."""
+    return {k: v for k, v in row.items() if k not in ("latencies", "error_texts")}
 
 
 def triton_caller(url: str, name: str, batch: int) -> Callable[[], Callable[[list[str]], Any]]:
@@ -199,8 +229,8 @@ def sweep(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
                             preferred_batch_sizes=tuple(int(x) for x in preferred.split(",") if x))
         print(f"sweep: {describe(opts)} ...", file=sys.stderr)
         with Served(args.model, opts, args.name) as served:
-            levels = [drive(triton_caller(served.url, args.name, 1), texts, clients=c, batch=1,
-                            duration=args.duration) for c in args.levels]
+            levels = [public(drive(triton_caller(served.url, args.name, 1), texts, clients=c, batch=1,
+                                   duration=args.duration)) for c in args.levels]
         results.append({"options": describe(opts), "settings": {"instances": instances, "intra_op_threads": threads,
                                                                  "max_queue_delay_us": delay,
                                                                  "preferred_batch_sizes": preferred},
@@ -229,18 +259,22 @@ def side_by_side(args: argparse.Namespace, texts: list[str]) -> dict[str, Any]:
     opts = options_from(args)
     out: dict[str, Any] = {"options": describe(opts), "online": [], "bulk": []}
     modes = (("online", 1), ("bulk", args.bulk_batch))
-    with Served(args.model, opts, args.name) as served:
-        for mode, batch in modes:
-            for c in args.levels:
-                out[mode].append({"triton": drive(triton_caller(served.url, args.name, batch), texts, clients=c,
-                                                  batch=batch, duration=args.duration)})
     export = find_export(Path(args.model))
     if export is None:
         raise SystemExit(f"{args.model}: no ONNX export for the in-process rows; run nerwheel export first")
     tagger = OnnxTagger(export, int8=opts.int8, threads=args.inprocess_threads or None)
-    for mode, batch in modes:
-        for row, c in zip(out[mode], args.levels, strict=True):
-            row["in_process"] = drive(lambda: tagger.predict, texts, clients=c, batch=batch, duration=args.duration)
+    with Served(args.model, opts, args.name) as served:  # idle between its own turns: no CPU taken from in-process
+        for mode, batch in modes:
+            for c in args.levels:
+                def on_triton(seconds: float, c: int = c, batch: int = batch) -> dict[str, Any]:
+                    return drive(triton_caller(served.url, args.name, batch), texts, clients=c, batch=batch,
+                                 duration=seconds)
+
+                def in_process(seconds: float, c: int = c, batch: int = batch) -> dict[str, Any]:
+                    return drive(lambda: tagger.predict, texts, clients=c, batch=batch, duration=seconds)
+
+                t, p = paired(on_triton, in_process, args.duration)
+                out[mode].append({"triton": public(t), "in_process": public(p)})
     load = os.getloadavg()[0]
     for mode, batch in modes:
         print(f"\n{mode}: {batch} text(s) per request, {args.duration:.0f} s per level; Triton: {describe(opts)}; "
