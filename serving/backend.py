@@ -47,6 +47,8 @@ __all__ = [
     "internal_error",
     "model_class",
     "n_best_json",
+    "parameters_of",
+    "runtime_threads",
     "served_source",
 ]
 
@@ -72,6 +74,17 @@ def internal_error(message: str) -> RequestError:
     return RequestError(message, code="INTERNAL")
 
 
+def parameters_of(config: dict[str, Any]) -> dict[str, str]:
+    """A model config's ``parameters`` (as Triton hands the config to ``initialize``) as plain strings."""
+    return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+
+
+def runtime_threads(config: dict[str, Any]) -> int:
+    """ONNX Runtime threads per instance (``ServingOptions.intra_op_threads``); instances x threads should not
+    exceed the cores, or instances fight over them (measured: ``benchmarks/serving.py --sweep``)."""
+    return int(parameters_of(config).get("intra_op_threads") or 1)
+
+
 class Tagger(Protocol):
     def predict(self, texts: Sequence[str]) -> list[list[Entity]]: ...
 
@@ -85,7 +98,7 @@ class Limits:
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> Limits:
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        params = parameters_of(config)
         return cls(
             max_text_length=int(params.get("max_text_length") or cls.max_text_length),
             max_batch_size=int(config.get("max_batch_size") or cls.max_batch_size),
@@ -258,12 +271,10 @@ def build_handler(role: str, folder: Path, config: dict[str, Any], *, source: st
     entity, so a client (and Label Studio's ``model_version``) sees which served model and version
     answered, not ``model:model``.
     """
-    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    params = parameters_of(config)
     limits = Limits.from_model_config(config)
     if role == "tagger":
-        # ONNX Runtime threads per instance (ServingOptions.intra_op_threads); instances x threads should not
-        # exceed the cores, or instances fight over them (measured: benchmarks/serving.py --sweep).
-        options = {"threads": int(params.get("intra_op_threads") or 1), **_tagger_options(params)}
+        options = {"threads": runtime_threads(config), **_tagger_options(params)}
         tagger = load_tagger(params.get("tagger") or DEFAULT_TAGGER, folder, **options)
         if source:
             tagger.source = source  # type: ignore[attr-defined]
@@ -294,7 +305,7 @@ def model_class(pb_utils: Any) -> type:
     class TritonPythonModel:
         def initialize(self, args: dict[str, str]) -> None:
             config = json.loads(args["model_config"])
-            params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+            params = parameters_of(config)
             folder = Path(args["model_repository"]) / args["model_version"]
             self.inputs = [i["name"] for i in config["input"]]
             self.outputs = [o["name"] for o in config["output"]]

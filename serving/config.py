@@ -107,17 +107,30 @@ def with_versions(cfg: mc.ModelConfig, versions: Sequence[int]) -> mc.ModelConfi
     return cfg
 
 
+def python_model_config(name: str, version: int | None, opts: ServingOptions, role: str,
+                        parameters: dict[str, str] | None = None) -> mc.ModelConfig:
+    """A python-backend model on CPU instances with dynamic batching, without inputs and outputs yet.
+
+    The shape every CPU-served task shares (tagger, classifier, embedding
+    encoder): ``opts``' batch size, versions, queue delay, instances and
+    :attr:`~ServingOptions.runtime_parameters`, plus ``parameters`` and the
+    ``nerwheel_role`` that picks the handler in the backend.
+    """
+    cfg = _base(name, version, opts)
+    cfg.backend = "python"
+    cfg.dynamic_batching.CopyFrom(_batching(opts))
+    cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
+    for k, v in _params({**opts.runtime_parameters, **(parameters or {}), ROLE: role}).items():
+        cfg.parameters[k].CopyFrom(v)
+    return cfg
+
+
 def cpu_model_config(name: str, version: int | None = None, options: ServingOptions | None = None) -> mc.ModelConfig:
     """The python-backend model: TEXT -> ENTITIES (JSON bytes) + TAG_IDS (int32, padded with -1) + NBEST (JSON)."""
     opts = options or ServingOptions()
-    cfg = _base(name, version, opts)
-    cfg.backend = "python"
+    cfg = python_model_config(name, version, opts, "tagger", opts.parameters)
     cfg.input.extend(_io([_TEXT], mc.ModelInput))
     cfg.output.extend(_io([_ENTITIES, _TAG_IDS, _NBEST], mc.ModelOutput))
-    cfg.dynamic_batching.CopyFrom(_batching(opts))
-    cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=opts.instances))
-    for k, v in _params({**opts.parameters, ROLE: "tagger"}).items():
-        cfg.parameters[k].CopyFrom(v)
     return cfg
 
 

@@ -65,11 +65,15 @@ class ServingOptions:
         return {"int8": True} if self.int8 else {}
 
     @property
+    def runtime_parameters(self) -> dict[str, str]:
+        """What every served task's handler reads back (Triton parameters are strings): its text limit and threads."""
+        return {"max_text_length": str(self.max_text_length), "intra_op_threads": str(self.intra_op_threads)}
+
+    @property
     def parameters(self) -> dict[str, str]:
-        """What the served model reads back in ``initialize`` (Triton parameters are strings)."""
+        """What the served tagger reads back in ``initialize``: :attr:`runtime_parameters`, n-best and its class."""
         return {
-            "max_text_length": str(self.max_text_length),
-            "intra_op_threads": str(self.intra_op_threads),
+            **self.runtime_parameters,
             "n_best": str(self.n_best),
             "tagger": self.tagger,
             **{f"tagger.{k}": json.dumps(v) for k, v in self.tagger_options.items()},

@@ -53,24 +53,13 @@ def model_config(name: str, version: int | None, options: Any, labels: Sequence[
     """MESSAGE [1] + optional CONTEXT [1] (BYTES) -> LABEL [1] (BYTES), PROBABILITIES [classes] (FP32)."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from nerwheel.serving.config import ROLE as ROLE_PARAM
-    from nerwheel.serving.config import with_versions
+    from nerwheel.serving.config import python_model_config
 
-    cfg = mc.ModelConfig(name=name, max_batch_size=options.max_batch_size, backend="python")
-    if version is not None:
-        with_versions(cfg, [version])
+    cfg = python_model_config(name, version, options, ROLE, {"labels": json.dumps(list(labels), ensure_ascii=False)})
     cfg.input.extend([mc.ModelInput(name=INPUT_MESSAGE, data_type=mc.TYPE_STRING, dims=[1]),
                       mc.ModelInput(name=INPUT_CONTEXT, data_type=mc.TYPE_STRING, dims=[1], optional=True)])
     cfg.output.extend([mc.ModelOutput(name=OUTPUT_LABEL, data_type=mc.TYPE_STRING, dims=[1]),
                        mc.ModelOutput(name=OUTPUT_PROBABILITIES, data_type=mc.TYPE_FP32, dims=[-1])])
-    cfg.dynamic_batching.CopyFrom(mc.ModelDynamicBatching(
-        max_queue_delay_microseconds=options.max_queue_delay_us,
-        preferred_batch_size=list(options.preferred_batch_sizes)))
-    cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=options.instances))
-    params = {"max_text_length": str(options.max_text_length), "intra_op_threads": str(options.intra_op_threads),
-              "labels": json.dumps(list(labels), ensure_ascii=False), ROLE_PARAM: ROLE}
-    for k, v in params.items():
-        cfg.parameters[k].CopyFrom(mc.ModelParameter(string_value=v))
     return cfg
 
 
@@ -101,11 +90,10 @@ class ClassifyHandler:
 
     @classmethod
     def from_folder(cls, folder: Path, config: dict[str, Any]) -> ClassifyHandler:
-        from nerwheel.serving.backend import Limits
+        from nerwheel.serving.backend import Limits, runtime_threads
         from nerwheel.tasks.classify.runtime import OnnxClassifier
 
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        return cls(OnnxClassifier(folder, threads=int(params.get("intra_op_threads") or 1)),
+        return cls(OnnxClassifier(folder, threads=runtime_threads(config)),
                    Limits.from_model_config(config))
 
     def decode(self, arrays: dict[str, np.ndarray]) -> list[tuple[str, str]]:

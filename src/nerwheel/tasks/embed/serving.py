@@ -52,24 +52,13 @@ def model_config(name: str, version: int | None, options: Any, card: dict[str, A
     """TEXT [1] (BYTES) -> EMBEDDING [dimension] (FP32), python backend on CPU, dynamic batching."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from nerwheel.serving.config import ROLE as ROLE_PARAM
-    from nerwheel.serving.config import with_versions
+    from nerwheel.serving.config import python_model_config
 
-    cfg = mc.ModelConfig(name=name, max_batch_size=options.max_batch_size, backend="python")
-    if version is not None:
-        with_versions(cfg, [version])
+    prompts = card.get("prompts") or {}
+    cfg = python_model_config(name, version, options, ROLE, {
+        "dimension": str(card["dimension"]), **{param: prompts.get(kind, "") for kind, param in PROMPT_PARAMS.items()}})
     cfg.input.append(mc.ModelInput(name=INPUT_TEXT, data_type=mc.TYPE_STRING, dims=[1]))
     cfg.output.append(mc.ModelOutput(name=OUTPUT_EMBEDDING, data_type=mc.TYPE_FP32, dims=[int(card["dimension"])]))
-    cfg.dynamic_batching.CopyFrom(mc.ModelDynamicBatching(
-        max_queue_delay_microseconds=options.max_queue_delay_us,
-        preferred_batch_size=list(options.preferred_batch_sizes)))
-    cfg.instance_group.append(mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_CPU, count=options.instances))
-    prompts = card.get("prompts") or {}
-    params = {"max_text_length": str(options.max_text_length), "intra_op_threads": str(options.intra_op_threads),
-              "dimension": str(card["dimension"]), ROLE_PARAM: ROLE,
-              **{param: prompts.get(kind, "") for kind, param in PROMPT_PARAMS.items()}}
-    for k, v in params.items():
-        cfg.parameters[k].CopyFrom(mc.ModelParameter(string_value=v))
     return cfg
 
 
@@ -82,11 +71,10 @@ class EmbedHandler:
 
     @classmethod
     def from_folder(cls, folder: Path, config: dict[str, Any]) -> EmbedHandler:
-        from nerwheel.serving.backend import Limits
+        from nerwheel.serving.backend import Limits, runtime_threads
         from nerwheel.tasks.embed.runtime import OnnxEncoder
 
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        return cls(OnnxEncoder(folder, threads=int(params.get("intra_op_threads") or 1)),
+        return cls(OnnxEncoder(folder, threads=runtime_threads(config)),
                    Limits.from_model_config(config))
 
     def serve(self, requests: Sequence[dict[str, np.ndarray]], wanted: Sequence[set[str]]) -> list[Any]:
