@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,16 +111,30 @@ def text_input(texts: list[str]) -> object:
 
 
 def decode_executions(url: str, model: str, version: int) -> Callable[[], int]:
-    """How often Triton has run ``model`` (one step request: the decode model has no dynamic batching)."""
+    """How often Triton has run ``model`` (one step request: the decode model has no dynamic batching).
+
+    The backend reports an execution's statistics after its response is sent, so a client can read them before
+    the last run is counted (seen under the full suite's load): read until two reads 50 ms apart agree.
+    """
     import tritonclient.grpc as grpcclient
 
     from nerwheel.serving.control import grpc_headers, resolve_key
 
-    def count() -> int:
+    def read() -> int:
         with grpcclient.InferenceServerClient(url) as client:
             stats = client.get_inference_statistics(model, str(version), headers=grpc_headers(resolve_key()),
                                                     as_json=True)
         return int(stats["model_stats"][0].get("execution_count", 0))
+
+    def count() -> int:
+        last, deadline = read(), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = read()
+            if now == last:
+                return now
+            last = now
+        return last
 
     return count
 
