@@ -31,7 +31,13 @@ class ServingOptions:
     was best for a ``tiny`` tagger (summed throughput 2,522 texts/s against 1,972 for 1 x 1) and second
     for e5-small (899 against 1,073 for 2 x 1, the shallow:4 student's best too): it has the best average
     over the two models, matches an in-process runtime using both cores, and does not double the model's
-    memory as a second instance does. 2 x 2 oversubscribes 2 cores and was worst for both. Sweep your own
+    memory as a second instance does. 2 x 2 oversubscribes 2 cores and was worst for both. After ONNX
+    Runtime's after-run spin was switched off (:mod:`nerwheel.model.ort_session`: it starved the server's and
+    the client's threads), a re-sweep (1, 2 x 1, 2, 0 us; a slower stretch of the machine) still put 2 x 1
+    first for e5-small (1,032 texts/s summed), then 2 x 2 (860: no longer the worst, its collapse was the
+    spin), 1 x 2 (850), 1 x 1 (725); for tiny all four came within 5 % (1 x 1 1,734, 1 x 2 1,707, 2 x 1
+    1,692, 2 x 2 1,650). 1 x 2 stays the default: the fastest single request for both models (one client:
+    e5-small 110 texts/s against 98 for 2 x 1, tiny 174 against 140). Sweep your own
     model on your own machine before deploying at scale (``nerwheel deploy --instances N --threads T
     --queue-delay-us D``).
     """
