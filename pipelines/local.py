@@ -419,7 +419,7 @@ def run_local(cfg: LocalRun) -> RunSummary:
                         contextlib.redirect_stderr(progress):
                     flow.pipeline(**args)
             except Exception as e:  # kfp.local raises RuntimeError naming the failed task
-                raise LocalRunError(f"{e}\n  full log: {log_path}\n{_tail(log_path)}") from e
+                raise LocalRunError(f"{e}\n  full log: {log_path}\n{_excerpt(log_path, str(e))}") from e
     seconds = time.monotonic() - t0
     run_dir = _new_run_dir(root, before, flow.pipeline.name)
     summary = _summarise(run_dir, seconds, log_path, args, flow)
@@ -431,9 +431,25 @@ def run_local(cfg: LocalRun) -> RunSummary:
     return summary
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join("    " + ln for ln in text[-lines:])
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _excerpt(path: Path, error: str, lines: int = 40) -> str:
+    """The failed task's own last ``lines`` log lines (its traceback), else the log's last ``lines``.
+
+    kfp.local runs independent tasks on after a failure, so the log's tail can be another task's output or
+    the list of skipped tasks (seen: an independent task's 50 lines pushed the failed task's error out).
+    """
+    text = [_ANSI.sub("", ln) for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    failed = re.search(r"Inner task failed: '([^']+)'", error)
+    task = failed.group(1) if failed else None
+    ends = [i for i, ln in enumerate(text) if task and f"Task '{task}' finished with status FAILURE" in ln]
+    if not ends:
+        chosen = text[-lines:]
+    else:
+        starts = [i for i, ln in enumerate(text[: ends[-1]]) if f"Executing task '{task}'" in ln]
+        chosen = text[max(starts[-1] if starts else 0, ends[-1] + 1 - lines) : ends[-1] + 1]
+    return "\n".join("    " + ln for ln in chosen)
 
 
 def _candidate(run_dir: Path, flow: _Flow) -> Path:

@@ -94,3 +94,24 @@ def test_a_shards_finish_line_survives_the_other_shard_leaving_kfps_logger_conte
         logging.info("Cleaned up workspace: /tmp/x")  # kfp.local's clean-up notice stays out
     assert echo.getvalue() == "Task 'annotate' finished with status SUCCESS\n"
     assert "Cleaned up" not in log.getvalue()
+
+
+def test_a_failed_tasks_excerpt_is_its_own_traceback_not_the_logs_tail(tmp_path) -> None:
+    from nerwheel.pipelines.local import _excerpt
+
+    red, cyan, off = "\x1b[91m", "\x1b[96m", "\x1b[0m"
+    log = tmp_path / "run.log"
+    log.write_text("\n".join([
+        f"12:00:00.000 - INFO - Executing task {cyan}'shard'{off}",
+        "    Traceback (most recent call last):",
+        "    nerwheel.storage.StorageNotFound: cannot read missing.txt: no such file",
+        f"12:00:00.100 - ERROR - Task {cyan}'shard'{off} finished with status {red}FAILURE{off}",
+        f"12:00:00.101 - INFO - Executing task {cyan}'production'{off}",  # an independent task runs on after it
+        *[f"    its line {i}" for i in range(60)],
+        "12:00:00.300 - INFO - Skipping task train: upstream task(s) ['shard'] failed.",
+    ]), encoding="utf-8")
+    excerpt = _excerpt(log, "Pipeline 'p' finished with status FAILURE. Inner task failed: 'shard'.")
+    assert "missing.txt: no such file" in excerpt and "its line" not in excerpt
+    assert excerpt.splitlines()[-1].endswith("Task 'shard' finished with status FAILURE")
+    # no task named: the log's last lines
+    assert _excerpt(log, "something else", lines=2).splitlines()[-1].endswith("upstream task(s) ['shard'] failed.")
