@@ -218,6 +218,10 @@ class RunSummary:
         return "\n".join(lines)
 
 
+#: kfp.local's colour codes, removed from what is echoed and from a failed task's excerpt
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 class _Progress(io.TextIOBase):
     """Everything to the log file; to ``echo``: task start/finish lines and each task's own progress lines.
 
@@ -235,7 +239,6 @@ class _Progress(io.TextIOBase):
     _TASK = re.compile(r"Executing task '([^']+)'")
     _RECORD = re.compile(r"^\s*\d{4}-\d\d-\d\d [\d:,.]+ (INFO|WARNING|ERROR|CRITICAL) nerwheel[\w.]*: (.*)$")
     _BAR = re.compile(r"^\s*[^|]*\d+%\|.*\|")
-    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
     def __init__(self, log: TextIO, echo: TextIO | None) -> None:
         self.log, self.echo, self._buf, self.task = log, echo, "", ""
@@ -251,7 +254,7 @@ class _Progress(io.TextIOBase):
                 self._buf += s
                 *lines, self._buf = re.split(r"\r\n|\r|\n", self._buf)
                 for line in lines:
-                    if shown := self._shown(self._ANSI.sub("", line)):
+                    if shown := self._shown(_ANSI.sub("", line)):
                         self.echo.write(shown + "\n")
                         self.echo.flush()
         return len(s)
@@ -429,9 +432,6 @@ def run_local(cfg: LocalRun) -> RunSummary:
             summary.s3_objects, manifest = _mirror_to_s3(run_dir, uri, out)
             summary.s3_run_uri, summary.manifest = uri, str(manifest)
     return summary
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _excerpt(path: Path, error: str, lines: int = 40) -> str:
