@@ -441,7 +441,7 @@ def _excerpt(path: Path, error: str, lines: int = 40) -> str:
     the list of skipped tasks (seen: an independent task's 50 lines pushed the failed task's error out).
     """
     text = [_ANSI.sub("", ln) for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    failed = re.search(r"Inner task failed: '([^']+)'", error)
+    failed = re.search(r"Inner task failed: '([^']+)'", _ANSI.sub("", error))  # kfp colours the task's name
     task = failed.group(1) if failed else None
     ends = [i for i, ln in enumerate(text) if task and f"Task '{task}' finished with status FAILURE" in ln]
     if not ends:

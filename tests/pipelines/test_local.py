@@ -110,7 +110,9 @@ def test_a_failed_tasks_excerpt_is_its_own_traceback_not_the_logs_tail(tmp_path)
         *[f"    its line {i}" for i in range(60)],
         "12:00:00.300 - INFO - Skipping task train: upstream task(s) ['shard'] failed.",
     ]), encoding="utf-8")
-    excerpt = _excerpt(log, "Pipeline 'p' finished with status FAILURE. Inner task failed: 'shard'.")
+    # kfp.local's own message, colour codes and all (pipeline_orchestrator: the task chain is coloured)
+    error = f"Pipeline \x1b[95m'p'\x1b[0m finished with status {red}FAILURE{off}. Inner task failed: {cyan}'shard'{off}."
+    excerpt = _excerpt(log, error)
     assert "missing.txt: no such file" in excerpt and "its line" not in excerpt
     assert excerpt.splitlines()[-1].endswith("Task 'shard' finished with status FAILURE")
     # no task named: the log's last lines
